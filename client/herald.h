@@ -1,0 +1,99 @@
+/*  herald.h: libherald, the client library for publishing events to Herald
+    and querying its admin endpoint.
+
+    The library owns no threads, no signal handlers and never exits the
+    process. Blocking calls take a timeout; callers with their own loop can
+    poll herald_client_socket() and use herald_send / herald_recv. */
+#ifndef HERALD_H
+#define HERALD_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef enum {
+    HERALD_OK = 0,
+    HERALD_E_INVALID,       /* bad argument or unusable event JSON (nothing sent) */
+    HERALD_E_NACK,          /* the broker refused the event: reply.code and reply.reason say why */
+    HERALD_E_BUSY,          /* the broker refused for now (busy, storage): publish again later */
+    HERALD_E_TIMEOUT,       /* sent, but no answer in time: publish again (it is idempotent) */
+    HERALD_E_UNAVAILABLE,   /* no connection to the broker within the timeout */
+    HERALD_E_PROTOCOL,      /* the broker's reply was malformed */
+    HERALD_E_NOMEM,
+    HERALD_E_SYSTEM         /* socket error: errno says which */
+} herald_status_t;
+
+typedef struct herald_client herald_client_t;
+
+typedef struct {
+    uint64_t corr;          /* correlation id of the publish this answers */
+    bool acked;             /* true: ACK; false: NACK */
+    bool duplicate;         /* ACK: the idempotency key was already stored */
+    char event_id[129];     /* ACK: the stored event's id */
+    char durability[16];    /* ACK: "fsync" */
+    int code;               /* NACK: 400 413 422 424 503 507 ... */
+    char reason[1024];      /* NACK: what was wrong and where */
+} herald_reply_t;
+
+/*  Connects to a broker endpoint ("tcp://127.0.0.1:5570"). Returns a client,
+    or NULL (errno set). Connection happens in the background. */
+herald_client_t *
+    herald_client_new (const char *endpoint);
+
+/*  Closes the connection; NULL-safe, nulls the pointer. */
+void
+    herald_client_destroy (herald_client_t **self_p);
+
+/*  Builds a CloudEvents 1.0 JSON envelope. json is either the event's data
+    (any JSON object) or a whole envelope (an object with "specversion").
+    Fills specversion, id (a random UUID v4), time (now, RFC 3339) and
+    source ("herald-client" unless given) when missing; type overrides the
+    envelope's when not NULL. Returns a string the caller frees, or NULL
+    with err filled ("invalid JSON at line 1 column 7: ..."). */
+char *
+    herald_event_build (const char *type, const char *source, const char *json,
+                        char *err, size_t errlen);
+
+/*  Publishes one envelope and waits up to timeout_ms for its ACK or NACK.
+    HERALD_OK means ACKed (reply->duplicate tells if it was already stored). */
+herald_status_t
+    herald_publish (herald_client_t *self, const char *event_json, int timeout_ms,
+                    herald_reply_t *reply);
+
+/*  Pipelined publishing: sends without waiting, returns its correlation id. */
+herald_status_t
+    herald_send (herald_client_t *self, const char *event_json, int timeout_ms,
+                 uint64_t *corr);
+
+/*  Waits up to timeout_ms for the next ACK or NACK of any outstanding send.
+    HERALD_OK with reply->acked telling which; HERALD_E_TIMEOUT if none came. */
+herald_status_t
+    herald_recv (herald_client_t *self, int timeout_ms, herald_reply_t *reply);
+
+/*  Sends not yet answered. */
+size_t
+    herald_outstanding (herald_client_t *self);
+
+/*  The ZeroMQ socket, to poll for ZMQ_POLLIN in the caller's own loop. */
+void *
+    herald_client_socket (herald_client_t *self);
+
+/*  Admin request to the broker's admin endpoint (a client connected to it).
+    On HERALD_OK, *code is the reply code (200, 404, ...) and *body the JSON
+    reply, which the caller frees. */
+herald_status_t
+    herald_admin (herald_client_t *self, const char *verb, const char *args_json,
+                  int timeout_ms, int *code, char **body);
+
+/*  Text for a status. */
+const char *
+    herald_strerror (herald_status_t status);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,42 @@
+/*  herald_clock: monotonic and wall clocks. */
+#include <stddef.h>
+#include <stdio.h>
+#include <time.h>
+
+#include "herald_clock.h"
+
+int64_t
+herald_clock_mono_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t
+herald_clock_mono_us (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+int64_t
+herald_clock_wall_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+const char *
+herald_clock_format (int64_t wall_ms, char *buf, size_t size)
+{
+    time_t secs = (time_t) (wall_ms / 1000);
+    struct tm tm;
+    gmtime_r (&secs, &tm);
+    snprintf (buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
+              tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
+              tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (wall_ms % 1000));
+    return buf;
+}

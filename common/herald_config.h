@@ -1,0 +1,156 @@
+/*  herald_config: the deployment, loaded from YAML and validated in one place.
+    No other module sees YAML. Defaults are compiled in (herald_config_defaults),
+    so tests need no file. Errors read "FILE:LINE: key.path: what is wrong". */
+#ifndef HERALD_CONFIG_H
+#define HERALD_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define HERALD_MAX_CHANNELS     16
+#define HERALD_MAX_EVENT_TYPES  32
+#define HERALD_MAX_REQUIRED     32
+#define HERALD_MAX_HEADERS      16
+#define HERALD_NAME_MAX         64      /* channel and event type names, incl. NUL */
+#define HERALD_PATH_MAX         1024
+#define HERALD_ERR_MAX          512
+
+typedef enum {
+    HERALD_DRIVER_FILE = 0,     /* writes each delivery as a file */
+    HERALD_DRIVER_NOOP,         /* accepts and drops: for benchmarks */
+    HERALD_DRIVER_SMTP,         /* email through an SMTP relay (libcurl) */
+    HERALD_DRIVER_HTTP          /* HTTP API call (libcurl multi) */
+} herald_driver_kind_t;
+
+typedef enum {
+    HERALD_TLS_STARTTLS = 0,    /* smtp:// upgraded with STARTTLS, required */
+    HERALD_TLS_IMPLICIT,        /* smtps:// */
+    HERALD_TLS_NONE             /* plaintext: only when the config says so explicitly */
+} herald_tls_mode_t;
+
+typedef struct {
+    char name[128];                 /* header name */
+    char value[512];                /* literal value, or "" when value_env is set */
+    char value_env[128];            /* environment variable holding the value (secrets) */
+} herald_header_t;
+
+typedef struct {
+    char url[512];                  /* smtp://host:port or smtps://host:port */
+    herald_tls_mode_t tls;          /* tls: starttls | implicit | none */
+    char from[256];                 /* envelope and header From */
+    char to[256];                   /* template, e.g. "{{data.customer.email}}" */
+    char subject[512];              /* template */
+    char text_template[HERALD_PATH_MAX]; /* path of the text/plain template file */
+    char html_template[HERALD_PATH_MAX]; /* path of the text/html template file */
+    char username[128];             /* AUTH user, "" for no AUTH */
+    char password_env[128];         /* environment variable holding the password */
+    char ca_file[HERALD_PATH_MAX];  /* extra CA bundle, "" for the system store */
+    bool verify_peer;               /* certificate verification, default true */
+    int64_t timeout_ms;             /* whole-transaction timeout */
+} herald_smtp_config_t;
+
+typedef struct {
+    char method[16];                /* GET POST PUT PATCH DELETE, default POST */
+    char url[1024];                 /* http:// or https:// only */
+    herald_header_t headers[HERALD_MAX_HEADERS];
+    int header_count;
+    char body_template[HERALD_PATH_MAX]; /* "" sends the event's data as is */
+    int64_t connect_timeout_ms;     /* default 5s */
+    int64_t timeout_ms;             /* whole request, default 30s */
+    bool follow_redirects;          /* default false */
+    char ca_file[HERALD_PATH_MAX];  /* extra CA bundle, "" for the system store */
+    bool verify_peer;               /* default true */
+} herald_http_config_t;
+
+typedef struct {
+    char name[HERALD_NAME_MAX];     /* channel name, e.g. "email" */
+    herald_driver_kind_t driver;
+    int capacity;                   /* credit each worker announces (concurrent tasks), default 32 */
+    /* retry policy, owned by the broker */
+    int max_attempts;               /* default 8; then the task is dead */
+    int64_t backoff_min_ms;         /* first retry delay cap, default 500ms */
+    int64_t backoff_max_ms;         /* delay cap, default 10m */
+    int64_t lease_ms;               /* a delivery not answered by then goes elsewhere, default 60s */
+    /* limits across all workers of the channel, enforced by the broker */
+    int max_in_flight;              /* 0 = bounded only by worker credit */
+    double rate_per_sec;            /* token bucket rate, 0 = unlimited */
+    int burst;                      /* token bucket size, default max(1, rate) */
+    /* drivers */
+    char dir[HERALD_PATH_MAX];      /* file driver: output directory */
+    herald_smtp_config_t smtp;
+    herald_http_config_t http;
+} herald_channel_t;
+
+typedef struct {
+    char name[HERALD_NAME_MAX];     /* CloudEvents type, e.g. "order.confirmed" */
+    char key[128];                  /* data field (dotted path) giving the idempotency key, "" = source+id */
+    char required[HERALD_MAX_REQUIRED][128]; /* dotted paths that must exist in data */
+    int required_count;
+    int fanout[HERALD_MAX_CHANNELS];/* indexes into herald_config_t.channels */
+    int fanout_count;
+} herald_event_type_t;
+
+typedef struct {
+    char producers[256];            /* endpoint producers connect to */
+    char workers[256];              /* endpoint workers connect to */
+    char admin[256];                /* endpoint for herald status / dead / track */
+    char store[HERALD_PATH_MAX];    /* SQLite file */
+    size_t max_event_bytes;         /* larger events get NACK 413, default 256 KiB */
+    int batch_max;                  /* most events in one commit, default 2048 */
+    int64_t dedup_retention_ms;     /* idempotency window, default 7 days */
+    int64_t heartbeat_ms;           /* heartbeat interval both ways, default 1s */
+    int heartbeat_liveness;         /* missed heartbeats before a peer is dead, default 3 */
+    int64_t shutdown_timeout_ms;    /* graceful stop budget on SIGTERM, default 10s */
+    int queue_window;               /* tasks per channel held in memory, default 100000 */
+    int max_pending_events;         /* received but not yet committed; above: NACK 503 busy, default 20000 */
+    int hwm;                        /* ZeroMQ send/receive high-water marks, default 100000 */
+} herald_broker_config_t;
+
+typedef struct {
+    char path[HERALD_PATH_MAX];     /* file this was loaded from, "" for defaults */
+    herald_broker_config_t broker;
+    herald_event_type_t events[HERALD_MAX_EVENT_TYPES];
+    int event_count;
+    herald_channel_t channels[HERALD_MAX_CHANNELS];
+    int channel_count;
+    int workers[HERALD_MAX_CHANNELS]; /* processes `herald up` starts, by channel index */
+} herald_config_t;
+
+/*  Fills self with compiled-in defaults: no events, no channels. */
+void
+    herald_config_defaults (herald_config_t *self);
+
+/*  Loads and validates FILE into self (defaults first). Returns 0, or -1 with
+    a message "FILE:LINE: key.path: what" in err. */
+int
+    herald_config_load (herald_config_t *self, const char *file, char *err, size_t errlen);
+
+/*  Same from a string; name stands in for the file name in messages. */
+int
+    herald_config_parse (herald_config_t *self, const char *text, size_t len,
+                         const char *name, char *err, size_t errlen);
+
+/*  Index of the channel or event type with that name, or -1. */
+int
+    herald_config_channel_index (const herald_config_t *self, const char *name);
+int
+    herald_config_event_index (const herald_config_t *self, const char *name);
+
+/*  Human explanation of a loaded config (check-config): endpoints, store,
+    event types and their fan-out, channels and policies. Caller frees. */
+char *
+    herald_config_explain (const herald_config_t *self);
+
+/*  Parses "500ms", "2s", "10m", "1h", "7d" (bare numbers are ms). 0 / -1. */
+int
+    herald_parse_duration (const char *text, int64_t *ms);
+
+/*  Parses "256KiB", "1MiB", "1024" (bytes). 0 / -1. */
+int
+    herald_parse_size (const char *text, size_t *bytes);
+
+const char *
+    herald_driver_name (herald_driver_kind_t kind);
+
+#endif

@@ -1,0 +1,65 @@
+/*  herald_wire: ZeroMQ I/O for Herald messages, and the one place where
+    sockets are created and their options set (HWM, ZMQ_MAXMSGSIZE,
+    ZMQ_ROUTER_MANDATORY, linger, heartbeats, handshake interval). */
+#ifndef HERALD_WIRE_H
+#define HERALD_WIRE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <zmq.h>
+
+#include "herald_proto.h"
+
+typedef enum {
+    HW_PRODUCER_ROUTER,     /* broker side of the producer endpoint (bind) */
+    HW_WORKER_ROUTER,       /* broker side of the worker endpoint (bind) */
+    HW_ADMIN_ROUTER,        /* broker side of the admin endpoint (bind) */
+    HW_CLIENT_DEALER,       /* producer / admin client (connect) */
+    HW_WORKER_DEALER        /* worker (connect) */
+} hw_role_t;
+
+typedef struct {
+    int hwm;                /* send and receive high-water mark, 0 = libzmq default */
+    long long max_msg_size; /* ZMQ_MAXMSGSIZE, -1 = unlimited */
+    int linger_ms;          /* ZMQ_LINGER */
+} hw_options_t;
+
+/*  Creates a socket for role, applies options, binds (ROUTER roles) or
+    connects (DEALER roles) to endpoint. Returns the socket, or NULL with
+    a message naming the endpoint and errno text in err. */
+void *
+    hw_socket_new (void *ctx, hw_role_t role, const char *endpoint,
+                   const hw_options_t *options, char *err, size_t errlen);
+
+/*  A received multipart message. Frames point into parts[]. */
+typedef struct {
+    zmq_msg_t parts[HP_MAX_FRAMES + 2];
+    size_t part_count;          /* parts initialised (to close) */
+    hp_str_t identity;          /* ROUTER sockets: the peer's routing id */
+    hp_frame_t frames[HP_MAX_FRAMES];
+    size_t count;               /* frames after the identity */
+    bool too_many_frames;       /* more than HP_MAX_FRAMES: the rest was drained and dropped */
+} hw_msg_t;
+
+/*  Receives one whole multipart message (draining extra frames). For ROUTER
+    sockets (router = true) the first frame is taken as the identity.
+    flags: 0 or ZMQ_DONTWAIT. Returns 0, or -1 (errno EAGAIN, EINTR, ...).
+    Call hw_msg_close afterwards in both cases. */
+int
+    hw_recv (void *socket, bool router, hw_msg_t *in, int flags);
+
+/*  Releases the frames of in. Safe on a closed or failed message. */
+void
+    hw_msg_close (hw_msg_t *in);
+
+/*  Decodes in into msg (hp_decode on its frames). 0 / -1 with err. */
+int
+    hw_decode (const hw_msg_t *in, hp_msg_t *msg, hp_error_t *err);
+
+/*  Encodes and sends msg, prefixed with identity when identity.ptr is set.
+    flags: 0 or ZMQ_DONTWAIT. Returns 0, or -1 with errno (EAGAIN at HWM,
+    EHOSTUNREACH for an unknown peer on a ROUTER_MANDATORY socket). */
+int
+    hw_send (void *socket, hp_str_t identity, const hp_msg_t *msg, int flags);
+
+#endif
