@@ -32,9 +32,16 @@ herald_clock_wall_ms (void)
 const char *
 herald_clock_format (int64_t wall_ms, char *buf, size_t size)
 {
+    if (size == 0)
+        return buf;
+    if (wall_ms < 0)
+        wall_ms = 0;            /* before 1970: a clock error, shown as the epoch */
     time_t secs = (time_t) (wall_ms / 1000);
     struct tm tm;
-    gmtime_r (&secs, &tm);
+    if (!gmtime_r (&secs, &tm)) {
+        buf[0] = '\0';
+        return buf;
+    }
     snprintf (buf, size, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ",
               tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,
               tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (wall_ms % 1000));

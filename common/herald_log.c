@@ -41,6 +41,10 @@ herald_log_quote (const char *text, char *buf, size_t size)
         snprintf (buf, size, "%s", text);
         return buf;
     }
+    if (size < 3) {             /* no room for a quoted value: write nothing */
+        buf[0] = '\0';
+        return buf;
+    }
     size_t o = 0;
     buf[o++] = '"';
     for (const char *p = text; *p && o + 3 < size; p++) {

@@ -94,7 +94,11 @@ typedef struct {
 
 /*  Decodes frames (without any ROUTER identity frame) into msg. Checks the
     signature and version first, then the command, frame count and each
-    field's size and syntax. Returns 0, or -1 with err filled. */
+    field's size and syntax. Returns 0, or -1 with err filled (err may be NULL).
+    On failure msg->command is still set if frame 1 named a known command, and
+    msg->corr if the command carries a correlation id (PUBLISH, ADMIN, ...) and
+    frame 2 is a valid one, so the broker can NACK the right request (this
+    holds for a 505 version error too: frames 1 and 2 keep their meaning). */
 int
     hp_decode (const hp_frame_t *frames, size_t count, hp_msg_t *msg, hp_error_t *err);
 

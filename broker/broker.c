@@ -1,0 +1,951 @@
+/*  broker: the loop and its named actions. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <zmq.h>
+
+#include "broker_internal.h"
+#include "herald_clock.h"
+#include "herald_log.h"
+#include "herald_wire.h"
+
+#define DRAIN_WORKER_MAX    8192    /* worker messages handled per turn */
+#define ADMIN_MAX           16      /* admin requests handled per turn */
+#define STORE_RETRY_MS      1000    /* after a full disk, try committing again */
+#define PRUNE_EVERY_MS      60000
+
+/*  Random numbers: xorshift128+, seeded from getrandom. */
+
+static uint64_t
+s_random (broker_t *self)
+{
+    uint64_t s1 = self->rng[0];
+    const uint64_t s0 = self->rng[1];
+    self->rng[0] = s0;
+    s1 ^= s1 << 23;
+    self->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
+    return self->rng[1] + s0;
+}
+
+static double
+s_random01 (broker_t *self)
+{
+    return (double) (s_random (self) >> 11) / 9007199254740992.0;
+}
+
+/*  A unique, time-ordered id: 48 bits of wall-clock ms, 80 random bits. */
+static void
+s_make_uid (broker_t *self, char out[33])
+{
+    uint64_t ms = (uint64_t) herald_clock_wall_ms ();
+    uint64_t r1 = s_random (self), r2 = s_random (self);
+    snprintf (out, 33, "%012llx%04llx%016llx", (unsigned long long) (ms & 0xffffffffffffULL),
+              (unsigned long long) (r1 & 0xffff), (unsigned long long) r2);
+}
+
+/*  Sending. */
+
+static int
+s_send (void *socket, const char *identity, size_t identity_len, const hp_msg_t *msg)
+{
+    return hw_send (socket, hp_strn (identity, identity_len), msg, ZMQ_DONTWAIT);
+}
+
+/*  Replies to producers: a full pipe (EAGAIN) parks the reply in the outbox
+    for a later turn, so no ACK is ever silently dropped; a departed peer
+    (EHOSTUNREACH) cannot be answered and will publish again. */
+static void
+s_reply_producer (broker_t *self, const char *identity, size_t identity_len, const hp_msg_t *msg)
+{
+    if (!self->outbox_head && s_send (self->producers, identity, identity_len, msg) == 0)
+        return;
+    if (self->outbox_head == NULL && errno != EAGAIN) {
+        herald_debug ("reply not delivered", "command=%s errno=%d", hp_command_name (msg->command), errno);
+        return;
+    }
+    reply_t *reply = calloc (1, sizeof *reply);
+    if (!reply) {
+        herald_error ("out of memory: reply dropped", NULL);
+        return;
+    }
+    memcpy (reply->identity, identity, identity_len);
+    reply->identity_len = identity_len;
+    reply->msg = *msg;
+    /*  Copy the strings the message borrows into the reply. */
+    char *p = reply->text;
+    hp_str_t *fields[] = { &reply->msg.corr, &reply->msg.event_id, &reply->msg.durability,
+                           &reply->msg.text };
+    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
+        hp_str_t *field = fields[i];
+        if (!field->ptr)
+            continue;
+        size_t room = sizeof reply->text - (size_t) (p - reply->text);
+        size_t len = field->len < room? field->len: room;
+        memcpy (p, field->ptr, len);
+        field->ptr = p;
+        field->len = len;
+        p += len;
+    }
+    if (self->outbox_tail)
+        self->outbox_tail->next = reply;
+    else
+        self->outbox_head = reply;
+    self->outbox_tail = reply;
+    self->outbox_count++;
+}
+
+static void
+s_flush_outbox (broker_t *self)
+{
+    while (self->outbox_head) {
+        reply_t *reply = self->outbox_head;
+        if (s_send (self->producers, reply->identity, reply->identity_len, &reply->msg) != 0
+        &&  errno == EAGAIN)
+            return;
+        self->outbox_head = reply->next;
+        if (!self->outbox_head)
+            self->outbox_tail = NULL;
+        self->outbox_count--;
+        free (reply);
+    }
+}
+
+static void
+s_nack (broker_t *self, const char *identity, size_t identity_len, hp_str_t corr,
+        int code, const char *reason)
+{
+    hp_msg_t msg = { .command = HP_NACK, .corr = corr, .code = code, .text = hp_str (reason) };
+    if (!corr.ptr || corr.len == 0)
+        msg.corr = hp_str ("-");
+    s_reply_producer (self, identity, identity_len, &msg);
+}
+
+/*  Outcomes waiting for the commit. */
+
+static outcome_t *
+s_outcome_new (broker_t *self, outcome_kind_t kind, const task_t *task)
+{
+    if (self->outcome_count == self->outcome_cap) {
+        size_t cap = self->outcome_cap? self->outcome_cap * 2: 1024;
+        outcome_t *grown = realloc (self->outcomes, cap * sizeof *grown);
+        if (!grown)
+            return NULL;
+        self->outcomes = grown;
+        self->outcome_cap = cap;
+    }
+    outcome_t *outcome = &self->outcomes[self->outcome_count++];
+    outcome->kind = kind;
+    outcome->rowid = task->rowid;
+    outcome->attempts = task->attempts;
+    outcome->not_before = 0;
+    outcome->at = herald_clock_wall_ms ();
+    outcome->log_attempt = false;
+    outcome->outcome[0] = '\0';
+    outcome->error[0] = '\0';
+    return outcome;
+}
+
+/*  A delivery attempt ended without success: retry later or give up. */
+static void
+s_attempt_failed (broker_t *self, task_t *task, const char *outcome_name, const char *error,
+                  int64_t requested_delay_ms, bool permanent, int64_t now)
+{
+    const herald_channel_t *channel = &self->config->channels[task->channel];
+    bool dead = permanent || task->attempts >= (uint32_t) channel->max_attempts;
+    outcome_t *outcome = s_outcome_new (self, dead? OUTCOME_DEAD: OUTCOME_RESCHEDULE, task);
+    if (!outcome) {
+        herald_error ("out of memory recording an outcome", "task_id=%s", task->key);
+        dispatch_enqueue (self->dispatch, task, now + STORE_RETRY_MS, now, false);
+        return;
+    }
+    outcome->log_attempt = true;
+    snprintf (outcome->outcome, sizeof outcome->outcome, "%s", outcome_name);
+    char quoted[HP_MAX_TEXT + 16];
+    if (dead) {
+        if (permanent)
+            snprintf (outcome->error, sizeof outcome->error, "%s", error);
+        else
+            snprintf (outcome->error, sizeof outcome->error, "gave up after %u attempts: %s",
+                      task->attempts, error);
+        herald_warn ("task dead", "task_id=%s channel=%s attempt=%u error=%s", task->key,
+                     channel->name, task->attempts,
+                     herald_log_quote (outcome->error, quoted, sizeof quoted));
+        self->stats[task->channel].open--;
+        self->stats[task->channel].dead++;
+        /*  Its history row is the attempt log; the error stays on the task. */
+        task_destroy (&task);
+        return;
+    }
+    int64_t delay = requested_delay_ms > 0? requested_delay_ms
+                  : dispatch_backoff_ms (channel, task->attempts, s_random01 (self));
+    outcome->not_before = outcome->at + delay;
+    snprintf (outcome->error, sizeof outcome->error, "%s", error);
+    herald_info ("task will retry", "task_id=%s channel=%s attempt=%u outcome=%s delay_ms=%lld error=%s",
+                 task->key, channel->name, task->attempts, outcome_name, (long long) delay,
+                 herald_log_quote (error, quoted, sizeof quoted));
+    dispatch_enqueue (self->dispatch, task, now + delay, now, false);
+}
+
+/*  Takes back every lease of a worker that died or vanished. */
+static void
+s_worker_lost (broker_t *self, worker_t **worker_p, const char *why, int64_t now)
+{
+    worker_t *worker = *worker_p;
+    herald_warn ("worker lost", "worker=%s channel=%s leases=%u reason=\"%s\"", worker->name,
+                 self->config->channels[worker->channel].name, worker->lease_count, why);
+    task_t *task;
+    while ((task = dispatch_worker_pop_lease (self->dispatch, worker)))
+        s_attempt_failed (self, task, "worker-lost", why, 0, false, now);
+    dispatch_worker_remove (self->dispatch, worker_p);
+}
+
+/*  A worker leaving in good order: its unfinished leases were not tried
+    to the end, so they go back at the head of the queue uncharged. */
+static void
+s_worker_leaving (broker_t *self, worker_t **worker_p, int64_t now)
+{
+    worker_t *worker = *worker_p;
+    herald_info ("worker left", "worker=%s channel=%s handed_back=%u", worker->name,
+                 self->config->channels[worker->channel].name, worker->lease_count);
+    task_t *task;
+    while ((task = dispatch_worker_pop_lease (self->dispatch, worker))) {
+        task->attempts--;
+        dispatch_enqueue (self->dispatch, task, 0, now, true);
+    }
+    dispatch_worker_remove (self->dispatch, worker_p);
+}
+
+/*  Worker messages. */
+
+static void
+s_register_worker (broker_t *self, const hw_msg_t *in, const hp_msg_t *msg, int64_t now)
+{
+    char channel_name[HERALD_NAME_MAX], name[HP_MAX_ID + 1];
+    hp_str_copy (msg->channel, channel_name, sizeof channel_name);
+    hp_str_copy (msg->worker, name, sizeof name);
+    int channel = herald_config_channel_index (self->config, channel_name);
+    if (channel < 0) {
+        herald_warn ("worker refused: unknown channel", "worker=%s channel=%s", name, channel_name);
+        return;
+    }
+    worker_t *existing = dispatch_worker_find (self->dispatch, in->identity.ptr, in->identity.len);
+    if (existing)
+        s_worker_leaving (self, &existing, now);
+    worker_t *worker = dispatch_worker_add (self->dispatch, in->identity.ptr, in->identity.len,
+                                            channel, msg->capacity, name, now);
+    if (!worker) {
+        herald_error ("worker refused: too many workers", "worker=%s", name);
+        return;
+    }
+    herald_info ("worker registered", "worker=%s channel=%s capacity=%u", name, channel_name,
+                 msg->capacity);
+}
+
+static void
+s_task_answered (broker_t *self, worker_t *worker, const hp_msg_t *msg, int64_t now)
+{
+    task_t *task = dispatch_complete (self->dispatch, worker, msg->task_id, msg->attempt);
+    if (!task) {
+        char id[HP_MAX_ID + 1];
+        herald_info ("stale answer ignored", "worker=%s task_id=%s attempt=%u answer=%s",
+                     worker->name, hp_str_copy (msg->task_id, id, sizeof id), msg->attempt,
+                     hp_command_name (msg->command));
+        return;
+    }
+    char error[HP_MAX_TEXT + 1];
+    hp_str_copy (msg->text, error, sizeof error);
+    if (msg->command == HP_DONE) {
+        outcome_t *outcome = s_outcome_new (self, OUTCOME_DONE, task);
+        if (!outcome) {
+            dispatch_enqueue (self->dispatch, task, now + STORE_RETRY_MS, now, false);
+            return;
+        }
+        herald_debug ("task done", "task_id=%s attempt=%u", task->key, task->attempts);
+        self->stats[task->channel].open--;
+        self->stats[task->channel].done++;
+        task_destroy (&task);
+    }
+    else
+    if (msg->command == HP_RETRY)
+        s_attempt_failed (self, task, "retry", error, msg->delay_ms, false, now);
+    else
+    if (msg->command == HP_THROTTLED)
+        s_attempt_failed (self, task, "throttled", error, msg->delay_ms > 0? msg->delay_ms: 1000,
+                          false, now);
+    else
+        s_attempt_failed (self, task, "failed", error, 0, true, now);
+}
+
+static void
+s_worker_message (broker_t *self, const hw_msg_t *in, int64_t now)
+{
+    hp_msg_t msg;
+    hp_error_t err;
+    if (hw_decode (in, &msg, &err) != 0) {
+        herald_warn ("malformed worker message dropped", "code=%d error=\"%s\"", err.code, err.text);
+        return;
+    }
+    if (msg.command == HP_READY) {
+        s_register_worker (self, in, &msg, now);
+        return;
+    }
+    worker_t *worker = dispatch_worker_find (self->dispatch, in->identity.ptr, in->identity.len);
+    if (!worker) {
+        /*  Not registered here (we restarted, or it was declared dead):
+            it must say READY again. */
+        if (msg.command != HP_DISCONNECT) {
+            hp_msg_t reply = { .command = HP_DISCONNECT };
+            s_send (self->workers, in->identity.ptr, in->identity.len, &reply);
+        }
+        return;
+    }
+    worker->last_recv = now;
+    switch (msg.command) {
+        case HP_DONE:
+        case HP_RETRY:
+        case HP_THROTTLED:
+        case HP_FAILED:
+            s_task_answered (self, worker, &msg, now);
+            break;
+        case HP_HEARTBEAT:
+            break;
+        case HP_DISCONNECT:
+            s_worker_leaving (self, &worker, now);
+            break;
+        default:
+            herald_warn ("unexpected worker command dropped", "command=%s",
+                         hp_command_name (msg.command));
+    }
+}
+
+static void
+s_drain_workers (broker_t *self, int64_t now)
+{
+    for (int i = 0; i < DRAIN_WORKER_MAX; i++) {
+        hw_msg_t in;
+        int rc = hw_recv (self->workers, true, &in, ZMQ_DONTWAIT);
+        if (rc == 0)
+            s_worker_message (self, &in, now);
+        hw_msg_close (&in);
+        if (rc != 0)
+            break;
+    }
+}
+
+/*  Producer messages: validate, then stage for the commit. */
+
+static void
+s_publish (broker_t *self, const hw_msg_t *in, const hp_msg_t *msg)
+{
+    pending_event_t *pending = &self->batch[self->batch_count];
+    if (validate_event (self->config, msg->body.ptr, msg->body.len, &pending->check) != 0) {
+        char quoted[600];
+        herald_info ("event refused", "code=%d reason=%s", pending->check.code,
+                     herald_log_quote (pending->check.reason, quoted, sizeof quoted));
+        s_nack (self, in->identity.ptr, in->identity.len, msg->corr, pending->check.code,
+                pending->check.reason);
+        return;
+    }
+    pending->event = blob_new (msg->body.ptr, msg->body.len);
+    if (!pending->event) {
+        s_nack (self, in->identity.ptr, in->identity.len, msg->corr, HP_CODE_BUSY,
+                "broker out of memory: publish again later");
+        return;
+    }
+    pending->event->refs = 1;       /* the batch's reference */
+    memcpy (pending->identity, in->identity.ptr, in->identity.len);
+    pending->identity_len = in->identity.len;
+    memcpy (pending->corr, msg->corr.ptr, msg->corr.len);
+    pending->corr_len = msg->corr.len;
+    s_make_uid (self, pending->uid);
+    self->batch_count++;
+}
+
+static void
+s_producer_message (broker_t *self, const hw_msg_t *in)
+{
+    hp_msg_t msg;
+    hp_error_t err;
+    if (in->too_many_frames) {
+        s_nack (self, in->identity.ptr, in->identity.len, hp_str (NULL), HP_CODE_BAD_REQUEST,
+                "malformed message: too many frames");
+        return;
+    }
+    if (hw_decode (in, &msg, &err) != 0) {
+        herald_info ("malformed publish refused", "code=%d error=\"%s\"", err.code, err.text);
+        s_nack (self, in->identity.ptr, in->identity.len,
+                msg.command == HP_PUBLISH? msg.corr: hp_str (NULL), err.code, err.text);
+        return;
+    }
+    if (msg.command != HP_PUBLISH) {
+        char reason[96];
+        snprintf (reason, sizeof reason, "command %s is not accepted on the producer endpoint",
+                  hp_command_name (msg.command));
+        s_nack (self, in->identity.ptr, in->identity.len, msg.corr, HP_CODE_BAD_REQUEST, reason);
+        return;
+    }
+    if (self->store_full && herald_clock_mono_ms () < self->store_retry_at) {
+        s_nack (self, in->identity.ptr, in->identity.len, msg.corr, HP_CODE_STORAGE,
+                "storage full: the broker cannot store new events now; publish again later");
+        return;
+    }
+    s_publish (self, in, &msg);
+}
+
+static void
+s_drain_producers (broker_t *self)
+{
+    while (self->batch_count < self->config->broker.batch_max) {
+        hw_msg_t in;
+        int rc = hw_recv (self->producers, true, &in, ZMQ_DONTWAIT);
+        if (rc == 0)
+            s_producer_message (self, &in);
+        hw_msg_close (&in);
+        if (rc != 0)
+            break;
+    }
+}
+
+/*  The commit: every staged event and outcome in one transaction. */
+
+static int
+s_write_batch (broker_t *self, int64_t wall)
+{
+    for (int i = 0; i < self->batch_count; i++) {
+        pending_event_t *pending = &self->batch[i];
+        const herald_event_type_t *type = &self->config->events[pending->check.type_index];
+        pending->stored = (store_event_t) {
+            .id = pending->check.id,
+            .source = pending->check.source,
+            .type = type->name,
+            .dedup_key = pending->check.dedup_key,
+            .body = pending->event->data,
+            .body_len = pending->event->len,
+            .received_at = wall,
+        };
+        if (store_insert_event (self->store, &pending->stored) != 0)
+            return -1;
+        if (pending->stored.duplicate)
+            continue;
+        for (int f = 0; f < type->fanout_count; f++) {
+            const herald_channel_t *channel = &self->config->channels[type->fanout[f]];
+            char key[HP_MAX_ID + 1];
+            snprintf (key, sizeof key, "%s.%s", pending->uid, channel->name);
+            if (store_insert_task (self->store, pending->stored.seq, channel->name, key, wall,
+                                   &pending->task_rowids[f]) != 0)
+                return -1;
+        }
+    }
+    for (size_t i = 0; i < self->outcome_count; i++) {
+        outcome_t *o = &self->outcomes[i];
+        int rc = 0;
+        if (o->log_attempt)
+            rc = store_attempt_log (self->store, o->rowid, (int) o->attempts, o->at, o->outcome,
+                                    o->error);
+        if (rc == 0) {
+            if (o->kind == OUTCOME_DONE)
+                rc = store_task_done (self->store, o->rowid, (int) o->attempts, o->at);
+            else
+            if (o->kind == OUTCOME_RESCHEDULE)
+                rc = store_task_reschedule (self->store, o->rowid, (int) o->attempts, o->not_before,
+                                            o->error, o->at);
+            else
+                rc = store_task_dead (self->store, o->rowid, (int) o->attempts, o->error, o->at);
+        }
+        if (rc != 0)
+            return -1;
+    }
+    return 0;
+}
+
+/*  After the commit: ACK each event and queue its tasks for delivery. */
+static void
+s_acknowledge (broker_t *self, int64_t now)
+{
+    for (int i = 0; i < self->batch_count; i++) {
+        pending_event_t *pending = &self->batch[i];
+        const herald_event_type_t *type = &self->config->events[pending->check.type_index];
+        hp_msg_t ack = {
+            .command = HP_ACK,
+            .corr = hp_strn (pending->corr, pending->corr_len),
+            .event_id = hp_str (pending->stored.duplicate? pending->stored.existing_id
+                                                          : pending->check.id),
+            .duplicate = pending->stored.duplicate,
+            .durability = hp_str ("fsync"),
+        };
+        s_reply_producer (self, pending->identity, pending->identity_len, &ack);
+        if (!pending->stored.duplicate) {
+            self->events_accepted++;
+            for (int f = 0; f < type->fanout_count; f++) {
+                int c = type->fanout[f];
+                channel_stats_t *stats = &self->stats[c];
+                stats->open++;
+                if (stats->backlog
+                ||  dispatch_held (self->dispatch, c) >= (size_t) self->config->broker.queue_window) {
+                    stats->backlog = true;      /* stays in the store; refilled later */
+                    continue;
+                }
+                char key[HP_MAX_ID + 1];
+                snprintf (key, sizeof key, "%s.%s", pending->uid, self->config->channels[c].name);
+                task_t *task = task_new (pending->task_rowids[f], c, key, 0, pending->event);
+                if (!task) {
+                    stats->backlog = true;
+                    continue;
+                }
+                dispatch_enqueue (self->dispatch, task, 0, now, false);
+                stats->loaded_upto = pending->task_rowids[f];
+            }
+        }
+        if (--pending->event->refs <= 0)
+            free (pending->event);
+        pending->event = NULL;
+    }
+    self->batch_count = 0;
+}
+
+static void
+s_refuse_batch (broker_t *self, int code, const char *reason)
+{
+    for (int i = 0; i < self->batch_count; i++) {
+        pending_event_t *pending = &self->batch[i];
+        s_nack (self, pending->identity, pending->identity_len,
+                hp_strn (pending->corr, pending->corr_len), code, reason);
+        if (--pending->event->refs <= 0)
+            free (pending->event);
+        pending->event = NULL;
+    }
+    self->batch_count = 0;
+}
+
+static void
+s_commit (broker_t *self, int64_t now)
+{
+    if (self->batch_count == 0 && self->outcome_count == 0)
+        return;
+    if (self->store_full && self->batch_count == 0 && now < self->store_retry_at)
+        return;
+    int64_t wall = herald_clock_wall_ms ();
+    int rc = store_begin (self->store);
+    if (rc == 0) {
+        rc = s_write_batch (self, wall);
+        if (rc == 0)
+            rc = store_commit (self->store);
+        else
+            store_rollback (self->store);
+    }
+    if (rc == 0) {
+        if (self->store_full)
+            herald_info ("store accepts writes again", NULL);
+        self->store_full = false;
+        self->outcome_count = 0;
+        s_acknowledge (self, now);
+        return;
+    }
+    char quoted[600];
+    herald_log_quote (store_errstr (self->store), quoted, sizeof quoted);
+    if (store_error (self->store) == STORE_ERR_FULL) {
+        /*  Nothing of the batch is stored: refuse it, keep the outcomes for
+            the next try, go on delivering what is already stored. */
+        if (!self->store_full)
+            herald_error ("store full: refusing new events", "error=%s", quoted);
+        self->store_full = true;
+        self->store_retry_at = now + STORE_RETRY_MS;
+        char reason[700];
+        snprintf (reason, sizeof reason, "storage full: event not stored (%s); publish again later",
+                  store_errstr (self->store));
+        s_refuse_batch (self, HP_CODE_STORAGE, reason);
+        return;
+    }
+    /*  An I/O error (a failed fsync above all) leaves the page cache in an
+        unknown state: no ACK for anything in this batch, and stop. */
+    herald_error ("store failed: stopping without acknowledging the batch", "error=%s", quoted);
+    s_refuse_batch (self, HP_CODE_STORAGE, "storage failure: event not stored; publish again later");
+    self->fatal = BROKER_ERR_IO;
+}
+
+/*  Recovery and refill: pending tasks from the store into memory. */
+
+typedef struct {
+    broker_t *self;
+    int channel;
+    int64_t now;
+    int64_t wall;
+    int64_t last_rowid;
+} refill_t;
+
+static int
+s_refill_task (void *ctx, const store_task_t *stored)
+{
+    refill_t *refill = ctx;
+    blob_t *blob = blob_new (stored->body, stored->body_len);
+    task_t *task = blob? task_new (stored->rowid, refill->channel, stored->key,
+                                   (uint32_t) stored->attempts, blob): NULL;
+    if (!task) {
+        free (blob);
+        return -1;
+    }
+    int64_t delay = stored->not_before > refill->wall? stored->not_before - refill->wall: 0;
+    dispatch_enqueue (refill->self->dispatch, task, refill->now + delay, refill->now, false);
+    refill->last_rowid = stored->rowid;
+    return 0;
+}
+
+static void
+s_refill (broker_t *self, int64_t now)
+{
+    int window = self->config->broker.queue_window;
+    for (int c = 0; c < self->config->channel_count; c++) {
+        channel_stats_t *stats = &self->stats[c];
+        size_t held = dispatch_held (self->dispatch, c);
+        if (!stats->backlog || held > (size_t) window / 2)
+            continue;
+        int want = window - (int) held;
+        refill_t refill = { self, c, now, herald_clock_wall_ms (), stats->loaded_upto };
+        int loaded = store_load_pending (self->store, self->config->channels[c].name,
+                                         stats->loaded_upto, want, s_refill_task, &refill);
+        if (loaded < 0) {
+            herald_error ("cannot load pending tasks", "channel=%s error=\"%s\"",
+                          self->config->channels[c].name, store_errstr (self->store));
+            continue;
+        }
+        stats->loaded_upto = refill.last_rowid;
+        if (loaded < want)
+            stats->backlog = false;
+        if (loaded > 0)
+            herald_debug ("tasks loaded from store", "channel=%s count=%d", self->config->channels[c].name,
+                          loaded);
+    }
+}
+
+void
+broker_requeue_from_store (broker_t *self, const store_task_t *stored, int channel)
+{
+    channel_stats_t *stats = &self->stats[channel];
+    stats->open++;
+    stats->dead--;
+    if (stats->backlog && stored->rowid > stats->loaded_upto)
+        return;     /* the refill will find it */
+    refill_t refill = { self, channel, herald_clock_mono_ms (), herald_clock_wall_ms (), 0 };
+    s_refill_task (&refill, stored);
+}
+
+/*  Dispatch: as many deliveries as credit, limits and rate allow. */
+
+static void
+s_dispatch (broker_t *self, int64_t now)
+{
+    task_t *task;
+    while ((task = dispatch_next (self->dispatch, now))) {
+        worker_t *worker = task->worker;
+        char attempt_note[16];
+        snprintf (attempt_note, sizeof attempt_note, "%u", task->attempts);
+        hp_msg_t msg = {
+            .command = HP_TASK,
+            .task_id = hp_str (task->key),
+            .attempt = task->attempts,
+            .channel = hp_str (self->config->channels[task->channel].name),
+            .body = hp_strn (task->event->data, task->event->len),
+        };
+        if (s_send (self->workers, worker->identity, worker->identity_len, &msg) == 0) {
+            worker->last_send = now;
+            continue;
+        }
+        /*  The worker is gone (or its pipe is full): take the task back
+            uncharged and drop the worker with its leases. */
+        int err = errno;
+        task_t *undo = dispatch_complete (self->dispatch, worker, hp_str (task->key), task->attempts);
+        if (undo) {
+            undo->attempts--;
+            dispatch_enqueue (self->dispatch, undo, 0, now, true);
+        }
+        s_worker_lost (self, &worker, err == EHOSTUNREACH? "worker unreachable": "worker pipe full",
+                       now);
+    }
+}
+
+/*  Timers: heartbeats, silent workers, expired leases, due retries, pruning. */
+
+static void
+s_timers (broker_t *self, int64_t now)
+{
+    const herald_broker_config_t *cfg = &self->config->broker;
+    task_t *task;
+    while ((task = dispatch_expired (self->dispatch, now))) {
+        char error[128];
+        snprintf (error, sizeof error, "lease expired after %lld ms without an answer",
+                  (long long) self->config->channels[task->channel].lease_ms);
+        s_attempt_failed (self, task, "lease-expired", error, 0, false, now);
+    }
+    dispatch_promote (self->dispatch, now);
+    if (now >= self->next_heartbeat) {
+        int64_t silence_limit = cfg->heartbeat_ms * cfg->heartbeat_liveness;
+        for (int i = 0; ; ) {
+            worker_t *worker = dispatch_worker_at (self->dispatch, i);
+            if (!worker)
+                break;
+            if (now - worker->last_recv > silence_limit) {
+                char why[96];
+                snprintf (why, sizeof why, "silent for %lld ms (heartbeat)",
+                          (long long) (now - worker->last_recv));
+                s_worker_lost (self, &worker, why, now);
+                continue;   /* the table was compacted: same index, next worker */
+            }
+            if (now - worker->last_send >= cfg->heartbeat_ms) {
+                hp_msg_t beat = { .command = HP_HEARTBEAT };
+                if (s_send (self->workers, worker->identity, worker->identity_len, &beat) == 0)
+                    worker->last_send = now;
+            }
+            i++;
+        }
+        self->next_heartbeat = now + cfg->heartbeat_ms;
+    }
+    if (now >= self->next_prune) {
+        int64_t cutoff = herald_clock_wall_ms () - cfg->dedup_retention_ms;
+        int pruned = store_prune (self->store, cutoff, 1000);
+        if (pruned > 0)
+            herald_info ("old events pruned", "count=%d", pruned);
+        self->next_prune = now + (pruned == 1000? 1000: PRUNE_EVERY_MS);
+    }
+}
+
+/*  Admin requests are served between commits, so they see committed state. */
+static void
+s_drain_admin (broker_t *self)
+{
+    for (int i = 0; i < ADMIN_MAX; i++) {
+        hw_msg_t in;
+        if (hw_recv (self->admin, true, &in, ZMQ_DONTWAIT) != 0) {
+            hw_msg_close (&in);
+            break;
+        }
+        hp_msg_t msg;
+        hp_error_t err;
+        hp_msg_t reply = { .command = HP_ADMIN_REPLY };
+        char *body = NULL;
+        char error_body[300];
+        if (hw_decode (&in, &msg, &err) != 0 || msg.command != HP_ADMIN) {
+            if (hw_decode (&in, &msg, &err) == 0)
+                snprintf (err.text, sizeof err.text, "command %s is not accepted on the admin endpoint",
+                          hp_command_name (msg.command));
+            snprintf (error_body, sizeof error_body, "{\"error\": \"%s\"}", err.text);
+            reply.corr = msg.corr.ptr? msg.corr: hp_str ("-");
+            reply.code = HP_CODE_BAD_REQUEST;
+            reply.body = hp_str (error_body);
+        }
+        else {
+            reply.corr = msg.corr;
+            reply.code = admin_handle (self, msg.verb, msg.body, &body);
+            reply.body = hp_str (body? body: "{}");
+        }
+        s_send (self->admin, in.identity.ptr, in.identity.len, &reply);
+        free (body);
+        hw_msg_close (&in);
+    }
+}
+
+/*  Construction. */
+
+static int
+s_recover (broker_t *self, char *err, size_t errlen)
+{
+    int64_t wall = herald_clock_wall_ms ();
+    for (int c = 0; c < self->config->channel_count; c++) {
+        int64_t pending, retrying, done, dead;
+        if (store_count (self->store, self->config->channels[c].name, wall, &pending, &retrying,
+                         &done, &dead) != 0) {
+            snprintf (err, errlen, "%s", store_errstr (self->store));
+            return -1;
+        }
+        self->stats[c] = (channel_stats_t) { .open = pending, .done = done, .dead = dead,
+                                             .loaded_upto = 0, .backlog = pending > 0 };
+        if (pending > 0)
+            herald_info ("recovering unfinished tasks", "channel=%s pending=%lld retrying=%lld",
+                         self->config->channels[c].name, (long long) pending, (long long) retrying);
+    }
+    s_refill (self, herald_clock_mono_ms ());
+    return 0;
+}
+
+broker_t *
+broker_new (const herald_config_t *config, broker_status_t *status, char *err, size_t errlen)
+{
+    broker_t *self = calloc (1, sizeof *self);
+    *status = BROKER_ERR_INTERNAL;
+    if (!self) {
+        snprintf (err, errlen, "out of memory");
+        return NULL;
+    }
+    self->config = config;
+    if (getrandom (self->rng, sizeof self->rng, 0) != (ssize_t) sizeof self->rng)
+        self->rng[0] = (uint64_t) herald_clock_wall_ms (), self->rng[1] = 0x9e3779b97f4a7c15ULL;
+    self->batch = calloc ((size_t) config->broker.batch_max, sizeof *self->batch);
+    self->dispatch = dispatch_new (config);
+    self->ctx = zmq_ctx_new ();
+    if (!self->batch || !self->dispatch || !self->ctx) {
+        snprintf (err, errlen, "out of memory");
+        broker_destroy (&self);
+        return NULL;
+    }
+    self->store = store_open (config->broker.store, err, errlen);
+    if (!self->store) {
+        *status = BROKER_ERR_STORE;
+        broker_destroy (&self);
+        return NULL;
+    }
+    if (s_recover (self, err, errlen) != 0) {
+        *status = BROKER_ERR_STORE;
+        broker_destroy (&self);
+        return NULL;
+    }
+    /*  Transport cap: above max_event_bytes we still want to answer with a
+        NACK 413, so only absurd messages are cut off by libzmq itself. */
+    long long transport_max = (long long) config->broker.max_event_bytes * 4 + 65536;
+    hw_options_t options = { .hwm = config->broker.hwm, .max_msg_size = transport_max,
+                             .linger_ms = 1000 };
+    hw_options_t admin_options = { .hwm = 1000, .max_msg_size = 1 << 20, .linger_ms = 1000 };
+    self->producers = hw_socket_new (self->ctx, HW_PRODUCER_ROUTER, config->broker.producers,
+                                     &options, err, errlen);
+    if (self->producers)
+        self->workers = hw_socket_new (self->ctx, HW_WORKER_ROUTER, config->broker.workers,
+                                       &options, err, errlen);
+    if (self->workers)
+        self->admin = hw_socket_new (self->ctx, HW_ADMIN_ROUTER, config->broker.admin,
+                                     &admin_options, err, errlen);
+    if (!self->admin) {
+        *status = BROKER_ERR_BIND;
+        broker_destroy (&self);
+        return NULL;
+    }
+    self->started_mono = herald_clock_mono_ms ();
+    self->next_heartbeat = self->started_mono + config->broker.heartbeat_ms;
+    self->next_prune = self->started_mono + 5000;
+    *status = BROKER_OK;
+    return self;
+}
+
+void
+broker_destroy (broker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    broker_t *self = *self_p;
+    for (int i = 0; i < self->batch_count; i++)
+        if (self->batch[i].event && --self->batch[i].event->refs <= 0)
+            free (self->batch[i].event);
+    free (self->batch);
+    free (self->outcomes);
+    while (self->outbox_head) {
+        reply_t *next = self->outbox_head->next;
+        free (self->outbox_head);
+        self->outbox_head = next;
+    }
+    dispatch_destroy (&self->dispatch);
+    if (self->producers)
+        zmq_close (self->producers);
+    if (self->workers)
+        zmq_close (self->workers);
+    if (self->admin)
+        zmq_close (self->admin);
+    if (self->ctx)
+        zmq_ctx_term (self->ctx);
+    store_destroy (&self->store);
+    free (self);
+    *self_p = NULL;
+}
+
+/*  The loop. */
+
+static long
+s_poll_timeout (broker_t *self, int64_t now, bool stopping)
+{
+    int64_t next = self->next_heartbeat;
+    int64_t deadline = dispatch_next_deadline (self->dispatch, now);
+    if (deadline < next)
+        next = deadline;
+    if (self->outbox_head || (self->store_full && self->outcome_count > 0)) {
+        int64_t soon = now + (self->outbox_head? 5: STORE_RETRY_MS);
+        if (soon < next)
+            next = soon;
+    }
+    if (stopping && now + 50 < next)
+        next = now + 50;
+    if (next <= now)
+        return 0;
+    return (long) (next - now);
+}
+
+broker_status_t
+broker_run (broker_t *self, volatile sig_atomic_t *stop)
+{
+    const herald_broker_config_t *cfg = &self->config->broker;
+    herald_info ("broker ready", "producers=%s workers=%s admin=%s store=%s", cfg->producers,
+                 cfg->workers, cfg->admin, cfg->store);
+    bool stopping = false;
+    int64_t stop_deadline = 0;
+    while (self->fatal == BROKER_OK) {
+        int64_t now = herald_clock_mono_ms ();
+        if (*stop && !stopping) {
+            stopping = true;
+            stop_deadline = now + cfg->shutdown_timeout_ms;
+            dispatch_counts_t counts;
+            size_t in_flight = 0;
+            for (int c = 0; c < self->config->channel_count; c++) {
+                dispatch_counts (self->dispatch, c, &counts);
+                in_flight += counts.in_flight;
+            }
+            herald_info ("stopping: no new events; waiting for deliveries in flight",
+                         "in_flight=%zu timeout_ms=%lld", in_flight, (long long) cfg->shutdown_timeout_ms);
+        }
+        if (stopping) {
+            size_t in_flight = 0;
+            dispatch_counts_t counts;
+            for (int c = 0; c < self->config->channel_count; c++) {
+                dispatch_counts (self->dispatch, c, &counts);
+                in_flight += counts.in_flight;
+            }
+            bool drained = in_flight == 0 && self->outcome_count == 0 && !self->outbox_head;
+            if (drained || now >= stop_deadline) {
+                if (!drained)
+                    herald_warn ("shutdown timeout: leaving deliveries in flight to be redelivered",
+                                 "in_flight=%zu", in_flight);
+                break;
+            }
+        }
+        zmq_pollitem_t items[] = {
+            { self->workers, 0, ZMQ_POLLIN, 0 },
+            { self->admin, 0, ZMQ_POLLIN, 0 },
+            { self->producers, 0, ZMQ_POLLIN, 0 },
+        };
+        /*  While replies are parked (a producer not reading its ACKs), stop
+            reading new events: that is the backpressure. */
+        int count = (stopping || self->outbox_head)? 2: 3;
+        int rc = zmq_poll (items, count, s_poll_timeout (self, now, stopping));
+        if (rc < 0 && errno != EINTR) {
+            herald_error ("poll failed", "error=\"%s\"", zmq_strerror (errno));
+            self->fatal = BROKER_ERR_INTERNAL;
+            break;
+        }
+        now = herald_clock_mono_ms ();
+        if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
+            s_drain_workers (self, now);
+        if (rc > 0 && count == 3 && (items[2].revents & ZMQ_POLLIN))
+            s_drain_producers (self);
+        s_commit (self, now);
+        if (self->fatal != BROKER_OK)
+            break;
+        s_flush_outbox (self);
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
+            s_drain_admin (self);
+        s_timers (self, now);
+        s_refill (self, now);
+        if (!stopping)
+            s_dispatch (self, now);
+    }
+    /*  Whatever is staged gets committed (or refused) before we go. */
+    s_commit (self, herald_clock_mono_ms ());
+    s_flush_outbox (self);
+    herald_info ("broker stopped", "events_accepted=%lld", (long long) self->events_accepted);
+    return self->fatal;
+}

@@ -1,0 +1,480 @@
+/*  dispatch: ready queues, delayed heap, workers, leases and channel limits. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+
+typedef struct {
+    task_t *head, *tail;            /* ready queue */
+    size_t ready;
+    task_t **heap;                  /* delayed tasks, min-heap on due_ms */
+    size_t delayed, heap_cap;
+    size_t in_flight;
+    int rr;                         /* round-robin position among workers */
+    double tokens;                  /* rate limit bucket */
+    int64_t tokens_at;              /* monotonic ms of the last refill */
+} channel_state_t;
+
+struct dispatch {
+    const herald_config_t *config;
+    channel_state_t channels[HERALD_MAX_CHANNELS];
+    worker_t *workers[DISPATCH_MAX_WORKERS];
+    int worker_count;
+    int next_channel;               /* fairness between channels */
+};
+
+dispatch_t *
+dispatch_new (const herald_config_t *config)
+{
+    dispatch_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    self->config = config;
+    for (int i = 0; i < config->channel_count; i++) {
+        const herald_channel_t *ch = &config->channels[i];
+        self->channels[i].tokens = ch->burst > 0? ch->burst: 1;
+        self->channels[i].tokens_at = -1;
+    }
+    return self;
+}
+
+static void
+s_free_queue (channel_state_t *ch)
+{
+    task_t *task = ch->head;
+    while (task) {
+        task_t *next = task->next;
+        task_destroy (&task);
+        task = next;
+    }
+    for (size_t i = 0; i < ch->delayed; i++)
+        task_destroy (&ch->heap[i]);
+    free (ch->heap);
+}
+
+void
+dispatch_destroy (dispatch_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    dispatch_t *self = *self_p;
+    for (int i = 0; i < self->worker_count; i++) {
+        worker_t *worker = self->workers[i];
+        for (uint32_t j = 0; j < worker->lease_count; j++)
+            task_destroy (&worker->leases[j]);
+        free (worker->leases);
+        free (worker);
+    }
+    for (int i = 0; i < HERALD_MAX_CHANNELS; i++)
+        s_free_queue (&self->channels[i]);
+    free (self);
+    *self_p = NULL;
+}
+
+blob_t *
+blob_new (const char *data, size_t len)
+{
+    blob_t *blob = malloc (sizeof *blob + len + 1);
+    if (!blob)
+        return NULL;
+    blob->refs = 0;
+    blob->len = len;
+    memcpy (blob->data, data, len);
+    blob->data[len] = '\0';
+    return blob;
+}
+
+task_t *
+task_new (int64_t rowid, int channel, const char *key, uint32_t attempts, blob_t *event)
+{
+    task_t *task = calloc (1, sizeof *task);
+    if (!task)
+        return NULL;
+    task->rowid = rowid;
+    task->channel = channel;
+    task->attempts = attempts;
+    task->event = event;
+    event->refs++;
+    size_t len = strlen (key);
+    if (len > HP_MAX_ID)
+        len = HP_MAX_ID;
+    memcpy (task->key, key, len);
+    task->key[len] = '\0';
+    return task;
+}
+
+void
+task_destroy (task_t **task_p)
+{
+    if (!task_p || !*task_p)
+        return;
+    task_t *task = *task_p;
+    if (task->event && --task->event->refs <= 0)
+        free (task->event);
+    free (task);
+    *task_p = NULL;
+}
+
+/*  Delayed heap. */
+
+static void
+s_heap_swap (task_t **heap, size_t a, size_t b)
+{
+    task_t *tmp = heap[a];
+    heap[a] = heap[b];
+    heap[b] = tmp;
+    heap[a]->heap_index = a;
+    heap[b]->heap_index = b;
+}
+
+static void
+s_heap_up (task_t **heap, size_t i)
+{
+    while (i > 0) {
+        size_t parent = (i - 1) / 2;
+        if (heap[parent]->due_ms <= heap[i]->due_ms)
+            break;
+        s_heap_swap (heap, i, parent);
+        i = parent;
+    }
+}
+
+static void
+s_heap_down (task_t **heap, size_t count, size_t i)
+{
+    while (true) {
+        size_t left = 2 * i + 1, right = left + 1, least = i;
+        if (left < count && heap[left]->due_ms < heap[least]->due_ms)
+            least = left;
+        if (right < count && heap[right]->due_ms < heap[least]->due_ms)
+            least = right;
+        if (least == i)
+            break;
+        s_heap_swap (heap, i, least);
+        i = least;
+    }
+}
+
+static int
+s_heap_push (channel_state_t *ch, task_t *task)
+{
+    if (ch->delayed == ch->heap_cap) {
+        size_t cap = ch->heap_cap? ch->heap_cap * 2: 64;
+        task_t **heap = realloc (ch->heap, cap * sizeof *heap);
+        if (!heap)
+            return -1;
+        ch->heap = heap;
+        ch->heap_cap = cap;
+    }
+    task->heap_index = ch->delayed;
+    ch->heap[ch->delayed++] = task;
+    s_heap_up (ch->heap, task->heap_index);
+    return 0;
+}
+
+static task_t *
+s_heap_pop (channel_state_t *ch)
+{
+    if (ch->delayed == 0)
+        return NULL;
+    task_t *top = ch->heap[0];
+    ch->delayed--;
+    if (ch->delayed > 0) {
+        ch->heap[0] = ch->heap[ch->delayed];
+        ch->heap[0]->heap_index = 0;
+        s_heap_down (ch->heap, ch->delayed, 0);
+    }
+    return top;
+}
+
+static void
+s_ready_push (channel_state_t *ch, task_t *task, bool front)
+{
+    task->next = NULL;
+    if (!ch->head)
+        ch->head = ch->tail = task;
+    else
+    if (front) {
+        task->next = ch->head;
+        ch->head = task;
+    }
+    else {
+        ch->tail->next = task;
+        ch->tail = task;
+    }
+    ch->ready++;
+}
+
+void
+dispatch_enqueue (dispatch_t *self, task_t *task, int64_t due_ms, int64_t now, bool front)
+{
+    channel_state_t *ch = &self->channels[task->channel];
+    task->worker = NULL;
+    task->due_ms = due_ms;
+    if (due_ms > now && s_heap_push (ch, task) == 0)
+        return;
+    s_ready_push (ch, task, front);
+}
+
+void
+dispatch_promote (dispatch_t *self, int64_t now)
+{
+    for (int i = 0; i < self->config->channel_count; i++) {
+        channel_state_t *ch = &self->channels[i];
+        while (ch->delayed > 0 && ch->heap[0]->due_ms <= now)
+            s_ready_push (ch, s_heap_pop (ch), false);
+    }
+}
+
+/*  Workers. */
+
+worker_t *
+dispatch_worker_add (dispatch_t *self, const char *identity, size_t identity_len,
+                     int channel, uint32_t capacity, const char *name, int64_t now)
+{
+    if (self->worker_count >= DISPATCH_MAX_WORKERS || identity_len > sizeof ((worker_t *) 0)->identity)
+        return NULL;
+    worker_t *worker = calloc (1, sizeof *worker);
+    if (!worker)
+        return NULL;
+    worker->leases = calloc (capacity, sizeof *worker->leases);
+    if (!worker->leases) {
+        free (worker);
+        return NULL;
+    }
+    memcpy (worker->identity, identity, identity_len);
+    worker->identity_len = identity_len;
+    snprintf (worker->name, sizeof worker->name, "%s", name);
+    worker->channel = channel;
+    worker->capacity = capacity;
+    worker->last_recv = worker->last_send = now;
+    self->workers[self->worker_count++] = worker;
+    return worker;
+}
+
+worker_t *
+dispatch_worker_find (dispatch_t *self, const char *identity, size_t identity_len)
+{
+    for (int i = 0; i < self->worker_count; i++) {
+        worker_t *worker = self->workers[i];
+        if (worker->identity_len == identity_len
+        &&  memcmp (worker->identity, identity, identity_len) == 0)
+            return worker;
+    }
+    return NULL;
+}
+
+static void
+s_unlease (dispatch_t *self, worker_t *worker, uint32_t slot)
+{
+    task_t *task = worker->leases[slot];
+    worker->leases[slot] = worker->leases[--worker->lease_count];
+    worker->leases[worker->lease_count] = NULL;
+    self->channels[task->channel].in_flight--;
+    task->worker = NULL;
+}
+
+task_t *
+dispatch_worker_pop_lease (dispatch_t *self, worker_t *worker)
+{
+    if (worker->lease_count == 0)
+        return NULL;
+    task_t *task = worker->leases[worker->lease_count - 1];
+    s_unlease (self, worker, worker->lease_count - 1);
+    return task;
+}
+
+void
+dispatch_worker_remove (dispatch_t *self, worker_t **worker_p)
+{
+    worker_t *worker = *worker_p;
+    while (worker->lease_count > 0) {
+        /*  The caller should have taken the leases back; never lose a task. */
+        task_t *task = dispatch_worker_pop_lease (self, worker);
+        dispatch_enqueue (self, task, 0, 0, true);
+    }
+    for (int i = 0; i < self->worker_count; i++) {
+        if (self->workers[i] == worker) {
+            self->workers[i] = self->workers[--self->worker_count];
+            self->workers[self->worker_count] = NULL;
+            break;
+        }
+    }
+    free (worker->leases);
+    free (worker);
+    *worker_p = NULL;
+}
+
+worker_t *
+dispatch_worker_at (dispatch_t *self, int index)
+{
+    return index < self->worker_count? self->workers[index]: NULL;
+}
+
+/*  Rate limit: refill the bucket; true if a token is available. */
+static bool
+s_rate_allows (const herald_channel_t *cfg, channel_state_t *ch, int64_t now)
+{
+    if (cfg->rate_per_sec <= 0)
+        return true;
+    double burst = cfg->burst > 0? cfg->burst: 1;
+    if (ch->tokens_at < 0)
+        ch->tokens_at = now;
+    if (now > ch->tokens_at) {
+        ch->tokens += (double) (now - ch->tokens_at) * cfg->rate_per_sec / 1000.0;
+        if (ch->tokens > burst)
+            ch->tokens = burst;
+        ch->tokens_at = now;
+    }
+    return ch->tokens >= 1.0;
+}
+
+static worker_t *
+s_pick_worker (dispatch_t *self, int channel, channel_state_t *ch)
+{
+    int count = self->worker_count;
+    for (int n = 0; n < count; n++) {
+        int i = (ch->rr + n) % count;
+        worker_t *worker = self->workers[i];
+        if (worker->channel == channel && worker->lease_count < worker->capacity) {
+            ch->rr = (i + 1) % count;
+            return worker;
+        }
+    }
+    return NULL;
+}
+
+task_t *
+dispatch_next (dispatch_t *self, int64_t now)
+{
+    int channels = self->config->channel_count;
+    for (int n = 0; n < channels; n++) {
+        int c = (self->next_channel + n) % channels;
+        channel_state_t *ch = &self->channels[c];
+        const herald_channel_t *cfg = &self->config->channels[c];
+        if (!ch->head)
+            continue;
+        if (cfg->max_in_flight > 0 && ch->in_flight >= (size_t) cfg->max_in_flight)
+            continue;
+        if (!s_rate_allows (cfg, ch, now))
+            continue;
+        worker_t *worker = s_pick_worker (self, c, ch);
+        if (!worker)
+            continue;
+        task_t *task = ch->head;
+        ch->head = task->next;
+        if (!ch->head)
+            ch->tail = NULL;
+        ch->ready--;
+        task->next = NULL;
+        task->attempts++;
+        task->worker = worker;
+        task->lease_deadline = now + cfg->lease_ms;
+        worker->leases[worker->lease_count++] = task;
+        ch->in_flight++;
+        if (cfg->rate_per_sec > 0)
+            ch->tokens -= 1.0;
+        self->next_channel = (c + 1) % channels;
+        return task;
+    }
+    return NULL;
+}
+
+task_t *
+dispatch_complete (dispatch_t *self, worker_t *worker, hp_str_t task_id, uint32_t attempt)
+{
+    for (uint32_t i = 0; i < worker->lease_count; i++) {
+        task_t *task = worker->leases[i];
+        if (hp_str_eq (task_id, task->key)) {
+            if (task->attempts != attempt)
+                return NULL;        /* an older attempt's late answer */
+            s_unlease (self, worker, i);
+            return task;
+        }
+    }
+    return NULL;
+}
+
+task_t *
+dispatch_expired (dispatch_t *self, int64_t now)
+{
+    for (int i = 0; i < self->worker_count; i++) {
+        worker_t *worker = self->workers[i];
+        for (uint32_t j = 0; j < worker->lease_count; j++) {
+            task_t *task = worker->leases[j];
+            if (task->lease_deadline <= now) {
+                s_unlease (self, worker, j);
+                return task;
+            }
+        }
+    }
+    return NULL;
+}
+
+int64_t
+dispatch_next_deadline (dispatch_t *self, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    for (int c = 0; c < self->config->channel_count; c++) {
+        channel_state_t *ch = &self->channels[c];
+        const herald_channel_t *cfg = &self->config->channels[c];
+        if (ch->delayed > 0 && ch->heap[0]->due_ms < next)
+            next = ch->heap[0]->due_ms;
+        if (ch->head && cfg->rate_per_sec > 0 && ch->tokens < 1.0) {
+            int64_t wait = (int64_t) ((1.0 - ch->tokens) * 1000.0 / cfg->rate_per_sec) + 1;
+            if (now + wait < next)
+                next = now + wait;
+        }
+    }
+    for (int i = 0; i < self->worker_count; i++) {
+        worker_t *worker = self->workers[i];
+        for (uint32_t j = 0; j < worker->lease_count; j++)
+            if (worker->leases[j]->lease_deadline < next)
+                next = worker->leases[j]->lease_deadline;
+    }
+    return next;
+}
+
+bool
+dispatch_leased (dispatch_t *self, int64_t rowid)
+{
+    for (int i = 0; i < self->worker_count; i++) {
+        worker_t *worker = self->workers[i];
+        for (uint32_t j = 0; j < worker->lease_count; j++)
+            if (worker->leases[j]->rowid == rowid)
+                return true;
+    }
+    return false;
+}
+
+void
+dispatch_counts (dispatch_t *self, int channel, dispatch_counts_t *counts)
+{
+    channel_state_t *ch = &self->channels[channel];
+    counts->ready = ch->ready;
+    counts->delayed = ch->delayed;
+    counts->in_flight = ch->in_flight;
+    counts->workers = 0;
+    for (int i = 0; i < self->worker_count; i++)
+        if (self->workers[i]->channel == channel)
+            counts->workers++;
+}
+
+size_t
+dispatch_held (dispatch_t *self, int channel)
+{
+    channel_state_t *ch = &self->channels[channel];
+    return ch->ready + ch->delayed + ch->in_flight;
+}
+
+int64_t
+dispatch_backoff_ms (const herald_channel_t *channel, uint32_t attempts, double random01)
+{
+    int64_t ceiling = channel->backoff_min_ms;
+    for (uint32_t i = 1; i < attempts && ceiling < channel->backoff_max_ms; i++)
+        ceiling *= 2;
+    if (ceiling > channel->backoff_max_ms)
+        ceiling = channel->backoff_max_ms;
+    return (int64_t) (random01 * (double) ceiling);
+}

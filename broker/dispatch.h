@@ -1,0 +1,149 @@
+/*  dispatch: the broker's in-memory view of work: per channel a ready queue,
+    a heap of delayed retries, the connected workers with their credit, the
+    leases they hold, and the channel limits (max in flight, token-bucket
+    rate). No I/O and no store: the broker loop turns its decisions into
+    messages and transactions. All times are monotonic. */
+#ifndef HERALD_DISPATCH_H
+#define HERALD_DISPATCH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "herald_config.h"
+#include "herald_proto.h"
+
+#define DISPATCH_MAX_WORKERS 1024
+
+/*  An event body shared by the tasks of its fan-out. */
+typedef struct {
+    int refs;
+    size_t len;
+    char data[];                    /* NUL-terminated JSON envelope */
+} blob_t;
+
+typedef struct worker worker_t;
+
+typedef struct task {
+    int64_t rowid;                  /* tasks.id in the store */
+    int channel;                    /* index into config->channels */
+    uint32_t attempts;              /* attempts made (the fencing token of the last) */
+    int64_t due_ms;                 /* delayed: monotonic time it becomes ready */
+    int64_t lease_deadline;         /* leased: monotonic time the lease expires */
+    worker_t *worker;               /* lease holder, NULL when not leased */
+    blob_t *event;                  /* shared, refcounted */
+    struct task *next;              /* ready queue link */
+    size_t heap_index;              /* position in the delayed heap */
+    char key[HP_MAX_ID + 1];        /* stable task id, the idempotency key */
+} task_t;
+
+struct worker {
+    char identity[256];             /* ROUTER routing id */
+    size_t identity_len;
+    char name[HP_MAX_ID + 1];       /* host:pid from READY */
+    int channel;
+    uint32_t capacity;              /* credit */
+    task_t **leases;                /* capacity slots, lease_count used */
+    uint32_t lease_count;
+    int64_t last_recv;              /* monotonic ms of the last message from it */
+    int64_t last_send;              /* monotonic ms of the last message to it */
+};
+
+typedef struct dispatch dispatch_t;
+
+typedef struct {
+    size_t ready;                   /* queued in memory, deliverable now */
+    size_t delayed;                 /* waiting for a retry time */
+    size_t in_flight;               /* leased to workers */
+    int workers;
+} dispatch_counts_t;
+
+dispatch_t *
+    dispatch_new (const herald_config_t *config);
+void
+    dispatch_destroy (dispatch_t **self_p);
+
+/*  Blobs: new with refs = 0 (each task takes a reference). NULL on OOM. */
+blob_t *
+    blob_new (const char *data, size_t len);
+
+/*  A task not yet queued. Takes a reference on event. NULL on OOM. */
+task_t *
+    task_new (int64_t rowid, int channel, const char *key, uint32_t attempts, blob_t *event);
+
+/*  Frees a task that is in no queue, dropping its event reference. */
+void
+    task_destroy (task_t **task_p);
+
+/*  Queues a task: ready now if due_ms <= now, else delayed until due_ms.
+    front = true puts a ready task at the head (handed-back work). */
+void
+    dispatch_enqueue (dispatch_t *self, task_t *task, int64_t due_ms, int64_t now, bool front);
+
+/*  Moves delayed tasks whose time has come to the ready queues. */
+void
+    dispatch_promote (dispatch_t *self, int64_t now);
+
+/*  Registers a worker (READY). NULL if the table is full or on OOM. */
+worker_t *
+    dispatch_worker_add (dispatch_t *self, const char *identity, size_t identity_len,
+                         int channel, uint32_t capacity, const char *name, int64_t now);
+
+/*  The worker with that routing id, or NULL. */
+worker_t *
+    dispatch_worker_find (dispatch_t *self, const char *identity, size_t identity_len);
+
+/*  Takes back one lease of worker (NULL when it holds none). */
+task_t *
+    dispatch_worker_pop_lease (dispatch_t *self, worker_t *worker);
+
+/*  Unregisters a worker that holds no more leases; nulls the pointer. */
+void
+    dispatch_worker_remove (dispatch_t *self, worker_t **worker_p);
+
+/*  Workers, for heartbeats: index 0..count-1, NULL past the end. */
+worker_t *
+    dispatch_worker_at (dispatch_t *self, int index);
+
+/*  Picks the next delivery allowed now: a ready task of some channel and a
+    worker of that channel with free credit, within the channel's
+    max_in_flight and rate. Leases it (attempts + 1, deadline = now + lease).
+    Returns the task (task->worker is the worker) or NULL. */
+task_t *
+    dispatch_next (dispatch_t *self, int64_t now);
+
+/*  Ends the lease of task_id at worker if attempt matches (the fencing
+    token). Returns the task, no longer leased, or NULL for a stale or
+    unknown answer. */
+task_t *
+    dispatch_complete (dispatch_t *self, worker_t *worker, hp_str_t task_id, uint32_t attempt);
+
+/*  Takes back one lease whose deadline has passed, or NULL. */
+task_t *
+    dispatch_expired (dispatch_t *self, int64_t now);
+
+/*  Earliest monotonic time something becomes possible without input
+    (a delayed task due, a lease expiring, rate tokens refilled), or
+    INT64_MAX. */
+int64_t
+    dispatch_next_deadline (dispatch_t *self, int64_t now);
+
+/*  True if the task with that store rowid is leased to a worker now. */
+bool
+    dispatch_leased (dispatch_t *self, int64_t rowid);
+
+/*  Per channel counts. */
+void
+    dispatch_counts (dispatch_t *self, int channel, dispatch_counts_t *counts);
+
+/*  Tasks of a channel held in memory (ready + delayed + in flight). */
+size_t
+    dispatch_held (dispatch_t *self, int channel);
+
+/*  The retry delay after a failed attempt number `attempts` of channel:
+    full jitter, uniform in [0, min(backoff_max, backoff_min * 2^(attempts-1))].
+    random01 is a uniform number in [0, 1). */
+int64_t
+    dispatch_backoff_ms (const herald_channel_t *channel, uint32_t attempts, double random01);
+
+#endif

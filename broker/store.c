@@ -1,0 +1,513 @@
+/*  store: SQLite (WAL, synchronous=FULL) implementation of the broker store. */
+#include <errno.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "store.h"
+
+enum {
+    S_INSERT_EVENT,
+    S_FIND_DEDUP,
+    S_INSERT_TASK,
+    S_TASK_DONE,
+    S_TASK_RESCHEDULE,
+    S_TASK_DEAD,
+    S_ATTEMPT_LOG,
+    S_LOAD_PENDING,
+    S_BEGIN,
+    S_COMMIT,
+    S_ROLLBACK,
+    S_COUNT
+};
+
+static const char *s_sql[S_COUNT] = {
+    [S_INSERT_EVENT] =
+        "INSERT OR IGNORE INTO events (id, source, type, dedup_key, received_at, body)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    [S_FIND_DEDUP] = "SELECT seq, id FROM events WHERE dedup_key = ?1",
+    [S_INSERT_TASK] =
+        "INSERT INTO tasks (key, event_seq, channel, state, attempts, not_before, updated_at)"
+        " VALUES (?1, ?2, ?3, 0, 0, 0, ?4)",
+    [S_TASK_DONE] = "UPDATE tasks SET state = 1, attempts = ?2, updated_at = ?3 WHERE id = ?1",
+    [S_TASK_RESCHEDULE] =
+        "UPDATE tasks SET state = 0, attempts = ?2, not_before = ?3, last_error = ?4,"
+        " updated_at = ?5 WHERE id = ?1",
+    [S_TASK_DEAD] =
+        "UPDATE tasks SET state = 2, attempts = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
+    [S_ATTEMPT_LOG] =
+        "INSERT INTO attempts (task_id, attempt, at, outcome, error) VALUES (?1, ?2, ?3, ?4, ?5)",
+    [S_LOAD_PENDING] =
+        "SELECT t.id, t.key, t.channel, t.attempts, t.not_before, e.body FROM tasks t"
+        " JOIN events e ON e.seq = t.event_seq"
+        " WHERE t.state = 0 AND t.channel = ?1 AND t.id > ?2 ORDER BY t.id LIMIT ?3",
+    [S_BEGIN] = "BEGIN IMMEDIATE",
+    [S_COMMIT] = "COMMIT",
+    [S_ROLLBACK] = "ROLLBACK",
+};
+
+static const char *s_schema =
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
+    "CREATE TABLE IF NOT EXISTS events ("
+    "  seq INTEGER PRIMARY KEY,"
+    "  id TEXT NOT NULL,"
+    "  source TEXT NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  dedup_key TEXT NOT NULL UNIQUE,"
+    "  received_at INTEGER NOT NULL,"
+    "  body TEXT NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS events_id ON events (id);"
+    "CREATE INDEX IF NOT EXISTS events_received ON events (received_at);"
+    "CREATE TABLE IF NOT EXISTS tasks ("
+    "  id INTEGER PRIMARY KEY,"
+    "  key TEXT NOT NULL,"
+    "  event_seq INTEGER NOT NULL,"
+    "  channel TEXT NOT NULL,"
+    "  state INTEGER NOT NULL,"
+    "  attempts INTEGER NOT NULL,"
+    "  not_before INTEGER NOT NULL,"
+    "  last_error TEXT,"
+    "  updated_at INTEGER NOT NULL);"
+    "CREATE INDEX IF NOT EXISTS tasks_open ON tasks (channel, id) WHERE state = 0;"
+    "CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (channel, id) WHERE state = 2;"
+    "CREATE INDEX IF NOT EXISTS tasks_event ON tasks (event_seq);"
+    "CREATE TABLE IF NOT EXISTS attempts ("
+    "  task_id INTEGER NOT NULL,"
+    "  attempt INTEGER NOT NULL,"
+    "  at INTEGER NOT NULL,"
+    "  outcome TEXT NOT NULL,"
+    "  error TEXT);"
+    "CREATE INDEX IF NOT EXISTS attempts_task ON attempts (task_id);"
+    "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema', 'herald/1');";
+
+struct store {
+    sqlite3 *db;
+    sqlite3_stmt *stmt[S_COUNT];
+    char path[1024];
+    store_error_t err;              /* class of the last error */
+    char errstr[1600];              /* what failed, naming the operation */
+    bool in_transaction;
+};
+
+static int
+s_fail (store_t *self, const char *what)
+{
+    int code = self->db? sqlite3_extended_errcode (self->db): SQLITE_ERROR;
+    int primary = code & 0xff;
+    if (primary == SQLITE_FULL)
+        self->err = STORE_ERR_FULL;
+    else
+    if (primary == SQLITE_IOERR || primary == SQLITE_CANTOPEN || primary == SQLITE_READONLY)
+        self->err = STORE_ERR_IO;
+    else
+    if (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)
+        self->err = STORE_ERR_CORRUPT;
+    else
+        self->err = STORE_ERR_OTHER;
+    snprintf (self->errstr, sizeof self->errstr, "store %s: %s: %s (sqlite code %d)",
+              self->path, what, self->db? sqlite3_errmsg (self->db): "no database", code);
+    return -1;
+}
+
+static int
+s_step_done (store_t *self, sqlite3_stmt *stmt, const char *what)
+{
+    int rc = sqlite3_step (stmt);
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, what);
+    return 0;
+}
+
+static int
+s_exec (store_t *self, const char *sql, const char *what)
+{
+    char *msg = NULL;
+    if (sqlite3_exec (self->db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+        sqlite3_free (msg);
+        return s_fail (self, what);
+    }
+    return 0;
+}
+
+static int
+s_check_integrity (store_t *self, char *err, size_t errlen)
+{
+    sqlite3_stmt *stmt = NULL;
+    if (sqlite3_prepare_v2 (self->db, "PRAGMA quick_check", -1, &stmt, NULL) != SQLITE_OK) {
+        s_fail (self, "integrity check");
+        snprintf (err, errlen, "%s", self->errstr);
+        return -1;
+    }
+    int rc = sqlite3_step (stmt);
+    const char *result = rc == SQLITE_ROW? (const char *) sqlite3_column_text (stmt, 0): NULL;
+    if (rc != SQLITE_ROW || !result || strcmp (result, "ok") != 0) {
+        if (result)
+            snprintf (err, errlen, "store %s: corrupt: integrity check failed: %s "
+                      "(restore from a backup or move the file away)", self->path, result);
+        else {
+            s_fail (self, "integrity check");
+            snprintf (err, errlen, "%s", self->errstr);
+        }
+        sqlite3_finalize (stmt);
+        return -1;
+    }
+    sqlite3_finalize (stmt);
+    return 0;
+}
+
+static int
+s_mkdir_parent (const char *path)
+{
+    char dir[1024];
+    snprintf (dir, sizeof dir, "%s", path);
+    char *slash = strrchr (dir, '/');
+    if (!slash || slash == dir)
+        return 0;
+    *slash = '\0';
+    for (char *p = dir + 1; *p; p++) {
+        if (*p == '/') {
+            *p = '\0';
+            if (mkdir (dir, 0755) != 0 && errno != EEXIST)
+                return -1;
+            *p = '/';
+        }
+    }
+    if (mkdir (dir, 0755) != 0 && errno != EEXIST)
+        return -1;
+    return 0;
+}
+
+store_t *
+store_open (const char *path, char *err, size_t errlen)
+{
+    store_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (err, errlen, "store %s: out of memory", path);
+        return NULL;
+    }
+    snprintf (self->path, sizeof self->path, "%s", path);
+    if (s_mkdir_parent (path) != 0) {
+        snprintf (err, errlen, "store %s: cannot create its directory: %s", path, strerror (errno));
+        free (self);
+        return NULL;
+    }
+    int flags = SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX;
+    if (sqlite3_open_v2 (path, &self->db, flags, NULL) != SQLITE_OK) {
+        s_fail (self, "open");
+        snprintf (err, errlen, "%s", self->errstr);
+        store_destroy (&self);
+        return NULL;
+    }
+    sqlite3_extended_result_codes (self->db, 1);
+    sqlite3_busy_timeout (self->db, 5000);
+    /*  An existing file must be a SQLite database holding a Herald store:
+        anything else is refused rather than overwritten. */
+    if (s_check_integrity (self, err, errlen) != 0) {
+        store_destroy (&self);
+        return NULL;
+    }
+    if (s_exec (self, "PRAGMA journal_mode=WAL", "set WAL mode") != 0
+    ||  s_exec (self, "PRAGMA synchronous=FULL", "set synchronous=FULL") != 0
+    ||  s_exec (self, "PRAGMA foreign_keys=OFF", "pragma") != 0
+    ||  s_exec (self, "PRAGMA cache_size=-65536", "pragma") != 0
+    ||  s_exec (self, "PRAGMA wal_autocheckpoint=4000", "pragma") != 0
+    ||  s_exec (self, s_schema, "create schema") != 0) {
+        snprintf (err, errlen, "%s", self->errstr);
+        store_destroy (&self);
+        return NULL;
+    }
+    sqlite3_stmt *check = NULL;
+    if (sqlite3_prepare_v2 (self->db, "SELECT value FROM meta WHERE key = 'schema'", -1,
+                            &check, NULL) == SQLITE_OK
+    &&  sqlite3_step (check) == SQLITE_ROW) {
+        const char *schema = (const char *) sqlite3_column_text (check, 0);
+        if (!schema || strcmp (schema, "herald/1") != 0) {
+            snprintf (err, errlen, "store %s: schema '%s' is not supported (expected herald/1)",
+                      path, schema? schema: "");
+            sqlite3_finalize (check);
+            store_destroy (&self);
+            return NULL;
+        }
+    }
+    sqlite3_finalize (check);
+    for (int i = 0; i < S_COUNT; i++) {
+        if (sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                &self->stmt[i], NULL) != SQLITE_OK) {
+            s_fail (self, "prepare statement");
+            snprintf (err, errlen, "%s", self->errstr);
+            store_destroy (&self);
+            return NULL;
+        }
+    }
+    return self;
+}
+
+void
+store_destroy (store_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    store_t *self = *self_p;
+    for (int i = 0; i < S_COUNT; i++)
+        sqlite3_finalize (self->stmt[i]);
+    if (self->db)
+        sqlite3_close (self->db);
+    free (self);
+    *self_p = NULL;
+}
+
+store_error_t
+store_error (store_t *self)
+{
+    return self->err;
+}
+
+const char *
+store_errstr (store_t *self)
+{
+    return self->errstr;
+}
+
+int
+store_begin (store_t *self)
+{
+    if (s_step_done (self, self->stmt[S_BEGIN], "begin transaction") != 0)
+        return -1;
+    self->in_transaction = true;
+    return 0;
+}
+
+int
+store_commit (store_t *self)
+{
+    int rc = s_step_done (self, self->stmt[S_COMMIT], "commit");
+    if (rc != 0 && sqlite3_get_autocommit (self->db) == 0) {
+        /*  Keep the error of the commit, not of the rollback. */
+        store_error_t err = self->err;
+        char errstr[sizeof self->errstr];
+        memcpy (errstr, self->errstr, sizeof errstr);
+        sqlite3_step (self->stmt[S_ROLLBACK]);
+        sqlite3_reset (self->stmt[S_ROLLBACK]);
+        self->err = err;
+        memcpy (self->errstr, errstr, sizeof errstr);
+    }
+    self->in_transaction = false;
+    return rc;
+}
+
+void
+store_rollback (store_t *self)
+{
+    if (sqlite3_get_autocommit (self->db) == 0) {
+        sqlite3_step (self->stmt[S_ROLLBACK]);
+        sqlite3_reset (self->stmt[S_ROLLBACK]);
+    }
+    self->in_transaction = false;
+}
+
+int
+store_insert_event (store_t *self, store_event_t *event)
+{
+    sqlite3_stmt *stmt = self->stmt[S_INSERT_EVENT];
+    sqlite3_bind_text (stmt, 1, event->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 2, event->source, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 3, event->type, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 4, event->dedup_key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 5, event->received_at);
+    sqlite3_bind_text (stmt, 6, event->body, (int) event->body_len, SQLITE_STATIC);
+    if (s_step_done (self, stmt, "insert event") != 0)
+        return -1;
+    if (sqlite3_changes (self->db) == 1) {
+        event->seq = sqlite3_last_insert_rowid (self->db);
+        event->duplicate = false;
+        return 0;
+    }
+    /*  Ignored: the idempotency key is already stored. */
+    stmt = self->stmt[S_FIND_DEDUP];
+    sqlite3_bind_text (stmt, 1, event->dedup_key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step (stmt);
+    if (rc != SQLITE_ROW) {
+        sqlite3_reset (stmt);
+        return s_fail (self, "find duplicate event");
+    }
+    event->seq = sqlite3_column_int64 (stmt, 0);
+    const char *id = (const char *) sqlite3_column_text (stmt, 1);
+    snprintf (event->existing_id, sizeof event->existing_id, "%s", id? id: "");
+    event->duplicate = true;
+    sqlite3_reset (stmt);
+    return 0;
+}
+
+int
+store_insert_task (store_t *self, int64_t event_seq, const char *channel, const char *key,
+                   int64_t now, int64_t *rowid)
+{
+    sqlite3_stmt *stmt = self->stmt[S_INSERT_TASK];
+    sqlite3_bind_text (stmt, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, event_seq);
+    sqlite3_bind_text (stmt, 3, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 4, now);
+    if (s_step_done (self, stmt, "insert task") != 0)
+        return -1;
+    *rowid = sqlite3_last_insert_rowid (self->db);
+    return 0;
+}
+
+int
+store_task_done (store_t *self, int64_t rowid, int attempts, int64_t now)
+{
+    sqlite3_stmt *stmt = self->stmt[S_TASK_DONE];
+    sqlite3_bind_int64 (stmt, 1, rowid);
+    sqlite3_bind_int (stmt, 2, attempts);
+    sqlite3_bind_int64 (stmt, 3, now);
+    return s_step_done (self, stmt, "mark task done");
+}
+
+int
+store_task_reschedule (store_t *self, int64_t rowid, int attempts, int64_t not_before,
+                       const char *error, int64_t now)
+{
+    sqlite3_stmt *stmt = self->stmt[S_TASK_RESCHEDULE];
+    sqlite3_bind_int64 (stmt, 1, rowid);
+    sqlite3_bind_int (stmt, 2, attempts);
+    sqlite3_bind_int64 (stmt, 3, not_before);
+    sqlite3_bind_text (stmt, 4, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 5, now);
+    return s_step_done (self, stmt, "reschedule task");
+}
+
+int
+store_task_dead (store_t *self, int64_t rowid, int attempts, const char *error, int64_t now)
+{
+    sqlite3_stmt *stmt = self->stmt[S_TASK_DEAD];
+    sqlite3_bind_int64 (stmt, 1, rowid);
+    sqlite3_bind_int (stmt, 2, attempts);
+    sqlite3_bind_text (stmt, 3, error, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 4, now);
+    return s_step_done (self, stmt, "mark task dead");
+}
+
+int
+store_attempt_log (store_t *self, int64_t rowid, int attempt, int64_t at,
+                   const char *outcome, const char *error)
+{
+    sqlite3_stmt *stmt = self->stmt[S_ATTEMPT_LOG];
+    sqlite3_bind_int64 (stmt, 1, rowid);
+    sqlite3_bind_int (stmt, 2, attempt);
+    sqlite3_bind_int64 (stmt, 3, at);
+    sqlite3_bind_text (stmt, 4, outcome, -1, SQLITE_STATIC);
+    sqlite3_bind_text (stmt, 5, error, -1, SQLITE_STATIC);
+    return s_step_done (self, stmt, "log attempt");
+}
+
+int
+store_load_pending (store_t *self, const char *channel, int64_t after, int limit,
+                    store_task_fn *fn, void *ctx)
+{
+    sqlite3_stmt *stmt = self->stmt[S_LOAD_PENDING];
+    sqlite3_bind_text (stmt, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, after);
+    sqlite3_bind_int (stmt, 3, limit);
+    int count = 0;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        store_task_t task = {
+            .rowid = sqlite3_column_int64 (stmt, 0),
+            .key = (const char *) sqlite3_column_text (stmt, 1),
+            .channel = (const char *) sqlite3_column_text (stmt, 2),
+            .attempts = sqlite3_column_int (stmt, 3),
+            .not_before = sqlite3_column_int64 (stmt, 4),
+            .body = (const char *) sqlite3_column_text (stmt, 5),
+            .body_len = (size_t) sqlite3_column_bytes (stmt, 5),
+        };
+        count++;
+        if (fn (ctx, &task) != 0)
+            break;
+    }
+    sqlite3_reset (stmt);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return s_fail (self, "load pending tasks");
+    return count;
+}
+
+int
+store_count (store_t *self, const char *channel, int64_t now_wall,
+             int64_t *pending, int64_t *retrying, int64_t *done, int64_t *dead)
+{
+    sqlite3_stmt *stmt = NULL;
+    const char *sql =
+        "SELECT state, count(*), sum(CASE WHEN state = 0 AND not_before > ?2 THEN 1 ELSE 0 END)"
+        " FROM tasks WHERE channel = ?1 GROUP BY state";
+    if (sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL) != SQLITE_OK)
+        return s_fail (self, "count tasks");
+    sqlite3_bind_text (stmt, 1, channel, -1, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 2, now_wall);
+    *pending = *retrying = *done = *dead = 0;
+    int rc;
+    while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        int state = sqlite3_column_int (stmt, 0);
+        int64_t n = sqlite3_column_int64 (stmt, 1);
+        if (state == STORE_TASK_PENDING) {
+            *pending = n;
+            *retrying = sqlite3_column_int64 (stmt, 2);
+        }
+        else
+        if (state == STORE_TASK_DONE)
+            *done = n;
+        else
+        if (state == STORE_TASK_DEAD)
+            *dead = n;
+    }
+    sqlite3_finalize (stmt);
+    if (rc != SQLITE_DONE)
+        return s_fail (self, "count tasks");
+    return 0;
+}
+
+int64_t
+store_event_count (store_t *self)
+{
+    sqlite3_stmt *stmt = NULL;
+    int64_t n = -1;
+    if (sqlite3_prepare_v2 (self->db, "SELECT max(seq) FROM events", -1, &stmt, NULL) == SQLITE_OK
+    &&  sqlite3_step (stmt) == SQLITE_ROW)
+        n = sqlite3_column_int64 (stmt, 0);
+    sqlite3_finalize (stmt);
+    return n;
+}
+
+void *
+store_db (store_t *self)
+{
+    return self->db;
+}
+
+int
+store_prune (store_t *self, int64_t cutoff, int limit)
+{
+    /*  Old events whose every task is done: their idempotency window is
+        over and nothing is left to deliver. Dead tasks keep their event. */
+    char sql[512];
+    snprintf (sql, sizeof sql,
+        "CREATE TEMP TABLE IF NOT EXISTS prune (seq INTEGER PRIMARY KEY);"
+        "DELETE FROM prune;"
+        "INSERT INTO prune SELECT seq FROM events e WHERE received_at < %lld"
+        " AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.event_seq = e.seq AND t.state <> 1)"
+        " ORDER BY received_at LIMIT %d;"
+        "DELETE FROM tasks WHERE event_seq IN (SELECT seq FROM prune);"
+        "DELETE FROM events WHERE seq IN (SELECT seq FROM prune);",
+        (long long) cutoff, limit);
+    if (store_begin (self) != 0)
+        return -1;
+    if (s_exec (self, sql, "prune old events") != 0) {
+        store_rollback (self);
+        return -1;
+    }
+    int deleted = sqlite3_changes (self->db);
+    if (store_commit (self) != 0)
+        return -1;
+    return deleted;
+}

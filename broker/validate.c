@@ -1,0 +1,185 @@
+/*  validate: CloudEvents envelope and configured event rules. */
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "herald_proto.h"
+#include "validate.h"
+
+static int
+s_refuse (validate_result_t *result, int code, const char *fmt, ...)
+    __attribute__ ((format (printf, 3, 4)));
+
+static int
+s_refuse (validate_result_t *result, int code, const char *fmt, ...)
+{
+    result->code = code;
+    va_list args;
+    va_start (args, fmt);
+    vsnprintf (result->reason, sizeof result->reason, fmt, args);
+    va_end (args);
+    return -1;
+}
+
+/*  Looks up a dotted path ("customer.email", "items.0") below root. */
+static json_t *
+s_lookup (json_t *root, const char *path)
+{
+    char part[128];
+    json_t *node = root;
+    const char *p = path;
+    while (node && *p) {
+        const char *dot = strchr (p, '.');
+        size_t len = dot? (size_t) (dot - p): strlen (p);
+        if (len == 0 || len >= sizeof part)
+            return NULL;
+        memcpy (part, p, len);
+        part[len] = '\0';
+        if (json_is_object (node))
+            node = json_object_get (node, part);
+        else
+        if (json_is_array (node)) {
+            char *end = NULL;
+            unsigned long index = strtoul (part, &end, 10);
+            node = (*end == '\0')? json_array_get (node, index): NULL;
+        }
+        else
+            node = NULL;
+        p = dot? dot + 1: p + len;
+    }
+    return node;
+}
+
+static int
+s_string_field (json_t *root, const char *name, char *out, size_t size, bool required,
+                validate_result_t *result)
+{
+    json_t *value = json_object_get (root, name);
+    if (!value) {
+        if (required)
+            return s_refuse (result, HP_CODE_INVALID_EVENT,
+                             "%s: required CloudEvents attribute missing", name);
+        out[0] = '\0';
+        return 0;
+    }
+    if (!json_is_string (value))
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: must be a string", name);
+    const char *text = json_string_value (value);
+    size_t len = json_string_length (value);
+    if (required && len == 0)
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: must not be empty", name);
+    if (len >= size) {
+        char limit[32];
+        snprintf (limit, sizeof limit, "%zu", size - 1);
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: longer than %s characters", name, limit);
+    }
+    if (memchr (text, '\0', len))
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: contains a NUL character", name);
+    memcpy (out, text, len + 1);
+    return 0;
+}
+
+int
+validate_event (const herald_config_t *config, const char *body, size_t len,
+                validate_result_t *result)
+{
+    memset (result, 0, sizeof *result);
+    result->type_index = -1;
+    if (len > config->broker.max_event_bytes) {
+        char size[32], limit[32];
+        snprintf (size, sizeof size, "%zu", len);
+        snprintf (limit, sizeof limit, "%zu", config->broker.max_event_bytes);
+        return s_refuse (result, HP_CODE_TOO_LARGE,
+                         "event is %s bytes, larger than broker.max_event_bytes (%s)", size, limit);
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb (body, len, JSON_REJECT_DUPLICATES, &jerr);
+    if (!root) {
+        char where[64];
+        snprintf (where, sizeof where, "line %d column %d", jerr.line, jerr.column);
+        return s_refuse (result, HP_CODE_BAD_REQUEST, "invalid JSON at %s: %s", where, jerr.text);
+    }
+    int rc = -1;
+    char specversion[16], type[HERALD_NAME_MAX], scratch[512];
+    if (!json_is_object (root)) {
+        s_refuse (result, HP_CODE_INVALID_EVENT, "event must be a JSON object (CloudEvents envelope)");
+        goto done;
+    }
+    if (s_string_field (root, "specversion", specversion, sizeof specversion, true, result) != 0)
+        goto done;
+    if (strcmp (specversion, "1.0") != 0) {
+        s_refuse (result, HP_CODE_INVALID_EVENT, "specversion: '%s' is not supported (expected 1.0)",
+                  specversion);
+        goto done;
+    }
+    if (s_string_field (root, "id", result->id, sizeof result->id, true, result) != 0
+    ||  s_string_field (root, "source", result->source, sizeof result->source, true, result) != 0
+    ||  s_string_field (root, "type", type, sizeof type, true, result) != 0
+    ||  s_string_field (root, "subject", scratch, sizeof scratch, false, result) != 0
+    ||  s_string_field (root, "time", scratch, sizeof scratch, false, result) != 0
+    ||  s_string_field (root, "datacontenttype", scratch, sizeof scratch, false, result) != 0)
+        goto done;
+    if (scratch[0] && !strstr (scratch, "json")) {
+        s_refuse (result, HP_CODE_INVALID_EVENT,
+                  "datacontenttype: '%s' is not supported (data must be JSON)", scratch);
+        goto done;
+    }
+    result->type_index = herald_config_event_index (config, type);
+    if (result->type_index < 0) {
+        s_refuse (result, HP_CODE_UNKNOWN_TYPE, "type: unknown event type '%s'", type);
+        goto done;
+    }
+    const herald_event_type_t *rules = &config->events[result->type_index];
+    if (json_object_get (root, "data_base64")) {
+        s_refuse (result, HP_CODE_INVALID_EVENT, "data_base64: binary data is not supported");
+        goto done;
+    }
+    json_t *data = json_object_get (root, "data");
+    if (!json_is_object (data)) {
+        if (data)
+            s_refuse (result, HP_CODE_INVALID_EVENT, "data: must be a JSON object");
+        else
+            s_refuse (result, HP_CODE_INVALID_EVENT, "data: required for type '%s'", type);
+        goto done;
+    }
+    for (int i = 0; i < rules->required_count; i++) {
+        json_t *field = s_lookup (data, rules->required[i]);
+        if (!field || json_is_null (field)) {
+            s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: required field missing",
+                      rules->required[i]);
+            goto done;
+        }
+    }
+    if (rules->key[0]) {
+        json_t *key = s_lookup (data, rules->key);
+        char value[256];
+        if (json_is_string (key))
+            snprintf (value, sizeof value, "%s", json_string_value (key));
+        else
+        if (json_is_integer (key))
+            snprintf (value, sizeof value, "%lld", (long long) json_integer_value (key));
+        else {
+            if (key)
+                s_refuse (result, HP_CODE_INVALID_EVENT,
+                          "data.%s: idempotency key must be a string or an integer", rules->key);
+            else
+                s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key field missing",
+                          rules->key);
+            goto done;
+        }
+        if (value[0] == '\0') {
+            s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key is empty",
+                      rules->key);
+            goto done;
+        }
+        snprintf (result->dedup_key, sizeof result->dedup_key, "%s\x1f%s", rules->name, value);
+    }
+    else
+        snprintf (result->dedup_key, sizeof result->dedup_key, "ce\x1f%s\x1f%s",
+                  result->source, result->id);
+    rc = 0;
+done:
+    json_decref (root);
+    return rc;
+}

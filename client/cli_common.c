@@ -1,0 +1,166 @@
+/*  cli_common.c: helpers shared by the `herald` subcommands: messages,
+    option errors, numbers, configuration, admin requests. */
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "herald_clock.h"
+
+static void
+s_vprint (const char *cmd, const char *format, va_list args)
+{
+    char text[2048];
+    vsnprintf (text, sizeof text, format, args);
+    fprintf (stderr, "herald %s: %s\n", cmd, text);
+}
+
+int
+cli_usage_error (const char *cmd, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    s_vprint (cmd, format, args);
+    va_end (args);
+    fprintf (stderr, "Try 'herald %s --help'.\n", cmd);
+    return EX_USAGE;
+}
+
+int
+cli_fail (const char *cmd, int code, const char *format, ...)
+{
+    va_list args;
+    va_start (args, format);
+    s_vprint (cmd, format, args);
+    va_end (args);
+    return code;
+}
+
+int
+cli_bad_option (const char *cmd, char **argv, int c)
+{
+    const char *arg = optind > 0? argv[optind - 1]: "?";
+    if (c == ':')
+        return cli_usage_error (cmd, "option '%s' needs a value", arg);
+    if (optopt && optopt != '?')
+        return cli_usage_error (cmd, "unknown option '-%c'", optopt);
+    return cli_usage_error (cmd, "unknown option '%s'", arg);
+}
+
+int
+cli_version (void)
+{
+    printf ("herald %s\n", HERALD_VERSION);
+    return 0;
+}
+
+void
+cli_getopt_reset (void)
+{
+    optind = 0;         //  glibc: 0 re-initialises the scan
+    opterr = 0;         //  we report errors ourselves
+}
+
+int
+cli_parse_long (const char *text, long min, long max, long *value)
+{
+    if (!text || !*text)
+        return -1;
+    char *end = NULL;
+    errno = 0;
+    long result = strtol (text, &end, 10);
+    if (errno != 0 || end == text || *end != '\0' || result < min || result > max)
+        return -1;
+    *value = result;
+    return 0;
+}
+
+const char *
+cli_config_path (const char *given)
+{
+    if (given && *given)
+        return given;
+    const char *env = getenv (CLI_CONFIG_ENV);
+    if (env && *env)
+        return env;
+    return CLI_DEFAULT_CONFIG;
+}
+
+herald_config_t *
+cli_config_load (const char *cmd, const char *given)
+{
+    herald_config_t *config = calloc (1, sizeof *config);
+    if (!config) {
+        cli_fail (cmd, EX_OSERR, "out of memory");
+        return NULL;
+    }
+    const char *path = cli_config_path (given);
+    char err[HERALD_ERR_MAX];
+    err[0] = '\0';
+    if (herald_config_load (config, path, err, sizeof err) != 0) {
+        fprintf (stderr, "herald %s: %s\n", cmd, *err? err: path);
+        free (config);
+        return NULL;
+    }
+    return config;
+}
+
+int
+cli_exit_code (herald_status_t status)
+{
+    switch (status) {
+        case HERALD_OK:             return 0;
+        case HERALD_E_INVALID:
+        case HERALD_E_NACK:         return EX_DATAERR;
+        case HERALD_E_BUSY:
+        case HERALD_E_TIMEOUT:
+        case HERALD_E_NOMEM:        return EX_TEMPFAIL;
+        case HERALD_E_UNAVAILABLE:
+        case HERALD_E_PROTOCOL:
+        case HERALD_E_SYSTEM:       return EX_UNAVAILABLE;
+    }
+    return EX_SOFTWARE;
+}
+
+int
+cli_admin_call (const char *cmd, const char *endpoint, const char *verb,
+                const char *args_json, int timeout_ms, int *code,
+                json_t **body, char **raw)
+{
+    *body = NULL;
+    *raw = NULL;
+    herald_client_t *client = herald_client_new (endpoint);
+    if (!client)
+        return cli_fail (cmd, EX_USAGE, "cannot use endpoint '%s': %s",
+                         endpoint, strerror (errno));
+    herald_status_t status = herald_admin (client, verb, args_json, timeout_ms, code, raw);
+    herald_client_destroy (&client);
+    if (status == HERALD_E_TIMEOUT || status == HERALD_E_UNAVAILABLE)
+        return cli_fail (cmd, EX_UNAVAILABLE, "broker at %s: no answer within %d ms",
+                         endpoint, timeout_ms);
+    if (status != HERALD_OK)
+        return cli_fail (cmd, cli_exit_code (status), "broker at %s: %s",
+                         endpoint, herald_strerror (status));
+    json_error_t jerr;
+    *body = json_loads (*raw, 0, &jerr);
+    if (!*body || !json_is_object (*body)) {
+        json_decref (*body);
+        *body = NULL;
+        free (*raw);
+        *raw = NULL;
+        return cli_fail (cmd, EX_UNAVAILABLE, "broker at %s: reply is not a JSON object", endpoint);
+    }
+    return 0;
+}
+
+const char *
+cli_format_time (long long wall_ms, char *buf, size_t size)
+{
+    if (wall_ms <= 0) {
+        snprintf (buf, size, "-");
+        return buf;
+    }
+    return herald_clock_format ((int64_t) wall_ms, buf, size);
+}

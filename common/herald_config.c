@@ -1,0 +1,1622 @@
+/*  herald_config: YAML text -> a small node tree (libyaml events) -> one schema
+    table walked once -> herald_config_t. Every key the configuration accepts is
+    one row of s_schema: its path, type, bounds, default and target field. The
+    compiled-in defaults are those rows' default texts, converted by the same
+    code that reads YAML, so there is one source of truth for both.
+
+    YAML is external input: nothing here asserts on it. Errors read
+    "FILE:LINE: key.path: what is wrong" and parsing stops at the first one. */
+#include <assert.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <math.h>
+#include <stdarg.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include <yaml.h>
+
+#include "herald_config.h"
+
+#define S_MAX_DEPTH     32              /* nesting of mappings and sequences */
+#define S_MAX_KEYS      1024            /* entries in one mapping or sequence */
+#define S_MAX_NODES     100000          /* nodes in one document */
+#define S_MAX_FILE      (4 * 1024 * 1024)
+#define S_PATH_LEN      512             /* key paths in messages and schema patterns */
+
+#define S_MS_SECOND     INT64_C (1000)
+#define S_MS_MINUTE     (60 * S_MS_SECOND)
+#define S_MS_HOUR       (60 * S_MS_MINUTE)
+#define S_MS_DAY        (24 * S_MS_HOUR)
+
+/* ------------------------------------------------------------------------ */
+/*  Node tree                                                                */
+
+typedef enum {
+    S_NODE_SCALAR,
+    S_NODE_MAP,
+    S_NODE_SEQ
+} s_kind_t;
+
+typedef struct s_node_t s_node_t;
+struct s_node_t {
+    s_kind_t kind;
+    int line;                       /* 1-based line of the key, or of the value when it has no key */
+    char *key;                      /* key when this is a mapping value, else NULL */
+    char *text;                     /* scalar text, NUL-terminated ("" for YAML null) */
+    size_t len;                     /* scalar length in bytes */
+    s_node_t *first;                /* children: mapping values or sequence items */
+    s_node_t *last;
+    s_node_t *next;                 /* next sibling */
+    int count;                      /* number of children */
+};
+
+/* ------------------------------------------------------------------------ */
+/*  Schema                                                                   */
+
+typedef enum {
+    /* containers */
+    S_MAP,              /* mapping with the keys the schema lists */
+    S_DICT,             /* mapping with user-chosen keys, each read by row "PATTERN.*" */
+    S_CHANNEL,          /* channels.NAME: creates a channel, then a S_MAP */
+    S_EVENT,            /* events.NAME: creates an event type, then a S_MAP */
+    S_WORKERS,          /* workers.NAME: process count of a known channel */
+    S_HEADER,           /* http.headers.NAME: "value" or {env: VAR} */
+    S_PATHLIST,         /* sequence of dotted paths (events.*.required) */
+    S_FANOUT,           /* sequence of channel names (events.*.fanout) */
+    /* scalars */
+    S_STR,              /* text without control characters; choices restrict it */
+    S_PATH,             /* dotted path into the event data */
+    S_ENVNAME,          /* environment variable name */
+    S_ENDPOINT,         /* tcp:// ipc:// inproc:// */
+    S_URL,              /* choices are the allowed schemes */
+    S_INT,              /* int, min..max */
+    S_SIZE,             /* size_t, "256KiB" */
+    S_DURATION,         /* int64_t ms, "500ms" */
+    S_BACKOFF,          /* "MIN..MAX": two int64_t ms at offset and offset2 */
+    S_RATE,             /* double per second, "10/s" */
+    S_BOOL,             /* bool, true | false */
+    S_ENUM              /* int-sized enum: index in choices */
+} s_type_t;
+
+typedef enum {
+    S_IN_CONFIG,        /* offsets into herald_config_t */
+    S_IN_BROKER,        /* herald_broker_config_t */
+    S_IN_CHANNEL,       /* herald_channel_t of the channel being read */
+    S_IN_EVENT          /* herald_event_type_t of the event type being read */
+} s_scope_t;
+
+typedef struct {
+    const char *pattern;            /* key path, "*" for a user-chosen key */
+    s_type_t type;
+    s_scope_t scope;
+    size_t offset;                  /* target field */
+    size_t size;                    /* target field size (string capacity) */
+    size_t offset2;                 /* second field (S_BACKOFF maximum) */
+    int64_t min;                    /* bounds for S_INT, S_SIZE, S_DURATION, S_BACKOFF */
+    int64_t max;
+    const char *fallback;           /* compiled-in default as YAML text, NULL for none */
+    const char *const *choices;     /* S_ENUM names, S_STR allowed values, S_URL schemes */
+    bool nonempty;                  /* "" is refused */
+} s_row_t;
+
+/*  Designated initializers naming a row's target field. */
+#define S_FIELD(type, field) .offset = offsetof (type, field), .size = sizeof (((type *) 0)->field)
+#define S_BROKER(field)  .scope = S_IN_BROKER, S_FIELD (herald_broker_config_t, field)
+#define S_CHAN(field)    .scope = S_IN_CHANNEL, S_FIELD (herald_channel_t, field)
+#define S_EVT(field)     .scope = S_IN_EVENT, S_FIELD (herald_event_type_t, field)
+
+static const char *const s_endpoint_schemes[] = { "tcp://", "ipc://", "inproc://", NULL };
+static const char *const s_driver_names[] = { "file", "noop", "smtp", "http", NULL };
+static const char *const s_tls_names[] = { "starttls", "implicit", "none", NULL };
+static const char *const s_smtp_schemes[] = { "smtp://", "smtps://", NULL };
+static const char *const s_http_schemes[] = { "http://", "https://", NULL };
+static const char *const s_methods[] = { "GET", "POST", "PUT", "PATCH", "DELETE", NULL };
+
+static const s_row_t s_schema[] = {
+    /* Root keys, in the order they are read: channels before events and workers,
+       which name channels. */
+    { .pattern = "broker", .type = S_MAP },
+    { .pattern = "broker.listen", .type = S_MAP },
+    { .pattern = "broker.listen.producers", .type = S_ENDPOINT, S_BROKER (producers), .fallback = "tcp://127.0.0.1:5570" },
+    { .pattern = "broker.listen.workers", .type = S_ENDPOINT, S_BROKER (workers), .fallback = "tcp://127.0.0.1:5571" },
+    { .pattern = "broker.listen.admin", .type = S_ENDPOINT, S_BROKER (admin), .fallback = "tcp://127.0.0.1:5572" },
+    { .pattern = "broker.store", .type = S_STR, S_BROKER (store), .fallback = "var/herald.db", .nonempty = true },
+    { .pattern = "broker.max_event_bytes", .type = S_SIZE, S_BROKER (max_event_bytes),
+      .min = 1024, .max = 64 * 1024 * 1024, .fallback = "256KiB" },
+    { .pattern = "broker.batch_max", .type = S_INT, S_BROKER (batch_max), .min = 1, .max = 65536, .fallback = "2048" },
+    { .pattern = "broker.dedup_retention", .type = S_DURATION, S_BROKER (dedup_retention_ms),
+      .min = S_MS_MINUTE, .max = 3650 * S_MS_DAY, .fallback = "7d" },
+    { .pattern = "broker.heartbeat", .type = S_DURATION, S_BROKER (heartbeat_ms), .min = 10, .max = 60 * S_MS_SECOND,
+      .fallback = "1s" },
+    { .pattern = "broker.heartbeat_liveness", .type = S_INT, S_BROKER (heartbeat_liveness), .min = 1, .max = 100,
+      .fallback = "3" },
+    { .pattern = "broker.shutdown_timeout", .type = S_DURATION, S_BROKER (shutdown_timeout_ms), .min = 0,
+      .max = S_MS_HOUR, .fallback = "10s" },
+    { .pattern = "broker.queue_window", .type = S_INT, S_BROKER (queue_window), .min = 100, .max = 10000000,
+      .fallback = "100000" },
+    { .pattern = "broker.max_pending_events", .type = S_INT, S_BROKER (max_pending_events), .min = 1, .max = 10000000,
+      .fallback = "20000" },
+    { .pattern = "broker.hwm", .type = S_INT, S_BROKER (hwm), .min = 0, .max = 10000000, .fallback = "100000" },
+
+    { .pattern = "channels", .type = S_DICT },
+    { .pattern = "channels.*", .type = S_CHANNEL },
+    { .pattern = "channels.*.driver", .type = S_ENUM, S_CHAN (driver), .choices = s_driver_names },
+    { .pattern = "channels.*.capacity", .type = S_INT, S_CHAN (capacity), .min = 1, .max = 10000, .fallback = "32" },
+    { .pattern = "channels.*.retry", .type = S_MAP },
+    { .pattern = "channels.*.retry.max_attempts", .type = S_INT, S_CHAN (max_attempts), .min = 1, .max = 1000,
+      .fallback = "8" },
+    { .pattern = "channels.*.retry.backoff", .type = S_BACKOFF, S_CHAN (backoff_min_ms),
+      .offset2 = offsetof (herald_channel_t, backoff_max_ms),
+      .min = 1, .max = 30 * S_MS_DAY, .fallback = "500ms..10m" },
+    { .pattern = "channels.*.lease", .type = S_DURATION, S_CHAN (lease_ms), .min = S_MS_SECOND, .max = S_MS_DAY,
+      .fallback = "60s" },
+    { .pattern = "channels.*.max_in_flight", .type = S_INT, S_CHAN (max_in_flight), .min = 0, .max = INT_MAX,
+      .fallback = "0" },
+    { .pattern = "channels.*.rate", .type = S_RATE, S_CHAN (rate_per_sec), .fallback = "0" },
+    { .pattern = "channels.*.burst", .type = S_INT, S_CHAN (burst), .min = 1, .max = 10000000 },
+    { .pattern = "channels.*.dir", .type = S_STR, S_CHAN (dir), .nonempty = true },
+    { .pattern = "channels.*.smtp", .type = S_MAP },
+    { .pattern = "channels.*.smtp.url", .type = S_URL, S_CHAN (smtp.url), .choices = s_smtp_schemes },
+    { .pattern = "channels.*.smtp.tls", .type = S_ENUM, S_CHAN (smtp.tls), .choices = s_tls_names, .fallback = "starttls" },
+    { .pattern = "channels.*.smtp.from", .type = S_STR, S_CHAN (smtp.from), .nonempty = true },
+    { .pattern = "channels.*.smtp.to", .type = S_STR, S_CHAN (smtp.to), .nonempty = true },
+    { .pattern = "channels.*.smtp.subject", .type = S_STR, S_CHAN (smtp.subject), .nonempty = true },
+    { .pattern = "channels.*.smtp.text_template", .type = S_STR, S_CHAN (smtp.text_template), .nonempty = true },
+    { .pattern = "channels.*.smtp.html_template", .type = S_STR, S_CHAN (smtp.html_template), .nonempty = true },
+    { .pattern = "channels.*.smtp.username", .type = S_STR, S_CHAN (smtp.username) },
+    { .pattern = "channels.*.smtp.password_env", .type = S_ENVNAME, S_CHAN (smtp.password_env) },
+    { .pattern = "channels.*.smtp.ca_file", .type = S_STR, S_CHAN (smtp.ca_file) },
+    { .pattern = "channels.*.smtp.verify_peer", .type = S_BOOL, S_CHAN (smtp.verify_peer), .fallback = "true" },
+    { .pattern = "channels.*.smtp.timeout", .type = S_DURATION, S_CHAN (smtp.timeout_ms), .min = S_MS_SECOND,
+      .max = S_MS_HOUR, .fallback = "30s" },
+    { .pattern = "channels.*.http", .type = S_MAP },
+    { .pattern = "channels.*.http.method", .type = S_STR, S_CHAN (http.method), .choices = s_methods, .fallback = "POST" },
+    { .pattern = "channels.*.http.url", .type = S_URL, S_CHAN (http.url), .choices = s_http_schemes },
+    { .pattern = "channels.*.http.headers", .type = S_DICT },
+    { .pattern = "channels.*.http.headers.*", .type = S_HEADER },
+    { .pattern = "channels.*.http.body_template", .type = S_STR, S_CHAN (http.body_template) },
+    { .pattern = "channels.*.http.connect_timeout", .type = S_DURATION, S_CHAN (http.connect_timeout_ms), .min = 1,
+      .max = S_MS_HOUR, .fallback = "5s" },
+    { .pattern = "channels.*.http.timeout", .type = S_DURATION, S_CHAN (http.timeout_ms), .min = 1, .max = S_MS_HOUR,
+      .fallback = "30s" },
+    { .pattern = "channels.*.http.follow_redirects", .type = S_BOOL, S_CHAN (http.follow_redirects), .fallback = "false" },
+    { .pattern = "channels.*.http.ca_file", .type = S_STR, S_CHAN (http.ca_file) },
+    { .pattern = "channels.*.http.verify_peer", .type = S_BOOL, S_CHAN (http.verify_peer), .fallback = "true" },
+
+    { .pattern = "events", .type = S_DICT },
+    { .pattern = "events.*", .type = S_EVENT },
+    { .pattern = "events.*.key", .type = S_PATH, S_EVT (key) },
+    { .pattern = "events.*.required", .type = S_PATHLIST },
+    { .pattern = "events.*.fanout", .type = S_FANOUT },
+
+    { .pattern = "workers", .type = S_DICT },
+    { .pattern = "workers.*", .type = S_WORKERS, .min = 0, .max = 64 },
+};
+
+#define S_SCHEMA_ROWS (sizeof s_schema / sizeof s_schema[0])
+
+/* ------------------------------------------------------------------------ */
+/*  Loader state                                                             */
+
+typedef struct {
+    const char *name;               /* file name for messages */
+    char *err;                      /* first error, "FILE:LINE: path: what" */
+    size_t errlen;
+    yaml_parser_t parser;
+    int nodes;                      /* nodes built so far */
+    herald_config_t *cfg;           /* being filled */
+    herald_channel_t *channel;      /* channel being read, or NULL */
+    herald_event_type_t *event;     /* event type being read, or NULL */
+} s_loader_t;
+
+static int
+s_apply (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path);
+
+static int
+s_fail (s_loader_t *self, int line, const char *path, const char *fmt, ...)
+    __attribute__ ((format (printf, 4, 5)));
+
+static int
+s_fail (s_loader_t *self, int line, const char *path, const char *fmt, ...)
+{
+    if (self->errlen == 0)
+        return -1;
+    int n = snprintf (self->err, self->errlen, "%s:%d: %s: ", self->name, line,
+                      path && *path? path: "(top level)");
+    if (n >= 0 && (size_t) n < self->errlen) {
+        va_list args;
+        va_start (args, fmt);
+        vsnprintf (self->err + n, self->errlen - (size_t) n, fmt, args);
+        va_end (args);
+    }
+    return -1;
+}
+
+/*  Copies text into buf for a message: printable ASCII kept, the rest shown
+    as '?', cut at 60 characters. */
+static const char *
+s_show (const char *text, char *buf, size_t size)
+{
+    size_t o = 0;
+    for (const char *p = text; *p && o + 4 < size && o < 60; p++) {
+        unsigned char c = (unsigned char) *p;
+        buf[o++] = c >= 0x20 && c < 0x7f? (char) c: '?';
+    }
+    if (*text && strlen (text) > o && o + 4 <= size) {
+        memcpy (buf + o, "...", 3);
+        o += 3;
+    }
+    buf[o < size? o: size - 1] = '\0';
+    return buf;
+}
+
+static void
+s_join (char *out, size_t size, const char *parent, const char *key)
+{
+    if (*parent)
+        snprintf (out, size, "%s.%s", parent, key);
+    else
+        snprintf (out, size, "%s", key);
+}
+
+/* ------------------------------------------------------------------------ */
+/*  Building the node tree from libyaml events                               */
+
+static void
+s_node_destroy (s_node_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    s_node_t *self = *self_p;
+    s_node_t *child = self->first;
+    while (child) {
+        s_node_t *next = child->next;
+        s_node_destroy (&child);
+        child = next;
+    }
+    free (self->key);
+    free (self->text);
+    free (self);
+    *self_p = NULL;
+}
+
+static s_node_t *
+s_node_new (s_loader_t *self, s_kind_t kind, const yaml_event_t *event, const char *path)
+{
+    if (++self->nodes > S_MAX_NODES) {
+        s_fail (self, (int) event->start_mark.line + 1, path,
+                "document too large (more than %d nodes)", S_MAX_NODES);
+        return NULL;
+    }
+    s_node_t *node = calloc (1, sizeof *node);
+    if (!node) {
+        s_fail (self, (int) event->start_mark.line + 1, path, "out of memory");
+        return NULL;
+    }
+    node->kind = kind;
+    node->line = (int) event->start_mark.line + 1;
+    return node;
+}
+
+static const s_node_t *
+s_child (const s_node_t *map, const char *key)
+{
+    if (!map || map->kind != S_NODE_MAP)
+        return NULL;
+    for (const s_node_t *child = map->first; child; child = child->next)
+        if (strcmp (child->key, key) == 0)
+            return child;
+    return NULL;
+}
+
+static int
+s_syntax_error (s_loader_t *self)
+{
+    yaml_parser_t *parser = &self->parser;
+    const char *problem = parser->problem? parser->problem: "invalid YAML";
+    if (self->errlen == 0)
+        return -1;
+    if (parser->error == YAML_MEMORY_ERROR)
+        snprintf (self->err, self->errlen, "%s: out of memory while reading YAML", self->name);
+    else
+    if (parser->error == YAML_READER_ERROR)
+        snprintf (self->err, self->errlen, "%s: YAML syntax error: %s (at byte %zu)",
+                  self->name, problem, parser->problem_offset);
+    else
+    if (parser->context)
+        snprintf (self->err, self->errlen, "%s:%zu:%zu: YAML syntax error: %s (%s at line %zu)",
+                  self->name, parser->problem_mark.line + 1, parser->problem_mark.column + 1,
+                  problem, parser->context, parser->context_mark.line + 1);
+    else
+        snprintf (self->err, self->errlen, "%s:%zu:%zu: YAML syntax error: %s",
+                  self->name, parser->problem_mark.line + 1, parser->problem_mark.column + 1,
+                  problem);
+    return -1;
+}
+
+static int
+s_next (s_loader_t *self, yaml_event_t *event)
+{
+    if (!yaml_parser_parse (&self->parser, event))
+        return s_syntax_error (self);
+    return 0;
+}
+
+static s_node_t *
+s_build (s_loader_t *self, const yaml_event_t *event, int depth, const char *path);
+
+/*  Reads the entries of a mapping or sequence whose start event was just seen. */
+static int
+s_build_children (s_loader_t *self, s_node_t *node, int depth, const char *path)
+{
+    yaml_event_t event;
+    yaml_event_type_t end = node->kind == S_NODE_MAP? YAML_MAPPING_END_EVENT: YAML_SEQUENCE_END_EVENT;
+    while (true) {
+        if (s_next (self, &event))
+            return -1;
+        if (event.type == end) {
+            yaml_event_delete (&event);
+            return 0;
+        }
+        if (node->count >= S_MAX_KEYS) {
+            yaml_event_delete (&event);
+            return s_fail (self, node->line, path, "too many entries (at most %d)", S_MAX_KEYS);
+        }
+        char *key = NULL;
+        int key_line = 0;
+        char child_path[S_PATH_LEN];
+        snprintf (child_path, sizeof child_path, "%s", path);
+        if (node->kind == S_NODE_MAP) {
+            key_line = (int) event.start_mark.line + 1;
+            if (event.type != YAML_SCALAR_EVENT) {
+                yaml_event_delete (&event);
+                return s_fail (self, key_line, path, "mapping keys must be plain strings");
+            }
+            const char *text = (const char *) event.data.scalar.value;
+            if (strlen (text) != event.data.scalar.length || *text == '\0') {
+                yaml_event_delete (&event);
+                return s_fail (self, key_line, path, "empty key or key with a NUL byte");
+            }
+            s_join (child_path, sizeof child_path, path, text);
+            const s_node_t *first = s_child (node, text);
+            if (first) {
+                yaml_event_delete (&event);
+                return s_fail (self, key_line, child_path, "duplicate key (first at line %d)",
+                               first->line);
+            }
+            key = strdup (text);
+            yaml_event_delete (&event);
+            if (!key)
+                return s_fail (self, key_line, path, "out of memory");
+            if (s_next (self, &event)) {
+                free (key);
+                return -1;
+            }
+        }
+        s_node_t *child = s_build (self, &event, depth + 1, child_path);
+        yaml_event_delete (&event);
+        if (!child) {
+            free (key);
+            return -1;
+        }
+        if (key) {
+            child->key = key;
+            child->line = key_line;
+        }
+        if (node->last)
+            node->last->next = child;
+        else
+            node->first = child;
+        node->last = child;
+        node->count++;
+    }
+}
+
+/*  Builds the node that starts with event (which the caller deletes). */
+static s_node_t *
+s_build (s_loader_t *self, const yaml_event_t *event, int depth, const char *path)
+{
+    int line = (int) event->start_mark.line + 1;
+    if (depth > S_MAX_DEPTH) {
+        s_fail (self, line, path, "nested too deeply (more than %d levels)", S_MAX_DEPTH);
+        return NULL;
+    }
+    s_node_t *node = NULL;
+    switch (event->type) {
+        case YAML_SCALAR_EVENT: {
+            node = s_node_new (self, S_NODE_SCALAR, event, path);
+            if (!node)
+                return NULL;
+            const char *text = (const char *) event->data.scalar.value;
+            size_t len = event->data.scalar.length;
+            if (event->data.scalar.style == YAML_PLAIN_SCALAR_STYLE
+            && (strcmp (text, "~") == 0 || strcmp (text, "null") == 0
+                || strcmp (text, "Null") == 0 || strcmp (text, "NULL") == 0))
+                len = 0;        /* YAML null: an empty value */
+            node->text = malloc (len + 1);
+            if (!node->text) {
+                s_node_destroy (&node);
+                s_fail (self, line, path, "out of memory");
+                return NULL;
+            }
+            memcpy (node->text, text, len);
+            node->text[len] = '\0';
+            node->len = len;
+            return node;
+        }
+        case YAML_MAPPING_START_EVENT:
+        case YAML_SEQUENCE_START_EVENT:
+            node = s_node_new (self, event->type == YAML_MAPPING_START_EVENT? S_NODE_MAP: S_NODE_SEQ,
+                               event, path);
+            if (!node)
+                return NULL;
+            if (s_build_children (self, node, depth, path)) {
+                s_node_destroy (&node);
+                return NULL;
+            }
+            return node;
+        case YAML_ALIAS_EVENT:
+            s_fail (self, line, path, "YAML aliases (*name) are not supported: write the value out");
+            return NULL;
+        default:
+            s_fail (self, line, path, "unexpected YAML structure");
+            return NULL;
+    }
+}
+
+/*  Parses the whole text into *root (NULL for an empty document). */
+static int
+s_build_document (s_loader_t *self, const char *text, size_t len, s_node_t **root)
+{
+    *root = NULL;
+    if (!yaml_parser_initialize (&self->parser)) {
+        snprintf (self->err, self->errlen, "%s: out of memory", self->name);
+        return -1;
+    }
+    yaml_parser_set_input_string (&self->parser, (const unsigned char *) text, len);
+    int rc = -1;
+    yaml_event_t event;
+    bool have_event = false;
+    int docs = 0;
+    while (true) {
+        if (s_next (self, &event))
+            break;
+        have_event = true;
+        if (event.type == YAML_STREAM_END_EVENT) {
+            rc = 0;
+            break;
+        }
+        if (event.type == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
+            s_fail (self, (int) event.start_mark.line + 1, "",
+                    "only one YAML document is allowed (found a second '---')");
+            break;
+        }
+        if (event.type == YAML_MAPPING_START_EVENT || event.type == YAML_SEQUENCE_START_EVENT
+        ||  event.type == YAML_SCALAR_EVENT || event.type == YAML_ALIAS_EVENT) {
+            *root = s_build (self, &event, 0, "");
+            if (!*root)
+                break;
+        }
+        yaml_event_delete (&event);
+        have_event = false;
+    }
+    if (have_event)
+        yaml_event_delete (&event);
+    yaml_parser_delete (&self->parser);
+    if (rc)
+        s_node_destroy (root);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/*  Scalar conversions                                                       */
+
+static bool
+s_is_digit (char c)
+{
+    return c >= '0' && c <= '9';
+}
+
+/*  Reads the leading decimal digits of text as a non-negative int64. Sets *end
+    past them. -1 on no digits or overflow. */
+static int
+s_parse_digits (const char *text, int64_t *value, const char **end)
+{
+    if (!s_is_digit (*text))
+        return -1;
+    errno = 0;
+    char *stop = NULL;
+    long long v = strtoll (text, &stop, 10);
+    if (errno == ERANGE || stop == text || v < 0)
+        return -1;
+    *value = (int64_t) v;
+    *end = stop;
+    return 0;
+}
+
+int
+herald_parse_duration (const char *text, int64_t *ms)
+{
+    if (!text || !ms)
+        return -1;
+    int64_t value;
+    const char *unit;
+    if (s_parse_digits (text, &value, &unit))
+        return -1;
+    int64_t scale;
+    if (*unit == '\0' || strcmp (unit, "ms") == 0)
+        scale = 1;
+    else
+    if (strcmp (unit, "s") == 0)
+        scale = S_MS_SECOND;
+    else
+    if (strcmp (unit, "m") == 0)
+        scale = S_MS_MINUTE;
+    else
+    if (strcmp (unit, "h") == 0)
+        scale = S_MS_HOUR;
+    else
+    if (strcmp (unit, "d") == 0)
+        scale = S_MS_DAY;
+    else
+        return -1;
+    if (value > INT64_MAX / scale)
+        return -1;
+    *ms = value * scale;
+    return 0;
+}
+
+int
+herald_parse_size (const char *text, size_t *bytes)
+{
+    if (!text || !bytes)
+        return -1;
+    int64_t value;
+    const char *unit;
+    if (s_parse_digits (text, &value, &unit))
+        return -1;
+    uint64_t scale;
+    if (*unit == '\0')
+        scale = 1;
+    else
+    if (strcmp (unit, "KiB") == 0)
+        scale = UINT64_C (1) << 10;
+    else
+    if (strcmp (unit, "MiB") == 0)
+        scale = UINT64_C (1) << 20;
+    else
+    if (strcmp (unit, "GiB") == 0)
+        scale = UINT64_C (1) << 30;
+    else
+        return -1;
+    if ((uint64_t) value > SIZE_MAX / scale)
+        return -1;
+    *bytes = (size_t) ((uint64_t) value * scale);
+    return 0;
+}
+
+/*  "10/s", "600/m", "36000/h" or a plain number per second; 0..1e6 per second. */
+static int
+s_parse_rate (const char *text, double *per_sec)
+{
+    if (!s_is_digit (*text))
+        return -1;
+    errno = 0;
+    char *end = NULL;
+    double value = strtod (text, &end);
+    if (errno == ERANGE || end == text || !isfinite (value) || value < 0)
+        return -1;
+    /* strtod also reads hex and exponents: only digits and one '.' are a rate */
+    for (const char *p = text; p < end; p++)
+        if (!s_is_digit (*p) && *p != '.')
+            return -1;
+    if (*end == '\0' || strcmp (end, "/s") == 0)
+        ;
+    else
+    if (strcmp (end, "/m") == 0)
+        value /= 60.0;
+    else
+    if (strcmp (end, "/h") == 0)
+        value /= 3600.0;
+    else
+        return -1;
+    if (value > 1e6)
+        return -1;
+    *per_sec = value;
+    return 0;
+}
+
+static const char *
+s_format_duration (int64_t ms, char *buf, size_t size)
+{
+    if (ms != 0 && ms % S_MS_DAY == 0)
+        snprintf (buf, size, "%" PRId64 "d", ms / S_MS_DAY);
+    else
+    if (ms != 0 && ms % S_MS_HOUR == 0)
+        snprintf (buf, size, "%" PRId64 "h", ms / S_MS_HOUR);
+    else
+    if (ms != 0 && ms % S_MS_MINUTE == 0)
+        snprintf (buf, size, "%" PRId64 "m", ms / S_MS_MINUTE);
+    else
+    if (ms != 0 && ms % S_MS_SECOND == 0)
+        snprintf (buf, size, "%" PRId64 "s", ms / S_MS_SECOND);
+    else
+        snprintf (buf, size, "%" PRId64 "ms", ms);
+    return buf;
+}
+
+static const char *
+s_format_size (uint64_t bytes, char *buf, size_t size)
+{
+    if (bytes != 0 && bytes % (UINT64_C (1) << 30) == 0)
+        snprintf (buf, size, "%" PRIu64 "GiB", bytes >> 30);
+    else
+    if (bytes != 0 && bytes % (UINT64_C (1) << 20) == 0)
+        snprintf (buf, size, "%" PRIu64 "MiB", bytes >> 20);
+    else
+    if (bytes != 0 && bytes % (UINT64_C (1) << 10) == 0)
+        snprintf (buf, size, "%" PRIu64 "KiB", bytes >> 10);
+    else
+        snprintf (buf, size, "%" PRIu64, bytes);
+    return buf;
+}
+
+static bool
+s_has_control (const char *text)
+{
+    for (const char *p = text; *p; p++)
+        if ((unsigned char) *p < 0x20 || *p == 0x7f)
+            return true;
+    return false;
+}
+
+/*  Channel names: 1..63 of [A-Za-z0-9_-]. */
+static bool
+s_valid_channel_name (const char *name)
+{
+    size_t len = strlen (name);
+    if (len == 0 || len >= HERALD_NAME_MAX)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!(s_is_digit (*p) || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || *p == '_' || *p == '-'))
+            return false;
+    return true;
+}
+
+/*  Event type names: 1..63 of [A-Za-z0-9._:/-] (CloudEvents types are
+    reverse-DNS like "com.shop.order.confirmed"). */
+static bool
+s_valid_event_name (const char *name)
+{
+    size_t len = strlen (name);
+    if (len == 0 || len >= HERALD_NAME_MAX)
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!(s_is_digit (*p) || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z')
+              || *p == '_' || *p == '-' || *p == '.' || *p == ':' || *p == '/'))
+            return false;
+    return true;
+}
+
+/*  Dotted paths into the event data: non-empty segments, no control characters. */
+static bool
+s_valid_dotted (const char *path)
+{
+    if (*path == '\0' || *path == '.' || s_has_control (path))
+        return false;
+    size_t len = strlen (path);
+    if (path[len - 1] == '.' || strstr (path, ".."))
+        return false;
+    return true;
+}
+
+static bool
+s_valid_env_name (const char *name)
+{
+    if (*name == '\0' || s_is_digit (*name))
+        return false;
+    for (const char *p = name; *p; p++)
+        if (!(s_is_digit (*p) || (*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || *p == '_'))
+            return false;
+    return true;
+}
+
+/*  HTTP header names are RFC 9110 tokens. */
+static bool
+s_valid_header_name (const char *name)
+{
+    if (*name == '\0')
+        return false;
+    for (const char *p = name; *p; p++) {
+        unsigned char c = (unsigned char) *p;
+        if (!(s_is_digit (*p) || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z')
+              || (c && strchr ("!#$%&'*+-.^_`|~", c))))
+            return false;
+    }
+    return true;
+}
+
+static const char *
+s_type_desc (s_type_t type)
+{
+    switch (type) {
+        case S_MAP: case S_DICT: case S_CHANNEL: case S_EVENT:
+            return "a mapping";
+        case S_PATHLIST: case S_FANOUT:
+            return "a list";
+        case S_INT: case S_WORKERS:
+            return "an integer";
+        case S_SIZE:
+            return "a size";
+        case S_DURATION:
+            return "a duration";
+        case S_BACKOFF:
+            return "a MIN..MAX range of durations";
+        case S_RATE:
+            return "a rate";
+        case S_BOOL:
+            return "true or false";
+        case S_HEADER:
+            return "a string or {env: NAME}";
+        default:
+            return "a string";
+    }
+}
+
+static const char *
+s_kind_desc (s_kind_t kind)
+{
+    return kind == S_NODE_MAP? "a mapping": kind == S_NODE_SEQ? "a list": "a scalar";
+}
+
+static void
+s_store (void *base, size_t offset, const void *value, size_t size)
+{
+    memcpy ((char *) base + offset, value, size);
+}
+
+static int
+s_check_range (s_loader_t *self, const s_row_t *row, int line, const char *path, int64_t value)
+{
+    if (value >= row->min && value <= row->max)
+        return 0;
+    if (row->max == INT_MAX || row->max == INT64_MAX)
+        return s_fail (self, line, path, "must be at least %" PRId64 ", got %" PRId64, row->min, value);
+    return s_fail (self, line, path, "must be between %" PRId64 " and %" PRId64 ", got %" PRId64,
+                   row->min, row->max, value);
+}
+
+static int
+s_check_duration_range (s_loader_t *self, const s_row_t *row, int line, const char *path,
+                        int64_t value)
+{
+    if (value >= row->min && value <= row->max)
+        return 0;
+    char lo[32], hi[32], got[32];
+    return s_fail (self, line, path, "must be between %s and %s, got %s",
+                   s_format_duration (row->min, lo, sizeof lo),
+                   s_format_duration (row->max, hi, sizeof hi),
+                   s_format_duration (value, got, sizeof got));
+}
+
+/*  Converts one scalar text per the row's type into the field at base. */
+static int
+s_set_scalar (s_loader_t *self, const s_row_t *row, const char *text, int line,
+              const char *path, void *base)
+{
+    char shown[80];
+    s_show (text, shown, sizeof shown);
+    if (row->nonempty && *text == '\0')
+        return s_fail (self, line, path, "must not be empty");
+    switch (row->type) {
+        case S_STR:
+        case S_PATH:
+        case S_ENVNAME:
+        case S_ENDPOINT:
+        case S_URL: {
+            if (s_has_control (text))
+                return s_fail (self, line, path, "must not contain control characters (newlines, tabs)");
+            if (strlen (text) >= row->size)
+                return s_fail (self, line, path, "too long (at most %zu characters)", row->size - 1);
+            if (row->type == S_PATH && *text && !s_valid_dotted (text))
+                return s_fail (self, line, path,
+                               "must be a dotted path into the event data like customer.email, got '%s'",
+                               shown);
+            if (row->type == S_ENVNAME && *text && !s_valid_env_name (text))
+                return s_fail (self, line, path,
+                               "must be an environment variable name like HERALD_SMTP_PASSWORD, got '%s'",
+                               shown);
+            if (row->type == S_ENDPOINT || row->type == S_URL) {
+                const char *const *schemes = row->type == S_ENDPOINT? s_endpoint_schemes: row->choices;
+                bool ok = false;
+                for (int i = 0; schemes[i]; i++)
+                    if (strncmp (text, schemes[i], strlen (schemes[i])) == 0
+                    &&  text[strlen (schemes[i])] != '\0')
+                        ok = true;
+                if (!ok) {
+                    char list[128] = "";
+                    for (int i = 0; schemes[i]; i++) {
+                        size_t used = strlen (list);
+                        snprintf (list + used, sizeof list - used, "%s%s",
+                                  i == 0? "": schemes[i + 1]? ", ": " or ", schemes[i]);
+                    }
+                    return s_fail (self, line, path, "must start with %s, got '%s'", list, shown);
+                }
+            }
+            if (row->type == S_STR && row->choices) {
+                bool ok = false;
+                for (int i = 0; row->choices[i]; i++)
+                    if (strcmp (text, row->choices[i]) == 0)
+                        ok = true;
+                if (!ok)
+                    return s_fail (self, line, path, "must be one of GET, POST, PUT, PATCH, DELETE, got '%s'",
+                                   shown);
+            }
+            memcpy ((char *) base + row->offset, text, strlen (text) + 1);
+            return 0;
+        }
+        case S_INT: {
+            const char *digits = *text == '-' || *text == '+'? text + 1: text;
+            int64_t value;
+            const char *end;
+            if (s_parse_digits (digits, &value, &end) || *end != '\0')
+                return s_fail (self, line, path, "must be an integer, got '%s'", shown);
+            if (*text == '-')
+                value = -value;
+            if (s_check_range (self, row, line, path, value))
+                return -1;
+            int v = (int) value;
+            s_store (base, row->offset, &v, sizeof v);
+            return 0;
+        }
+        case S_SIZE: {
+            size_t bytes;
+            if (herald_parse_size (text, &bytes))
+                return s_fail (self, line, path,
+                               "must be a size like 4096, 256KiB, 1MiB or 1GiB, got '%s'", shown);
+            if ((uint64_t) bytes < (uint64_t) row->min || (uint64_t) bytes > (uint64_t) row->max) {
+                char lo[32], hi[32], got[32];
+                return s_fail (self, line, path, "must be between %s and %s, got %s",
+                               s_format_size ((uint64_t) row->min, lo, sizeof lo),
+                               s_format_size ((uint64_t) row->max, hi, sizeof hi),
+                               s_format_size ((uint64_t) bytes, got, sizeof got));
+            }
+            s_store (base, row->offset, &bytes, sizeof bytes);
+            return 0;
+        }
+        case S_DURATION: {
+            int64_t ms;
+            if (herald_parse_duration (text, &ms))
+                return s_fail (self, line, path,
+                               "must be a duration like 250ms, 2s, 10m, 1h or 7d, got '%s'", shown);
+            if (s_check_duration_range (self, row, line, path, ms))
+                return -1;
+            s_store (base, row->offset, &ms, sizeof ms);
+            return 0;
+        }
+        case S_BACKOFF: {
+            const char *dots = strstr (text, "..");
+            char lo_text[64];
+            int64_t lo, hi;
+            if (!dots || (size_t) (dots - text) >= sizeof lo_text)
+                return s_fail (self, line, path, "must be MIN..MAX durations like 500ms..10m, got '%s'",
+                               shown);
+            memcpy (lo_text, text, (size_t) (dots - text));
+            lo_text[dots - text] = '\0';
+            if (herald_parse_duration (lo_text, &lo) || herald_parse_duration (dots + 2, &hi))
+                return s_fail (self, line, path, "must be MIN..MAX durations like 500ms..10m, got '%s'",
+                               shown);
+            if (s_check_duration_range (self, row, line, path, lo)
+            ||  s_check_duration_range (self, row, line, path, hi))
+                return -1;
+            if (lo > hi) {
+                char a[32], b[32];
+                return s_fail (self, line, path, "minimum %s is greater than maximum %s",
+                               s_format_duration (lo, a, sizeof a), s_format_duration (hi, b, sizeof b));
+            }
+            s_store (base, row->offset, &lo, sizeof lo);
+            s_store (base, row->offset2, &hi, sizeof hi);
+            return 0;
+        }
+        case S_RATE: {
+            double rate;
+            if (s_parse_rate (text, &rate))
+                return s_fail (self, line, path,
+                               "must be a rate like 10/s, 600/m or 36000/h (0 = unlimited, at most "
+                               "1000000/s), got '%s'", shown);
+            s_store (base, row->offset, &rate, sizeof rate);
+            return 0;
+        }
+        case S_BOOL: {
+            bool value;
+            if (strcmp (text, "true") == 0 || strcmp (text, "True") == 0 || strcmp (text, "TRUE") == 0)
+                value = true;
+            else
+            if (strcmp (text, "false") == 0 || strcmp (text, "False") == 0 || strcmp (text, "FALSE") == 0)
+                value = false;
+            else
+                return s_fail (self, line, path, "must be true or false, got '%s'", shown);
+            s_store (base, row->offset, &value, sizeof value);
+            return 0;
+        }
+        case S_ENUM: {
+            char list[128] = "";
+            for (int i = 0; row->choices[i]; i++) {
+                if (strcmp (text, row->choices[i]) == 0) {
+                    assert (row->size == sizeof (int));
+                    s_store (base, row->offset, &i, sizeof i);
+                    return 0;
+                }
+                size_t used = strlen (list);
+                snprintf (list + used, sizeof list - used, "%s%s", i? ", ": "", row->choices[i]);
+            }
+            if (*text == '\0')
+                return s_fail (self, line, path, "must be one of %s", list);
+            return s_fail (self, line, path, "must be one of %s, got '%s'", list, shown);
+        }
+        default:
+            assert (false);
+            return -1;
+    }
+}
+
+static void *
+s_base (s_loader_t *self, s_scope_t scope)
+{
+    switch (scope) {
+        case S_IN_BROKER:
+            return &self->cfg->broker;
+        case S_IN_CHANNEL:
+            return self->channel;
+        case S_IN_EVENT:
+            return self->event;
+        default:
+            return self->cfg;
+    }
+}
+
+/*  Applies the compiled-in default of every row in scope. */
+static void
+s_apply_defaults (s_loader_t *self, s_scope_t scope)
+{
+    for (size_t i = 0; i < S_SCHEMA_ROWS; i++) {
+        const s_row_t *row = &s_schema[i];
+        if (row->scope == scope && row->fallback) {
+            int rc = s_set_scalar (self, row, row->fallback, 0, row->pattern, s_base (self, scope));
+            assert (rc == 0);
+            (void) rc;
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/*  Walking the tree with the schema                                         */
+
+static const s_row_t *
+s_row_find (const char *pattern)
+{
+    for (size_t i = 0; i < S_SCHEMA_ROWS; i++)
+        if (strcmp (s_schema[i].pattern, pattern) == 0)
+            return &s_schema[i];
+    return NULL;
+}
+
+/*  Name of row's key when row is a direct, named child of parent, else NULL. */
+static const char *
+s_row_child_name (const s_row_t *row, const char *parent)
+{
+    size_t n = strlen (parent);
+    const char *rest = row->pattern;
+    if (n > 0) {
+        if (strncmp (row->pattern, parent, n) != 0 || row->pattern[n] != '.')
+            return NULL;
+        rest = row->pattern + n + 1;
+    }
+    if (strchr (rest, '.') || strcmp (rest, "*") == 0)
+        return NULL;
+    return rest;
+}
+
+static int
+s_unknown_key (s_loader_t *self, const s_node_t *child, const char *pattern, const char *path)
+{
+    char child_path[S_PATH_LEN];
+    s_join (child_path, sizeof child_path, path, child->key);
+    if (strcmp (child->key, "password") == 0 || strcmp (child->key, "pass") == 0)
+        return s_fail (self, child->line, child_path,
+                       "passwords are never accepted in the configuration file: put it in an "
+                       "environment variable and name that variable with password_env");
+    char known[256] = "";
+    for (size_t i = 0; i < S_SCHEMA_ROWS; i++) {
+        const char *name = s_row_child_name (&s_schema[i], pattern);
+        if (name) {
+            size_t used = strlen (known);
+            snprintf (known + used, sizeof known - used, "%s%s", used? ", ": "", name);
+        }
+    }
+    return s_fail (self, child->line, child_path, "unknown key (known keys: %s)", known);
+}
+
+/*  Reads a mapping with schema-listed keys: refuses unknown keys, then applies
+    the rows in table order. */
+static int
+s_walk_map (s_loader_t *self, const s_node_t *node, const char *pattern, const char *path)
+{
+    for (const s_node_t *child = node->first; child; child = child->next) {
+        char child_pattern[S_PATH_LEN];
+        s_join (child_pattern, sizeof child_pattern, pattern, child->key);
+        const s_row_t *row = s_row_find (child_pattern);
+        if (!row || strcmp (child->key, "*") == 0)
+            return s_unknown_key (self, child, pattern, path);
+    }
+    for (size_t i = 0; i < S_SCHEMA_ROWS; i++) {
+        const char *name = s_row_child_name (&s_schema[i], pattern);
+        const s_node_t *child = name? s_child (node, name): NULL;
+        if (!child)
+            continue;
+        char child_path[S_PATH_LEN];
+        s_join (child_path, sizeof child_path, path, name);
+        if (s_apply (self, &s_schema[i], child, child_path))
+            return -1;
+    }
+    return 0;
+}
+
+static int
+s_require_kind (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path,
+                s_kind_t kind)
+{
+    if (node->kind == kind)
+        return 0;
+    if (kind == S_NODE_MAP && node->kind == S_NODE_SCALAR && node->len == 0)
+        return s_fail (self, node->line, path, "must be a mapping, got an empty value");
+    return s_fail (self, node->line, path, "must be %s, got %s", s_type_desc (row->type),
+                   s_kind_desc (node->kind));
+}
+
+/*  Checks driver-specific requirements and computes derived values. */
+static int
+s_finish_channel (s_loader_t *self, const s_node_t *node, const char *path)
+{
+    herald_channel_t *channel = self->channel;
+    char key[S_PATH_LEN];
+    if (!s_child (node, "driver")) {
+        s_join (key, sizeof key, path, "driver");
+        return s_fail (self, node->line, key, "is required (file, noop, smtp or http)");
+    }
+    const s_node_t *smtp = s_child (node, "smtp");
+    const s_node_t *http = s_child (node, "http");
+    int smtp_line = smtp? smtp->line: node->line;
+    int http_line = http? http->line: node->line;
+    if (channel->driver == HERALD_DRIVER_FILE && channel->dir[0] == '\0') {
+        s_join (key, sizeof key, path, "dir");
+        return s_fail (self, node->line, key, "is required for driver file");
+    }
+    if (channel->driver == HERALD_DRIVER_SMTP) {
+        static const char *const required[] = {
+            "url", "from", "to", "subject", "text_template", "html_template", NULL
+        };
+        for (int i = 0; required[i]; i++) {
+            if (!s_child (smtp, required[i])) {
+                snprintf (key, sizeof key, "%s.smtp.%s", path, required[i]);
+                return s_fail (self, smtp_line, key, "is required for driver smtp");
+            }
+        }
+    }
+    if (smtp) {
+        const herald_smtp_config_t *cfg = &channel->smtp;
+        const s_node_t *tls = s_child (smtp, "tls");
+        const s_node_t *url = s_child (smtp, "url");
+        bool smtps = strncmp (cfg->url, "smtps://", 8) == 0;
+        if (!tls && smtps)
+            channel->smtp.tls = HERALD_TLS_IMPLICIT;    /* smtps:// says it */
+        if (tls && url && cfg->tls == HERALD_TLS_IMPLICIT && !smtps) {
+            snprintf (key, sizeof key, "%s.smtp.tls", path);
+            return s_fail (self, tls->line, key, "implicit TLS requires an smtps:// url, got '%.64s'",
+                           cfg->url);
+        }
+        if (tls && url && cfg->tls != HERALD_TLS_IMPLICIT && smtps) {
+            snprintf (key, sizeof key, "%s.smtp.tls", path);
+            return s_fail (self, tls->line, key, "an smtps:// url means tls: implicit, got %s",
+                           s_tls_names[cfg->tls]);
+        }
+        if (cfg->username[0] && cfg->password_env[0] == '\0') {
+            snprintf (key, sizeof key, "%s.smtp.password_env", path);
+            return s_fail (self, smtp_line, key,
+                           "is required with username: name the environment variable holding the password");
+        }
+    }
+    if (channel->driver == HERALD_DRIVER_HTTP && !s_child (http, "url")) {
+        snprintf (key, sizeof key, "%s.http.url", path);
+        return s_fail (self, http_line, key, "is required for driver http");
+    }
+    if (channel->burst == 0) {
+        double burst = ceil (channel->rate_per_sec);
+        channel->burst = burst < 1? 1: (int) burst;
+    }
+    return 0;
+}
+
+static int
+s_apply_channel (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+{
+    herald_config_t *cfg = self->cfg;
+    char shown[80];
+    if (!s_valid_channel_name (node->key))
+        return s_fail (self, node->line, path,
+                       "bad channel name '%s': use 1 to 63 letters, digits, '_' or '-'",
+                       s_show (node->key, shown, sizeof shown));
+    if (cfg->channel_count >= HERALD_MAX_CHANNELS)
+        return s_fail (self, node->line, path, "too many channels (at most %d)", HERALD_MAX_CHANNELS);
+    if (s_require_kind (self, row, node, path, S_NODE_MAP))
+        return -1;
+    herald_channel_t *channel = &cfg->channels[cfg->channel_count];
+    memset (channel, 0, sizeof *channel);
+    snprintf (channel->name, sizeof channel->name, "%s", node->key);
+    self->channel = channel;
+    s_apply_defaults (self, S_IN_CHANNEL);
+    int rc = s_walk_map (self, node, row->pattern, path);
+    if (rc == 0)
+        rc = s_finish_channel (self, node, path);
+    self->channel = NULL;
+    if (rc == 0)
+        cfg->channel_count++;
+    return rc;
+}
+
+static int
+s_apply_event (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+{
+    herald_config_t *cfg = self->cfg;
+    char shown[80];
+    if (!s_valid_event_name (node->key))
+        return s_fail (self, node->line, path,
+                       "bad event type name '%s': use 1 to 63 letters, digits, '.', '_', '-', ':' or '/'",
+                       s_show (node->key, shown, sizeof shown));
+    if (cfg->event_count >= HERALD_MAX_EVENT_TYPES)
+        return s_fail (self, node->line, path, "too many event types (at most %d)",
+                       HERALD_MAX_EVENT_TYPES);
+    if (s_require_kind (self, row, node, path, S_NODE_MAP))
+        return -1;
+    herald_event_type_t *event = &cfg->events[cfg->event_count];
+    memset (event, 0, sizeof *event);
+    snprintf (event->name, sizeof event->name, "%s", node->key);
+    self->event = event;
+    int rc = s_walk_map (self, node, row->pattern, path);
+    self->event = NULL;
+    if (rc)
+        return -1;
+    if (!s_child (node, "fanout")) {
+        char key[S_PATH_LEN];
+        s_join (key, sizeof key, path, "fanout");
+        return s_fail (self, node->line, key, "is required: list the channels this event goes to");
+    }
+    cfg->event_count++;
+    return 0;
+}
+
+static int
+s_apply_list (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+{
+    herald_event_type_t *event = self->event;
+    if (s_require_kind (self, row, node, path, S_NODE_SEQ))
+        return -1;
+    if (row->type == S_FANOUT && node->count == 0)
+        return s_fail (self, node->line, path, "must list at least one channel");
+    int max = row->type == S_FANOUT? HERALD_MAX_CHANNELS: HERALD_MAX_REQUIRED;
+    if (node->count > max)
+        return s_fail (self, node->line, path, "too many entries (at most %d)", max);
+    for (const s_node_t *item = node->first; item; item = item->next) {
+        char shown[80];
+        if (item->kind != S_NODE_SCALAR)
+            return s_fail (self, item->line, path, "entries must be strings, got %s",
+                           s_kind_desc (item->kind));
+        s_show (item->text, shown, sizeof shown);
+        if (row->type == S_FANOUT) {
+            int index = herald_config_channel_index (self->cfg, item->text);
+            if (index < 0)
+                return s_fail (self, item->line, path, "unknown channel '%s'", shown);
+            for (int i = 0; i < event->fanout_count; i++)
+                if (event->fanout[i] == index)
+                    return s_fail (self, item->line, path, "lists channel '%s' twice", shown);
+            event->fanout[event->fanout_count++] = index;
+        }
+        else {
+            if (!s_valid_dotted (item->text))
+                return s_fail (self, item->line, path,
+                               "must list dotted paths into the event data like customer.email, got '%s'",
+                               shown);
+            if (item->len >= sizeof event->required[0])
+                return s_fail (self, item->line, path, "path too long (at most %zu characters)",
+                               sizeof event->required[0] - 1);
+            for (int i = 0; i < event->required_count; i++)
+                if (strcmp (event->required[i], item->text) == 0)
+                    return s_fail (self, item->line, path, "lists '%s' twice", shown);
+            memcpy (event->required[event->required_count++], item->text, item->len + 1);
+        }
+    }
+    return 0;
+}
+
+static int
+s_apply_header (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+{
+    herald_http_config_t *http = &self->channel->http;
+    char shown[80];
+    if (!s_valid_header_name (node->key) || strlen (node->key) >= sizeof http->headers[0].name)
+        return s_fail (self, node->line, path, "bad HTTP header name '%s'",
+                       s_show (node->key, shown, sizeof shown));
+    for (int i = 0; i < http->header_count; i++)
+        if (strcasecmp (http->headers[i].name, node->key) == 0)
+            return s_fail (self, node->line, path,
+                           "duplicate header (header names are case-insensitive)");
+    if (http->header_count >= HERALD_MAX_HEADERS)
+        return s_fail (self, node->line, path, "too many headers (at most %d)", HERALD_MAX_HEADERS);
+    herald_header_t header;
+    memset (&header, 0, sizeof header);
+    snprintf (header.name, sizeof header.name, "%s", node->key);
+    if (node->kind == S_NODE_SCALAR) {
+        if (s_has_control (node->text))
+            return s_fail (self, node->line, path, "must not contain control characters");
+        if (node->len >= sizeof header.value)
+            return s_fail (self, node->line, path, "too long (at most %zu characters)",
+                           sizeof header.value - 1);
+        memcpy (header.value, node->text, node->len + 1);
+    }
+    else
+    if (node->kind == S_NODE_MAP) {
+        const s_node_t *env = s_child (node, "env");
+        for (const s_node_t *child = node->first; child; child = child->next)
+            if (child != env) {
+                char key[S_PATH_LEN];
+                s_join (key, sizeof key, path, child->key);
+                return s_fail (self, child->line, key, "unknown key (known keys: env)");
+            }
+        if (!env || env->kind != S_NODE_SCALAR || !s_valid_env_name (env->text)
+        ||  env->len >= sizeof header.value_env)
+            return s_fail (self, node->line, path,
+                           "must be {env: NAME} with NAME an environment variable name");
+        memcpy (header.value_env, env->text, env->len + 1);
+    }
+    else
+        return s_fail (self, node->line, path, "must be %s, got a list", s_type_desc (row->type));
+    http->headers[http->header_count++] = header;
+    return 0;
+}
+
+static int
+s_apply_workers (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+{
+    char shown[80];
+    int index = herald_config_channel_index (self->cfg, node->key);
+    if (index < 0)
+        return s_fail (self, node->line, path, "unknown channel '%s'",
+                       s_show (node->key, shown, sizeof shown));
+    if (s_require_kind (self, row, node, path, S_NODE_SCALAR))
+        return -1;
+    s_row_t count = *row;
+    count.type = S_INT;
+    count.scope = S_IN_CONFIG;
+    count.offset = offsetof (herald_config_t, workers) + (size_t) index * sizeof (int);
+    count.size = sizeof (int);
+    return s_set_scalar (self, &count, node->text, node->line, path, self->cfg);
+}
+
+static int
+s_apply (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+{
+    switch (row->type) {
+        case S_MAP:
+            if (s_require_kind (self, row, node, path, S_NODE_MAP))
+                return -1;
+            return s_walk_map (self, node, row->pattern, path);
+        case S_DICT: {
+            if (s_require_kind (self, row, node, path, S_NODE_MAP))
+                return -1;
+            char entry_pattern[S_PATH_LEN];
+            s_join (entry_pattern, sizeof entry_pattern, row->pattern, "*");
+            const s_row_t *entry = s_row_find (entry_pattern);
+            assert (entry);
+            if (node->count == 0 && strcmp (row->pattern, "channels") == 0)
+                return s_fail (self, node->line, path, "at least one channel is required");
+            if (node->count == 0 && strcmp (row->pattern, "events") == 0)
+                return s_fail (self, node->line, path, "at least one event type is required");
+            for (const s_node_t *child = node->first; child; child = child->next) {
+                char child_path[S_PATH_LEN];
+                s_join (child_path, sizeof child_path, path, child->key);
+                if (s_apply (self, entry, child, child_path))
+                    return -1;
+            }
+            return 0;
+        }
+        case S_CHANNEL:
+            return s_apply_channel (self, row, node, path);
+        case S_EVENT:
+            return s_apply_event (self, row, node, path);
+        case S_WORKERS:
+            return s_apply_workers (self, row, node, path);
+        case S_HEADER:
+            return s_apply_header (self, row, node, path);
+        case S_PATHLIST:
+        case S_FANOUT:
+            return s_apply_list (self, row, node, path);
+        default:
+            if (s_require_kind (self, row, node, path, S_NODE_SCALAR))
+                return -1;
+            if (strlen (node->text) != node->len)
+                return s_fail (self, node->line, path, "must not contain NUL bytes");
+            return s_set_scalar (self, row, node->text, node->line, path, s_base (self, row->scope));
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/*  Public API                                                               */
+
+void
+herald_config_defaults (herald_config_t *self)
+{
+    assert (self);
+    memset (self, 0, sizeof *self);
+    s_loader_t loader = { .name = "(defaults)", .cfg = self };
+    s_apply_defaults (&loader, S_IN_BROKER);
+    for (int i = 0; i < HERALD_MAX_CHANNELS; i++)
+        self->workers[i] = 1;
+}
+
+int
+herald_config_parse (herald_config_t *self, const char *text, size_t len,
+                     const char *name, char *err, size_t errlen)
+{
+    char spare[HERALD_ERR_MAX];
+    if (!err || errlen == 0) {
+        err = spare;
+        errlen = sizeof spare;
+    }
+    err[0] = '\0';
+    if (!name)
+        name = "(config)";
+    if (!self || !text)
+        return snprintf (err, errlen, "%s: no configuration text", name), -1;
+
+    herald_config_t *cfg = malloc (sizeof *cfg);
+    if (!cfg)
+        return snprintf (err, errlen, "%s: out of memory", name), -1;
+    herald_config_defaults (cfg);
+    snprintf (cfg->path, sizeof cfg->path, "%s", name);
+
+    s_loader_t loader = { .name = name, .err = err, .errlen = errlen, .cfg = cfg };
+    s_node_t *root = NULL;
+    int rc = s_build_document (&loader, text, len, &root);
+    if (rc == 0 && root && root->kind != S_NODE_MAP)
+        rc = s_fail (&loader, root->line, "", "must be a mapping with broker, channels, events and "
+                     "workers, got %s", s_kind_desc (root->kind));
+    if (rc == 0 && !s_child (root, "channels"))
+        rc = s_fail (&loader, 1, "channels", "at least one channel is required");
+    if (rc == 0 && !s_child (root, "events"))
+        rc = s_fail (&loader, 1, "events", "at least one event type is required");
+    if (rc == 0)
+        rc = s_walk_map (&loader, root, "", "");
+    s_node_destroy (&root);
+    if (rc == 0)
+        memcpy (self, cfg, sizeof *cfg);
+    free (cfg);
+    return rc;
+}
+
+int
+herald_config_load (herald_config_t *self, const char *file, char *err, size_t errlen)
+{
+    char spare[HERALD_ERR_MAX];
+    if (!err || errlen == 0) {
+        err = spare;
+        errlen = sizeof spare;
+    }
+    if (!file)
+        return snprintf (err, errlen, "(config): no file name"), -1;
+    FILE *handle = fopen (file, "rb");
+    if (!handle)
+        return snprintf (err, errlen, "%s: cannot open: %s", file, strerror (errno)), -1;
+    char *text = malloc (S_MAX_FILE + 1);
+    if (!text) {
+        fclose (handle);
+        return snprintf (err, errlen, "%s: out of memory", file), -1;
+    }
+    size_t len = fread (text, 1, S_MAX_FILE + 1, handle);
+    int read_error = ferror (handle);
+    int saved = errno;
+    fclose (handle);
+    int rc = -1;
+    if (read_error)
+        snprintf (err, errlen, "%s: cannot read: %s", file, strerror (saved));
+    else
+    if (len > S_MAX_FILE)
+        snprintf (err, errlen, "%s: too large (more than %d bytes)", file, S_MAX_FILE);
+    else
+        rc = herald_config_parse (self, text, len, file, err, errlen);
+    free (text);
+    return rc;
+}
+
+int
+herald_config_channel_index (const herald_config_t *self, const char *name)
+{
+    if (!self || !name)
+        return -1;
+    for (int i = 0; i < self->channel_count; i++)
+        if (strcmp (self->channels[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+int
+herald_config_event_index (const herald_config_t *self, const char *name)
+{
+    if (!self || !name)
+        return -1;
+    for (int i = 0; i < self->event_count; i++)
+        if (strcmp (self->events[i].name, name) == 0)
+            return i;
+    return -1;
+}
+
+const char *
+herald_driver_name (herald_driver_kind_t kind)
+{
+    if ((int) kind < 0 || (size_t) kind >= sizeof s_driver_names / sizeof s_driver_names[0] - 1)
+        return "unknown";
+    return s_driver_names[kind];
+}
+
+/* ------------------------------------------------------------------------ */
+/*  Explanation for check-config                                             */
+
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool failed;                    /* out of memory: the result is NULL */
+} s_text_t;
+
+static void
+s_text_add (s_text_t *self, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
+
+static void
+s_text_add (s_text_t *self, const char *fmt, ...)
+{
+    if (self->failed)
+        return;
+    va_list args;
+    va_start (args, fmt);
+    int n = vsnprintf (NULL, 0, fmt, args);
+    va_end (args);
+    if (n < 0) {
+        self->failed = true;
+        return;
+    }
+    if (self->len + (size_t) n + 1 > self->cap) {
+        size_t cap = self->cap? self->cap: 1024;
+        while (cap < self->len + (size_t) n + 1)
+            cap *= 2;
+        char *data = realloc (self->data, cap);
+        if (!data) {
+            self->failed = true;
+            return;
+        }
+        self->data = data;
+        self->cap = cap;
+    }
+    va_start (args, fmt);
+    vsnprintf (self->data + self->len, self->cap - self->len, fmt, args);
+    va_end (args);
+    self->len += (size_t) n;
+}
+
+static void
+s_explain_channel (s_text_t *out, const herald_config_t *cfg, int index)
+{
+    const herald_channel_t *ch = &cfg->channels[index];
+    char a[32], b[32];
+    s_text_add (out, "  %s\n    driver     %s", ch->name, herald_driver_name (ch->driver));
+    if (ch->driver == HERALD_DRIVER_FILE)
+        s_text_add (out, ", writes to %s/\n", ch->dir);
+    else
+    if (ch->driver == HERALD_DRIVER_SMTP)
+        s_text_add (out, ", relay %s (tls %s%s%s, verify peer %s)\n", ch->smtp.url,
+                    s_tls_names[ch->smtp.tls], ch->smtp.username[0]? ", auth as ": "",
+                    ch->smtp.username, ch->smtp.verify_peer? "yes": "NO");
+    else
+    if (ch->driver == HERALD_DRIVER_HTTP)
+        s_text_add (out, ", %s %s (verify peer %s, redirects %s)\n", ch->http.method, ch->http.url,
+                    ch->http.verify_peer? "yes": "NO", ch->http.follow_redirects? "followed": "refused");
+    else
+        s_text_add (out, ", accepts and drops every task\n");
+    if (ch->driver == HERALD_DRIVER_SMTP || (ch->driver == HERALD_DRIVER_FILE && ch->smtp.to[0])) {
+        s_text_add (out, "    email      from %s, to %s, subject \"%s\"\n",
+                    ch->smtp.from[0]? ch->smtp.from: "(unset)", ch->smtp.to, ch->smtp.subject);
+        if (ch->smtp.text_template[0] || ch->smtp.html_template[0])
+            s_text_add (out, "    templates  %s, %s\n", ch->smtp.text_template, ch->smtp.html_template);
+        if (ch->driver == HERALD_DRIVER_SMTP)
+            s_text_add (out, "    timeout    %s\n", s_format_duration (ch->smtp.timeout_ms, a, sizeof a));
+    }
+    if (ch->driver == HERALD_DRIVER_HTTP) {
+        for (int i = 0; i < ch->http.header_count; i++) {
+            const herald_header_t *h = &ch->http.headers[i];
+            if (h->value_env[0])
+                s_text_add (out, "    header     %s: (from $%s)\n", h->name, h->value_env);
+            else
+                s_text_add (out, "    header     %s: %s\n", h->name, h->value);
+        }
+        s_text_add (out, "    body       %s\n",
+                    ch->http.body_template[0]? ch->http.body_template: "(the event's data as is)");
+        s_text_add (out, "    timeouts   connect %s, total %s\n",
+                    s_format_duration (ch->http.connect_timeout_ms, a, sizeof a),
+                    s_format_duration (ch->http.timeout_ms, b, sizeof b));
+    }
+    s_text_add (out, "    retry      up to %d attempts, backoff %s", ch->max_attempts,
+                s_format_duration (ch->backoff_min_ms, a, sizeof a));
+    s_text_add (out, "..%s (exponential, full jitter), then dead\n",
+                s_format_duration (ch->backoff_max_ms, b, sizeof b));
+    s_text_add (out, "    lease      %s\n", s_format_duration (ch->lease_ms, a, sizeof a));
+    s_text_add (out, "    limits     capacity %d per worker, ", ch->capacity);
+    if (ch->max_in_flight)
+        s_text_add (out, "at most %d in flight, ", ch->max_in_flight);
+    else
+        s_text_add (out, "in flight bounded by worker credit, ");
+    if (ch->rate_per_sec > 0)
+        s_text_add (out, "rate %g/s (burst %d)\n", ch->rate_per_sec, ch->burst);
+    else
+        s_text_add (out, "rate unlimited\n");
+    s_text_add (out, "    workers    %d process%s\n", cfg->workers[index], cfg->workers[index] == 1? "": "es");
+}
+
+char *
+herald_config_explain (const herald_config_t *self)
+{
+    if (!self)
+        return NULL;
+    s_text_t out = { 0 };
+    const herald_broker_config_t *b = &self->broker;
+    char a[32], c[32], d[32];
+    s_text_add (&out, "configuration %s\n", self->path[0]? self->path: "(compiled-in defaults)");
+    s_text_add (&out, "broker\n");
+    s_text_add (&out, "  producers  %s\n  workers    %s\n  admin      %s\n",
+                b->producers, b->workers, b->admin);
+    s_text_add (&out, "  store      %s\n", b->store);
+    s_text_add (&out, "  limits     events up to %s, %d per commit, %d pending before busy, "
+                "%d tasks per channel in memory, hwm %d\n",
+                s_format_size (b->max_event_bytes, a, sizeof a), b->batch_max,
+                b->max_pending_events, b->queue_window, b->hwm);
+    s_text_add (&out, "  timing     heartbeat %s (dead after %d missed), duplicates remembered %s, "
+                "shutdown within %s\n",
+                s_format_duration (b->heartbeat_ms, a, sizeof a), b->heartbeat_liveness,
+                s_format_duration (b->dedup_retention_ms, c, sizeof c),
+                s_format_duration (b->shutdown_timeout_ms, d, sizeof d));
+    s_text_add (&out, "events (%d)\n", self->event_count);
+    for (int i = 0; i < self->event_count; i++) {
+        const herald_event_type_t *ev = &self->events[i];
+        s_text_add (&out, "  %s\n    key        %s\n    required   ", ev->name,
+                    ev->key[0]? ev->key: "(CloudEvents source + id)");
+        for (int j = 0; j < ev->required_count; j++)
+            s_text_add (&out, "%s%s", j? ", ": "", ev->required[j]);
+        s_text_add (&out, "%s\n    fanout     ", ev->required_count? "": "(nothing)");
+        for (int j = 0; j < ev->fanout_count; j++)
+            s_text_add (&out, "%s%s", j? ", ": "", self->channels[ev->fanout[j]].name);
+        s_text_add (&out, "\n");
+    }
+    s_text_add (&out, "channels (%d)\n", self->channel_count);
+    for (int i = 0; i < self->channel_count; i++)
+        s_explain_channel (&out, self, i);
+    if (out.failed) {
+        free (out.data);
+        return NULL;
+    }
+    if (!out.data)
+        return strdup ("");
+    return out.data;
+}

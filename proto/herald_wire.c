@@ -1,0 +1,224 @@
+/*  herald_wire: ZeroMQ I/O for Herald messages. Every Herald socket is made
+    here, so its options (HWM, ZMQ_MAXMSGSIZE, ROUTER_MANDATORY, reconnect and
+    handshake intervals, ZMTP heartbeats) are decided in one place. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "herald_wire.h"
+
+#define S_HANDSHAKE_IVL_MS     5000     /* a peer that does not finish ZMTP in time is dropped */
+#define S_RECONNECT_IVL_MS     100
+#define S_RECONNECT_IVL_MAX_MS 2000
+#define S_ZMTP_HEARTBEAT_MS    5000     /* tcp only: detects half-open connections */
+#define S_ZMTP_TIMEOUT_MS      15000
+
+static bool
+s_is_router (hw_role_t role)
+{
+    return role == HW_PRODUCER_ROUTER || role == HW_WORKER_ROUTER || role == HW_ADMIN_ROUTER;
+}
+
+static int
+s_set_int (void *socket, int option, int value)
+{
+    return zmq_setsockopt (socket, option, &value, sizeof value);
+}
+
+/*  Writes "what endpoint: strerror" into err and closes socket. Returns NULL
+    with errno preserved. */
+static void *
+s_fail (void *socket, const char *what, const char *endpoint, char *err, size_t errlen)
+{
+    int saved = errno;
+    if (err && errlen)
+        snprintf (err, errlen, "%s %s: %s", what, endpoint, zmq_strerror (saved));
+    if (socket) {
+        s_set_int (socket, ZMQ_LINGER, 0);
+        zmq_close (socket);
+    }
+    errno = saved;
+    return NULL;
+}
+
+void *
+hw_socket_new (void *ctx, hw_role_t role, const char *endpoint,
+               const hw_options_t *options, char *err, size_t errlen)
+{
+    const hw_options_t defaults = { .hwm = 0, .max_msg_size = -1, .linger_ms = 0 };
+    if (!options)
+        options = &defaults;
+    if (err && errlen)
+        err[0] = '\0';
+    if (!ctx || !endpoint) {
+        errno = EINVAL;
+        return s_fail (NULL, "socket for", endpoint? endpoint: "(null)", err, errlen);
+    }
+    bool router = s_is_router (role);
+    void *socket = zmq_socket (ctx, router? ZMQ_ROUTER: ZMQ_DEALER);
+    if (!socket)
+        return s_fail (NULL, "socket for", endpoint, err, errlen);
+
+    int64_t max_msg_size = options->max_msg_size < 0? -1: (int64_t) options->max_msg_size;
+    if (options->hwm > 0
+    &&  (s_set_int (socket, ZMQ_SNDHWM, options->hwm)
+      || s_set_int (socket, ZMQ_RCVHWM, options->hwm)))
+        return s_fail (socket, "set HWM for", endpoint, err, errlen);
+    if (zmq_setsockopt (socket, ZMQ_MAXMSGSIZE, &max_msg_size, sizeof max_msg_size))
+        return s_fail (socket, "set ZMQ_MAXMSGSIZE for", endpoint, err, errlen);
+    if (s_set_int (socket, ZMQ_LINGER, options->linger_ms))
+        return s_fail (socket, "set ZMQ_LINGER for", endpoint, err, errlen);
+
+    if (router) {
+        /*  A reply to a peer that has gone fails with EHOSTUNREACH instead of
+            vanishing, and a full peer gives EAGAIN (with ZMQ_DONTWAIT). */
+        if (s_set_int (socket, ZMQ_ROUTER_MANDATORY, 1)
+        ||  s_set_int (socket, ZMQ_HANDSHAKE_IVL, S_HANDSHAKE_IVL_MS))
+            return s_fail (socket, "set ROUTER options for", endpoint, err, errlen);
+    }
+    else {
+        /*  A client does not queue to a connection that is not up, so
+            "broker unavailable" shows as a send that cannot proceed. A worker
+            keeps its messages queued across a reconnect instead. */
+        if (role == HW_CLIENT_DEALER && s_set_int (socket, ZMQ_IMMEDIATE, 1))
+            return s_fail (socket, "set ZMQ_IMMEDIATE for", endpoint, err, errlen);
+        if (s_set_int (socket, ZMQ_RECONNECT_IVL, S_RECONNECT_IVL_MS)
+        ||  s_set_int (socket, ZMQ_RECONNECT_IVL_MAX, S_RECONNECT_IVL_MAX_MS))
+            return s_fail (socket, "set reconnect interval for", endpoint, err, errlen);
+    }
+    if (strncmp (endpoint, "tcp://", 6) == 0
+    &&  (s_set_int (socket, ZMQ_HEARTBEAT_IVL, S_ZMTP_HEARTBEAT_MS)
+      || s_set_int (socket, ZMQ_HEARTBEAT_TIMEOUT, S_ZMTP_TIMEOUT_MS)))
+        return s_fail (socket, "set ZMTP heartbeat for", endpoint, err, errlen);
+
+    if (router) {
+        if (zmq_bind (socket, endpoint))
+            return s_fail (socket, "bind", endpoint, err, errlen);
+    }
+    else
+    if (zmq_connect (socket, endpoint))
+        return s_fail (socket, "connect", endpoint, err, errlen);
+    return socket;
+}
+
+/*  Discards the rest of a multipart message whose first part was read. */
+static void
+s_drain (void *socket)
+{
+    int more = 1;
+    size_t more_size = sizeof more;
+    while (zmq_getsockopt (socket, ZMQ_RCVMORE, &more, &more_size) == 0 && more) {
+        zmq_msg_t part;
+        zmq_msg_init (&part);
+        int rc = zmq_msg_recv (&part, socket, 0);
+        zmq_msg_close (&part);
+        if (rc == -1 && errno != EINTR)
+            break;
+        more_size = sizeof more;
+    }
+}
+
+int
+hw_recv (void *socket, bool router, hw_msg_t *in, int flags)
+{
+    in->part_count = 0;
+    in->count = 0;
+    in->identity = hp_strn (NULL, 0);
+    in->too_many_frames = false;
+
+    const size_t keep = (router? 1: 0) + HP_MAX_FRAMES;
+    bool more = true;
+    bool first = true;
+    while (more) {
+        zmq_msg_t spill;
+        zmq_msg_t *part = &spill;
+        if (in->part_count < keep)
+            part = &in->parts[in->part_count++];
+        else
+            in->too_many_frames = true;
+        zmq_msg_init (part);
+
+        int rc;
+        do
+            rc = zmq_msg_recv (part, socket, first? flags: 0);
+        while (rc == -1 && errno == EINTR && !first);
+        if (rc == -1) {
+            int saved = errno;
+            if (part == &spill)
+                zmq_msg_close (&spill);
+            if (!first)
+                s_drain (socket);
+            errno = saved;
+            return -1;
+        }
+        more = zmq_msg_more (part);
+        if (part == &spill)
+            zmq_msg_close (&spill);
+        first = false;
+    }
+
+    size_t start = 0;
+    if (router) {
+        in->identity = hp_strn (zmq_msg_data (&in->parts[0]), zmq_msg_size (&in->parts[0]));
+        start = 1;
+    }
+    for (size_t i = start; i < in->part_count; i++)
+        in->frames[in->count++] = (hp_frame_t) {
+            zmq_msg_data (&in->parts[i]), zmq_msg_size (&in->parts[i])
+        };
+    return 0;
+}
+
+void
+hw_msg_close (hw_msg_t *in)
+{
+    for (size_t i = 0; i < in->part_count; i++)
+        zmq_msg_close (&in->parts[i]);
+    in->part_count = 0;
+    in->count = 0;
+    in->identity = hp_strn (NULL, 0);
+}
+
+int
+hw_decode (const hw_msg_t *in, hp_msg_t *msg, hp_error_t *err)
+{
+    hp_error_t scratch_err;
+    if (!err)
+        err = &scratch_err;
+    int rc = hp_decode (in->frames, in->count, msg, err);
+    if (!in->too_many_frames)
+        return rc;
+    /*  Signature and command errors come first; after them, the frame count
+        (the command and corr that hp_decode found are kept for a NACK). */
+    if (rc == 0 || (err->code != HP_CODE_VERSION && msg->command != HP_NONE)) {
+        err->code = HP_CODE_BAD_REQUEST;
+        snprintf (err->text, sizeof err->text,
+                  "frame %d: too many frames (no message has more than %d)",
+                  HP_MAX_FRAMES, HP_MAX_FRAMES);
+    }
+    return -1;
+}
+
+int
+hw_send (void *socket, hp_str_t identity, const hp_msg_t *msg, int flags)
+{
+    hp_encoded_t out;
+    if (hp_encode (msg, &out)) {
+        errno = EINVAL;
+        return -1;
+    }
+    flags &= ZMQ_DONTWAIT;
+    /*  If the first part fails (EHOSTUNREACH, EAGAIN) nothing was queued.
+        Once it is accepted, libzmq takes the rest of the message whole. */
+    if (identity.ptr
+    &&  zmq_send (socket, identity.ptr, identity.len, flags | ZMQ_SNDMORE) == -1)
+        return -1;
+    for (size_t i = 0; i < out.count; i++) {
+        const void *data = out.frames[i].size? out.frames[i].data: "";
+        int more = i + 1 < out.count? ZMQ_SNDMORE: 0;
+        if (zmq_send (socket, data, out.frames[i].size, flags | more) == -1)
+            return -1;
+    }
+    return 0;
+}

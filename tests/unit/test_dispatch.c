@@ -1,0 +1,238 @@
+/*  Unit tests: broker/dispatch — credit, fencing, limits, delays, leases. */
+#include <criterion/criterion.h>
+#include <string.h>
+
+#include "broker_fixture.h"
+#include "dispatch.h"
+
+static herald_config_t config;
+static dispatch_t *d;
+static blob_t *blob;
+
+static void
+setup (void)
+{
+    fixture_config (&config);
+    d = dispatch_new (&config);
+    blob = blob_new ("{}", 2);
+    blob->refs = 1;     /* the test's own reference */
+}
+
+static void
+teardown (void)
+{
+    dispatch_destroy (&d);
+    if (--blob->refs == 0)
+        free (blob);
+}
+
+TestSuite (dispatch, .init = setup, .fini = teardown);
+
+static task_t *
+queue_task (int64_t rowid, int channel, int64_t due, int64_t now)
+{
+    char key[128];
+    snprintf (key, sizeof key, "uid%lld.%s", (long long) rowid, config.channels[channel].name);
+    task_t *task = task_new (rowid, channel, key, 0, blob);
+    dispatch_enqueue (d, task, due, now, false);
+    return task;
+}
+
+static worker_t *
+add_worker (const char *id, int channel, uint32_t capacity)
+{
+    return dispatch_worker_add (d, id, strlen (id), channel, capacity, id, 0);
+}
+
+Test (dispatch, never_more_than_the_credit)
+{
+    worker_t *w = add_worker ("w1", 0, 2);
+    for (int i = 1; i <= 5; i++)
+        queue_task (i, 0, 0, 0);
+    task_t *a = dispatch_next (d, 0);
+    task_t *b = dispatch_next (d, 0);
+    cr_assert (a && b);
+    cr_assert_null (dispatch_next (d, 0), "third task beyond a credit of 2");
+    cr_assert_eq (a->rowid, 1);
+    cr_assert_eq (b->rowid, 2);
+    cr_assert_eq (a->attempts, 1);
+    task_t *done = dispatch_complete (d, w, hp_str (a->key), 1);
+    cr_assert_eq (done, a);
+    task_destroy (&done);
+    task_t *c = dispatch_next (d, 0);
+    cr_assert (c && c->rowid == 3, "credit returned by DONE");
+}
+
+Test (dispatch, only_workers_of_the_channel)
+{
+    add_worker ("w-inv", 1, 5);
+    queue_task (1, 0, 0, 0);
+    cr_assert_null (dispatch_next (d, 0));
+    add_worker ("w-email", 0, 5);
+    task_t *task = dispatch_next (d, 0);
+    cr_assert (task);
+    cr_assert_str_eq (task->worker->identity, "w-email");
+}
+
+Test (dispatch, stale_attempt_is_fenced)
+{
+    worker_t *w = add_worker ("w1", 0, 1);
+    queue_task (1, 0, 0, 0);
+    task_t *task = dispatch_next (d, 0);
+    cr_assert_null (dispatch_complete (d, w, hp_str (task->key), 2), "future attempt");
+    cr_assert_null (dispatch_complete (d, w, hp_str ("other.email"), 1), "unknown task");
+    worker_t *other = add_worker ("w2", 0, 1);
+    cr_assert_null (dispatch_complete (d, other, hp_str (task->key), 1), "answer from another worker");
+    task_t *done = dispatch_complete (d, w, hp_str (task->key), 1);
+    cr_assert_eq (done, task);
+    task_destroy (&done);
+}
+
+Test (dispatch, requeued_task_gets_a_new_attempt_and_old_answer_is_ignored)
+{
+    worker_t *w1 = add_worker ("w1", 0, 1);
+    queue_task (1, 0, 0, 0);
+    task_t *task = dispatch_next (d, 0);
+    task_t *expired = dispatch_expired (d, 1000);
+    cr_assert_eq (expired, task, "lease expired at its deadline");
+    dispatch_enqueue (d, expired, 0, 1000, false);
+    worker_t *w2 = add_worker ("w2", 0, 1);
+    task_t *again = dispatch_next (d, 1000);
+    cr_assert_eq (again->attempts, 2);
+    cr_assert_null (dispatch_complete (d, w1, hp_str (again->key), 1), "late answer of attempt 1");
+    task_t *done = dispatch_complete (d, again->worker, hp_str (again->key), 2);
+    cr_assert_eq (done, again);
+    (void) w2;
+    task_destroy (&done);
+}
+
+Test (dispatch, lease_not_expired_before_deadline)
+{
+    add_worker ("w1", 0, 1);
+    queue_task (1, 0, 0, 0);
+    dispatch_next (d, 0);
+    cr_assert_null (dispatch_expired (d, 999));
+    cr_assert_eq (dispatch_next_deadline (d, 0), 1000);
+}
+
+Test (dispatch, round_robin_between_workers)
+{
+    add_worker ("a", 0, 10);
+    add_worker ("b", 0, 10);
+    for (int i = 1; i <= 4; i++)
+        queue_task (i, 0, 0, 0);
+    const char *seen[4];
+    for (int i = 0; i < 4; i++)
+        seen[i] = dispatch_next (d, 0)->worker->identity;
+    cr_assert_str_neq (seen[0], seen[1]);
+    cr_assert_str_eq (seen[0], seen[2]);
+    cr_assert_str_eq (seen[1], seen[3]);
+}
+
+Test (dispatch, max_in_flight_across_workers)
+{
+    config.channels[0].max_in_flight = 3;
+    add_worker ("a", 0, 10);
+    add_worker ("b", 0, 10);
+    for (int i = 1; i <= 6; i++)
+        queue_task (i, 0, 0, 0);
+    int leased = 0;
+    while (dispatch_next (d, 0))
+        leased++;
+    cr_assert_eq (leased, 3);
+}
+
+Test (dispatch, rate_limit_token_bucket)
+{
+    config.channels[0].rate_per_sec = 10;
+    config.channels[0].burst = 1;
+    dispatch_destroy (&d);
+    d = dispatch_new (&config);
+    add_worker ("a", 0, 100);
+    add_worker ("b", 0, 100);
+    for (int i = 1; i <= 30; i++)
+        queue_task (i, 0, 0, 0);
+    cr_assert_not_null (dispatch_next (d, 0));
+    cr_assert_null (dispatch_next (d, 0), "burst of 1");
+    cr_assert_null (dispatch_next (d, 50));
+    int64_t next = dispatch_next_deadline (d, 50);
+    cr_assert (next > 50 && next <= 101, "next token at ~100 ms, got %lld", (long long) next);
+    cr_assert_not_null (dispatch_next (d, 100));
+    /*  Over one simulated second at 10/s across two workers: 10 more. */
+    int sent = 0;
+    for (int64_t t = 101; t <= 1100; t++)
+        while (dispatch_next (d, t))
+            sent++;
+    cr_assert (sent >= 9 && sent <= 10, "sent %d in one second at 10/s", sent);
+}
+
+Test (dispatch, delayed_tasks_wait_for_their_time)
+{
+    add_worker ("a", 0, 10);
+    queue_task (1, 0, 500, 0);
+    queue_task (2, 0, 200, 0);
+    cr_assert_null (dispatch_next (d, 0));
+    cr_assert_eq (dispatch_next_deadline (d, 0), 200);
+    dispatch_promote (d, 199);
+    cr_assert_null (dispatch_next (d, 199));
+    dispatch_promote (d, 200);
+    task_t *task = dispatch_next (d, 200);
+    cr_assert (task && task->rowid == 2);
+    dispatch_promote (d, 600);
+    task = dispatch_next (d, 600);
+    cr_assert (task && task->rowid == 1);
+}
+
+Test (dispatch, handed_back_work_goes_first)
+{
+    worker_t *w = add_worker ("a", 0, 1);
+    queue_task (1, 0, 0, 0);
+    queue_task (2, 0, 0, 0);
+    task_t *first = dispatch_next (d, 0);
+    task_t *back = dispatch_worker_pop_lease (d, w);
+    cr_assert_eq (back, first);
+    dispatch_enqueue (d, back, 0, 0, true);
+    cr_assert_eq (dispatch_next (d, 0)->rowid, 1);
+}
+
+Test (dispatch, removing_a_worker_never_loses_its_leases)
+{
+    worker_t *w = add_worker ("a", 0, 2);
+    queue_task (1, 0, 0, 0);
+    queue_task (2, 0, 0, 0);
+    dispatch_next (d, 0);
+    dispatch_next (d, 0);
+    dispatch_counts_t counts;
+    dispatch_counts (d, 0, &counts);
+    cr_assert_eq (counts.in_flight, 2);
+    dispatch_worker_remove (d, &w);
+    cr_assert_null (w);
+    dispatch_counts (d, 0, &counts);
+    cr_assert_eq (counts.in_flight, 0);
+    cr_assert_eq (counts.ready, 2);
+    cr_assert_eq (counts.workers, 0);
+}
+
+Test (dispatch, backoff_full_jitter_bounds)
+{
+    herald_channel_t *ch = &config.channels[0];   /* 100 ms .. 1000 ms */
+    cr_assert_eq (dispatch_backoff_ms (ch, 1, 0.0), 0);
+    cr_assert_eq (dispatch_backoff_ms (ch, 1, 0.999999), 99);
+    cr_assert_eq (dispatch_backoff_ms (ch, 3, 0.999999), 399);
+    cr_assert_eq (dispatch_backoff_ms (ch, 4, 0.5), 400);
+    cr_assert_eq (dispatch_backoff_ms (ch, 30, 0.999999), 999, "capped at backoff_max");
+    cr_assert_eq (dispatch_backoff_ms (ch, 1000000, 0.5), 500);
+}
+
+Test (dispatch, shared_event_freed_with_last_task)
+{
+    blob_t *shared = blob_new ("{\"x\":1}", 7);
+    task_t *a = task_new (1, 0, "k.email", 0, shared);
+    task_t *b = task_new (2, 1, "k.inventory", 0, shared);
+    cr_assert_eq (shared->refs, 2);
+    task_destroy (&a);
+    cr_assert_null (a);
+    cr_assert_eq (shared->refs, 1);
+    cr_assert_str_eq (b->event->data, "{\"x\":1}");
+    task_destroy (&b);
+}

@@ -1,0 +1,233 @@
+/*  Unit tests: broker/store — durable events and tasks in SQLite. */
+#include <criterion/criterion.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store.h"
+
+static char dir[64];
+static char path[128];
+
+static void
+setup (void)
+{
+    snprintf (dir, sizeof dir, "/tmp/herald-store-XXXXXX");
+    cr_assert_not_null (mkdtemp (dir));
+    snprintf (path, sizeof path, "%s/sub/herald.db", dir);
+}
+
+static void
+teardown (void)
+{
+    char cmd[128];
+    snprintf (cmd, sizeof cmd, "rm -rf %s", dir);
+    cr_assert_eq (system (cmd), 0);
+}
+
+TestSuite (store, .init = setup, .fini = teardown);
+
+static store_t *
+open_store (void)
+{
+    char err[512];
+    store_t *store = store_open (path, err, sizeof err);
+    cr_assert_not_null (store, "open: %s", err);
+    return store;
+}
+
+static int64_t
+insert (store_t *store, const char *id, const char *key, bool *duplicate, char *existing)
+{
+    store_event_t ev = { .id = id, .source = "shop", .type = "order.confirmed", .dedup_key = key,
+                         .body = "{\"id\":\"x\"}", .body_len = 10, .received_at = 1000 };
+    cr_assert_eq (store_insert_event (store, &ev), 0, "%s", store_errstr (store));
+    *duplicate = ev.duplicate;
+    if (existing)
+        snprintf (existing, 129, "%s", ev.existing_id);
+    return ev.seq;
+}
+
+typedef struct {
+    int count;
+    int64_t rowids[16];
+    char keys[16][64];
+    int attempts[16];
+    int64_t not_before[16];
+} loaded_t;
+
+static int
+collect (void *ctx, const store_task_t *task)
+{
+    loaded_t *loaded = ctx;
+    loaded->rowids[loaded->count] = task->rowid;
+    snprintf (loaded->keys[loaded->count], 64, "%s", task->key);
+    loaded->attempts[loaded->count] = task->attempts;
+    loaded->not_before[loaded->count] = task->not_before;
+    cr_assert_str_eq (task->body, "{\"id\":\"x\"}");
+    loaded->count++;
+    return 0;
+}
+
+Test (store, committed_tasks_survive_reopen)
+{
+    store_t *store = open_store ();
+    bool dup;
+    cr_assert_eq (store_begin (store), 0);
+    int64_t seq = insert (store, "e1", "k1", &dup, NULL);
+    cr_assert_not (dup);
+    int64_t r1, r2;
+    cr_assert_eq (store_insert_task (store, seq, "email", "u1.email", 1000, &r1), 0);
+    cr_assert_eq (store_insert_task (store, seq, "courier", "u1.courier", 1000, &r2), 0);
+    cr_assert_eq (store_commit (store), 0);
+    store_destroy (&store);
+    cr_assert_null (store);
+
+    store = open_store ();
+    loaded_t loaded = { 0 };
+    cr_assert_eq (store_load_pending (store, "email", 0, 100, collect, &loaded), 1);
+    cr_assert_eq (loaded.rowids[0], r1);
+    cr_assert_str_eq (loaded.keys[0], "u1.email");
+    store_destroy (&store);
+}
+
+Test (store, rolled_back_work_is_gone)
+{
+    store_t *store = open_store ();
+    bool dup;
+    store_begin (store);
+    int64_t seq = insert (store, "e1", "k1", &dup, NULL);
+    int64_t r;
+    store_insert_task (store, seq, "email", "u1.email", 1000, &r);
+    store_rollback (store);
+    loaded_t loaded = { 0 };
+    cr_assert_eq (store_load_pending (store, "email", 0, 100, collect, &loaded), 0);
+    store_destroy (&store);
+}
+
+Test (store, duplicate_key_reports_the_first_id)
+{
+    store_t *store = open_store ();
+    bool dup;
+    char existing[129];
+    store_begin (store);
+    int64_t first = insert (store, "e1", "k1", &dup, NULL);
+    int64_t again = insert (store, "e2", "k1", &dup, existing);
+    cr_assert (dup);
+    cr_assert_eq (again, first);
+    cr_assert_str_eq (existing, "e1");
+    insert (store, "e3", "k2", &dup, NULL);
+    cr_assert_not (dup);
+    cr_assert_eq (store_commit (store), 0);
+    cr_assert_eq (store_event_count (store), 2);
+    store_destroy (&store);
+}
+
+Test (store, outcomes_and_counts)
+{
+    store_t *store = open_store ();
+    bool dup;
+    store_begin (store);
+    int64_t seq = insert (store, "e1", "k1", &dup, NULL);
+    int64_t r[4];
+    for (int i = 0; i < 4; i++) {
+        char key[32];
+        snprintf (key, sizeof key, "u%d.email", i);
+        store_insert_task (store, seq, "email", key, 1000, &r[i]);
+    }
+    cr_assert_eq (store_commit (store), 0);
+    store_begin (store);
+    cr_assert_eq (store_task_done (store, r[0], 1, 2000), 0);
+    cr_assert_eq (store_task_dead (store, r[1], 3, "HTTP 400", 2000), 0);
+    cr_assert_eq (store_attempt_log (store, r[1], 3, 2000, "failed", "HTTP 400"), 0);
+    cr_assert_eq (store_task_reschedule (store, r[2], 2, 99999, "HTTP 500", 2000), 0);
+    cr_assert_eq (store_commit (store), 0);
+    int64_t pending, retrying, done, dead;
+    cr_assert_eq (store_count (store, "email", 5000, &pending, &retrying, &done, &dead), 0);
+    cr_assert_eq (pending, 2);
+    cr_assert_eq (retrying, 1);
+    cr_assert_eq (done, 1);
+    cr_assert_eq (dead, 1);
+    loaded_t loaded = { 0 };
+    cr_assert_eq (store_load_pending (store, "email", 0, 100, collect, &loaded), 2);
+    cr_assert_eq (loaded.rowids[0], r[2]);
+    cr_assert_eq (loaded.attempts[0], 2);
+    cr_assert_eq (loaded.not_before[0], 99999, "a scheduled retry is durable");
+    cr_assert_eq (loaded.rowids[1], r[3]);
+    /*  Refill window: after r[2], limit 1. */
+    loaded_t next = { 0 };
+    cr_assert_eq (store_load_pending (store, "email", r[2], 1, collect, &next), 1);
+    cr_assert_eq (next.rowids[0], r[3]);
+    store_destroy (&store);
+}
+
+Test (store, corrupt_file_refused_with_clear_error)
+{
+    char sub[160];
+    snprintf (sub, sizeof sub, "%s/sub", dir);
+    mkdir (sub, 0755);
+    FILE *f = fopen (path, "w");
+    cr_assert_not_null (f);
+    for (int i = 0; i < 2000; i++)
+        fputs ("this is not a database ", f);
+    fclose (f);
+    char err[512];
+    store_t *store = store_open (path, err, sizeof err);
+    cr_assert_null (store);
+    cr_assert (strstr (err, path), "error names the file: %s", err);
+    cr_assert (strstr (err, "not a database") || strstr (err, "corrupt"), "error says why: %s", err);
+}
+
+Test (store, damaged_pages_detected_at_open)
+{
+    store_t *store = open_store ();
+    bool dup;
+    store_begin (store);
+    for (int i = 0; i < 500; i++) {
+        char id[32], key[32];
+        snprintf (id, sizeof id, "event-%d", i);
+        snprintf (key, sizeof key, "key-%d", i);
+        insert (store, id, key, &dup, NULL);
+    }
+    cr_assert_eq (store_commit (store), 0);
+    store_destroy (&store);
+    /*  Checkpoint the WAL into the main file, then scribble over pages 3 and 4. */
+    char cmd[300];
+    snprintf (cmd, sizeof cmd, "sqlite3 %s 'PRAGMA wal_checkpoint(TRUNCATE);' >/dev/null", path);
+    cr_assert_eq (system (cmd), 0);
+    FILE *f = fopen (path, "r+b");
+    cr_assert_not_null (f);
+    fseek (f, 4096 * 2, SEEK_SET);
+    for (int i = 0; i < 4096 * 2; i++)
+        fputc (0xA5, f);
+    fclose (f);
+    char err[512];
+    store = store_open (path, err, sizeof err);
+    cr_assert_null (store, "a damaged store must not be served");
+    cr_assert (strstr (err, path), "error names the file: %s", err);
+}
+
+Test (store, prune_keeps_unfinished_work)
+{
+    store_t *store = open_store ();
+    bool dup;
+    store_begin (store);
+    int64_t old_done = insert (store, "e1", "k1", &dup, NULL);
+    int64_t old_open = insert (store, "e2", "k2", &dup, NULL);
+    int64_t r1, r2;
+    store_insert_task (store, old_done, "email", "a.email", 1000, &r1);
+    store_insert_task (store, old_open, "email", "b.email", 1000, &r2);
+    store_task_done (store, r1, 1, 1000);
+    cr_assert_eq (store_commit (store), 0);
+    cr_assert_eq (store_prune (store, 5000, 100), 1);
+    /*  k1 may be used again; k2 still deduplicates. */
+    store_begin (store);
+    insert (store, "e3", "k1", &dup, NULL);
+    cr_assert_not (dup);
+    insert (store, "e4", "k2", &dup, NULL);
+    cr_assert (dup);
+    store_commit (store);
+    store_destroy (&store);
+}

@@ -1,0 +1,391 @@
+/*  test_wire: ZeroMQ I/O (proto/herald_wire.c) over ipc:// in a private
+    temporary directory and tcp://127.0.0.1:*. Every blocking call has a
+    receive/send timeout, so a broken build fails instead of hanging. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "herald_wire.h"
+
+#define S_TIMEOUT_MS 5000
+
+static void *s_ctx;
+static char s_dir[64];
+static char s_endpoint[128];
+
+static void
+s_setup (void)
+{
+    s_ctx = zmq_ctx_new ();
+    cr_assert_not_null (s_ctx);
+    snprintf (s_dir, sizeof s_dir, "/tmp/herald-wire-XXXXXX");
+    cr_assert_not_null (mkdtemp (s_dir));
+    snprintf (s_endpoint, sizeof s_endpoint, "ipc://%s/broker", s_dir);
+}
+
+static void
+s_teardown (void)
+{
+    zmq_ctx_term (s_ctx);
+    char path[128];
+    snprintf (path, sizeof path, "%s/broker", s_dir);
+    unlink (path);
+    rmdir (s_dir);
+}
+
+TestSuite (wire, .init = s_setup, .fini = s_teardown);
+
+static void
+s_timeouts (void *socket)
+{
+    int timeout = S_TIMEOUT_MS;
+    cr_assert_eq (zmq_setsockopt (socket, ZMQ_RCVTIMEO, &timeout, sizeof timeout), 0);
+    cr_assert_eq (zmq_setsockopt (socket, ZMQ_SNDTIMEO, &timeout, sizeof timeout), 0);
+}
+
+static void *
+s_socket (hw_role_t role, const char *endpoint)
+{
+    hw_options_t options = { .hwm = 1000, .max_msg_size = 1 << 20, .linger_ms = 0 };
+    char err[256];
+    void *socket = hw_socket_new (s_ctx, role, endpoint, &options, err, sizeof err);
+    cr_assert_not_null (socket, "%s", err);
+    s_timeouts (socket);
+    return socket;
+}
+
+Test (wire, router_dealer_round_trip)
+{
+    void *router = s_socket (HW_PRODUCER_ROUTER, s_endpoint);
+    void *dealer = s_socket (HW_CLIENT_DEALER, s_endpoint);
+
+    hp_msg_t publish = { .command = HP_PUBLISH, .corr = hp_str ("c-1"),
+                         .body = hp_str ("{\"type\":\"order.confirmed\"}") };
+    cr_assert_eq (hw_send (dealer, hp_strn (NULL, 0), &publish, 0), 0, "%s", zmq_strerror (errno));
+
+    hw_msg_t in;
+    cr_assert_eq (hw_recv (router, true, &in, 0), 0, "%s", zmq_strerror (errno));
+    cr_assert_gt (in.identity.len, 0u);
+    cr_assert_eq (in.count, 4u);
+    cr_assert (!in.too_many_frames);
+    hp_msg_t msg;
+    hp_error_t err;
+    cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
+    cr_assert_eq (msg.command, HP_PUBLISH);
+    cr_assert (hp_str_eq (msg.corr, "c-1"));
+    cr_assert (hp_str_eq (msg.body, "{\"type\":\"order.confirmed\"}"));
+
+    hp_msg_t ack = { .command = HP_ACK, .corr = msg.corr, .event_id = hp_str ("e-1"),
+                     .duplicate = false, .durability = hp_str ("fsync") };
+    cr_assert_eq (hw_send (router, in.identity, &ack, ZMQ_DONTWAIT), 0, "%s", zmq_strerror (errno));
+    hw_msg_close (&in);
+    hw_msg_close (&in);             /* safe twice */
+
+    cr_assert_eq (hw_recv (dealer, false, &in, 0), 0, "%s", zmq_strerror (errno));
+    cr_assert_null (in.identity.ptr);
+    cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
+    cr_assert_eq (msg.command, HP_ACK);
+    cr_assert (hp_str_eq (msg.corr, "c-1"));
+    cr_assert (hp_str_eq (msg.event_id, "e-1"));
+    cr_assert (!msg.duplicate);
+    cr_assert (hp_str_eq (msg.durability, "fsync"));
+    hw_msg_close (&in);
+
+    zmq_close (dealer);
+    zmq_close (router);
+}
+
+Test (wire, worker_round_trip_and_heartbeat)
+{
+    void *router = s_socket (HW_WORKER_ROUTER, s_endpoint);
+    void *worker = s_socket (HW_WORKER_DEALER, s_endpoint);
+
+    hp_msg_t ready = { .command = HP_READY, .channel = hp_str ("email"), .capacity = 4,
+                       .worker = hp_str ("host:1") };
+    cr_assert_eq (hw_send (worker, hp_strn (NULL, 0), &ready, 0), 0);
+    hw_msg_t in;
+    hp_msg_t msg;
+    hp_error_t err;
+    cr_assert_eq (hw_recv (router, true, &in, 0), 0);
+    cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
+    cr_assert_eq (msg.command, HP_READY);
+    cr_assert_eq (msg.capacity, 4u);
+
+    /*  the identity is copied before the message is closed */
+    char identity[256];
+    size_t identity_len = in.identity.len;
+    cr_assert_lt (identity_len, sizeof identity);
+    memcpy (identity, in.identity.ptr, identity_len);
+    hw_msg_close (&in);
+
+    hp_msg_t task = { .command = HP_TASK, .task_id = hp_str ("t-1"), .attempt = 1,
+                      .channel = hp_str ("email"), .body = hp_str ("{}") };
+    hp_msg_t heartbeat = { .command = HP_HEARTBEAT };
+    cr_assert_eq (hw_send (router, hp_strn (identity, identity_len), &task, ZMQ_DONTWAIT), 0);
+    cr_assert_eq (hw_send (router, hp_strn (identity, identity_len), &heartbeat, ZMQ_DONTWAIT), 0);
+
+    cr_assert_eq (hw_recv (worker, false, &in, 0), 0);
+    cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
+    cr_assert_eq (msg.command, HP_TASK);
+    cr_assert (hp_str_eq (msg.task_id, "t-1"));
+    hw_msg_close (&in);
+    cr_assert_eq (hw_recv (worker, false, &in, 0), 0);
+    cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
+    cr_assert_eq (msg.command, HP_HEARTBEAT);
+    cr_assert_eq (in.count, 2u);
+    hw_msg_close (&in);
+
+    zmq_close (worker);
+    zmq_close (router);
+}
+
+Test (wire, too_many_frames_are_drained)
+{
+    void *router = s_socket (HW_PRODUCER_ROUTER, s_endpoint);
+    void *dealer = s_socket (HW_CLIENT_DEALER, s_endpoint);
+
+    /*  12 frames: a PUBLISH with 8 extra frames */
+    const char *parts[12] = { "HERALD/1", "PUBLISH", "c-big", "{}", "x", "x", "x", "x",
+                              "x", "x", "x", "last" };
+    for (int i = 0; i < 12; i++)
+        cr_assert_neq (zmq_send (dealer, parts[i], strlen (parts[i]), i < 11? ZMQ_SNDMORE: 0), -1);
+    hp_msg_t publish = { .command = HP_PUBLISH, .corr = hp_str ("c-next"), .body = hp_str ("{}") };
+    cr_assert_eq (hw_send (dealer, hp_strn (NULL, 0), &publish, 0), 0);
+
+    hw_msg_t in;
+    hp_msg_t msg;
+    hp_error_t err;
+    cr_assert_eq (hw_recv (router, true, &in, 0), 0, "%s", zmq_strerror (errno));
+    cr_assert (in.too_many_frames);
+    cr_assert_eq (in.count, (size_t) HP_MAX_FRAMES);
+    cr_assert_gt (in.identity.len, 0u);
+    cr_assert_eq (hw_decode (&in, &msg, &err), -1);
+    cr_assert_eq (err.code, HP_CODE_BAD_REQUEST);
+    cr_assert (strstr (err.text, "too many frames"), "%s", err.text);
+    cr_assert_eq (msg.command, HP_PUBLISH, "the command is kept for a NACK");
+    cr_assert (hp_str_eq (msg.corr, "c-big"), "the corr is kept for a NACK");
+    hw_msg_close (&in);
+
+    cr_assert_eq (hw_recv (router, true, &in, 0), 0, "%s", zmq_strerror (errno));
+    cr_assert (!in.too_many_frames);
+    cr_assert_eq (in.count, 4u);
+    cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
+    cr_assert (hp_str_eq (msg.corr, "c-next"));
+    hw_msg_close (&in);
+
+    zmq_close (dealer);
+    zmq_close (router);
+}
+
+Test (wire, dealer_side_too_many_frames)
+{
+    void *router = s_socket (HW_WORKER_ROUTER, s_endpoint);
+    void *worker = s_socket (HW_WORKER_DEALER, s_endpoint);
+    hp_msg_t heartbeat = { .command = HP_HEARTBEAT };
+    cr_assert_eq (hw_send (worker, hp_strn (NULL, 0), &heartbeat, 0), 0);
+    hw_msg_t in;
+    cr_assert_eq (hw_recv (router, true, &in, 0), 0);
+    char identity[256];
+    size_t identity_len = in.identity.len;
+    memcpy (identity, in.identity.ptr, identity_len);
+    hw_msg_close (&in);
+
+    cr_assert_neq (zmq_send (router, identity, identity_len, ZMQ_SNDMORE), -1);
+    for (int i = 0; i < 9; i++)
+        cr_assert_neq (zmq_send (router, "f", 1, i < 8? ZMQ_SNDMORE: 0), -1);
+    cr_assert_eq (hw_send (router, hp_strn (identity, identity_len), &heartbeat, 0), 0);
+
+    cr_assert_eq (hw_recv (worker, false, &in, 0), 0);
+    cr_assert (in.too_many_frames);
+    cr_assert_eq (in.count, (size_t) HP_MAX_FRAMES);
+    hp_msg_t msg;
+    hp_error_t err;
+    cr_assert_eq (hw_decode (&in, &msg, &err), -1);
+    cr_assert_eq (err.code, HP_CODE_BAD_REQUEST);
+    cr_assert_str_eq (err.text, "frame 0 (signature): not HERALD/1",
+                      "signature errors come before the frame count");
+    hw_msg_close (&in);
+    cr_assert_eq (hw_recv (worker, false, &in, 0), 0);
+    cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
+    cr_assert_eq (msg.command, HP_HEARTBEAT);
+    hw_msg_close (&in);
+
+    zmq_close (worker);
+    zmq_close (router);
+}
+
+Test (wire, send_to_unknown_peer_is_ehostunreach)
+{
+    void *router = s_socket (HW_PRODUCER_ROUTER, s_endpoint);
+    hp_msg_t ack = { .command = HP_ACK, .corr = hp_str ("c"), .event_id = hp_str ("e"),
+                     .durability = hp_str ("fsync") };
+    errno = 0;
+    cr_assert_eq (hw_send (router, hp_str ("no-such-peer"), &ack, ZMQ_DONTWAIT), -1);
+    cr_assert_eq (errno, EHOSTUNREACH, "errno %d (%s)", errno, zmq_strerror (errno));
+    errno = 0;
+    cr_assert_eq (hw_send (router, hp_str ("no-such-peer"), &ack, 0), -1);
+    cr_assert_eq (errno, EHOSTUNREACH);
+
+    /*  nothing half-sent is left on the socket: a real peer still gets a whole message */
+    void *dealer = s_socket (HW_CLIENT_DEALER, s_endpoint);
+    hp_msg_t heartbeat = { .command = HP_HEARTBEAT };
+    cr_assert_eq (hw_send (dealer, hp_strn (NULL, 0), &heartbeat, 0), 0);
+    hw_msg_t in;
+    cr_assert_eq (hw_recv (router, true, &in, 0), 0);
+    char identity[256];
+    size_t identity_len = in.identity.len;
+    memcpy (identity, in.identity.ptr, identity_len);
+    hw_msg_close (&in);
+    cr_assert_eq (hw_send (router, hp_strn (identity, identity_len), &ack, 0), 0);
+    cr_assert_eq (hw_recv (dealer, false, &in, 0), 0);
+    hp_msg_t msg;
+    hp_error_t err;
+    cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
+    cr_assert_eq (msg.command, HP_ACK);
+    hw_msg_close (&in);
+
+    zmq_close (dealer);
+    zmq_close (router);
+}
+
+Test (wire, client_without_broker_cannot_send)
+{
+    /*  ZMQ_IMMEDIATE: nothing is queued for a broker that is not there */
+    void *dealer = s_socket (HW_CLIENT_DEALER, s_endpoint);
+    hp_msg_t heartbeat = { .command = HP_HEARTBEAT };
+    errno = 0;
+    cr_assert_eq (hw_send (dealer, hp_strn (NULL, 0), &heartbeat, ZMQ_DONTWAIT), -1);
+    cr_assert_eq (errno, EAGAIN);
+    zmq_close (dealer);
+}
+
+Test (wire, recv_dontwait_on_empty_socket)
+{
+    void *router = s_socket (HW_ADMIN_ROUTER, s_endpoint);
+    hw_msg_t in;
+    errno = 0;
+    cr_assert_eq (hw_recv (router, true, &in, ZMQ_DONTWAIT), -1);
+    cr_assert_eq (errno, EAGAIN);
+    hw_msg_close (&in);
+    hw_msg_close (&in);
+    zmq_close (router);
+}
+
+Test (wire, invalid_message_is_not_sent)
+{
+    void *router = s_socket (HW_PRODUCER_ROUTER, s_endpoint);
+    void *dealer = s_socket (HW_CLIENT_DEALER, s_endpoint);
+    hp_msg_t bad = { .command = HP_TASK, .task_id = hp_str ("t"), .attempt = 0,
+                     .channel = hp_str ("email"), .body = hp_str ("{}") };
+    errno = 0;
+    cr_assert_eq (hw_send (dealer, hp_strn (NULL, 0), &bad, 0), -1);
+    cr_assert_eq (errno, EINVAL);
+    hp_msg_t heartbeat = { .command = HP_HEARTBEAT };
+    cr_assert_eq (hw_send (dealer, hp_strn (NULL, 0), &heartbeat, 0), 0);
+    hw_msg_t in;
+    hp_msg_t msg;
+    cr_assert_eq (hw_recv (router, true, &in, 0), 0);
+    cr_assert_eq (hw_decode (&in, &msg, NULL), 0);
+    cr_assert_eq (msg.command, HP_HEARTBEAT, "the invalid message left nothing behind");
+    hw_msg_close (&in);
+    zmq_close (dealer);
+    zmq_close (router);
+}
+
+Test (wire, socket_options_applied)
+{
+    hw_options_t options = { .hwm = 1234, .max_msg_size = 65536, .linger_ms = 250 };
+    char err[256];
+    void *router = hw_socket_new (s_ctx, HW_PRODUCER_ROUTER, s_endpoint, &options, err, sizeof err);
+    cr_assert_not_null (router, "%s", err);
+    void *dealer = hw_socket_new (s_ctx, HW_CLIENT_DEALER, s_endpoint, &options, err, sizeof err);
+    cr_assert_not_null (dealer, "%s", err);
+    void *worker = hw_socket_new (s_ctx, HW_WORKER_DEALER, s_endpoint, NULL, err, sizeof err);
+    cr_assert_not_null (worker, "%s", err);
+
+    int value;
+    size_t size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (router, ZMQ_TYPE, &value, &size), 0);
+    cr_assert_eq (value, ZMQ_ROUTER);
+    size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (router, ZMQ_SNDHWM, &value, &size), 0);
+    cr_assert_eq (value, 1234);
+    size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (router, ZMQ_RCVHWM, &value, &size), 0);
+    cr_assert_eq (value, 1234);
+    size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (router, ZMQ_LINGER, &value, &size), 0);
+    cr_assert_eq (value, 250);
+    size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (router, ZMQ_HANDSHAKE_IVL, &value, &size), 0);
+    cr_assert_eq (value, 5000);
+    int64_t max_size;
+    size = sizeof max_size;
+    cr_assert_eq (zmq_getsockopt (router, ZMQ_MAXMSGSIZE, &max_size, &size), 0);
+    cr_assert_eq (max_size, 65536);
+
+    size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (dealer, ZMQ_TYPE, &value, &size), 0);
+    cr_assert_eq (value, ZMQ_DEALER);
+    size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (dealer, ZMQ_IMMEDIATE, &value, &size), 0);
+    cr_assert_eq (value, 1);
+    size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (dealer, ZMQ_RECONNECT_IVL, &value, &size), 0);
+    cr_assert_eq (value, 100);
+    size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (dealer, ZMQ_RECONNECT_IVL_MAX, &value, &size), 0);
+    cr_assert_eq (value, 2000);
+
+    size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (worker, ZMQ_IMMEDIATE, &value, &size), 0);
+    cr_assert_eq (value, 0, "a worker queues across reconnects");
+    size = sizeof max_size;
+    cr_assert_eq (zmq_getsockopt (worker, ZMQ_MAXMSGSIZE, &max_size, &size), 0);
+    cr_assert_eq (max_size, -1);
+    size = sizeof value;
+    cr_assert_eq (zmq_getsockopt (worker, ZMQ_LINGER, &value, &size), 0);
+    cr_assert_eq (value, 0);
+
+    zmq_close (worker);
+    zmq_close (dealer);
+    zmq_close (router);
+}
+
+Test (wire, bind_in_use_names_the_endpoint)
+{
+    void *first = s_socket (HW_PRODUCER_ROUTER, "tcp://127.0.0.1:*");
+    char endpoint[256];
+    size_t size = sizeof endpoint;
+    cr_assert_eq (zmq_getsockopt (first, ZMQ_LAST_ENDPOINT, endpoint, &size), 0);
+
+    char err[256] = "unchanged";
+    void *second = hw_socket_new (s_ctx, HW_WORKER_ROUTER, endpoint, NULL, err, sizeof err);
+    cr_assert_null (second);
+    char expected[320];
+    snprintf (expected, sizeof expected, "bind %s: %s", endpoint, zmq_strerror (EADDRINUSE));
+    cr_assert_str_eq (err, expected);
+    cr_assert (strstr (err, "Address already in use"), "%s", err);
+    zmq_close (first);
+}
+
+static bool
+s_starts_with (const char *text, const char *prefix)
+{
+    return strncmp (text, prefix, strlen (prefix)) == 0;
+}
+
+Test (wire, bad_endpoints_are_reported)
+{
+    char err[256];
+    cr_assert_null (hw_socket_new (s_ctx, HW_CLIENT_DEALER, "bogus://x", NULL, err, sizeof err));
+    cr_assert (s_starts_with (err, "connect bogus://x: "), "%s", err);
+    cr_assert_null (hw_socket_new (s_ctx, HW_ADMIN_ROUTER, "tcp://no-such-host.invalid:1",
+                                   NULL, err, sizeof err));
+    cr_assert (s_starts_with (err, "bind tcp://no-such-host.invalid:1: "), "%s", err);
+    cr_assert_null (hw_socket_new (s_ctx, HW_CLIENT_DEALER, NULL, NULL, err, sizeof err));
+    cr_assert_null (hw_socket_new (s_ctx, HW_CLIENT_DEALER, "bogus://x", NULL, NULL, 0));
+}

@@ -1,0 +1,548 @@
+/*  test_worker: the worker runtime against a fake broker (a ROUTER in the
+    test) on ipc:// in a temporary directory. The worker runs in a thread;
+    every wait is a zmq_poll with a deadline, never a sleep. */
+#include <criterion/criterion.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "herald_clock.h"
+#include "herald_config.h"
+#include "herald_log.h"
+#include "herald_wire.h"
+#include "worker.h"
+
+#define WAIT_MS 3000    /* generous deadline for anything that should happen */
+
+static const char *s_event =
+    "{\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"shop\",\"type\":\"order.confirmed\","
+    "\"data\":{\"order_id\":1042,\"customer\":{\"email\":\"ann@example.com\",\"name\":\"Ann\"}}}";
+
+static int s_fake_pipe[2] = { -1, -1 };    /* the fake async driver's pipe (below) */
+
+static struct {
+    char dir[128];
+    char endpoint[200];
+    herald_config_t config;
+    void *ctx;
+    void *router;
+    herald_worker_t *worker;
+    pthread_t thread;
+    bool running;
+    volatile sig_atomic_t stop;
+    int rc;
+    char identity[256];     /* routing id of the worker's last READY */
+    size_t identity_len;
+} s_fx;
+
+static int
+s_remove_entry (const char *path, const struct stat *st, int flag, struct FTW *ftw)
+{
+    return remove (path);
+}
+
+static void
+s_setup (void)
+{
+    herald_log_init ("test", HERALD_LOG_ERROR);
+    memset (&s_fx, 0, sizeof s_fx);
+    snprintf (s_fx.dir, sizeof s_fx.dir, "/tmp/herald-test-worker-XXXXXX");
+    cr_assert_not_null (mkdtemp (s_fx.dir));
+    snprintf (s_fx.endpoint, sizeof s_fx.endpoint, "ipc://%s/w.sock", s_fx.dir);
+
+    herald_config_defaults (&s_fx.config);
+    s_fx.config.broker.heartbeat_ms = 50;
+    s_fx.config.broker.heartbeat_liveness = 3;
+    s_fx.config.broker.shutdown_timeout_ms = 2000;
+    snprintf (s_fx.config.broker.workers, sizeof s_fx.config.broker.workers, "%s", s_fx.endpoint);
+    s_fx.config.channel_count = 2;
+    herald_channel_t *bench = &s_fx.config.channels[0];
+    snprintf (bench->name, sizeof bench->name, "bench");
+    bench->driver = HERALD_DRIVER_NOOP;
+    bench->capacity = 4;
+    herald_channel_t *email = &s_fx.config.channels[1];
+    snprintf (email->name, sizeof email->name, "email");
+    email->driver = HERALD_DRIVER_FILE;
+    email->capacity = 2;
+    snprintf (email->dir, sizeof email->dir, "%s/out/email", s_fx.dir);
+
+    s_fx.ctx = zmq_ctx_new ();
+    cr_assert_not_null (s_fx.ctx);
+    char err[256];
+    s_fx.router = hw_socket_new (s_fx.ctx, HW_WORKER_ROUTER, s_fx.endpoint, NULL, err, sizeof err);
+    cr_assert_not_null (s_fx.router, "fake broker: %s", err);
+}
+
+static void
+s_stop_worker (void)
+{
+    if (s_fx.running) {
+        s_fx.stop = 1;
+        pthread_join (s_fx.thread, NULL);
+        s_fx.running = false;
+    }
+    herald_worker_destroy (&s_fx.worker);
+}
+
+static void
+s_teardown (void)
+{
+    s_stop_worker ();
+    if (s_fx.router) {
+        int linger = 0;
+        zmq_setsockopt (s_fx.router, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close (s_fx.router);
+    }
+    if (s_fx.ctx)
+        zmq_ctx_term (s_fx.ctx);
+    for (int i = 0; i < 2; i++)
+        if (s_fake_pipe[i] >= 0) {
+            close (s_fake_pipe[i]);
+            s_fake_pipe[i] = -1;
+        }
+    nftw (s_fx.dir, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+static void *
+s_run (void *arg)
+{
+    s_fx.rc = herald_worker_run (s_fx.worker, &s_fx.stop);
+    return NULL;
+}
+
+static void
+s_start_worker_with (int channel_index, const hd_driver_ops_t *ops)
+{
+    char err[512];
+    s_fx.worker = ops
+        ? herald_worker_new_with_driver (&s_fx.config, channel_index, NULL, ops, err, sizeof err)
+        : herald_worker_new (&s_fx.config, channel_index, NULL, err, sizeof err);
+    cr_assert_not_null (s_fx.worker, "herald_worker_new: %s", err);
+    s_fx.rc = -2;
+    cr_assert_eq (pthread_create (&s_fx.thread, NULL, s_run, NULL), 0);
+    s_fx.running = true;
+}
+
+static void
+s_start_worker (int channel_index)
+{
+    s_start_worker_with (channel_index, NULL);
+}
+
+/*  Receives until a message with command arrives (HEARTBEATs are skipped
+    unless that is what we wait for) or timeout_ms pass. Returns 0 with in
+    open and msg decoded (call hw_msg_close), or -1 on timeout. */
+static int
+s_expect (hp_command_t command, int timeout_ms, hw_msg_t *in, hp_msg_t *msg)
+{
+    int64_t deadline = herald_clock_mono_ms () + timeout_ms;
+    while (true) {
+        int64_t left = deadline - herald_clock_mono_ms ();
+        if (left <= 0)
+            return -1;
+        zmq_pollitem_t item = { s_fx.router, 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (&item, 1, (long) left);
+        if (rc < 0 && errno == EINTR)
+            continue;
+        cr_assert_geq (rc, 0);
+        if (rc == 0)
+            continue;
+        cr_assert_eq (hw_recv (s_fx.router, true, in, ZMQ_DONTWAIT), 0);
+        hp_error_t err;
+        cr_assert_eq (hw_decode (in, msg, &err), 0, "worker sent a malformed message: %s", err.text);
+        if (msg->command == command)
+            return 0;
+        cr_assert (msg->command == HP_HEARTBEAT || msg->command == HP_READY,
+                   "unexpected %s while waiting for %s",
+                   hp_command_name (msg->command), hp_command_name (command));
+        hw_msg_close (in);
+    }
+}
+
+static void
+s_expect_ready (const char *channel, uint32_t capacity)
+{
+    hw_msg_t in;
+    hp_msg_t msg;
+    cr_assert_eq (s_expect (HP_READY, WAIT_MS, &in, &msg), 0, "no READY");
+    cr_assert (hp_str_eq (msg.channel, channel));
+    cr_assert_eq (msg.capacity, capacity);
+    cr_assert (msg.worker.len > 2 && memchr (msg.worker.ptr, ':', msg.worker.len),
+               "worker name should be host:pid");
+    cr_assert_lt (in.identity.len, sizeof s_fx.identity);
+    memcpy (s_fx.identity, in.identity.ptr, in.identity.len);
+    s_fx.identity_len = in.identity.len;
+    hw_msg_close (&in);
+}
+
+static hp_str_t
+s_identity (void)
+{
+    return hp_strn (s_fx.identity, s_fx.identity_len);
+}
+
+static void
+s_send_task (const char *task_id, uint32_t attempt, const char *channel, const char *event)
+{
+    hp_msg_t msg = {
+        .command = HP_TASK,
+        .task_id = hp_str (task_id),
+        .attempt = attempt,
+        .channel = hp_str (channel),
+        .body = hp_str (event)
+    };
+    cr_assert_eq (hw_send (s_fx.router, s_identity (), &msg, 0), 0);
+}
+
+static void
+s_send_command (hp_command_t command)
+{
+    hp_msg_t msg = { .command = command };
+    cr_assert_eq (hw_send (s_fx.router, s_identity (), &msg, 0), 0);
+}
+
+static void
+s_expect_result (hp_command_t command, const char *task_id, uint32_t attempt, char *text, size_t size)
+{
+    hw_msg_t in;
+    hp_msg_t msg;
+    cr_assert_eq (s_expect (command, WAIT_MS, &in, &msg), 0, "no %s for %s",
+                  hp_command_name (command), task_id);
+    char got[HP_MAX_ID + 1];
+    hp_str_copy (msg.task_id, got, sizeof got);
+    cr_assert_str_eq (got, task_id);
+    cr_assert_eq (msg.attempt, attempt);
+    if (text)
+        hp_str_copy (msg.text, text, size);
+    hw_msg_close (&in);
+}
+
+TestSuite (worker, .init = s_setup, .fini = s_teardown, .timeout = 30);
+
+Test (worker, ready_then_task_done)
+{
+    s_start_worker (0);
+    s_expect_ready ("bench", 4);
+    s_send_task ("t-1", 7, "bench", s_event);
+    s_expect_result (HP_DONE, "t-1", 7, NULL, 0);
+}
+
+Test (worker, many_tasks_each_answered_once_in_order)
+{
+    s_start_worker (0);
+    s_expect_ready ("bench", 4);
+    char id[32];
+    for (int i = 0; i < 2000; i++) {
+        snprintf (id, sizeof id, "t-%d", i);
+        s_send_task (id, 1, "bench", s_event);
+    }
+    for (int i = 0; i < 2000; i++) {
+        snprintf (id, sizeof id, "t-%d", i);
+        s_expect_result (HP_DONE, id, 1, NULL, 0);
+    }
+}
+
+Test (worker, file_driver_writes_the_delivery)
+{
+    s_start_worker (1);
+    s_expect_ready ("email", 2);
+    s_send_task ("t-mail", 1, "email", s_event);
+    char detail[HP_MAX_TEXT];
+    s_expect_result (HP_DONE, "t-mail", 1, detail, sizeof detail);
+    char path[512];
+    snprintf (path, sizeof path, "%s/out/email/t-mail.eml", s_fx.dir);
+    cr_assert_str_eq (detail, path);
+    struct stat st;
+    cr_assert_eq (stat (path, &st), 0, "%s missing", path);
+}
+
+Test (worker, file_driver_failure_is_reported_failed)
+{
+    s_start_worker (1);
+    s_expect_ready ("email", 2);
+    s_send_task ("t-bad", 3, "email", "{not json");
+    char error[HP_MAX_TEXT];
+    s_expect_result (HP_FAILED, "t-bad", 3, error, sizeof error);
+    cr_assert (strstr (error, "invalid event JSON"), "error was: %s", error);
+}
+
+Test (worker, heartbeats_when_idle)
+{
+    s_start_worker (0);
+    s_expect_ready ("bench", 4);
+    for (int i = 0; i < 2; i++) {
+        hw_msg_t in;
+        hp_msg_t msg;
+        cr_assert_eq (s_expect (HP_HEARTBEAT, 1000, &in, &msg), 0, "no HEARTBEAT");
+        cr_assert_eq (in.identity.len, s_fx.identity_len);
+        cr_assert_eq (memcmp (in.identity.ptr, s_fx.identity, s_fx.identity_len), 0);
+        hw_msg_close (&in);
+        s_send_command (HP_HEARTBEAT);
+    }
+}
+
+Test (worker, stays_registered_while_broker_heartbeats)
+{
+    s_start_worker (0);
+    s_expect_ready ("bench", 4);
+    //  Ten liveness periods with broker heartbeats: no new READY may appear.
+    int64_t until = herald_clock_mono_ms () + 10 * 150;
+    while (herald_clock_mono_ms () < until) {
+        hw_msg_t in;
+        hp_msg_t msg;
+        zmq_pollitem_t item = { s_fx.router, 0, ZMQ_POLLIN, 0 };
+        int rc = zmq_poll (&item, 1, 40);
+        if (rc > 0) {
+            cr_assert_eq (hw_recv (s_fx.router, true, &in, 0), 0);
+            cr_assert_eq (hw_decode (&in, &msg, NULL), 0);
+            cr_assert_eq (msg.command, HP_HEARTBEAT, "got %s", hp_command_name (msg.command));
+            hw_msg_close (&in);
+        }
+        s_send_command (HP_HEARTBEAT);
+    }
+}
+
+Test (worker, disconnect_from_broker_means_ready_again)
+{
+    s_start_worker (0);
+    s_expect_ready ("bench", 4);
+    char first[256];
+    size_t first_len = s_fx.identity_len;
+    memcpy (first, s_fx.identity, first_len);
+    s_send_command (HP_DISCONNECT);
+    s_expect_ready ("bench", 4);
+    cr_assert_eq (s_fx.identity_len, first_len);
+    cr_assert_eq (memcmp (s_fx.identity, first, first_len), 0, "same socket, same identity");
+    s_send_task ("t-2", 1, "bench", s_event);
+    s_expect_result (HP_DONE, "t-2", 1, NULL, 0);
+}
+
+Test (worker, silent_broker_means_new_socket_and_ready)
+{
+    s_start_worker (0);
+    s_expect_ready ("bench", 4);
+    char first[256];
+    size_t first_len = s_fx.identity_len;
+    memcpy (first, s_fx.identity, first_len);
+    //  Say nothing: after 3 x 50 ms the worker must reconnect.
+    s_expect_ready ("bench", 4);
+    cr_assert (s_fx.identity_len != first_len || memcmp (s_fx.identity, first, first_len) != 0,
+               "a reconnect must come from a new socket (new identity)");
+    s_send_task ("t-3", 2, "bench", s_event);
+    s_expect_result (HP_DONE, "t-3", 2, NULL, 0);
+}
+
+Test (worker, task_for_another_channel_and_garbage_are_dropped)
+{
+    s_start_worker (0);
+    s_expect_ready ("bench", 4);
+    s_send_task ("t-other", 1, "email", s_event);
+    //  Garbage: wrong signature, and a TASK with a missing frame.
+    cr_assert_eq (zmq_send (s_fx.router, s_fx.identity, s_fx.identity_len, ZMQ_SNDMORE), (int) s_fx.identity_len);
+    cr_assert_eq (zmq_send (s_fx.router, "NOPE/9", 6, 0), 6);
+    cr_assert_eq (zmq_send (s_fx.router, s_fx.identity, s_fx.identity_len, ZMQ_SNDMORE), (int) s_fx.identity_len);
+    cr_assert_eq (zmq_send (s_fx.router, HP_SIGNATURE, strlen (HP_SIGNATURE), ZMQ_SNDMORE), (int) strlen (HP_SIGNATURE));
+    cr_assert_eq (zmq_send (s_fx.router, "TASK", 4, 0), 4);
+    s_send_task ("t-mine", 1, "bench", s_event);
+    //  The first answer is for t-mine: nothing was sent for the others.
+    s_expect_result (HP_DONE, "t-mine", 1, NULL, 0);
+}
+
+Test (worker, stop_sends_disconnect_and_returns_zero)
+{
+    s_start_worker (0);
+    s_expect_ready ("bench", 4);
+    s_fx.stop = 1;
+    hw_msg_t in;
+    hp_msg_t msg;
+    cr_assert_eq (s_expect (HP_DISCONNECT, WAIT_MS, &in, &msg), 0, "no DISCONNECT");
+    hw_msg_close (&in);
+    pthread_join (s_fx.thread, NULL);
+    s_fx.running = false;
+    cr_assert_eq (s_fx.rc, 0);
+}
+
+Test (worker, bad_endpoint_fails_at_new)
+{
+    char err[512];
+    herald_worker_t *worker = herald_worker_new (&s_fx.config, 0, "bogus://x", err, sizeof err);
+    cr_assert_null (worker);
+    cr_assert (strstr (err, "bogus://x"), "error should name the endpoint: %s", err);
+    worker = herald_worker_new (&s_fx.config, 9, NULL, err, sizeof err);
+    cr_assert_null (worker);
+}
+
+/*  A fake asynchronous driver: deliveries stay in progress until the test
+    writes one byte per completion into a pipe (the driver's poll item). */
+
+typedef struct {
+    hd_complete_fn *complete;
+    void *ctx;
+    char ids[8][HP_MAX_ID + 1];
+    uint32_t attempts[8];
+    int count;
+    int credit;                 /* completions asked for and not yet done */
+} fake_driver_t;
+
+static void *
+s_fake_open (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx, char *err, size_t errlen)
+{
+    fake_driver_t *self = calloc (1, sizeof *self);
+    self->complete = complete;
+    self->ctx = ctx;
+    return self;
+}
+
+static int
+s_fake_start (void *self_, const hd_task_t *task)
+{
+    fake_driver_t *self = self_;
+    if (self->count >= 8)
+        return -1;
+    snprintf (self->ids[self->count], sizeof self->ids[0], "%s", task->task_id);
+    self->attempts[self->count++] = task->attempt;
+    return 0;
+}
+
+static int
+s_fake_poll_items (void *self, zmq_pollitem_t *items, int max, long *timeout_ms)
+{
+    if (max < 1)
+        return 0;
+    items[0] = (zmq_pollitem_t) { NULL, s_fake_pipe[0], ZMQ_POLLIN, 0 };
+    return 1;
+}
+
+static void
+s_fake_progress (void *self_, const zmq_pollitem_t *items, int count)
+{
+    fake_driver_t *self = self_;
+    if (count == 1 && items[0].revents & ZMQ_POLLIN) {
+        char bytes[16];
+        ssize_t got = read (s_fake_pipe[0], bytes, sizeof bytes);
+        if (got > 0)
+            self->credit += (int) got;
+    }
+    while (self->credit > 0 && self->count > 0) {
+        hd_result_t result = { .outcome = HD_DONE };
+        self->complete (self->ctx, self->ids[0], self->attempts[0], &result);
+        memmove (self->ids[0], self->ids[1], sizeof self->ids[0] * (size_t) (self->count - 1));
+        memmove (&self->attempts[0], &self->attempts[1], sizeof self->attempts[0] * (size_t) (self->count - 1));
+        self->count--;
+        self->credit--;
+    }
+}
+
+static int
+s_fake_in_progress (void *self)
+{
+    return ((fake_driver_t *) self)->count;
+}
+
+static void
+s_fake_close (void **self_p)
+{
+    free (*self_p);
+    *self_p = NULL;
+}
+
+static const hd_driver_ops_t s_fake_ops = {
+    "fake", s_fake_open, s_fake_start, s_fake_poll_items, s_fake_progress,
+    s_fake_in_progress, s_fake_close
+};
+
+static void
+s_fake_finish (int count)
+{
+    char bytes[8] = { 0 };
+    cr_assert_eq (write (s_fake_pipe[1], bytes, (size_t) count), count);
+}
+
+static void
+s_start_fake_worker (void)
+{
+    cr_assert_eq (pipe (s_fake_pipe), 0);
+    s_fx.config.channels[0].capacity = 2;
+    s_start_worker_with (0, &s_fake_ops);
+    s_expect_ready ("bench", 2);
+}
+
+Test (worker, async_driver_queues_beyond_capacity_in_order)
+{
+    s_start_fake_worker ();
+    s_send_task ("a-1", 1, "bench", s_event);
+    s_send_task ("a-2", 1, "bench", s_event);
+    s_send_task ("a-3", 1, "bench", s_event);     //  over the credit: held locally
+    s_send_task ("a-4", 1, "bench", s_event);
+    s_send_task ("a-5", 1, "bench", s_event);     //  queue full too: refused at once
+    char error[HP_MAX_TEXT];
+    s_expect_result (HP_RETRY, "a-5", 1, error, sizeof error);
+    cr_assert (strstr (error, "capacity"), "error was: %s", error);
+    s_fake_finish (4);
+    s_expect_result (HP_DONE, "a-1", 1, NULL, 0);
+    s_expect_result (HP_DONE, "a-2", 1, NULL, 0);
+    s_expect_result (HP_DONE, "a-3", 1, NULL, 0);
+    s_expect_result (HP_DONE, "a-4", 1, NULL, 0);
+}
+
+Test (worker, stop_waits_for_in_progress_deliveries)
+{
+    s_start_fake_worker ();
+    s_send_task ("s-1", 4, "bench", s_event);
+    s_send_task ("s-2", 4, "bench", s_event);
+    s_send_task ("s-3", 4, "bench", s_event);     //  queued: dropped at stop
+    s_send_task ("s-4", 4, "bench", s_event);
+    s_send_task ("s-5", 4, "bench", s_event);     //  refused: proves the others arrived
+    s_expect_result (HP_RETRY, "s-5", 4, NULL, 0);
+    hw_msg_t in;
+    hp_msg_t msg;
+    s_fx.stop = 1;
+    //  Nothing but heartbeats until the deliveries finish.
+    zmq_pollitem_t item = { s_fx.router, 0, ZMQ_POLLIN, 0 };
+    int64_t until = herald_clock_mono_ms () + 300;
+    while (herald_clock_mono_ms () < until) {
+        if (zmq_poll (&item, 1, 50) > 0) {
+            cr_assert_eq (hw_recv (s_fx.router, true, &in, 0), 0);
+            cr_assert_eq (hw_decode (&in, &msg, NULL), 0);
+            cr_assert_eq (msg.command, HP_HEARTBEAT, "got %s before the deliveries finished",
+                          hp_command_name (msg.command));
+            hw_msg_close (&in);
+        }
+    }
+    s_fake_finish (2);
+    s_expect_result (HP_DONE, "s-1", 4, NULL, 0);
+    s_expect_result (HP_DONE, "s-2", 4, NULL, 0);
+    cr_assert_eq (s_expect (HP_DISCONNECT, WAIT_MS, &in, &msg), 0, "no DISCONNECT");
+    hw_msg_close (&in);
+    pthread_join (s_fx.thread, NULL);
+    s_fx.running = false;
+    cr_assert_eq (s_fx.rc, 0);
+}
+
+Test (worker, stop_gives_up_after_the_shutdown_budget)
+{
+    s_fx.config.broker.shutdown_timeout_ms = 200;
+    s_start_fake_worker ();
+    s_send_task ("g-1", 1, "bench", s_event);
+    s_send_task ("g-2", 1, "bench", s_event);
+    s_send_task ("g-3", 1, "bench", s_event);
+    s_send_task ("g-4", 1, "bench", s_event);
+    s_send_task ("g-5", 1, "bench", s_event);
+    s_expect_result (HP_RETRY, "g-5", 1, NULL, 0);
+    hw_msg_t in;
+    hp_msg_t msg;
+    int64_t start = herald_clock_mono_ms ();
+    s_fx.stop = 1;
+    cr_assert_eq (s_expect (HP_DISCONNECT, WAIT_MS, &in, &msg), 0, "no DISCONNECT");
+    hw_msg_close (&in);
+    cr_assert_geq (herald_clock_mono_ms () - start, 150);
+    pthread_join (s_fx.thread, NULL);
+    s_fx.running = false;
+    cr_assert_eq (s_fx.rc, 0);
+}

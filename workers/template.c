@@ -1,0 +1,356 @@
+/*  template: {{ dotted.path }} substitution with per-destination escaping. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "template.h"
+
+#define S_PATH_MAX      512     /* longest {{ path }} */
+#define S_SEGMENT_MAX   256     /* longest path segment (one key) */
+
+typedef struct {
+    char *data;
+    size_t len;
+    size_t cap;
+    bool failed;                /* out of memory or over HD_TEMPLATE_MAX_OUTPUT */
+} s_buf_t;
+
+static void
+s_buf_append (s_buf_t *buf, const char *text, size_t len)
+{
+    if (!buf || buf->failed)
+        return;                 /* check only, or already failed */
+    if (buf->len + len + 1 > HD_TEMPLATE_MAX_OUTPUT) {
+        buf->failed = true;
+        return;
+    }
+    if (buf->len + len + 1 > buf->cap) {
+        size_t cap = buf->cap ? buf->cap : 256;
+        while (cap < buf->len + len + 1)
+            cap *= 2;
+        char *data = realloc (buf->data, cap);
+        if (!data) {
+            buf->failed = true;
+            return;
+        }
+        buf->data = data;
+        buf->cap = cap;
+    }
+    memcpy (buf->data + buf->len, text, len);
+    buf->len += len;
+    buf->data [buf->len] = '\0';
+}
+
+static void
+s_buf_putc (s_buf_t *buf, char c)
+{
+    s_buf_append (buf, &c, 1);
+}
+
+static bool
+s_is_space (char c)
+{
+    return c == ' ' || c == '\t';
+}
+
+/*  Trims the placeholder body [start, end) and checks it is a well-formed
+    path: non-empty segments separated by dots, no spaces or braces.
+    Copies it into path. Returns 0 or -1. */
+static int
+s_parse_path (const char *start, const char *end, char *path, size_t size)
+{
+    while (start < end && s_is_space (*start))
+        start++;
+    while (end > start && s_is_space (end [-1]))
+        end--;
+    size_t len = (size_t) (end - start);
+    if (len == 0 || len >= size)
+        return -1;
+    memcpy (path, start, len);
+    path [len] = '\0';
+    if (path [0] == '.' || path [len - 1] == '.' || strstr (path, ".."))
+        return -1;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) path [i];
+        if (c < 0x20 || c == ' ' || c == '{' || c == '}' || c == 0x7f)
+            return -1;
+    }
+    return 0;
+}
+
+const json_t *
+hd_template_lookup (const json_t *root, const char *path)
+{
+    const json_t *node = root;
+    const char *cursor = path;
+    while (node && *cursor) {
+        const char *dot = strchr (cursor, '.');
+        size_t len = dot ? (size_t) (dot - cursor) : strlen (cursor);
+        char key [S_SEGMENT_MAX];
+        if (len == 0 || len >= sizeof key)
+            return NULL;
+        memcpy (key, cursor, len);
+        key [len] = '\0';
+        if (json_is_object (node))
+            node = json_object_get (node, key);
+        else
+        if (json_is_array (node)) {
+            if (len > 9 || strspn (key, "0123456789") != len)
+                return NULL;
+            node = json_array_get (node, strtoul (key, NULL, 10));
+        }
+        else
+            return NULL;
+        cursor += len;
+        if (*cursor == '.')
+            cursor++;
+    }
+    return node;
+}
+
+char *
+hd_json_quote (const char *text, size_t len)
+{
+    s_buf_t buf = { 0 };
+    s_buf_putc (&buf, '"');
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) text [i];
+        char esc [8];
+        if (c == '"' || c == '\\') {
+            esc [0] = '\\';
+            esc [1] = (char) c;
+            s_buf_append (&buf, esc, 2);
+        }
+        else
+        if (c == '\n')
+            s_buf_append (&buf, "\\n", 2);
+        else
+        if (c == '\r')
+            s_buf_append (&buf, "\\r", 2);
+        else
+        if (c == '\t')
+            s_buf_append (&buf, "\\t", 2);
+        else
+        if (c < 0x20 || c == 0x7f) {
+            snprintf (esc, sizeof esc, "\\u%04x", c);
+            s_buf_append (&buf, esc, 6);
+        }
+        else
+            s_buf_putc (&buf, (char) c);
+    }
+    s_buf_putc (&buf, '"');
+    if (buf.failed) {
+        free (buf.data);
+        return NULL;
+    }
+    return buf.data;
+}
+
+/*  Appends text (len bytes) escaped for mode (NONE, HTML, HEADER). */
+static void
+s_append_escaped (s_buf_t *buf, const char *text, size_t len, hd_escape_t mode)
+{
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) text [i];
+        if (mode == HD_ESCAPE_HTML) {
+            switch (c) {
+                case '&':  s_buf_append (buf, "&amp;", 5); continue;
+                case '<':  s_buf_append (buf, "&lt;", 4); continue;
+                case '>':  s_buf_append (buf, "&gt;", 4); continue;
+                case '"':  s_buf_append (buf, "&quot;", 6); continue;
+                case '\'': s_buf_append (buf, "&#39;", 5); continue;
+                default: break;
+            }
+        }
+        else
+        if (mode == HD_ESCAPE_HEADER && (c < 0x20 || c == 0x7f)) {
+            s_buf_putc (buf, ' ');
+            continue;
+        }
+        if (c == '\0')
+            continue;           /* never inside a C string */
+        s_buf_putc (buf, (char) c);
+    }
+}
+
+/*  Appends value rendered for mode. Returns 0 or -1 (out of memory). */
+static int
+s_append_value (s_buf_t *buf, const json_t *value, hd_escape_t mode)
+{
+    if (json_is_string (value)) {
+        const char *text = json_string_value (value);
+        size_t len = json_string_length (value);
+        if (mode == HD_ESCAPE_JSON) {
+            char *quoted = hd_json_quote (text, len);
+            if (!quoted)
+                return -1;
+            s_buf_append (buf, quoted, strlen (quoted));
+            free (quoted);
+        }
+        else
+            s_append_escaped (buf, text, len, mode);
+        return 0;
+    }
+    if (json_is_null (value)) {
+        if (mode == HD_ESCAPE_JSON)
+            s_buf_append (buf, "null", 4);
+        return 0;
+    }
+    if (json_is_integer (value)) {
+        char number [32];
+        int len = snprintf (number, sizeof number, "%" JSON_INTEGER_FORMAT,
+                            json_integer_value (value));
+        s_buf_append (buf, number, (size_t) len);
+        return 0;
+    }
+    /*  Reals, booleans, objects, arrays: their JSON text. For people, reals
+        get 15 significant digits (19.99, not 19.989999999999998); JSON
+        bodies keep the exact round-trip form. */
+    size_t flags = JSON_COMPACT | JSON_ENCODE_ANY
+                 | (mode == HD_ESCAPE_JSON ? 0 : JSON_REAL_PRECISION (15));
+    char *text = json_dumps (value, flags);
+    if (!text)
+        return -1;
+    if (mode == HD_ESCAPE_JSON)
+        s_buf_append (buf, text, strlen (text));
+    else
+        s_append_escaped (buf, text, strlen (text), mode);
+    free (text);
+    return 0;
+}
+
+/*  The one parser: renders into buf, or only checks the syntax when
+    envelope and buf are NULL. */
+static int
+s_render (const char *tmpl, const json_t *envelope, hd_escape_t mode, s_buf_t *buf,
+          char *err, size_t errlen)
+{
+    const char *cursor = tmpl;
+    while (*cursor) {
+        const char *open = strstr (cursor, "{{");
+        if (!open) {
+            s_buf_append (buf, cursor, strlen (cursor));
+            break;
+        }
+        s_buf_append (buf, cursor, (size_t) (open - cursor));
+        const char *close = strstr (open + 2, "}}");
+        if (!close) {
+            snprintf (err, errlen, "unclosed {{ at offset %zu", (size_t) (open - tmpl));
+            return -1;
+        }
+        char path [S_PATH_MAX];
+        if (s_parse_path (open + 2, close, path, sizeof path)) {
+            int shown = (int) (close - open - 2);
+            snprintf (err, errlen, "{{%.*s}} at offset %zu: not a field path",
+                      shown > 100 ? 100 : shown, open + 2, (size_t) (open - tmpl));
+            return -1;
+        }
+        if (envelope) {
+            const json_t *value = hd_template_lookup (envelope, path);
+            if (!value) {
+                snprintf (err, errlen, "{{%.200s}}: no such field in the event", path);
+                return -1;
+            }
+            if (s_append_value (buf, value, mode)) {
+                snprintf (err, errlen, "out of memory");
+                return -1;
+            }
+        }
+        cursor = close + 2;
+    }
+    if (buf && buf->failed) {
+        snprintf (err, errlen, "rendered text is larger than %d bytes or out of memory",
+                  HD_TEMPLATE_MAX_OUTPUT);
+        return -1;
+    }
+    return 0;
+}
+
+char *
+hd_template_render (const char *tmpl, const json_t *envelope, hd_escape_t mode,
+                    char *err, size_t errlen)
+{
+    s_buf_t buf = { 0 };
+    if (!tmpl || !envelope) {
+        snprintf (err, errlen, "no template or no event");
+        return NULL;
+    }
+    if (s_render (tmpl, envelope, mode, &buf, err, errlen)) {
+        free (buf.data);
+        return NULL;
+    }
+    if (!buf.data)
+        buf.data = strdup ("");
+    if (!buf.data)
+        snprintf (err, errlen, "out of memory");
+    return buf.data;
+}
+
+int
+hd_template_check (const char *tmpl, char *err, size_t errlen)
+{
+    return s_render (tmpl ? tmpl : "", NULL, HD_ESCAPE_NONE, NULL, err, errlen);
+}
+
+char *
+hd_template_load (const char *path, char *err, size_t errlen)
+{
+    int fd = open (path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        snprintf (err, errlen, "template %s: %s", path, strerror (errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat (fd, &st) || !S_ISREG (st.st_mode)) {
+        snprintf (err, errlen, "template %s: not a regular file", path);
+        close (fd);
+        return NULL;
+    }
+    if (st.st_size > HD_TEMPLATE_MAX_FILE) {
+        snprintf (err, errlen, "template %s: larger than %d bytes", path, HD_TEMPLATE_MAX_FILE);
+        close (fd);
+        return NULL;
+    }
+    size_t cap = (size_t) st.st_size + 1;
+    char *text = malloc (cap);
+    if (!text) {
+        snprintf (err, errlen, "template %s: out of memory", path);
+        close (fd);
+        return NULL;
+    }
+    size_t len = 0;
+    while (len < cap - 1) {
+        ssize_t got = read (fd, text + len, cap - 1 - len);
+        if (got < 0 && errno == EINTR)
+            continue;
+        if (got < 0) {
+            snprintf (err, errlen, "template %s: %s", path, strerror (errno));
+            free (text);
+            close (fd);
+            return NULL;
+        }
+        if (got == 0)
+            break;
+        len += (size_t) got;
+    }
+    close (fd);
+    text [len] = '\0';
+    if (memchr (text, '\0', len)) {
+        snprintf (err, errlen, "template %s: contains a NUL byte", path);
+        free (text);
+        return NULL;
+    }
+    char syntax [256];
+    if (hd_template_check (text, syntax, sizeof syntax)) {
+        snprintf (err, errlen, "template %s: %s", path, syntax);
+        free (text);
+        return NULL;
+    }
+    return text;
+}

@@ -1,0 +1,587 @@
+/*  herald_worker: the worker runtime (contract in worker.h, wire in
+    proto/PROTOCOL.md). One loop: compute the next deadline (heartbeat due,
+    broker silence, stop budget, the driver's own timers), zmq_poll until
+    then, handle what arrived, run the timers. */
+#include <errno.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "herald_clock.h"
+#include "herald_log.h"
+#include "herald_wire.h"
+#include "worker.h"
+
+#define WORKER_RECONNECT_MAX_MS 30000   /* reconnect backoff cap */
+#define WORKER_POLL_CAP_MS      100     /* longest poll: how late a stop set by another thread is seen */
+#define WORKER_DRAIN_BATCH      1024    /* messages handled per poll round before timers run */
+#define WORKER_STOP_LINGER_MS   1000    /* lets the final DISCONNECT get out */
+#define WORKER_FRAME_OVERHEAD   65536   /* frame bytes allowed above broker.max_event_bytes */
+#define WORKER_MAX_ITEMS        4096    /* poll items an asynchronous driver may use */
+#define WORKER_ENDPOINT_MAX     256
+
+/*  A task received while an asynchronous driver is at capacity. */
+typedef struct {
+    char task_id[HP_MAX_ID + 1];
+    uint32_t attempt;
+    char *event;                /* owned, NUL-terminated */
+    size_t event_len;
+} worker_task_t;
+
+struct _herald_worker_t {
+    const herald_config_t *config;      /* borrowed */
+    const herald_channel_t *channel;    /* borrowed, inside config */
+    const hd_driver_ops_t *ops;
+    void *driver;                       /* driver instance */
+    bool async;                         /* driver has poll_items/progress */
+    char endpoint[WORKER_ENDPOINT_MAX];
+    char name[HP_MAX_ID + 1];           /* "hostname:pid", announced in READY */
+    uint32_t capacity;                  /* credit announced in READY */
+    void *ctx;                          /* own ZeroMQ context */
+    void *socket;                       /* DEALER, NULL when a reconnect failed */
+    hw_options_t options;
+    int64_t heartbeat_ms;
+    int64_t silence_ms;                 /* heartbeat_liveness x heartbeat_ms */
+    int64_t now;                        /* monotonic ms, refreshed once per loop round */
+    int64_t last_sent;                  /* when we last sent anything */
+    int64_t silence_deadline;           /* reconnect if nothing arrives by then */
+    int64_t backoff_ms;                 /* extra wait added after each reconnect */
+    bool ready_pending;                 /* READY could not be sent yet: send on next tick */
+    bool stopping;
+    int64_t stop_deadline;
+    worker_task_t *queue;               /* bounded FIFO (async drivers), capacity entries */
+    uint32_t queue_head;
+    uint32_t queue_count;
+    char *event_buf;                    /* NUL-terminated copy of the current TASK's event */
+    size_t event_cap;
+    zmq_pollitem_t *items;              /* [0] the socket, then the driver's */
+    int item_max;
+};
+
+static void s_on_complete (void *ctx, const char *task_id, uint32_t attempt,
+                           const hd_result_t *result);
+
+static int64_t
+s_min (int64_t a, int64_t b)
+{
+    return a < b? a: b;
+}
+
+static const char *
+s_outcome_name (hd_outcome_t outcome)
+{
+    switch (outcome) {
+        case HD_DONE:      return "done";
+        case HD_RETRY:     return "retry";
+        case HD_THROTTLED: return "throttled";
+        case HD_FAILED:    return "failed";
+    }
+    return "failed";
+}
+
+//  Sends msg without blocking (a full pipe means the broker is gone or
+//  drowning: it will requeue what we could not report).
+static int
+s_send (herald_worker_t *self, const hp_msg_t *msg)
+{
+    if (!self->socket)
+        return -1;
+    if (hw_send (self->socket, (hp_str_t) { NULL, 0 }, msg, ZMQ_DONTWAIT) != 0) {
+        char q[128];
+        herald_warn ("send failed", "command=%s endpoint=%s error=%s",
+                     hp_command_name (msg->command), self->endpoint,
+                     herald_log_quote (zmq_strerror (errno), q, sizeof q));
+        return -1;
+    }
+    self->last_sent = self->now;
+    return 0;
+}
+
+static void
+s_send_ready (herald_worker_t *self)
+{
+    hp_msg_t msg = {
+        .command = HP_READY,
+        .channel = hp_str (self->channel->name),
+        .capacity = self->capacity,
+        .worker = hp_str (self->name)
+    };
+    self->ready_pending = s_send (self, &msg) != 0;
+    if (!self->ready_pending)
+        herald_info ("registered", "channel=%s capacity=%u worker=%s endpoint=%s",
+                     self->channel->name, self->capacity, self->name, self->endpoint);
+}
+
+static void
+s_drop_queue (herald_worker_t *self)
+{
+    while (self->queue_count > 0) {
+        worker_task_t *task = &self->queue[self->queue_head];
+        free (task->event);
+        task->event = NULL;
+        self->queue_head = (self->queue_head + 1) % self->capacity;
+        self->queue_count--;
+    }
+    self->queue_head = 0;
+}
+
+static int
+s_connect (herald_worker_t *self, char *err, size_t errlen)
+{
+    self->socket = hw_socket_new (self->ctx, HW_WORKER_DEALER, self->endpoint,
+                                  &self->options, err, errlen);
+    return self->socket? 0: -1;
+}
+
+static void
+s_close_socket (herald_worker_t *self, int linger_ms)
+{
+    if (self->socket) {
+        zmq_setsockopt (self->socket, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
+        zmq_close (self->socket);
+        self->socket = NULL;
+    }
+}
+
+//  The broker said nothing for too long: new socket (new identity), READY
+//  again, and wait longer each time before giving up on it again.
+static void
+s_reconnect (herald_worker_t *self)
+{
+    herald_warn ("broker silent, reconnecting", "channel=%s endpoint=%s silent_ms=%lld",
+                 self->channel->name, self->endpoint,
+                 (long long) (self->now - self->silence_deadline + self->silence_ms));
+    s_close_socket (self, 0);
+    s_drop_queue (self);     //  the broker requeues the leases of a worker it lost
+    self->silence_deadline = self->now + self->silence_ms + self->backoff_ms;
+    self->backoff_ms = s_min (self->backoff_ms * 2, WORKER_RECONNECT_MAX_MS);
+    char err[HERALD_ERR_MAX];
+    if (s_connect (self, err, sizeof err) != 0) {
+        char q[HERALD_ERR_MAX];
+        herald_error ("reconnect failed", "endpoint=%s error=%s", self->endpoint,
+                      herald_log_quote (err, q, sizeof q));
+        return;
+    }
+    self->last_sent = self->now;
+    s_send_ready (self);
+}
+
+static void
+s_report (herald_worker_t *self, const char *task_id, uint32_t attempt,
+          const hd_result_t *result)
+{
+    hp_msg_t msg = {
+        .task_id = hp_str (task_id),
+        .attempt = attempt,
+        .text = hp_strn (result->text, strnlen (result->text, sizeof result->text - 1))
+    };
+    switch (result->outcome) {
+        case HD_DONE:
+            msg.command = HP_DONE;
+            break;
+        case HD_RETRY:
+            msg.command = HP_RETRY;
+            msg.delay_ms = result->delay_ms > 0? result->delay_ms: 0;
+            break;
+        case HD_THROTTLED:
+            msg.command = HP_THROTTLED;
+            msg.delay_ms = result->delay_ms > 0? result->delay_ms: 0;
+            break;
+        default:
+            msg.command = HP_FAILED;
+            break;
+    }
+    if (result->outcome == HD_DONE)
+        herald_debug ("task", "channel=%s task_id=%s attempt=%u outcome=done",
+                      self->channel->name, task_id, attempt);
+    else {
+        char q[HP_MAX_TEXT + 64];
+        herald_warn ("delivery not done", "channel=%s task_id=%s attempt=%u outcome=%s "
+                     "delay_ms=%lld error=%s", self->channel->name, task_id, attempt,
+                     s_outcome_name (result->outcome), (long long) msg.delay_ms,
+                     herald_log_quote (msg.text.len? result->text: "-", q, sizeof q));
+    }
+    if (!self->socket) {
+        herald_debug ("result dropped, not connected", "task_id=%s attempt=%u", task_id, attempt);
+        return;
+    }
+    s_send (self, &msg);
+}
+
+static void
+s_on_complete (void *ctx, const char *task_id, uint32_t attempt, const hd_result_t *result)
+{
+    s_report ((herald_worker_t *) ctx, task_id, attempt, result);
+}
+
+//  event must be NUL-terminated at event[len].
+static void
+s_start_task (herald_worker_t *self, const char *task_id, uint32_t attempt,
+              const char *event, size_t len)
+{
+    hd_task_t task = { task_id, attempt, self->channel->name, event, len };
+    if (self->ops->start (self->driver, &task) != 0) {
+        hd_result_t result = { .outcome = HD_RETRY };
+        snprintf (result.text, sizeof result.text, "driver %s could not start the delivery",
+                  self->ops->name);
+        s_report (self, task_id, attempt, &result);
+    }
+}
+
+static bool
+s_driver_has_room (herald_worker_t *self)
+{
+    return !self->async
+        || (uint32_t) self->ops->in_progress (self->driver) < self->capacity;
+}
+
+static void
+s_start_queued (herald_worker_t *self)
+{
+    while (self->queue_count > 0 && !self->stopping && s_driver_has_room (self)) {
+        worker_task_t task = self->queue[self->queue_head];
+        self->queue[self->queue_head].event = NULL;
+        self->queue_head = (self->queue_head + 1) % self->capacity;
+        self->queue_count--;
+        s_start_task (self, task.task_id, task.attempt, task.event, task.event_len);
+        free (task.event);
+    }
+}
+
+static void
+s_on_task (herald_worker_t *self, const hp_msg_t *msg)
+{
+    char task_id[HP_MAX_ID + 1];
+    if (msg->task_id.len == 0 || msg->task_id.len > HP_MAX_ID) {
+        herald_warn ("task dropped", "reason=\"bad task id length\" length=%zu", msg->task_id.len);
+        return;
+    }
+    hp_str_copy (msg->task_id, task_id, sizeof task_id);
+    if (!hp_str_eq (msg->channel, self->channel->name)) {
+        char channel[HP_MAX_ID + 1];
+        char q[2 * HP_MAX_ID];
+        hp_str_copy (msg->channel, channel, sizeof channel);
+        herald_warn ("task for another channel dropped", "channel=%s task_id=%s task_channel=%s",
+                     self->channel->name, task_id, herald_log_quote (channel, q, sizeof q));
+        return;
+    }
+    if (self->stopping) {
+        //  Not started: the broker requeues it when it gets our DISCONNECT.
+        herald_debug ("task not started, stopping", "task_id=%s attempt=%u", task_id, msg->attempt);
+        return;
+    }
+    if (self->queue_count > 0 || !s_driver_has_room (self)) {
+        if (self->queue_count >= self->capacity) {
+            hd_result_t result = { .outcome = HD_RETRY };
+            snprintf (result.text, sizeof result.text,
+                      "worker over capacity (%u): broker sent more than the credit", self->capacity);
+            s_report (self, task_id, msg->attempt, &result);
+            return;
+        }
+        char *event = malloc (msg->body.len + 1);
+        if (!event) {
+            hd_result_t result = { .outcome = HD_RETRY };
+            snprintf (result.text, sizeof result.text, "worker out of memory");
+            s_report (self, task_id, msg->attempt, &result);
+            return;
+        }
+        memcpy (event, msg->body.ptr, msg->body.len);
+        event[msg->body.len] = '\0';
+        worker_task_t *slot = &self->queue[(self->queue_head + self->queue_count) % self->capacity];
+        memcpy (slot->task_id, task_id, sizeof slot->task_id);
+        slot->attempt = msg->attempt;
+        slot->event = event;
+        slot->event_len = msg->body.len;
+        self->queue_count++;
+        return;
+    }
+    if (msg->body.len + 1 > self->event_cap) {
+        size_t cap = self->event_cap? self->event_cap: 4096;
+        while (cap < msg->body.len + 1)
+            cap *= 2;
+        char *buf = realloc (self->event_buf, cap);
+        if (!buf) {
+            hd_result_t result = { .outcome = HD_RETRY };
+            snprintf (result.text, sizeof result.text, "worker out of memory");
+            s_report (self, task_id, msg->attempt, &result);
+            return;
+        }
+        self->event_buf = buf;
+        self->event_cap = cap;
+    }
+    if (msg->body.len)
+        memcpy (self->event_buf, msg->body.ptr, msg->body.len);
+    self->event_buf[msg->body.len] = '\0';
+    s_start_task (self, task_id, msg->attempt, self->event_buf, msg->body.len);
+}
+
+static void
+s_on_message (herald_worker_t *self, const hp_msg_t *msg)
+{
+    switch (msg->command) {
+        case HP_TASK:
+            s_on_task (self, msg);
+            break;
+        case HP_HEARTBEAT:
+            break;
+        case HP_DISCONNECT:
+            //  The broker restarted and does not know us: it has requeued
+            //  whatever we held, so forget what we have not started.
+            herald_info ("broker asked to register again", "channel=%s endpoint=%s dropped=%u",
+                         self->channel->name, self->endpoint, self->queue_count);
+            s_drop_queue (self);
+            if (!self->stopping)
+                s_send_ready (self);
+            break;
+        default:
+            herald_warn ("unexpected command dropped", "command=%s endpoint=%s",
+                         hp_command_name (msg->command), self->endpoint);
+            break;
+    }
+}
+
+//  Handles what the socket holds (at most a batch). 0, or -1 when the
+//  socket is unusable (context terminated).
+static int
+s_drain_socket (herald_worker_t *self)
+{
+    for (int i = 0; i < WORKER_DRAIN_BATCH && self->socket; i++) {
+        hw_msg_t in;
+        if (hw_recv (self->socket, false, &in, ZMQ_DONTWAIT) != 0) {
+            int e = errno;
+            hw_msg_close (&in);
+            if (e == EAGAIN || e == EINTR)
+                return 0;
+            char q[128];
+            herald_error ("receive failed", "endpoint=%s error=%s", self->endpoint,
+                          herald_log_quote (zmq_strerror (e), q, sizeof q));
+            return -1;
+        }
+        self->silence_deadline = self->now + self->silence_ms;
+        self->backoff_ms = self->heartbeat_ms;
+        hp_msg_t msg;
+        hp_error_t perr;
+        if (in.too_many_frames || hw_decode (&in, &msg, &perr) != 0) {
+            char q[sizeof perr.text + 16];
+            herald_warn ("malformed message dropped", "endpoint=%s error=%s", self->endpoint,
+                         herald_log_quote (in.too_many_frames? "too many frames": perr.text,
+                                           q, sizeof q));
+        }
+        else
+            s_on_message (self, &msg);
+        hw_msg_close (&in);
+    }
+    return 0;
+}
+
+static void
+s_run_timers (herald_worker_t *self)
+{
+    if (!self->stopping && self->now >= self->silence_deadline) {
+        s_reconnect (self);
+        return;
+    }
+    if (self->socket && self->now - self->last_sent >= self->heartbeat_ms) {
+        if (self->ready_pending && !self->stopping)
+            s_send_ready (self);
+        else {
+            hp_msg_t msg = { .command = HP_HEARTBEAT };
+            s_send (self, &msg);
+        }
+        if (self->now - self->last_sent >= self->heartbeat_ms)
+            self->last_sent = self->now;    //  failed: try again next interval, not at once
+    }
+}
+
+static long
+s_poll_timeout (herald_worker_t *self)
+{
+    int64_t timeout = WORKER_POLL_CAP_MS;
+    if (self->socket)
+        timeout = s_min (timeout, self->last_sent + self->heartbeat_ms - self->now);
+    if (self->stopping)
+        timeout = s_min (timeout, self->stop_deadline - self->now);
+    else
+        timeout = s_min (timeout, self->silence_deadline - self->now);
+    return timeout < 0? 0: (long) timeout;
+}
+
+herald_worker_t *
+herald_worker_new_with_driver (const herald_config_t *config, int channel_index,
+                               const char *endpoint, const hd_driver_ops_t *ops,
+                               char *err, size_t errlen)
+{
+    if (!config || !ops || channel_index < 0 || channel_index >= config->channel_count) {
+        snprintf (err, errlen, "worker: no channel with index %d", channel_index);
+        return NULL;
+    }
+    const herald_channel_t *channel = &config->channels[channel_index];
+    if (!endpoint)
+        endpoint = config->broker.workers;
+    if (!*endpoint || strlen (endpoint) >= WORKER_ENDPOINT_MAX) {
+        snprintf (err, errlen, "channel %s: worker endpoint is empty or too long", channel->name);
+        return NULL;
+    }
+    herald_worker_t *self = calloc (1, sizeof *self);
+    if (!self) {
+        snprintf (err, errlen, "worker: out of memory");
+        return NULL;
+    }
+    self->config = config;
+    self->channel = channel;
+    self->ops = ops;
+    self->async = ops->poll_items && ops->progress;
+    snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
+    int capacity = channel->capacity;
+    self->capacity = (uint32_t) (capacity < 1? 1: capacity > 65535? 65535: capacity);
+    char host[HP_MAX_ID];
+    if (gethostname (host, sizeof host) != 0)
+        snprintf (host, sizeof host, "localhost");
+    host[sizeof host - 1] = '\0';
+    snprintf (self->name, sizeof self->name, "%.100s:%d", host, (int) getpid ());
+
+    self->heartbeat_ms = config->broker.heartbeat_ms > 0? config->broker.heartbeat_ms: 1000;
+    int liveness = config->broker.heartbeat_liveness > 0? config->broker.heartbeat_liveness: 3;
+    self->silence_ms = self->heartbeat_ms * liveness;
+    self->backoff_ms = self->heartbeat_ms;
+    self->options.hwm = config->broker.hwm;
+    self->options.max_msg_size = (long long) config->broker.max_event_bytes + WORKER_FRAME_OVERHEAD;
+    self->options.linger_ms = 0;
+
+    if (self->async) {
+        self->queue = calloc (self->capacity, sizeof *self->queue);
+        self->item_max = (int) s_min (1 + 2 * (int64_t) self->capacity + 16, WORKER_MAX_ITEMS);
+    }
+    else
+        self->item_max = 1;
+    self->items = calloc ((size_t) self->item_max, sizeof *self->items);
+    self->ctx = zmq_ctx_new ();
+    if ((self->async && !self->queue) || !self->items || !self->ctx) {
+        snprintf (err, errlen, "worker: out of memory");
+        herald_worker_destroy (&self);
+        return NULL;
+    }
+    self->driver = ops->open (channel, s_on_complete, self, err, errlen);
+    if (!self->driver) {
+        herald_worker_destroy (&self);
+        return NULL;
+    }
+    if (s_connect (self, err, errlen) != 0) {
+        herald_worker_destroy (&self);
+        return NULL;
+    }
+    return self;
+}
+
+herald_worker_t *
+herald_worker_new (const herald_config_t *config, int channel_index, const char *endpoint,
+                   char *err, size_t errlen)
+{
+    if (!config || channel_index < 0 || channel_index >= config->channel_count) {
+        snprintf (err, errlen, "worker: no channel with index %d", channel_index);
+        return NULL;
+    }
+    return herald_worker_new_with_driver (config, channel_index, endpoint,
+                                          hd_driver_for (config->channels[channel_index].driver),
+                                          err, errlen);
+}
+
+int
+herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop)
+{
+    herald_info ("worker started", "channel=%s driver=%s endpoint=%s capacity=%u worker=%s",
+                 self->channel->name, self->ops->name, self->endpoint, self->capacity, self->name);
+    self->now = herald_clock_mono_ms ();
+    self->silence_deadline = self->now + self->silence_ms;
+    self->last_sent = self->now;
+    if (!self->socket) {
+        char err[HERALD_ERR_MAX];
+        if (s_connect (self, err, sizeof err) != 0) {
+            char q[HERALD_ERR_MAX];
+            herald_error ("connect failed", "error=%s", herald_log_quote (err, q, sizeof q));
+            return -1;
+        }
+    }
+    s_send_ready (self);
+
+    int rc = 0;
+    while (true) {
+        if (*stop && !self->stopping) {
+            self->stopping = true;
+            self->stop_deadline = self->now + self->config->broker.shutdown_timeout_ms;
+            herald_info ("stopping", "channel=%s in_progress=%d not_started=%u",
+                         self->channel->name, self->ops->in_progress (self->driver),
+                         self->queue_count);
+            s_drop_queue (self);
+        }
+        if (self->stopping
+        && (self->ops->in_progress (self->driver) == 0 || self->now >= self->stop_deadline))
+            break;
+
+        long timeout = s_poll_timeout (self);
+        int count = 0;
+        if (self->socket)
+            self->items[count++] = (zmq_pollitem_t) { self->socket, 0, ZMQ_POLLIN, 0 };
+        int first_driver_item = count;
+        if (self->async)
+            count += self->ops->poll_items (self->driver, self->items + count,
+                                            self->item_max - count, &timeout);
+        if (zmq_poll (self->items, count, timeout) < 0) {
+            if (errno == EINTR) {
+                self->now = herald_clock_mono_ms ();
+                continue;
+            }
+            char q[128];
+            herald_error ("poll failed", "error=%s", herald_log_quote (zmq_strerror (errno), q, sizeof q));
+            rc = -1;
+            break;
+        }
+        self->now = herald_clock_mono_ms ();
+        if (first_driver_item == 1 && (self->items[0].revents & ZMQ_POLLIN)
+        && s_drain_socket (self) != 0) {
+            rc = -1;
+            break;
+        }
+        if (self->async) {
+            self->ops->progress (self->driver, self->items + first_driver_item,
+                                 count - first_driver_item);
+            s_start_queued (self);
+        }
+        s_run_timers (self);
+    }
+    if (rc == 0) {
+        int left = self->ops->in_progress (self->driver);
+        if (left > 0)
+            herald_warn ("stop budget spent, abandoning deliveries", "channel=%s in_progress=%d",
+                         self->channel->name, left);
+        hp_msg_t msg = { .command = HP_DISCONNECT };
+        s_send (self, &msg);
+        herald_info ("worker stopped", "channel=%s endpoint=%s", self->channel->name, self->endpoint);
+    }
+    s_close_socket (self, WORKER_STOP_LINGER_MS);
+    return rc;
+}
+
+void
+herald_worker_destroy (herald_worker_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    herald_worker_t *self = *self_p;
+    if (self->driver)
+        self->ops->close (&self->driver);
+    s_close_socket (self, 0);
+    if (self->ctx)
+        zmq_ctx_term (self->ctx);
+    if (self->queue) {
+        s_drop_queue (self);
+        free (self->queue);
+    }
+    free (self->items);
+    free (self->event_buf);
+    free (self);
+    *self_p = NULL;
+}

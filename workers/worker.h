@@ -1,0 +1,43 @@
+/*  herald_worker: the worker runtime. One DEALER to the broker, one zmq_poll
+    loop, no threads and no sleeps: it registers (READY channel capacity
+    name), starts each TASK in the channel's driver, reports DONE / RETRY /
+    THROTTLED / FAILED, heartbeats, re-registers when the broker restarts or
+    goes silent, and on stop lets in-progress deliveries finish before it
+    says DISCONNECT. */
+#ifndef HERALD_WORKER_H
+#define HERALD_WORKER_H
+
+#include <signal.h>
+#include <stddef.h>
+
+#include "driver.h"
+#include "herald_config.h"
+
+typedef struct _herald_worker_t herald_worker_t;
+
+/*  Creates a worker for config->channels[channel_index]: opens the channel's
+    driver and connects to endpoint (NULL = config->broker.workers). config is
+    borrowed and must outlive the worker. Returns the worker, or NULL with a
+    message in err (driver open failure such as a missing secret variable or
+    an unwritable directory, a bad endpoint, an out-of-range channel index). */
+herald_worker_t *
+    herald_worker_new (const herald_config_t *config, int channel_index,
+                       const char *endpoint, char *err, size_t errlen);
+
+/*  Same with an explicit driver (tests inject fake drivers through this). */
+herald_worker_t *
+    herald_worker_new_with_driver (const herald_config_t *config, int channel_index,
+                                   const char *endpoint, const hd_driver_ops_t *ops,
+                                   char *err, size_t errlen);
+
+/*  Runs until *stop becomes non-zero, then drains in-progress deliveries
+    (bounded by broker.shutdown_timeout_ms), sends DISCONNECT and returns 0.
+    Returns -1 on an unrecoverable ZeroMQ error (logged). */
+int
+    herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop);
+
+/*  Closes the driver and the socket. NULL-safe, nulls *self_p. */
+void
+    herald_worker_destroy (herald_worker_t **self_p);
+
+#endif
