@@ -222,8 +222,8 @@ s_describe_disk (const char *path, char *out, size_t size)
     char line[4096];
     size_t best = 0;
     while (fgets (line, sizeof line, mounts)) {
-        char dev[1024], dir[1024], type[64];
-        if (sscanf (line, "%1023s %1023s %63s", dev, dir, type) != 3)
+        char dev[256], dir[256], type[32];
+        if (sscanf (line, "%255s %255s %31s", dev, dir, type) != 3)
             continue;
         size_t len = strlen (dir);
         bool covers = strcmp (dir, "/") == 0
@@ -476,7 +476,7 @@ s_start (bench_t *self)
                  self->dir);
         return -1;
     }
-    char disk[1200];
+    char disk[600];
     s_describe_disk (self->dir, disk, sizeof disk);
     printf ("temp dir   %s\n", self->dir);
     printf ("store on   %s\n", disk);

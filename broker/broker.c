@@ -271,9 +271,11 @@ s_task_answered (broker_t *self, worker_t *worker, const hp_msg_t *msg, int64_t 
     if (msg->command == HP_RETRY)
         s_attempt_failed (self, task, "retry", error, msg->delay_ms, false, now);
     else
-    if (msg->command == HP_THROTTLED)
-        s_attempt_failed (self, task, "throttled", error, msg->delay_ms > 0? msg->delay_ms: 1000,
-                          false, now);
+    if (msg->command == HP_THROTTLED) {
+        int64_t delay = msg->delay_ms > 0? msg->delay_ms: 1000;
+        dispatch_pause (self->dispatch, task->channel, now + delay);
+        s_attempt_failed (self, task, "throttled", error, delay, false, now);
+    }
     else
         s_attempt_failed (self, task, "failed", error, 0, true, now);
 }

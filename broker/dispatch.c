@@ -14,6 +14,7 @@ typedef struct {
     int rr;                         /* round-robin position among workers */
     double tokens;                  /* rate limit bucket */
     int64_t tokens_at;              /* monotonic ms of the last refill */
+    int64_t paused_until;           /* throttled by the downstream until then */
 } channel_state_t;
 
 struct dispatch {
@@ -353,7 +354,7 @@ dispatch_next (dispatch_t *self, int64_t now)
         int c = (self->next_channel + n) % channels;
         channel_state_t *ch = &self->channels[c];
         const herald_channel_t *cfg = &self->config->channels[c];
-        if (!ch->head)
+        if (!ch->head || now < ch->paused_until)
             continue;
         if (cfg->max_in_flight > 0 && ch->in_flight >= (size_t) cfg->max_in_flight)
             continue;
@@ -379,6 +380,13 @@ dispatch_next (dispatch_t *self, int64_t now)
         return task;
     }
     return NULL;
+}
+
+void
+dispatch_pause (dispatch_t *self, int channel, int64_t until)
+{
+    if (until > self->channels[channel].paused_until)
+        self->channels[channel].paused_until = until;
 }
 
 task_t *
@@ -421,6 +429,8 @@ dispatch_next_deadline (dispatch_t *self, int64_t now)
         const herald_channel_t *cfg = &self->config->channels[c];
         if (ch->delayed > 0 && ch->heap[0]->due_ms < next)
             next = ch->heap[0]->due_ms;
+        if (ch->head && ch->paused_until > now && ch->paused_until < next)
+            next = ch->paused_until;
         if (ch->head && cfg->rate_per_sec > 0 && ch->tokens < 1.0) {
             int64_t wait = (int64_t) ((1.0 - ch->tokens) * 1000.0 / cfg->rate_per_sec) + 1;
             if (now + wait < next)

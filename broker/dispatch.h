@@ -122,6 +122,11 @@ task_t *
 task_t *
     dispatch_expired (dispatch_t *self, int64_t now);
 
+/*  Holds back a channel's deliveries until the monotonic time until (the
+    downstream said 429 / Retry-After: it speaks for the API, not one task). */
+void
+    dispatch_pause (dispatch_t *self, int channel, int64_t until);
+
 /*  Earliest monotonic time something becomes possible without input
     (a delayed task due, a lease expiring, rate tokens refilled), or
     INT64_MAX. */

@@ -59,7 +59,6 @@ static const char *s_schema =
     "  received_at INTEGER NOT NULL,"
     "  body TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS events_id ON events (id);"
-    "CREATE INDEX IF NOT EXISTS events_received ON events (received_at);"
     "CREATE TABLE IF NOT EXISTS tasks ("
     "  id INTEGER PRIMARY KEY,"
     "  key TEXT NOT NULL,"
@@ -214,6 +213,7 @@ store_open (const char *path, char *err, size_t errlen)
     ||  s_exec (self, "PRAGMA foreign_keys=OFF", "pragma") != 0
     ||  s_exec (self, "PRAGMA cache_size=-65536", "pragma") != 0
     ||  s_exec (self, "PRAGMA wal_autocheckpoint=4000", "pragma") != 0
+    ||  s_exec (self, "PRAGMA journal_size_limit=67108864", "pragma") != 0
     ||  s_exec (self, s_schema, "create schema") != 0) {
         snprintf (err, errlen, "%s", self->errstr);
         store_destroy (&self);
@@ -496,7 +496,7 @@ store_prune (store_t *self, int64_t cutoff, int limit)
         "DELETE FROM prune;"
         "INSERT INTO prune SELECT seq FROM events e WHERE received_at < %lld"
         " AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.event_seq = e.seq AND t.state <> 1)"
-        " ORDER BY received_at LIMIT %d;"
+        " ORDER BY seq LIMIT %d;"
         "DELETE FROM tasks WHERE event_seq IN (SELECT seq FROM prune);"
         "DELETE FROM events WHERE seq IN (SELECT seq FROM prune);",
         (long long) cutoff, limit);

@@ -412,13 +412,15 @@ s_dead_act (const char *cmd, const s_options_t *options, const char *verb,
     if (rc >= 0)
         return rc;
     long long count = s_int (body, count_key);
+    bool missing = options->id && count == 0;
     if (options->json)
         s_print_raw (raw);
     else
+    if (!missing)
         printf ("%s %lld dead task%s\n", done, count, count == 1? "": "s");
     json_decref (body);
     free (raw);
-    if (options->id && count == 0)
+    if (missing)
         return cli_fail (cmd, EX_DATAERR, "%s", not_found);
     return 0;
 }

@@ -106,7 +106,8 @@ s_publish_one (const s_options_t *options, const char *endpoint)
         if (error.line > 0)
             return cli_fail (S_CMD, EX_DATAERR, "--data: invalid JSON at line %d column %d: %s",
                              error.line, error.column, error.text);
-        return cli_fail (S_CMD, EX_DATAERR, "--data: %s", error.text);
+        return cli_fail (S_CMD, EX_DATAERR, "--data: %s%s", error.text,
+                         options->type? "": " (give --type T)");
     }
     herald_client_t *client = herald_client_new (endpoint);
     if (!client) {
@@ -355,7 +356,8 @@ s_fill (s_run_t *self)
                 s_report (self, "line %lld: invalid JSON at column %d: %s",
                           self->line_no, error.column, error.text);
             else
-                s_report (self, "line %lld: %s", self->line_no, error.text);
+                s_report (self, "line %lld: %s%s", self->line_no, error.text,
+                          self->options->type? "": " (give --type T)");
             continue;
         }
         s_send_event (self, event);

@@ -54,6 +54,7 @@ typedef struct {
     size_t count;
     int signal_fd;
     sigset_t old_mask;          /* restored in children */
+    bool starting;              /* waiting for the broker: an exit is fatal, not restarted */
     bool stopping;              /* SIGINT/SIGTERM seen: no more restarts */
     bool hurry;                 /* a second stop signal: kill now */
 } s_up_t;
@@ -86,6 +87,17 @@ static const char *
 s_child_name (const s_up_t *self, const s_child_t *child)
 {
     return child->kind == S_BROKER? "broker": self->config->channels[child->channel].name;
+}
+
+//  Log fields naming a child: "child=broker" or "child=worker channel=email".
+static const char *
+s_child_fields (const s_up_t *self, const s_child_t *child, char *buf, size_t size)
+{
+    if (child->kind == S_BROKER)
+        snprintf (buf, size, "child=broker");
+    else
+        snprintf (buf, size, "child=worker channel=%s", s_child_name (self, child));
+    return buf;
 }
 
 static int
@@ -121,18 +133,17 @@ s_spawn (s_up_t *self, s_child_t *child)
 
     child->started = herald_clock_mono_ms ();
     child->restart_at = 0;
+    char fields[128];
+    s_child_fields (self, child, fields, sizeof fields);
     if (rc != 0) {
-        herald_error ("cannot start child", "child=%s path=%s error=\"%s\"",
-                      s_child_name (self, child), path, strerror (rc));
+        char quoted[256];
+        herald_error ("cannot start", "%s path=%s error=%s", fields, path,
+                      herald_log_quote (strerror (rc), quoted, sizeof quoted));
         child->pid = 0;
         return -1;
     }
     child->pid = pid;
-    if (child->kind == S_BROKER)
-        herald_info ("started", "child=broker child_pid=%d", (int) pid);
-    else
-        herald_info ("started", "child=worker channel=%s child_pid=%d",
-                     s_child_name (self, child), (int) pid);
+    herald_info ("started", "%s child_pid=%d", fields, (int) pid);
     return 0;
 }
 
@@ -143,8 +154,9 @@ s_schedule_restart (s_up_t *self, s_child_t *child, int64_t now)
     if (now - child->started >= S_STABLE_MS)
         child->backoff_ms = S_BACKOFF_MIN_MS;
     child->restart_at = now + child->backoff_ms;
-    herald_info ("restart scheduled", "child=%s in_ms=%lld",
-                 s_child_name (self, child), (long long) child->backoff_ms);
+    char fields[128];
+    herald_info ("restart scheduled", "%s in_ms=%lld",
+                 s_child_fields (self, child, fields, sizeof fields), (long long) child->backoff_ms);
     child->backoff_ms *= 2;
     if (child->backoff_ms > S_BACKOFF_MAX_MS)
         child->backoff_ms = S_BACKOFF_MAX_MS;
@@ -179,16 +191,14 @@ s_reap (s_up_t *self)
         }
         else
             snprintf (how, sizeof how, "status=%d", WEXITSTATUS (status));
-        bool clean = self->stopping;
-        herald_log (clean? HERALD_LOG_INFO: HERALD_LOG_WARN, "exited",
-                    "child=%s%s%s child_pid=%d %s uptime_ms=%lld",
-                    child->kind == S_BROKER? "broker": "worker",
-                    child->kind == S_BROKER? "": " channel=",
-                    child->kind == S_BROKER? "": s_child_name (self, child),
+        char fields[128];
+        herald_log (self->stopping? HERALD_LOG_INFO: HERALD_LOG_WARN, "exited",
+                    "%s child_pid=%d %s uptime_ms=%lld",
+                    s_child_fields (self, child, fields, sizeof fields),
                     (int) pid, how, (long long) (now - child->started));
         child->pid = 0;
         child->last_status = status;
-        if (!self->stopping)
+        if (!self->stopping && !self->starting)
             s_schedule_restart (self, child, now);
     }
 }
@@ -265,8 +275,9 @@ s_stop_kind (s_up_t *self, s_kind_t kind)
     for (size_t i = 0; i < self->count; i++) {
         s_child_t *child = &self->children[i];
         if (child->kind == kind && child->pid > 0) {
-            herald_warn ("killing", "child=%s child_pid=%d", s_child_name (self, child),
-                         (int) child->pid);
+            char fields[128];
+            herald_warn ("killing", "%s child_pid=%d",
+                         s_child_fields (self, child, fields, sizeof fields), (int) child->pid);
             kill (child->pid, SIGKILL);
         }
     }
@@ -280,6 +291,7 @@ static int
 s_start_broker (s_up_t *self)
 {
     s_child_t *broker = &self->children[0];
+    self->starting = true;
     if (s_spawn (self, broker) != 0)
         return EX_UNAVAILABLE;
     herald_client_t *admin = herald_client_new (self->config->broker.admin);
@@ -291,8 +303,6 @@ s_start_broker (s_up_t *self)
     for (;;) {
         s_handle_signals (self);
         if (broker->pid == 0) {
-            //  It exited (and s_reap scheduled a restart we will not do)
-            broker->restart_at = 0;
             int status = broker->last_status;
             if (WIFEXITED (status) && WEXITSTATUS (status) == EX_CONFIG)
                 rc = EX_CONFIG;
@@ -324,6 +334,7 @@ s_start_broker (s_up_t *self)
         }
     }
     herald_client_destroy (&admin);
+    self->starting = false;
     return rc;
 }
 

@@ -117,7 +117,8 @@ s_assemble (s_field_t *fields, size_t count, const char *text, size_t len, bool 
     }
     else {
         //  text is "{...}" trimmed and non-empty ("specversion" is in it)
-        out[used++] = ',';
+        if (count > 0)
+            out[used++] = ',';
         memcpy (out + used, text + 1, len - 1);
         used += len - 1;
     }

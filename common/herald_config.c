@@ -1,8 +1,9 @@
-/*  herald_config: YAML text -> a small node tree (libyaml events) -> one schema
-    table walked once -> herald_config_t. Every key the configuration accepts is
-    one row of s_schema: its path, type, bounds, default and target field. The
-    compiled-in defaults are those rows' default texts, converted by the same
-    code that reads YAML, so there is one source of truth for both.
+/*  herald_config: the schema table, walked once over the node tree that
+    config_yaml.c builds from the YAML text, fills herald_config_t. Every key
+    the configuration accepts is one row of s_schema: its path, type, bounds,
+    default and target field. The compiled-in defaults are those rows' default
+    texts, converted by the same code that reads YAML, so there is one source
+    of truth for both. herald_config_explain lives in config_explain.c.
 
     YAML is external input: nothing here asserts on it. Errors read
     "FILE:LINE: key.path: what is wrong" and parsing stops at the first one. */
@@ -18,42 +19,14 @@
 #include <string.h>
 #include <strings.h>
 
-#include <yaml.h>
+#include "config_internal.h"
 
-#include "herald_config.h"
-
-#define S_MAX_DEPTH     32              /* nesting of mappings and sequences */
-#define S_MAX_KEYS      1024            /* entries in one mapping or sequence */
-#define S_MAX_NODES     100000          /* nodes in one document */
 #define S_MAX_FILE      (4 * 1024 * 1024)
-#define S_PATH_LEN      512             /* key paths in messages and schema patterns */
 
 #define S_MS_SECOND     INT64_C (1000)
 #define S_MS_MINUTE     (60 * S_MS_SECOND)
 #define S_MS_HOUR       (60 * S_MS_MINUTE)
 #define S_MS_DAY        (24 * S_MS_HOUR)
-
-/* ------------------------------------------------------------------------ */
-/*  Node tree                                                                */
-
-typedef enum {
-    S_NODE_SCALAR,
-    S_NODE_MAP,
-    S_NODE_SEQ
-} s_kind_t;
-
-typedef struct s_node_t s_node_t;
-struct s_node_t {
-    s_kind_t kind;
-    int line;                       /* 1-based line of the key, or of the value when it has no key */
-    char *key;                      /* key when this is a mapping value, else NULL */
-    char *text;                     /* scalar text, NUL-terminated ("" for YAML null) */
-    size_t len;                     /* scalar length in bytes */
-    s_node_t *first;                /* children: mapping values or sequence items */
-    s_node_t *last;
-    s_node_t *next;                 /* next sibling */
-    int count;                      /* number of children */
-};
 
 /* ------------------------------------------------------------------------ */
 /*  Schema                                                                   */
@@ -207,15 +180,13 @@ typedef struct {
     const char *name;               /* file name for messages */
     char *err;                      /* first error, "FILE:LINE: path: what" */
     size_t errlen;
-    yaml_parser_t parser;
-    int nodes;                      /* nodes built so far */
     herald_config_t *cfg;           /* being filled */
     herald_channel_t *channel;      /* channel being read, or NULL */
     herald_event_type_t *event;     /* event type being read, or NULL */
 } s_loader_t;
 
 static int
-s_apply (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path);
+s_apply (s_loader_t *self, const s_row_t *row, const config_node_t *node, const char *path);
 
 static int
 s_fail (s_loader_t *self, int line, const char *path, const char *fmt, ...)
@@ -224,16 +195,10 @@ s_fail (s_loader_t *self, int line, const char *path, const char *fmt, ...)
 static int
 s_fail (s_loader_t *self, int line, const char *path, const char *fmt, ...)
 {
-    if (self->errlen == 0)
-        return -1;
-    int n = snprintf (self->err, self->errlen, "%s:%d: %s: ", self->name, line,
-                      path && *path? path: "(top level)");
-    if (n >= 0 && (size_t) n < self->errlen) {
-        va_list args;
-        va_start (args, fmt);
-        vsnprintf (self->err + n, self->errlen - (size_t) n, fmt, args);
-        va_end (args);
-    }
+    va_list args;
+    va_start (args, fmt);
+    config_vfail (self->name, self->err, self->errlen, line, path, fmt, args);
+    va_end (args);
     return -1;
 }
 
@@ -253,264 +218,6 @@ s_show (const char *text, char *buf, size_t size)
     }
     buf[o < size? o: size - 1] = '\0';
     return buf;
-}
-
-static void
-s_join (char *out, size_t size, const char *parent, const char *key)
-{
-    if (*parent)
-        snprintf (out, size, "%s.%s", parent, key);
-    else
-        snprintf (out, size, "%s", key);
-}
-
-/* ------------------------------------------------------------------------ */
-/*  Building the node tree from libyaml events                               */
-
-static void
-s_node_destroy (s_node_t **self_p)
-{
-    if (!self_p || !*self_p)
-        return;
-    s_node_t *self = *self_p;
-    s_node_t *child = self->first;
-    while (child) {
-        s_node_t *next = child->next;
-        s_node_destroy (&child);
-        child = next;
-    }
-    free (self->key);
-    free (self->text);
-    free (self);
-    *self_p = NULL;
-}
-
-static s_node_t *
-s_node_new (s_loader_t *self, s_kind_t kind, const yaml_event_t *event, const char *path)
-{
-    if (++self->nodes > S_MAX_NODES) {
-        s_fail (self, (int) event->start_mark.line + 1, path,
-                "document too large (more than %d nodes)", S_MAX_NODES);
-        return NULL;
-    }
-    s_node_t *node = calloc (1, sizeof *node);
-    if (!node) {
-        s_fail (self, (int) event->start_mark.line + 1, path, "out of memory");
-        return NULL;
-    }
-    node->kind = kind;
-    node->line = (int) event->start_mark.line + 1;
-    return node;
-}
-
-static const s_node_t *
-s_child (const s_node_t *map, const char *key)
-{
-    if (!map || map->kind != S_NODE_MAP)
-        return NULL;
-    for (const s_node_t *child = map->first; child; child = child->next)
-        if (strcmp (child->key, key) == 0)
-            return child;
-    return NULL;
-}
-
-static int
-s_syntax_error (s_loader_t *self)
-{
-    yaml_parser_t *parser = &self->parser;
-    const char *problem = parser->problem? parser->problem: "invalid YAML";
-    if (self->errlen == 0)
-        return -1;
-    if (parser->error == YAML_MEMORY_ERROR)
-        snprintf (self->err, self->errlen, "%s: out of memory while reading YAML", self->name);
-    else
-    if (parser->error == YAML_READER_ERROR)
-        snprintf (self->err, self->errlen, "%s: YAML syntax error: %s (at byte %zu)",
-                  self->name, problem, parser->problem_offset);
-    else
-    if (parser->context)
-        snprintf (self->err, self->errlen, "%s:%zu:%zu: YAML syntax error: %s (%s at line %zu)",
-                  self->name, parser->problem_mark.line + 1, parser->problem_mark.column + 1,
-                  problem, parser->context, parser->context_mark.line + 1);
-    else
-        snprintf (self->err, self->errlen, "%s:%zu:%zu: YAML syntax error: %s",
-                  self->name, parser->problem_mark.line + 1, parser->problem_mark.column + 1,
-                  problem);
-    return -1;
-}
-
-static int
-s_next (s_loader_t *self, yaml_event_t *event)
-{
-    if (!yaml_parser_parse (&self->parser, event))
-        return s_syntax_error (self);
-    return 0;
-}
-
-static s_node_t *
-s_build (s_loader_t *self, const yaml_event_t *event, int depth, const char *path);
-
-/*  Reads the entries of a mapping or sequence whose start event was just seen. */
-static int
-s_build_children (s_loader_t *self, s_node_t *node, int depth, const char *path)
-{
-    yaml_event_t event;
-    yaml_event_type_t end = node->kind == S_NODE_MAP? YAML_MAPPING_END_EVENT: YAML_SEQUENCE_END_EVENT;
-    while (true) {
-        if (s_next (self, &event))
-            return -1;
-        if (event.type == end) {
-            yaml_event_delete (&event);
-            return 0;
-        }
-        if (node->count >= S_MAX_KEYS) {
-            yaml_event_delete (&event);
-            return s_fail (self, node->line, path, "too many entries (at most %d)", S_MAX_KEYS);
-        }
-        char *key = NULL;
-        int key_line = 0;
-        char child_path[S_PATH_LEN];
-        snprintf (child_path, sizeof child_path, "%s", path);
-        if (node->kind == S_NODE_MAP) {
-            key_line = (int) event.start_mark.line + 1;
-            if (event.type != YAML_SCALAR_EVENT) {
-                yaml_event_delete (&event);
-                return s_fail (self, key_line, path, "mapping keys must be plain strings");
-            }
-            const char *text = (const char *) event.data.scalar.value;
-            if (strlen (text) != event.data.scalar.length || *text == '\0') {
-                yaml_event_delete (&event);
-                return s_fail (self, key_line, path, "empty key or key with a NUL byte");
-            }
-            s_join (child_path, sizeof child_path, path, text);
-            const s_node_t *first = s_child (node, text);
-            if (first) {
-                yaml_event_delete (&event);
-                return s_fail (self, key_line, child_path, "duplicate key (first at line %d)",
-                               first->line);
-            }
-            key = strdup (text);
-            yaml_event_delete (&event);
-            if (!key)
-                return s_fail (self, key_line, path, "out of memory");
-            if (s_next (self, &event)) {
-                free (key);
-                return -1;
-            }
-        }
-        s_node_t *child = s_build (self, &event, depth + 1, child_path);
-        yaml_event_delete (&event);
-        if (!child) {
-            free (key);
-            return -1;
-        }
-        if (key) {
-            child->key = key;
-            child->line = key_line;
-        }
-        if (node->last)
-            node->last->next = child;
-        else
-            node->first = child;
-        node->last = child;
-        node->count++;
-    }
-}
-
-/*  Builds the node that starts with event (which the caller deletes). */
-static s_node_t *
-s_build (s_loader_t *self, const yaml_event_t *event, int depth, const char *path)
-{
-    int line = (int) event->start_mark.line + 1;
-    if (depth > S_MAX_DEPTH) {
-        s_fail (self, line, path, "nested too deeply (more than %d levels)", S_MAX_DEPTH);
-        return NULL;
-    }
-    s_node_t *node = NULL;
-    switch (event->type) {
-        case YAML_SCALAR_EVENT: {
-            node = s_node_new (self, S_NODE_SCALAR, event, path);
-            if (!node)
-                return NULL;
-            const char *text = (const char *) event->data.scalar.value;
-            size_t len = event->data.scalar.length;
-            if (event->data.scalar.style == YAML_PLAIN_SCALAR_STYLE
-            && (strcmp (text, "~") == 0 || strcmp (text, "null") == 0
-                || strcmp (text, "Null") == 0 || strcmp (text, "NULL") == 0))
-                len = 0;        /* YAML null: an empty value */
-            node->text = malloc (len + 1);
-            if (!node->text) {
-                s_node_destroy (&node);
-                s_fail (self, line, path, "out of memory");
-                return NULL;
-            }
-            memcpy (node->text, text, len);
-            node->text[len] = '\0';
-            node->len = len;
-            return node;
-        }
-        case YAML_MAPPING_START_EVENT:
-        case YAML_SEQUENCE_START_EVENT:
-            node = s_node_new (self, event->type == YAML_MAPPING_START_EVENT? S_NODE_MAP: S_NODE_SEQ,
-                               event, path);
-            if (!node)
-                return NULL;
-            if (s_build_children (self, node, depth, path)) {
-                s_node_destroy (&node);
-                return NULL;
-            }
-            return node;
-        case YAML_ALIAS_EVENT:
-            s_fail (self, line, path, "YAML aliases (*name) are not supported: write the value out");
-            return NULL;
-        default:
-            s_fail (self, line, path, "unexpected YAML structure");
-            return NULL;
-    }
-}
-
-/*  Parses the whole text into *root (NULL for an empty document). */
-static int
-s_build_document (s_loader_t *self, const char *text, size_t len, s_node_t **root)
-{
-    *root = NULL;
-    if (!yaml_parser_initialize (&self->parser)) {
-        snprintf (self->err, self->errlen, "%s: out of memory", self->name);
-        return -1;
-    }
-    yaml_parser_set_input_string (&self->parser, (const unsigned char *) text, len);
-    int rc = -1;
-    yaml_event_t event;
-    bool have_event = false;
-    int docs = 0;
-    while (true) {
-        if (s_next (self, &event))
-            break;
-        have_event = true;
-        if (event.type == YAML_STREAM_END_EVENT) {
-            rc = 0;
-            break;
-        }
-        if (event.type == YAML_DOCUMENT_START_EVENT && ++docs > 1) {
-            s_fail (self, (int) event.start_mark.line + 1, "",
-                    "only one YAML document is allowed (found a second '---')");
-            break;
-        }
-        if (event.type == YAML_MAPPING_START_EVENT || event.type == YAML_SEQUENCE_START_EVENT
-        ||  event.type == YAML_SCALAR_EVENT || event.type == YAML_ALIAS_EVENT) {
-            *root = s_build (self, &event, 0, "");
-            if (!*root)
-                break;
-        }
-        yaml_event_delete (&event);
-        have_event = false;
-    }
-    if (have_event)
-        yaml_event_delete (&event);
-    yaml_parser_delete (&self->parser);
-    if (rc)
-        s_node_destroy (root);
-    return rc;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -631,8 +338,9 @@ s_parse_rate (const char *text, double *per_sec)
     return 0;
 }
 
-static const char *
-s_format_duration (int64_t ms, char *buf, size_t size)
+/*  Inverse of herald_parse_duration, for messages and check-config. */
+const char *
+config_format_duration (int64_t ms, char *buf, size_t size)
 {
     if (ms != 0 && ms % S_MS_DAY == 0)
         snprintf (buf, size, "%" PRId64 "d", ms / S_MS_DAY);
@@ -650,8 +358,9 @@ s_format_duration (int64_t ms, char *buf, size_t size)
     return buf;
 }
 
-static const char *
-s_format_size (uint64_t bytes, char *buf, size_t size)
+/*  Inverse of herald_parse_size, for messages and check-config. */
+const char *
+config_format_size (uint64_t bytes, char *buf, size_t size)
 {
     if (bytes != 0 && bytes % (UINT64_C (1) << 30) == 0)
         snprintf (buf, size, "%" PRIu64 "GiB", bytes >> 30);
@@ -770,9 +479,9 @@ s_type_desc (s_type_t type)
 }
 
 static const char *
-s_kind_desc (s_kind_t kind)
+s_kind_desc (config_kind_t kind)
 {
-    return kind == S_NODE_MAP? "a mapping": kind == S_NODE_SEQ? "a list": "a scalar";
+    return kind == CONFIG_NODE_MAP? "a mapping": kind == CONFIG_NODE_SEQ? "a list": "a scalar";
 }
 
 static void
@@ -800,9 +509,9 @@ s_check_duration_range (s_loader_t *self, const s_row_t *row, int line, const ch
         return 0;
     char lo[32], hi[32], got[32];
     return s_fail (self, line, path, "must be between %s and %s, got %s",
-                   s_format_duration (row->min, lo, sizeof lo),
-                   s_format_duration (row->max, hi, sizeof hi),
-                   s_format_duration (value, got, sizeof got));
+                   config_format_duration (row->min, lo, sizeof lo),
+                   config_format_duration (row->max, hi, sizeof hi),
+                   config_format_duration (value, got, sizeof got));
 }
 
 /*  Converts one scalar text per the row's type into the field at base. */
@@ -883,9 +592,9 @@ s_set_scalar (s_loader_t *self, const s_row_t *row, const char *text, int line,
             if ((uint64_t) bytes < (uint64_t) row->min || (uint64_t) bytes > (uint64_t) row->max) {
                 char lo[32], hi[32], got[32];
                 return s_fail (self, line, path, "must be between %s and %s, got %s",
-                               s_format_size ((uint64_t) row->min, lo, sizeof lo),
-                               s_format_size ((uint64_t) row->max, hi, sizeof hi),
-                               s_format_size ((uint64_t) bytes, got, sizeof got));
+                               config_format_size ((uint64_t) row->min, lo, sizeof lo),
+                               config_format_size ((uint64_t) row->max, hi, sizeof hi),
+                               config_format_size ((uint64_t) bytes, got, sizeof got));
             }
             s_store (base, row->offset, &bytes, sizeof bytes);
             return 0;
@@ -918,7 +627,7 @@ s_set_scalar (s_loader_t *self, const s_row_t *row, const char *text, int line,
             if (lo > hi) {
                 char a[32], b[32];
                 return s_fail (self, line, path, "minimum %s is greater than maximum %s",
-                               s_format_duration (lo, a, sizeof a), s_format_duration (hi, b, sizeof b));
+                               config_format_duration (lo, a, sizeof a), config_format_duration (hi, b, sizeof b));
             }
             s_store (base, row->offset, &lo, sizeof lo);
             s_store (base, row->offset2, &hi, sizeof hi);
@@ -1024,10 +733,10 @@ s_row_child_name (const s_row_t *row, const char *parent)
 }
 
 static int
-s_unknown_key (s_loader_t *self, const s_node_t *child, const char *pattern, const char *path)
+s_unknown_key (s_loader_t *self, const config_node_t *child, const char *pattern, const char *path)
 {
-    char child_path[S_PATH_LEN];
-    s_join (child_path, sizeof child_path, path, child->key);
+    char child_path[CONFIG_PATH_LEN];
+    config_path_join (child_path, sizeof child_path, path, child->key);
     if (strcmp (child->key, "password") == 0 || strcmp (child->key, "pass") == 0)
         return s_fail (self, child->line, child_path,
                        "passwords are never accepted in the configuration file: put it in an "
@@ -1046,22 +755,22 @@ s_unknown_key (s_loader_t *self, const s_node_t *child, const char *pattern, con
 /*  Reads a mapping with schema-listed keys: refuses unknown keys, then applies
     the rows in table order. */
 static int
-s_walk_map (s_loader_t *self, const s_node_t *node, const char *pattern, const char *path)
+s_walk_map (s_loader_t *self, const config_node_t *node, const char *pattern, const char *path)
 {
-    for (const s_node_t *child = node->first; child; child = child->next) {
-        char child_pattern[S_PATH_LEN];
-        s_join (child_pattern, sizeof child_pattern, pattern, child->key);
+    for (const config_node_t *child = node->first; child; child = child->next) {
+        char child_pattern[CONFIG_PATH_LEN];
+        config_path_join (child_pattern, sizeof child_pattern, pattern, child->key);
         const s_row_t *row = s_row_find (child_pattern);
         if (!row || strcmp (child->key, "*") == 0)
             return s_unknown_key (self, child, pattern, path);
     }
     for (size_t i = 0; i < S_SCHEMA_ROWS; i++) {
         const char *name = s_row_child_name (&s_schema[i], pattern);
-        const s_node_t *child = name? s_child (node, name): NULL;
+        const config_node_t *child = name? config_node_child (node, name): NULL;
         if (!child)
             continue;
-        char child_path[S_PATH_LEN];
-        s_join (child_path, sizeof child_path, path, name);
+        char child_path[CONFIG_PATH_LEN];
+        config_path_join (child_path, sizeof child_path, path, name);
         if (s_apply (self, &s_schema[i], child, child_path))
             return -1;
     }
@@ -1069,12 +778,12 @@ s_walk_map (s_loader_t *self, const s_node_t *node, const char *pattern, const c
 }
 
 static int
-s_require_kind (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path,
-                s_kind_t kind)
+s_require_kind (s_loader_t *self, const s_row_t *row, const config_node_t *node, const char *path,
+                config_kind_t kind)
 {
     if (node->kind == kind)
         return 0;
-    if (kind == S_NODE_MAP && node->kind == S_NODE_SCALAR && node->len == 0)
+    if (kind == CONFIG_NODE_MAP && node->kind == CONFIG_NODE_SCALAR && node->len == 0)
         return s_fail (self, node->line, path, "must be a mapping, got an empty value");
     return s_fail (self, node->line, path, "must be %s, got %s", s_type_desc (row->type),
                    s_kind_desc (node->kind));
@@ -1082,20 +791,20 @@ s_require_kind (s_loader_t *self, const s_row_t *row, const s_node_t *node, cons
 
 /*  Checks driver-specific requirements and computes derived values. */
 static int
-s_finish_channel (s_loader_t *self, const s_node_t *node, const char *path)
+s_finish_channel (s_loader_t *self, const config_node_t *node, const char *path)
 {
     herald_channel_t *channel = self->channel;
-    char key[S_PATH_LEN];
-    if (!s_child (node, "driver")) {
-        s_join (key, sizeof key, path, "driver");
+    char key[CONFIG_PATH_LEN];
+    if (!config_node_child (node, "driver")) {
+        config_path_join (key, sizeof key, path, "driver");
         return s_fail (self, node->line, key, "is required (file, noop, smtp or http)");
     }
-    const s_node_t *smtp = s_child (node, "smtp");
-    const s_node_t *http = s_child (node, "http");
+    const config_node_t *smtp = config_node_child (node, "smtp");
+    const config_node_t *http = config_node_child (node, "http");
     int smtp_line = smtp? smtp->line: node->line;
     int http_line = http? http->line: node->line;
     if (channel->driver == HERALD_DRIVER_FILE && channel->dir[0] == '\0') {
-        s_join (key, sizeof key, path, "dir");
+        config_path_join (key, sizeof key, path, "dir");
         return s_fail (self, node->line, key, "is required for driver file");
     }
     if (channel->driver == HERALD_DRIVER_SMTP) {
@@ -1103,7 +812,7 @@ s_finish_channel (s_loader_t *self, const s_node_t *node, const char *path)
             "url", "from", "to", "subject", "text_template", "html_template", NULL
         };
         for (int i = 0; required[i]; i++) {
-            if (!s_child (smtp, required[i])) {
+            if (!config_node_child (smtp, required[i])) {
                 snprintf (key, sizeof key, "%s.smtp.%s", path, required[i]);
                 return s_fail (self, smtp_line, key, "is required for driver smtp");
             }
@@ -1111,8 +820,8 @@ s_finish_channel (s_loader_t *self, const s_node_t *node, const char *path)
     }
     if (smtp) {
         const herald_smtp_config_t *cfg = &channel->smtp;
-        const s_node_t *tls = s_child (smtp, "tls");
-        const s_node_t *url = s_child (smtp, "url");
+        const config_node_t *tls = config_node_child (smtp, "tls");
+        const config_node_t *url = config_node_child (smtp, "url");
         bool smtps = strncmp (cfg->url, "smtps://", 8) == 0;
         if (!tls && smtps)
             channel->smtp.tls = HERALD_TLS_IMPLICIT;    /* smtps:// says it */
@@ -1132,7 +841,7 @@ s_finish_channel (s_loader_t *self, const s_node_t *node, const char *path)
                            "is required with username: name the environment variable holding the password");
         }
     }
-    if (channel->driver == HERALD_DRIVER_HTTP && !s_child (http, "url")) {
+    if (channel->driver == HERALD_DRIVER_HTTP && !config_node_child (http, "url")) {
         snprintf (key, sizeof key, "%s.http.url", path);
         return s_fail (self, http_line, key, "is required for driver http");
     }
@@ -1144,7 +853,7 @@ s_finish_channel (s_loader_t *self, const s_node_t *node, const char *path)
 }
 
 static int
-s_apply_channel (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+s_apply_channel (s_loader_t *self, const s_row_t *row, const config_node_t *node, const char *path)
 {
     herald_config_t *cfg = self->cfg;
     char shown[80];
@@ -1154,7 +863,7 @@ s_apply_channel (s_loader_t *self, const s_row_t *row, const s_node_t *node, con
                        s_show (node->key, shown, sizeof shown));
     if (cfg->channel_count >= HERALD_MAX_CHANNELS)
         return s_fail (self, node->line, path, "too many channels (at most %d)", HERALD_MAX_CHANNELS);
-    if (s_require_kind (self, row, node, path, S_NODE_MAP))
+    if (s_require_kind (self, row, node, path, CONFIG_NODE_MAP))
         return -1;
     herald_channel_t *channel = &cfg->channels[cfg->channel_count];
     memset (channel, 0, sizeof *channel);
@@ -1171,7 +880,7 @@ s_apply_channel (s_loader_t *self, const s_row_t *row, const s_node_t *node, con
 }
 
 static int
-s_apply_event (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+s_apply_event (s_loader_t *self, const s_row_t *row, const config_node_t *node, const char *path)
 {
     herald_config_t *cfg = self->cfg;
     char shown[80];
@@ -1182,7 +891,7 @@ s_apply_event (s_loader_t *self, const s_row_t *row, const s_node_t *node, const
     if (cfg->event_count >= HERALD_MAX_EVENT_TYPES)
         return s_fail (self, node->line, path, "too many event types (at most %d)",
                        HERALD_MAX_EVENT_TYPES);
-    if (s_require_kind (self, row, node, path, S_NODE_MAP))
+    if (s_require_kind (self, row, node, path, CONFIG_NODE_MAP))
         return -1;
     herald_event_type_t *event = &cfg->events[cfg->event_count];
     memset (event, 0, sizeof *event);
@@ -1192,9 +901,9 @@ s_apply_event (s_loader_t *self, const s_row_t *row, const s_node_t *node, const
     self->event = NULL;
     if (rc)
         return -1;
-    if (!s_child (node, "fanout")) {
-        char key[S_PATH_LEN];
-        s_join (key, sizeof key, path, "fanout");
+    if (!config_node_child (node, "fanout")) {
+        char key[CONFIG_PATH_LEN];
+        config_path_join (key, sizeof key, path, "fanout");
         return s_fail (self, node->line, key, "is required: list the channels this event goes to");
     }
     cfg->event_count++;
@@ -1202,19 +911,19 @@ s_apply_event (s_loader_t *self, const s_row_t *row, const s_node_t *node, const
 }
 
 static int
-s_apply_list (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+s_apply_list (s_loader_t *self, const s_row_t *row, const config_node_t *node, const char *path)
 {
     herald_event_type_t *event = self->event;
-    if (s_require_kind (self, row, node, path, S_NODE_SEQ))
+    if (s_require_kind (self, row, node, path, CONFIG_NODE_SEQ))
         return -1;
     if (row->type == S_FANOUT && node->count == 0)
         return s_fail (self, node->line, path, "must list at least one channel");
     int max = row->type == S_FANOUT? HERALD_MAX_CHANNELS: HERALD_MAX_REQUIRED;
     if (node->count > max)
         return s_fail (self, node->line, path, "too many entries (at most %d)", max);
-    for (const s_node_t *item = node->first; item; item = item->next) {
+    for (const config_node_t *item = node->first; item; item = item->next) {
         char shown[80];
-        if (item->kind != S_NODE_SCALAR)
+        if (item->kind != CONFIG_NODE_SCALAR)
             return s_fail (self, item->line, path, "entries must be strings, got %s",
                            s_kind_desc (item->kind));
         s_show (item->text, shown, sizeof shown);
@@ -1245,7 +954,7 @@ s_apply_list (s_loader_t *self, const s_row_t *row, const s_node_t *node, const 
 }
 
 static int
-s_apply_header (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+s_apply_header (s_loader_t *self, const s_row_t *row, const config_node_t *node, const char *path)
 {
     herald_http_config_t *http = &self->channel->http;
     char shown[80];
@@ -1261,7 +970,7 @@ s_apply_header (s_loader_t *self, const s_row_t *row, const s_node_t *node, cons
     herald_header_t header;
     memset (&header, 0, sizeof header);
     snprintf (header.name, sizeof header.name, "%s", node->key);
-    if (node->kind == S_NODE_SCALAR) {
+    if (node->kind == CONFIG_NODE_SCALAR) {
         if (s_has_control (node->text))
             return s_fail (self, node->line, path, "must not contain control characters");
         if (node->len >= sizeof header.value)
@@ -1270,15 +979,15 @@ s_apply_header (s_loader_t *self, const s_row_t *row, const s_node_t *node, cons
         memcpy (header.value, node->text, node->len + 1);
     }
     else
-    if (node->kind == S_NODE_MAP) {
-        const s_node_t *env = s_child (node, "env");
-        for (const s_node_t *child = node->first; child; child = child->next)
+    if (node->kind == CONFIG_NODE_MAP) {
+        const config_node_t *env = config_node_child (node, "env");
+        for (const config_node_t *child = node->first; child; child = child->next)
             if (child != env) {
-                char key[S_PATH_LEN];
-                s_join (key, sizeof key, path, child->key);
+                char key[CONFIG_PATH_LEN];
+                config_path_join (key, sizeof key, path, child->key);
                 return s_fail (self, child->line, key, "unknown key (known keys: env)");
             }
-        if (!env || env->kind != S_NODE_SCALAR || !s_valid_env_name (env->text)
+        if (!env || env->kind != CONFIG_NODE_SCALAR || !s_valid_env_name (env->text)
         ||  env->len >= sizeof header.value_env)
             return s_fail (self, node->line, path,
                            "must be {env: NAME} with NAME an environment variable name");
@@ -1291,14 +1000,14 @@ s_apply_header (s_loader_t *self, const s_row_t *row, const s_node_t *node, cons
 }
 
 static int
-s_apply_workers (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+s_apply_workers (s_loader_t *self, const s_row_t *row, const config_node_t *node, const char *path)
 {
     char shown[80];
     int index = herald_config_channel_index (self->cfg, node->key);
     if (index < 0)
         return s_fail (self, node->line, path, "unknown channel '%s'",
                        s_show (node->key, shown, sizeof shown));
-    if (s_require_kind (self, row, node, path, S_NODE_SCALAR))
+    if (s_require_kind (self, row, node, path, CONFIG_NODE_SCALAR))
         return -1;
     s_row_t count = *row;
     count.type = S_INT;
@@ -1309,27 +1018,27 @@ s_apply_workers (s_loader_t *self, const s_row_t *row, const s_node_t *node, con
 }
 
 static int
-s_apply (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char *path)
+s_apply (s_loader_t *self, const s_row_t *row, const config_node_t *node, const char *path)
 {
     switch (row->type) {
         case S_MAP:
-            if (s_require_kind (self, row, node, path, S_NODE_MAP))
+            if (s_require_kind (self, row, node, path, CONFIG_NODE_MAP))
                 return -1;
             return s_walk_map (self, node, row->pattern, path);
         case S_DICT: {
-            if (s_require_kind (self, row, node, path, S_NODE_MAP))
+            if (s_require_kind (self, row, node, path, CONFIG_NODE_MAP))
                 return -1;
-            char entry_pattern[S_PATH_LEN];
-            s_join (entry_pattern, sizeof entry_pattern, row->pattern, "*");
+            char entry_pattern[CONFIG_PATH_LEN];
+            config_path_join (entry_pattern, sizeof entry_pattern, row->pattern, "*");
             const s_row_t *entry = s_row_find (entry_pattern);
             assert (entry);
             if (node->count == 0 && strcmp (row->pattern, "channels") == 0)
                 return s_fail (self, node->line, path, "at least one channel is required");
             if (node->count == 0 && strcmp (row->pattern, "events") == 0)
                 return s_fail (self, node->line, path, "at least one event type is required");
-            for (const s_node_t *child = node->first; child; child = child->next) {
-                char child_path[S_PATH_LEN];
-                s_join (child_path, sizeof child_path, path, child->key);
+            for (const config_node_t *child = node->first; child; child = child->next) {
+                char child_path[CONFIG_PATH_LEN];
+                config_path_join (child_path, sizeof child_path, path, child->key);
                 if (s_apply (self, entry, child, child_path))
                     return -1;
             }
@@ -1347,7 +1056,7 @@ s_apply (s_loader_t *self, const s_row_t *row, const s_node_t *node, const char 
         case S_FANOUT:
             return s_apply_list (self, row, node, path);
         default:
-            if (s_require_kind (self, row, node, path, S_NODE_SCALAR))
+            if (s_require_kind (self, row, node, path, CONFIG_NODE_SCALAR))
                 return -1;
             if (strlen (node->text) != node->len)
                 return s_fail (self, node->line, path, "must not contain NUL bytes");
@@ -1391,18 +1100,18 @@ herald_config_parse (herald_config_t *self, const char *text, size_t len,
     snprintf (cfg->path, sizeof cfg->path, "%s", name);
 
     s_loader_t loader = { .name = name, .err = err, .errlen = errlen, .cfg = cfg };
-    s_node_t *root = NULL;
-    int rc = s_build_document (&loader, text, len, &root);
-    if (rc == 0 && root && root->kind != S_NODE_MAP)
+    config_node_t *root = NULL;
+    int rc = config_yaml_parse (text, len, name, err, errlen, &root);
+    if (rc == 0 && root && root->kind != CONFIG_NODE_MAP)
         rc = s_fail (&loader, root->line, "", "must be a mapping with broker, channels, events and "
                      "workers, got %s", s_kind_desc (root->kind));
-    if (rc == 0 && !s_child (root, "channels"))
+    if (rc == 0 && !config_node_child (root, "channels"))
         rc = s_fail (&loader, 1, "channels", "at least one channel is required");
-    if (rc == 0 && !s_child (root, "events"))
+    if (rc == 0 && !config_node_child (root, "events"))
         rc = s_fail (&loader, 1, "events", "at least one event type is required");
     if (rc == 0)
         rc = s_walk_map (&loader, root, "", "");
-    s_node_destroy (&root);
+    config_node_destroy (&root);
     if (rc == 0)
         memcpy (self, cfg, sizeof *cfg);
     free (cfg);
@@ -1473,150 +1182,10 @@ herald_driver_name (herald_driver_kind_t kind)
     return s_driver_names[kind];
 }
 
-/* ------------------------------------------------------------------------ */
-/*  Explanation for check-config                                             */
-
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool failed;                    /* out of memory: the result is NULL */
-} s_text_t;
-
-static void
-s_text_add (s_text_t *self, const char *fmt, ...) __attribute__ ((format (printf, 2, 3)));
-
-static void
-s_text_add (s_text_t *self, const char *fmt, ...)
+const char *
+config_tls_name (herald_tls_mode_t mode)
 {
-    if (self->failed)
-        return;
-    va_list args;
-    va_start (args, fmt);
-    int n = vsnprintf (NULL, 0, fmt, args);
-    va_end (args);
-    if (n < 0) {
-        self->failed = true;
-        return;
-    }
-    if (self->len + (size_t) n + 1 > self->cap) {
-        size_t cap = self->cap? self->cap: 1024;
-        while (cap < self->len + (size_t) n + 1)
-            cap *= 2;
-        char *data = realloc (self->data, cap);
-        if (!data) {
-            self->failed = true;
-            return;
-        }
-        self->data = data;
-        self->cap = cap;
-    }
-    va_start (args, fmt);
-    vsnprintf (self->data + self->len, self->cap - self->len, fmt, args);
-    va_end (args);
-    self->len += (size_t) n;
-}
-
-static void
-s_explain_channel (s_text_t *out, const herald_config_t *cfg, int index)
-{
-    const herald_channel_t *ch = &cfg->channels[index];
-    char a[32], b[32];
-    s_text_add (out, "  %s\n    driver     %s", ch->name, herald_driver_name (ch->driver));
-    if (ch->driver == HERALD_DRIVER_FILE)
-        s_text_add (out, ", writes to %s/\n", ch->dir);
-    else
-    if (ch->driver == HERALD_DRIVER_SMTP)
-        s_text_add (out, ", relay %s (tls %s%s%s, verify peer %s)\n", ch->smtp.url,
-                    s_tls_names[ch->smtp.tls], ch->smtp.username[0]? ", auth as ": "",
-                    ch->smtp.username, ch->smtp.verify_peer? "yes": "NO");
-    else
-    if (ch->driver == HERALD_DRIVER_HTTP)
-        s_text_add (out, ", %s %s (verify peer %s, redirects %s)\n", ch->http.method, ch->http.url,
-                    ch->http.verify_peer? "yes": "NO", ch->http.follow_redirects? "followed": "refused");
-    else
-        s_text_add (out, ", accepts and drops every task\n");
-    if (ch->driver == HERALD_DRIVER_SMTP || (ch->driver == HERALD_DRIVER_FILE && ch->smtp.to[0])) {
-        s_text_add (out, "    email      from %s, to %s, subject \"%s\"\n",
-                    ch->smtp.from[0]? ch->smtp.from: "(unset)", ch->smtp.to, ch->smtp.subject);
-        if (ch->smtp.text_template[0] || ch->smtp.html_template[0])
-            s_text_add (out, "    templates  %s, %s\n", ch->smtp.text_template, ch->smtp.html_template);
-        if (ch->driver == HERALD_DRIVER_SMTP)
-            s_text_add (out, "    timeout    %s\n", s_format_duration (ch->smtp.timeout_ms, a, sizeof a));
-    }
-    if (ch->driver == HERALD_DRIVER_HTTP) {
-        for (int i = 0; i < ch->http.header_count; i++) {
-            const herald_header_t *h = &ch->http.headers[i];
-            if (h->value_env[0])
-                s_text_add (out, "    header     %s: (from $%s)\n", h->name, h->value_env);
-            else
-                s_text_add (out, "    header     %s: %s\n", h->name, h->value);
-        }
-        s_text_add (out, "    body       %s\n",
-                    ch->http.body_template[0]? ch->http.body_template: "(the event's data as is)");
-        s_text_add (out, "    timeouts   connect %s, total %s\n",
-                    s_format_duration (ch->http.connect_timeout_ms, a, sizeof a),
-                    s_format_duration (ch->http.timeout_ms, b, sizeof b));
-    }
-    s_text_add (out, "    retry      up to %d attempts, backoff %s", ch->max_attempts,
-                s_format_duration (ch->backoff_min_ms, a, sizeof a));
-    s_text_add (out, "..%s (exponential, full jitter), then dead\n",
-                s_format_duration (ch->backoff_max_ms, b, sizeof b));
-    s_text_add (out, "    lease      %s\n", s_format_duration (ch->lease_ms, a, sizeof a));
-    s_text_add (out, "    limits     capacity %d per worker, ", ch->capacity);
-    if (ch->max_in_flight)
-        s_text_add (out, "at most %d in flight, ", ch->max_in_flight);
-    else
-        s_text_add (out, "in flight bounded by worker credit, ");
-    if (ch->rate_per_sec > 0)
-        s_text_add (out, "rate %g/s (burst %d)\n", ch->rate_per_sec, ch->burst);
-    else
-        s_text_add (out, "rate unlimited\n");
-    s_text_add (out, "    workers    %d process%s\n", cfg->workers[index], cfg->workers[index] == 1? "": "es");
-}
-
-char *
-herald_config_explain (const herald_config_t *self)
-{
-    if (!self)
-        return NULL;
-    s_text_t out = { 0 };
-    const herald_broker_config_t *b = &self->broker;
-    char a[32], c[32], d[32];
-    s_text_add (&out, "configuration %s\n", self->path[0]? self->path: "(compiled-in defaults)");
-    s_text_add (&out, "broker\n");
-    s_text_add (&out, "  producers  %s\n  workers    %s\n  admin      %s\n",
-                b->producers, b->workers, b->admin);
-    s_text_add (&out, "  store      %s\n", b->store);
-    s_text_add (&out, "  limits     events up to %s, %d per commit, %d pending before busy, "
-                "%d tasks per channel in memory, hwm %d\n",
-                s_format_size (b->max_event_bytes, a, sizeof a), b->batch_max,
-                b->max_pending_events, b->queue_window, b->hwm);
-    s_text_add (&out, "  timing     heartbeat %s (dead after %d missed), duplicates remembered %s, "
-                "shutdown within %s\n",
-                s_format_duration (b->heartbeat_ms, a, sizeof a), b->heartbeat_liveness,
-                s_format_duration (b->dedup_retention_ms, c, sizeof c),
-                s_format_duration (b->shutdown_timeout_ms, d, sizeof d));
-    s_text_add (&out, "events (%d)\n", self->event_count);
-    for (int i = 0; i < self->event_count; i++) {
-        const herald_event_type_t *ev = &self->events[i];
-        s_text_add (&out, "  %s\n    key        %s\n    required   ", ev->name,
-                    ev->key[0]? ev->key: "(CloudEvents source + id)");
-        for (int j = 0; j < ev->required_count; j++)
-            s_text_add (&out, "%s%s", j? ", ": "", ev->required[j]);
-        s_text_add (&out, "%s\n    fanout     ", ev->required_count? "": "(nothing)");
-        for (int j = 0; j < ev->fanout_count; j++)
-            s_text_add (&out, "%s%s", j? ", ": "", self->channels[ev->fanout[j]].name);
-        s_text_add (&out, "\n");
-    }
-    s_text_add (&out, "channels (%d)\n", self->channel_count);
-    for (int i = 0; i < self->channel_count; i++)
-        s_explain_channel (&out, self, i);
-    if (out.failed) {
-        free (out.data);
-        return NULL;
-    }
-    if (!out.data)
-        return strdup ("");
-    return out.data;
+    if ((int) mode < 0 || (size_t) mode >= sizeof s_tls_names / sizeof s_tls_names[0] - 1)
+        return "unknown";
+    return s_tls_names[mode];
 }

@@ -84,7 +84,8 @@ static const char s_status_duplicate[] = "duplicate";
 
 
 /*  Copies at most 24 octets of untrusted data into buf for an error message,
-    replacing anything but printable ASCII (and the quote) with '?'. */
+    replacing anything but printable ASCII, and quotes and backslashes, with
+    '?': error texts can be put in JSON strings and logfmt values as they are. */
 static const char *
 s_printable (const void *data, size_t size, char *buf, size_t buf_size)
 {
@@ -93,7 +94,8 @@ s_printable (const void *data, size_t size, char *buf, size_t buf_size)
     if (n > buf_size - 1)
         n = buf_size - 1;
     for (size_t i = 0; i < n; i++)
-        buf[i] = (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"')? (char) p[i]: '?';
+        buf[i] = (p[i] >= 0x20 && p[i] < 0x7f && p[i] != '"' && p[i] != '\''
+                  && p[i] != '\\')? (char) p[i]: '?';
     buf[n] = '\0';
     return buf;
 }
@@ -197,7 +199,7 @@ s_check_string (s_kind_t kind, const char *name, size_t index,
             ||  (len == 9 && memcmp (ptr, s_status_duplicate, 9) == 0))
                 return 0;
             s_fail (err, HP_CODE_BAD_REQUEST, index, name,
-                    "not \"new\" or \"duplicate\"");
+                    "not 'new' or 'duplicate'");
             return -1;
         default:
             s_fail (err, HP_CODE_BAD_REQUEST, index, name, "not a string field");
@@ -333,7 +335,7 @@ hp_decode (const hp_frame_t *frames, size_t count, hp_msg_t *msg, hp_error_t *er
         if (frames[0].size >= prefix_len
         &&  memcmp (frames[0].data, HP_SIGNATURE_PREFIX, prefix_len) == 0) {
             char what[96];
-            snprintf (what, sizeof what, "unsupported protocol version \"%s\" (expected %s)",
+            snprintf (what, sizeof what, "unsupported protocol version '%s' (expected %s)",
                       s_printable (frames[0].data, frames[0].size, shown, sizeof shown),
                       HP_SIGNATURE);
             s_fail (err, HP_CODE_VERSION, 0, "signature", what);
@@ -356,7 +358,7 @@ hp_decode (const hp_frame_t *frames, size_t count, hp_msg_t *msg, hp_error_t *er
     const s_spec_t *spec = s_peek_request (frames, count, msg);
     if (!spec) {
         char what[64];
-        snprintf (what, sizeof what, "unknown command \"%s\"",
+        snprintf (what, sizeof what, "unknown command '%s'",
                   s_printable (frames[1].data, frames[1].size, shown, sizeof shown));
         s_fail (err, HP_CODE_BAD_REQUEST, 1, "command", what);
         return -1;

@@ -82,7 +82,8 @@ typedef struct {
 
 typedef struct {
     int code;               /* HP_CODE_BAD_REQUEST or HP_CODE_VERSION */
-    char text[160];         /* what was wrong and where, e.g. "frame 2 (attempt): not a number" */
+    char text[160];         /* what was wrong and where, e.g. "frame 3 (attempt): not a decimal number";
+                               printable ASCII, no double quotes or backslashes: safe in JSON and logfmt */
 } hp_error_t;
 
 /*  An encoded message: frames borrow from the hp_msg_t and from scratch. */

@@ -178,15 +178,6 @@ s_retry_after_ms (const char *value)
     return ms < S_MAX_DELAY ? ms : S_MAX_DELAY;
 }
 
-/*  Turns control characters into spaces so a quoted body is one line. */
-static void
-s_one_line (char *text)
-{
-    for (char *p = text; *p; p++)
-        if ((unsigned char) *p < 0x20 || *p == 0x7f)
-            *p = ' ';
-}
-
 static void
 s_classify (hd_http_t *self, s_transfer_t *transfer, CURLcode code, hd_result_t *result)
 {
@@ -202,7 +193,7 @@ s_classify (hd_http_t *self, s_transfer_t *transfer, CURLcode code, hd_result_t 
         bool permanent = code == CURLE_UNSUPPORTED_PROTOCOL || code == CURLE_TOO_MANY_REDIRECTS
                       || code == CURLE_URL_MALFORMAT;
         result->outcome = permanent ? HD_FAILED : HD_RETRY;
-        s_one_line (transfer->errbuf);
+        hd_text_one_line (transfer->errbuf);
         if (transfer->errbuf [0] && strcmp (transfer->errbuf, curl_easy_strerror (code)) != 0)
             snprintf (result->text, sizeof result->text, "%s %s: %s (%s)", method, url,
                       curl_easy_strerror (code), transfer->errbuf);
@@ -240,7 +231,7 @@ s_classify (hd_http_t *self, s_transfer_t *transfer, CURLcode code, hd_result_t 
     }
     else
         result->outcome = HD_FAILED;    /* other 4xx, and anything unexpected */
-    s_one_line (transfer->response);
+    hd_text_one_line (transfer->response);
     snprintf (result->text, sizeof result->text, "%s %s: HTTP %ld: %s", method, url, status,
               transfer->response_len ? transfer->response : "(empty body)");
 }
@@ -286,6 +277,7 @@ s_drain (hd_http_t *self)
         memcpy (task_id, transfer->task_id, sizeof task_id);
         uint32_t attempt = transfer->attempt;
         s_transfer_destroy (&transfer);
+        hd_text_one_line (result.text);
         self->complete (self->ctx, task_id, attempt, &result);
     }
 }
@@ -406,6 +398,7 @@ s_fail_now (hd_http_t *self, const hd_task_t *task, const char *text)
 {
     hd_result_t result = { .outcome = HD_FAILED, .delay_ms = 0 };
     snprintf (result.text, sizeof result.text, "%s", text);
+    hd_text_one_line (result.text);
     self->complete (self->ctx, task->task_id, task->attempt, &result);
 }
 

@@ -36,8 +36,10 @@ typedef struct {
     CURL *curl;                         /* reused: keeps the relay connection warm */
     hd_complete_fn *complete;
     void *ctx;
-    char last_reply [256];              /* last server reply line of the transfer */
+    char last_reply [256];              /* last server reply line before QUIT */
     char last_command [16];             /* verb of the last command sent ("RCPT TO") */
+    char error_reply [256];             /* first 4xx/5xx reply of the transfer, "" if none */
+    char error_command [16];            /* the command error_reply answered */
     char errbuf [CURL_ERROR_SIZE];
 } hd_smtp_t;
 
@@ -234,15 +236,6 @@ s_parse_from (const char *from, char *address, size_t size)
     return s_valid_address (address) ? 0 : -1;
 }
 
-/*  Replaces control characters so text is one safe line. */
-static void
-s_one_line (char *text)
-{
-    for (char *p = text; *p; p++)
-        if ((unsigned char) *p < 0x20 || *p == 0x7f)
-            *p = ' ';
-}
-
 //  --------------------------------------------------------------------------
 //  libcurl callbacks
 
@@ -258,23 +251,28 @@ s_read (char *buffer, size_t size, size_t nitems, void *userp)
     return count;
 }
 
-/*  Keeps the last server reply and the verb of the last command, so errors
-    read "451 4.3.0 try later (RCPT TO)". Credentials are never kept: only
-    known verbs are recorded. */
+/*  Keeps the last server reply, the first error reply and the verb of the
+    command it answered, so errors read "451 4.3.0 try later (RCPT TO)".
+    Replies to QUIT are ignored. Credentials are never kept: only known
+    verbs are recorded, never command arguments. */
 static int
 s_debug (CURL *curl, curl_infotype type, char *data, size_t size, void *userp)
 {
     hd_smtp_t *self = userp;
-    if (type == CURLINFO_HEADER_IN) {
+    if (type == CURLINFO_HEADER_IN && strcmp (self->last_command, "QUIT") != 0) {
         size_t len = 0;
         while (len < size && data [len] != '\r' && data [len] != '\n')
             len++;
         if (len >= sizeof self->last_reply)
             len = sizeof self->last_reply - 1;
-        if (len > 0) {
-            memcpy (self->last_reply, data, len);
-            self->last_reply [len] = '\0';
-            s_one_line (self->last_reply);
+        if (len == 0)
+            return 0;
+        memcpy (self->last_reply, data, len);
+        self->last_reply [len] = '\0';
+        hd_text_one_line (self->last_reply);
+        if ((data [0] == '4' || data [0] == '5') && !self->error_reply [0]) {
+            memcpy (self->error_reply, self->last_reply, len + 1);
+            memcpy (self->error_command, self->last_command, sizeof self->error_command);
         }
     }
     else
@@ -476,6 +474,8 @@ s_send (hd_smtp_t *self, const char *to, const s_text_t *mail, hd_result_t *resu
     s_upload_t upload = { mail->data, mail->len, 0 };
     self->last_reply [0] = '\0';
     self->last_command [0] = '\0';
+    self->error_reply [0] = '\0';
+    self->error_command [0] = '\0';
     self->errbuf [0] = '\0';
     curl_easy_reset (self->curl);
 
@@ -485,6 +485,8 @@ s_send (hd_smtp_t *self, const char *to, const s_text_t *mail, hd_result_t *resu
     long code = 0;
     curl_easy_getinfo (self->curl, CURLINFO_RESPONSE_CODE, &code);
     curl_slist_free_all (rcpt);
+    if (self->error_reply [0])
+        code = strtol (self->error_reply, NULL, 10);    /* not the reply to a later QUIT */
 
     result->delay_ms = 0;
     if (rc == CURLE_OK) {
@@ -497,14 +499,14 @@ s_send (hd_smtp_t *self, const char *to, const s_text_t *mail, hd_result_t *resu
         /*  The server said no: 4xx is worth another try, 5xx is final. */
         result->outcome = code < 500 ? HD_RETRY : HD_FAILED;
         snprintf (result->text, sizeof result->text, "%s: %s (%s)", self->cfg.url,
-                  self->last_reply [0] ? self->last_reply : curl_easy_strerror (rc),
-                  self->last_command [0] ? self->last_command : "reply");
+                  self->error_reply [0] ? self->error_reply : curl_easy_strerror (rc),
+                  self->error_command [0] ? self->error_command : "reply");
         return;
     }
     /*  Transport: refused, DNS, timeout, TLS handshake or verification,
         STARTTLS not offered (never a silent fallback to plaintext). */
     result->outcome = HD_RETRY;
-    s_one_line (self->errbuf);
+    hd_text_one_line (self->errbuf);
     if (self->errbuf [0] && strcmp (self->errbuf, curl_easy_strerror (rc)) != 0)
         snprintf (result->text, sizeof result->text, "%s: %s (%s)", self->cfg.url,
                   curl_easy_strerror (rc), self->errbuf);
@@ -637,6 +639,7 @@ s_start (void *self_, const hd_task_t *task)
     if (s_build (self, task, &mail, to, sizeof to, result.text, sizeof result.text) == 0)
         s_send (self, to, &mail, &result);
     free (mail.data);
+    hd_text_one_line (result.text);
     self->complete (self->ctx, task->task_id, task->attempt, &result);
     return 0;
 }

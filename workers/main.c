@@ -46,6 +46,14 @@ s_usage (FILE *out)
 }
 
 static int
+s_usage_error (void)
+{
+    fprintf (stderr, "usage: herald-worker -c FILE --channel NAME [--endpoint EP] [--log-level L]\n"
+                     "Try 'herald-worker --help' for more information.\n");
+    return EXIT_USAGE;
+}
+
+static int
 s_parse_level (const char *text, herald_log_level_t *level)
 {
     static const char *names[] = { "debug", "info", "warn", "error" };
@@ -106,20 +114,17 @@ main (int argc, char **argv)
                 printf ("herald-worker %s\n", HERALD_VERSION);
                 return 0;
             default:
-                s_usage (stderr);
-                return EXIT_USAGE;
+                return s_usage_error ();
         }
     }
     if (optind < argc) {
         fprintf (stderr, "herald-worker: unexpected argument '%s'\n", argv[optind]);
-        s_usage (stderr);
-        return EXIT_USAGE;
+        return s_usage_error ();
     }
     if (!config_file || !channel_name) {
         fprintf (stderr, "herald-worker: %s is required\n",
                  !config_file? "-c FILE": "--channel NAME");
-        s_usage (stderr);
-        return EXIT_USAGE;
+        return s_usage_error ();
     }
     if (level_text) {
         herald_log_level_t level;

@@ -354,3 +354,59 @@ hd_template_load (const char *path, char *err, size_t errlen)
     }
     return text;
 }
+
+/*  Length of the valid UTF-8 sequence at text, or 0 if it is not one. */
+static size_t
+s_utf8_length (const unsigned char *text)
+{
+    unsigned char c = text [0];
+    size_t len;
+    unsigned char low = 0x80, high = 0xBF;      /* bounds of the second byte */
+    if (c < 0x80)
+        return 1;
+    if (c >= 0xC2 && c <= 0xDF)
+        len = 2;
+    else
+    if (c >= 0xE0 && c <= 0xEF) {
+        len = 3;
+        if (c == 0xE0)
+            low = 0xA0;                         /* no overlongs */
+        if (c == 0xED)
+            high = 0x9F;                        /* no surrogates */
+    }
+    else
+    if (c >= 0xF0 && c <= 0xF4) {
+        len = 4;
+        if (c == 0xF0)
+            low = 0x90;
+        if (c == 0xF4)
+            high = 0x8F;                        /* nothing above U+10FFFF */
+    }
+    else
+        return 0;
+    if (text [1] < low || text [1] > high)
+        return 0;
+    for (size_t i = 2; i < len; i++)
+        if ((text [i] & 0xC0) != 0x80)
+            return 0;
+    return len;
+}
+
+void
+hd_text_one_line (char *text)
+{
+    unsigned char *p = (unsigned char *) text;
+    unsigned char *last = p;                    /* one past the last non-space */
+    while (*p) {
+        size_t len = s_utf8_length (p);
+        if (len == 0)
+            *p = '?';
+        else
+        if (len == 1 && (*p < 0x20 || *p == 0x7f))
+            *p = ' ';
+        p += len ? len : 1;
+        if (p [-1] != ' ')
+            last = p;
+    }
+    *last = '\0';
+}

@@ -50,6 +50,7 @@ struct _herald_worker_t {
     int64_t silence_deadline;           /* reconnect if nothing arrives by then */
     int64_t backoff_ms;                 /* extra wait added after each reconnect */
     bool ready_pending;                 /* READY could not be sent yet: send on next tick */
+    bool session_live;                  /* the broker sent something other than DISCONNECT since READY */
     bool stopping;
     int64_t stop_deadline;
     worker_task_t *queue;               /* bounded FIFO (async drivers), capacity entries */
@@ -110,6 +111,7 @@ s_send_ready (herald_worker_t *self)
         .worker = hp_str (self->name)
     };
     self->ready_pending = s_send (self, &msg) != 0;
+    self->session_live = false;
     if (!self->ready_pending)
         herald_info ("registered", "channel=%s capacity=%u worker=%s endpoint=%s",
                      self->channel->name, self->capacity, self->name, self->endpoint);
@@ -360,11 +362,24 @@ s_drain_socket (herald_worker_t *self)
                           herald_log_quote (zmq_strerror (e), q, sizeof q));
             return -1;
         }
-        self->silence_deadline = self->now + self->silence_ms;
-        self->backoff_ms = self->heartbeat_ms;
         hp_msg_t msg;
         hp_error_t perr;
-        if (in.too_many_frames || hw_decode (&in, &msg, &perr) != 0) {
+        bool valid = !in.too_many_frames && hw_decode (&in, &msg, &perr) == 0;
+        if (valid && msg.command == HP_DISCONNECT && !self->session_live) {
+            //  Each message we sent before READY to a broker that did not
+            //  know us gets its own DISCONNECT: only the first one counts.
+            //  These do not prove the broker takes our READY, so they do
+            //  not keep the connection alive either.
+            herald_debug ("DISCONNECT before the session started ignored",
+                          "endpoint=%s", self->endpoint);
+            hw_msg_close (&in);
+            continue;
+        }
+        self->silence_deadline = self->now + self->silence_ms;
+        self->backoff_ms = self->heartbeat_ms;
+        if (valid && msg.command != HP_DISCONNECT)
+            self->session_live = true;
+        if (!valid) {
             char q[sizeof perr.text + 16];
             herald_warn ("malformed message dropped", "endpoint=%s error=%s", self->endpoint,
                          herald_log_quote (in.too_many_frames? "too many frames": perr.text,

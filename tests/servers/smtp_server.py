@@ -58,7 +58,8 @@ class Handler:
             "seq": self.seq,
             "mail_from": envelope.mail_from,
             "rcpt_tos": list(envelope.rcpt_tos),
-            "tls": session.ssl is not None,
+            "tls": session.ssl is not None
+                   or server.transport.get_extra_info("ssl_object") is not None,
             "auth_login": login,
             "peer": list(session.peer) if session.peer else None,
         }
@@ -75,7 +76,9 @@ def make_authenticator(user, password):
         ok = (isinstance(auth_data, LoginPassword)
               and auth_data.login == user.encode()
               and auth_data.password == password.encode())
-        return AuthResult(success=ok, auth_data=auth_data if ok else None)
+        if ok:
+            return AuthResult(success=True, auth_data=auth_data)
+        return AuthResult(success=False, handled=False)   # aiosmtpd answers 535
     return authenticator
 
 
@@ -92,7 +95,7 @@ def main():
     ap.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     args = ap.parse_args()
 
-    logging.basicConfig(level=logging.ERROR if args.quiet else logging.WARNING,
+    logging.basicConfig(level=logging.CRITICAL if args.quiet else logging.WARNING,
                         format="smtp_server: %(message)s")
     os.makedirs(args.out_dir, exist_ok=True)
 

@@ -246,6 +246,7 @@ Test (config_errors, yaml_syntax)
     cr_assert (strstr (s_err, "YAML syntax error"), "%s", s_err);
     s_expect_error ("broker:\n  store: \"unterminated\n", "t.yaml:");
     cr_assert (strstr (s_err, "YAML syntax error: found unexpected end of stream"), "%s", s_err);
+    s_expect_error ("channels:\n  email: { driver: file, dir: \"\xff\" }\n", "t.yaml:2: YAML syntax error: invalid");
     s_expect_error ("a: b\n c: d\n", "t.yaml:2:");
     cr_assert (strstr (s_err, "mapping values are not allowed"), "%s", s_err);
 }

@@ -236,3 +236,19 @@ Test (dispatch, shared_event_freed_with_last_task)
     cr_assert_str_eq (b->event->data, "{\"x\":1}");
     task_destroy (&b);
 }
+
+Test (dispatch, throttled_channel_pauses_until_retry_after)
+{
+    config.channels[1].lease_ms = 10000;
+    add_worker ("a", 0, 10);
+    add_worker ("b", 1, 10);
+    queue_task (1, 0, 0, 0);
+    queue_task (2, 1, 0, 0);
+    dispatch_pause (d, 0, 2000);
+    task_t *task = dispatch_next (d, 0);
+    cr_assert (task && task->channel == 1, "other channels keep flowing");
+    cr_assert_null (dispatch_next (d, 1999));
+    cr_assert_eq (dispatch_next_deadline (d, 10), 2000);
+    task = dispatch_next (d, 2000);
+    cr_assert (task && task->rowid == 1);
+}

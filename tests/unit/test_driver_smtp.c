@@ -459,6 +459,7 @@ Test (driver_smtp, temporary_rejection_is_retried)
     char *event = s_event ("Ada", "tempfail@example.com", "n");
     s_outcome_t result = s_deliver (driver, &outcome, "task-t", 1, event);
     free (event);
+    cr_log_info ("result: %s", result.result.text);
     cr_assert_eq (result.result.outcome, HD_RETRY, "%s", result.result.text);
     cr_assert (strstr (result.result.text, "451"), "%s", result.result.text);
     cr_assert (strstr (result.result.text, "RCPT TO"), "%s", result.result.text);
@@ -476,6 +477,7 @@ Test (driver_smtp, permanent_rejection_fails)
     char *event = s_event ("Ada", "permfail@example.com", "n");
     s_outcome_t result = s_deliver (driver, &outcome, "task-p", 1, event);
     free (event);
+    cr_log_info ("result: %s", result.result.text);
     cr_assert_eq (result.result.outcome, HD_FAILED, "%s", result.result.text);
     cr_assert (strstr (result.result.text, "550"), "%s", result.result.text);
     /*  The connection stays usable for the next mail. */
@@ -498,6 +500,7 @@ Test (driver_smtp, starttls_with_an_untrusted_certificate_is_not_sent)
     void *driver = s_open (&channel, &outcome);
     char *event = s_event ("Ada", "ada@example.com", "n");
     s_outcome_t result = s_deliver (driver, &outcome, "task-tls", 1, event);
+    cr_log_info ("result: %s", result.result.text);
     cr_assert_eq (result.result.outcome, HD_RETRY, "%s", result.result.text);
     cr_assert (strcasestr (result.result.text, "certificate"), "%s", result.result.text);
     hd_smtp_ops.close (&driver);
@@ -529,6 +532,7 @@ Test (driver_smtp, starttls_never_falls_back_to_plaintext)
     void *driver = s_open (&channel, &outcome);
     char *event = s_event ("Ada", "ada@example.com", "n");
     s_outcome_t result = s_deliver (driver, &outcome, "task-plain", 1, event);
+    cr_log_info ("result: %s", result.result.text);
     cr_assert_eq (result.result.outcome, HD_RETRY, "%s", result.result.text);
     cr_assert (strcasestr (result.result.text, "SSL"), "%s", result.result.text);
     hd_smtp_ops.close (&driver);
@@ -601,6 +605,7 @@ Test (driver_smtp, wrong_password_fails_and_sends_nothing)
     char *event = s_event ("Ada", "ada@example.com", "n");
     s_outcome_t result = s_deliver (driver, &outcome, "task-auth", 1, event);
     free (event);
+    cr_log_info ("result: %s", result.result.text);
     cr_assert_eq (result.result.outcome, HD_FAILED, "%s", result.result.text);
     cr_assert (strstr (result.result.text, "535"), "%s", result.result.text);
     cr_assert_null (strstr (result.result.text, "wrong"), "the password leaked: %s",
@@ -683,6 +688,7 @@ Test (driver_smtp, connection_refused_is_retried)
     char *event = s_event ("Ada", "ada@example.com", "n");
     s_outcome_t result = s_deliver (driver, &outcome, "task-refused", 1, event);
     free (event);
+    cr_log_info ("result: %s", result.result.text);
     cr_assert_eq (result.result.outcome, HD_RETRY, "%s", result.result.text);
     cr_assert (strstr (result.result.text, "connect"), "%s", result.result.text);
     hd_smtp_ops.close (&driver);

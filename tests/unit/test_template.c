@@ -213,3 +213,13 @@ Test (template, load_reads_files_and_names_the_path_on_error)
     cr_assert (strstr (err, "not a regular file"), "%s", err);
     srv_remove_dir (dir);
 }
+
+Test (template, one_line_texts_are_valid_utf8)
+{
+    char text [] = "caf\xc3\xa9 \xe2\x82\xac ok\r\nnext\t\x01 bad \xff\xc3x cut \xe2\x82   ";
+    hd_text_one_line (text);
+    cr_assert_str_eq (text, "caf\xc3\xa9 \xe2\x82\xac ok  next   bad ??x cut ??");
+    char surrogate [] = "\xed\xa0\x80 \xf4\x90\x80\x80 \xf0\x9f\x98\x80";
+    hd_text_one_line (surrogate);
+    cr_assert_str_eq (surrogate, "??? ???? \xf0\x9f\x98\x80");
+}

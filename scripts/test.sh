@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The whole test suite: installs what is missing, builds Herald twice (normal,
+# then with AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test
+# under ctest in both builds. Exit status 0 only if everything passed.
+#   HERALD_SKIP_SANITIZE=1   run only the normal build
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+"$root/scripts/deps.sh"
+
+echo "== normal build"
+BUILD_DIR="$root/build" "$root/scripts/build.sh"
+echo "== tests (normal build)"
+ctest --test-dir "$root/build" --output-on-failure -j2 --timeout 600
+
+if [ "${HERALD_SKIP_SANITIZE:-0}" != "1" ]; then
+  echo "== sanitizer build (ASan + UBSan)"
+  BUILD_DIR="$root/build-asan" "$root/scripts/build.sh" -DHERALD_SANITIZE=ON
+  echo "== tests (sanitizer build)"
+  ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+    ctest --test-dir "$root/build-asan" --output-on-failure -j2 --timeout 900
+fi
+echo "== all tests passed"

@@ -1,0 +1,342 @@
+/*  faultinject: an LD_PRELOAD library for Herald's fault tests.
+
+    Loaded into herald-broker or herald-worker with LD_PRELOAD, it wraps a
+    few libc calls and injects faults that a test switches on and off at run
+    time by creating or removing files (so the test needs no channel into the
+    process). Every fault is off unless its environment variable is set; with
+    none set, each wrapper is one pointer check and the real call.
+
+    HERALD_FAULT_FSYNC_BLOCK=F     fsync/fdatasync while F exists: create
+    HERALD_FAULT_FSYNC_REACHED=R   R (once per blocked call), then wait until
+                                   F is removed, then do the real call
+    HERALD_FAULT_FSYNC_FAIL=F      fsync/fdatasync while F exists: -1 EIO,
+                                   without calling the real one
+    HERALD_FAULT_FSYNC_MATCH=S     the two above only for descriptors whose
+                                   path contains S (default: every file)
+    HERALD_FAULT_ENOSPC=F          write/pwrite/pwrite64 to a regular file
+    HERALD_FAULT_ENOSPC_MATCH=S    whose path contains S (default: every
+                                   regular file) while F exists: -1 ENOSPC
+    HERALD_FAULT_CRASH_ON=M        write/pwrite of a buffer holding the bytes
+                                   M to a regular file: abort() (no core)
+    HERALD_FAULT_RENAME_LOG=L      after each successful rename whose target
+                                   name does not start with '.', append
+                                   "<pid> <target>\n" to L (one O_APPEND
+                                   write: lines never interleave)
+    HERALD_FAULT_CLOCK_OFFSET_FILE=F   CLOCK_REALTIME (clock_gettime,
+                                   gettimeofday, time) shifted by the number
+                                   of seconds in F (may be negative or
+                                   fractional), re-read every 10 ms
+
+    This is test machinery: it may poll with nanosleep, and it writes to
+    the files the test named. It never changes CLOCK_MONOTONIC. */
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <time.h>
+#include <unistd.h>
+
+#define S_POLL_NS           5000000L    /* 5 ms between two looks at a block file */
+#define S_CLOCK_REREAD_NS   10000000LL  /* 10 ms between two reads of the offset file */
+
+typedef int s_fsync_fn (int);
+typedef ssize_t s_write_fn (int, const void *, size_t);
+typedef ssize_t s_pwrite_fn (int, const void *, size_t, off_t);
+typedef ssize_t s_pwrite64_fn (int, const void *, size_t, off64_t);
+typedef int s_rename_fn (const char *, const char *);
+typedef int s_clock_gettime_fn (clockid_t, struct timespec *);
+typedef int s_gettimeofday_fn (struct timeval *, void *);
+
+/*  The configuration, read once from the environment at load time. */
+static const char *s_fsync_block;
+static const char *s_fsync_reached;
+static const char *s_fsync_fail;
+static const char *s_fsync_match;
+static const char *s_enospc;
+static const char *s_enospc_match;
+static const char *s_crash_on;
+static size_t s_crash_on_len;
+static const char *s_rename_log;
+static const char *s_clock_file;
+
+static const char *
+s_env (const char *name)
+{
+    const char *value = getenv (name);
+    return value && *value? value: NULL;
+}
+
+__attribute__ ((constructor)) static void
+s_init (void)
+{
+    s_fsync_block = s_env ("HERALD_FAULT_FSYNC_BLOCK");
+    s_fsync_reached = s_env ("HERALD_FAULT_FSYNC_REACHED");
+    s_fsync_fail = s_env ("HERALD_FAULT_FSYNC_FAIL");
+    s_fsync_match = s_env ("HERALD_FAULT_FSYNC_MATCH");
+    s_enospc = s_env ("HERALD_FAULT_ENOSPC");
+    s_enospc_match = s_env ("HERALD_FAULT_ENOSPC_MATCH");
+    s_crash_on = s_env ("HERALD_FAULT_CRASH_ON");
+    s_crash_on_len = s_crash_on? strlen (s_crash_on): 0;
+    s_rename_log = s_env ("HERALD_FAULT_RENAME_LOG");
+    s_clock_file = s_env ("HERALD_FAULT_CLOCK_OFFSET_FILE");
+}
+
+/*  The next definition of a symbol, resolved once (races resolve to the
+    same address, so a plain atomic store is enough). */
+static void *
+s_real (void **slot, const char *name)
+{
+    void *fn = __atomic_load_n (slot, __ATOMIC_ACQUIRE);
+    if (!fn) {
+        fn = dlsym (RTLD_NEXT, name);
+        if (!fn)
+            abort ();       /* no next definition: nothing sane to do */
+        __atomic_store_n (slot, fn, __ATOMIC_RELEASE);
+    }
+    return fn;
+}
+
+#define S_REAL(type, name) \
+    static void *name##_slot; \
+    type *real_##name = (type *) s_real (&name##_slot, #name)
+
+static int
+s_exists (const char *path)
+{
+    struct stat st;
+    return path && stat (path, &st) == 0;
+}
+
+/*  True if fd is a regular file whose path contains match (NULL: any). */
+static int
+s_fd_matches (int fd, const char *match)
+{
+    struct stat st;
+    if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode))
+        return 0;
+    if (!match)
+        return 1;
+    char link[64], path[4096];
+    snprintf (link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t len = readlink (link, path, sizeof path - 1);
+    if (len <= 0)
+        return 0;
+    path[len] = '\0';
+    return strstr (path, match) != NULL;
+}
+
+static void
+s_touch (const char *path)
+{
+    int fd = open (path, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+    if (fd >= 0)
+        close (fd);
+}
+
+static void
+s_nap (void)
+{
+    struct timespec ts = { 0, S_POLL_NS };
+    while (nanosleep (&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
+/*  The fsync faults: 0 go on with the real call, -1 fail it (errno set). */
+static int
+s_fsync_fault (int fd)
+{
+    if (!s_fsync_block && !s_fsync_fail)
+        return 0;
+    int saved = errno;
+    if (s_fsync_fail && s_exists (s_fsync_fail) && s_fd_matches (fd, s_fsync_match)) {
+        errno = EIO;
+        return -1;
+    }
+    if (s_fsync_block && s_exists (s_fsync_block) && s_fd_matches (fd, s_fsync_match)) {
+        if (s_fsync_reached)
+            s_touch (s_fsync_reached);
+        while (s_exists (s_fsync_block))
+            s_nap ();
+    }
+    errno = saved;
+    return 0;
+}
+
+int
+fsync (int fd)
+{
+    S_REAL (s_fsync_fn, fsync);
+    if (s_fsync_fault (fd) != 0)
+        return -1;
+    return real_fsync (fd);
+}
+
+int
+fdatasync (int fd)
+{
+    S_REAL (s_fsync_fn, fdatasync);
+    if (s_fsync_fault (fd) != 0)
+        return -1;
+    return real_fdatasync (fd);
+}
+
+/*  The write faults: 0 go on with the real call, -1 fail it (errno set). */
+static int
+s_write_fault (int fd, const void *buf, size_t len)
+{
+    if (!s_enospc && !s_crash_on)
+        return 0;
+    int saved = errno;
+    if (s_crash_on && len >= s_crash_on_len && memmem (buf, len, s_crash_on, s_crash_on_len)
+    &&  s_fd_matches (fd, NULL)) {
+        struct rlimit none = { 0, 0 };
+        setrlimit (RLIMIT_CORE, &none);
+        abort ();
+    }
+    if (s_enospc && s_exists (s_enospc) && s_fd_matches (fd, s_enospc_match)) {
+        errno = ENOSPC;
+        return -1;
+    }
+    errno = saved;
+    return 0;
+}
+
+ssize_t
+write (int fd, const void *buf, size_t len)
+{
+    S_REAL (s_write_fn, write);
+    if (s_write_fault (fd, buf, len) != 0)
+        return -1;
+    return real_write (fd, buf, len);
+}
+
+ssize_t
+pwrite (int fd, const void *buf, size_t len, off_t offset)
+{
+    S_REAL (s_pwrite_fn, pwrite);
+    if (s_write_fault (fd, buf, len) != 0)
+        return -1;
+    return real_pwrite (fd, buf, len, offset);
+}
+
+ssize_t
+pwrite64 (int fd, const void *buf, size_t len, off64_t offset)
+{
+    S_REAL (s_pwrite64_fn, pwrite64);
+    if (s_write_fault (fd, buf, len) != 0)
+        return -1;
+    return real_pwrite64 (fd, buf, len, offset);
+}
+
+int
+rename (const char *from, const char *to)
+{
+    S_REAL (s_rename_fn, rename);
+    int rc = real_rename (from, to);
+    if (rc != 0 || !s_rename_log)
+        return rc;
+    const char *base = strrchr (to, '/');
+    base = base? base + 1: to;
+    if (*base == '.')
+        return rc;
+    int saved = errno;
+    char line[4200];
+    int n = snprintf (line, sizeof line, "%ld %s\n", (long) getpid (), to);
+    int fd = open (s_rename_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (fd >= 0 && n > 0 && (size_t) n < sizeof line) {
+        S_REAL (s_write_fn, write);
+        ssize_t ignored = real_write (fd, line, (size_t) n);
+        (void) ignored;
+    }
+    if (fd >= 0)
+        close (fd);
+    errno = saved;
+    return rc;
+}
+
+/*  The wall clock offset, in nanoseconds, re-read from its file at most
+    every S_CLOCK_REREAD_NS of monotonic time. */
+static int64_t
+s_clock_offset_ns (void)
+{
+    static int64_t offset_ns;
+    static int64_t next_read_ns;
+    S_REAL (s_clock_gettime_fn, clock_gettime);
+    struct timespec mono;
+    real_clock_gettime (CLOCK_MONOTONIC, &mono);
+    int64_t now = (int64_t) mono.tv_sec * 1000000000LL + mono.tv_nsec;
+    if (now < __atomic_load_n (&next_read_ns, __ATOMIC_RELAXED))
+        return __atomic_load_n (&offset_ns, __ATOMIC_RELAXED);
+    __atomic_store_n (&next_read_ns, now + S_CLOCK_REREAD_NS, __ATOMIC_RELAXED);
+    int saved = errno;
+    int64_t value = 0;
+    int fd = open (s_clock_file, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        char text[64];
+        ssize_t len = read (fd, text, sizeof text - 1);
+        close (fd);
+        if (len > 0) {
+            text[len] = '\0';
+            char *end = NULL;
+            double seconds = strtod (text, &end);
+            if (end != text)
+                value = (int64_t) (seconds * 1e9);
+        }
+    }
+    errno = saved;
+    __atomic_store_n (&offset_ns, value, __ATOMIC_RELAXED);
+    return value;
+}
+
+static void
+s_shift (struct timespec *ts, int64_t offset_ns)
+{
+    int64_t ns = (int64_t) ts->tv_sec * 1000000000LL + ts->tv_nsec + offset_ns;
+    ts->tv_sec = (time_t) (ns / 1000000000LL);
+    ts->tv_nsec = (long) (ns % 1000000000LL);
+    if (ts->tv_nsec < 0) {
+        ts->tv_nsec += 1000000000L;
+        ts->tv_sec--;
+    }
+}
+
+int
+clock_gettime (clockid_t clock, struct timespec *ts)
+{
+    S_REAL (s_clock_gettime_fn, clock_gettime);
+    int rc = real_clock_gettime (clock, ts);
+    if (rc == 0 && s_clock_file && (clock == CLOCK_REALTIME || clock == CLOCK_REALTIME_COARSE))
+        s_shift (ts, s_clock_offset_ns ());
+    return rc;
+}
+
+int
+gettimeofday (struct timeval *tv, void *tz)
+{
+    S_REAL (s_gettimeofday_fn, gettimeofday);
+    int rc = real_gettimeofday (tv, tz);
+    if (rc == 0 && s_clock_file) {
+        struct timespec ts = { tv->tv_sec, (long) tv->tv_usec * 1000 };
+        s_shift (&ts, s_clock_offset_ns ());
+        tv->tv_sec = ts.tv_sec;
+        tv->tv_usec = ts.tv_nsec / 1000;
+    }
+    return rc;
+}
+
+time_t
+time (time_t *out)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_REALTIME, &ts);
+    if (out)
+        *out = ts.tv_sec;
+    return ts.tv_sec;
+}
