@@ -359,10 +359,10 @@ s_track (broker_t *self, json_t *args, char **body)
         return s_error (body, HP_CODE_BAD_REQUEST, "%s", "track needs event_id");
     sqlite3 *db = store_db (self->store);
     sqlite3_stmt *events = NULL, *tasks = NULL;
-    if (sqlite3_prepare_v2 (db, "SELECT seq, id, source, type, received_at FROM events WHERE id = ?1"
-                                " ORDER BY seq", -1, &events, NULL) != SQLITE_OK
+    if (sqlite3_prepare_v2 (db, "SELECT seq, id, source, type, received_at, first_task, fanout"
+                                " FROM events WHERE id = ?1 ORDER BY seq", -1, &events, NULL) != SQLITE_OK
     ||  sqlite3_prepare_v2 (db, "SELECT id, channel, key, state, attempts, last_error, updated_at,"
-                                " not_before FROM tasks WHERE event_seq = ?1 ORDER BY id",
+                                " not_before FROM tasks WHERE id >= ?1 AND id < ?1 + ?2 ORDER BY id",
                             -1, &tasks, NULL) != SQLITE_OK) {
         sqlite3_finalize (events);
         return s_error (body, HP_CODE_INTERNAL, "track: %s", sqlite3_errmsg (db));
@@ -372,7 +372,8 @@ s_track (broker_t *self, json_t *args, char **body)
     int64_t now = herald_clock_wall_ms ();
     while (sqlite3_step (events) == SQLITE_ROW) {
         json_t *channels = json_array ();
-        sqlite3_bind_int64 (tasks, 1, sqlite3_column_int64 (events, 0));
+        sqlite3_bind_int64 (tasks, 1, sqlite3_column_int64 (events, 5));
+        sqlite3_bind_int (tasks, 2, sqlite3_column_int (events, 6));
         while (sqlite3_step (tasks) == SQLITE_ROW) {
             int64_t rowid = sqlite3_column_int64 (tasks, 0);
             json_array_append_new (channels, json_pack ("{s:s, s:s, s:s, s:i, s:s, s:I}",

@@ -85,6 +85,28 @@ struct broker {
     broker_status_t fatal;          /* set when the loop must end */
 };
 
+#define STORE_RETRY_MS      1000    /* after a full disk, try committing again */
+
+/*  broker.c: sends one message without blocking. 0 / -1 (errno). */
+int
+    broker_send (void *socket, const char *identity, size_t identity_len, const hp_msg_t *msg);
+
+/*  broker.c: the broker's random numbers (xorshift128+). */
+uint64_t
+    broker_random (broker_t *self);
+
+/*  broker_ingest.c: the producer side of each turn. */
+void
+    broker_drain_producers (broker_t *self);
+void
+    broker_commit (broker_t *self, int64_t now);
+void
+    broker_flush_outbox (broker_t *self);
+void
+    broker_refill (broker_t *self, int64_t now);
+void
+    broker_make_uid (broker_t *self, char out[33]);
+
 /*  Handles one admin request. Returns the reply code; *body is a JSON text
     the caller frees. admin.c */
 int

@@ -25,12 +25,12 @@ enum {
 
 static const char *s_sql[S_COUNT] = {
     [S_INSERT_EVENT] =
-        "INSERT OR IGNORE INTO events (id, source, type, dedup_key, received_at, body)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT OR IGNORE INTO events (id, source, type, dedup_key, received_at, body, first_task, fanout)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
     [S_FIND_DEDUP] = "SELECT seq, id FROM events WHERE dedup_key = ?1",
     [S_INSERT_TASK] =
-        "INSERT INTO tasks (key, event_seq, channel, state, attempts, not_before, updated_at)"
-        " VALUES (?1, ?2, ?3, 0, 0, 0, ?4)",
+        "INSERT INTO tasks (id, key, event_seq, channel, state, attempts, not_before, updated_at)"
+        " VALUES (?5, ?1, ?2, ?3, 0, 0, 0, ?4)",
     [S_TASK_DONE] = "UPDATE tasks SET state = 1, attempts = ?2, updated_at = ?3 WHERE id = ?1",
     [S_TASK_RESCHEDULE] =
         "UPDATE tasks SET state = 0, attempts = ?2, not_before = ?3, last_error = ?4,"
@@ -57,7 +57,9 @@ static const char *s_schema =
     "  type TEXT NOT NULL,"
     "  dedup_key TEXT NOT NULL UNIQUE,"
     "  received_at INTEGER NOT NULL,"
-    "  body TEXT NOT NULL);"
+    "  body TEXT NOT NULL,"
+    "  first_task INTEGER NOT NULL,"   /* its tasks are rowids first_task .. first_task+fanout-1 */
+    "  fanout INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS events_id ON events (id);"
     "CREATE TABLE IF NOT EXISTS tasks ("
     "  id INTEGER PRIMARY KEY,"
@@ -71,7 +73,6 @@ static const char *s_schema =
     "  updated_at INTEGER NOT NULL);"
     "CREATE INDEX IF NOT EXISTS tasks_open ON tasks (channel, id) WHERE state = 0;"
     "CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (channel, id) WHERE state = 2;"
-    "CREATE INDEX IF NOT EXISTS tasks_event ON tasks (event_seq);"
     "CREATE TABLE IF NOT EXISTS attempts ("
     "  task_id INTEGER NOT NULL,"
     "  attempt INTEGER NOT NULL,"
@@ -88,6 +89,8 @@ struct store {
     store_error_t err;              /* class of the last error */
     char errstr[1600];              /* what failed, naming the operation */
     bool in_transaction;
+    int64_t next_task;              /* rowid of the next task: the broker numbers tasks itself */
+    int64_t next_task_at_begin;     /* restored on rollback */
 };
 
 static int
@@ -233,6 +236,17 @@ store_open (const char *path, char *err, size_t errlen)
         }
     }
     sqlite3_finalize (check);
+    sqlite3_stmt *max = NULL;
+    if (sqlite3_prepare_v2 (self->db, "SELECT coalesce(max(id), 0) + 1 FROM tasks", -1, &max, NULL)
+        != SQLITE_OK || sqlite3_step (max) != SQLITE_ROW) {
+        sqlite3_finalize (max);
+        s_fail (self, "read task numbering");
+        snprintf (err, errlen, "%s", self->errstr);
+        store_destroy (&self);
+        return NULL;
+    }
+    self->next_task = sqlite3_column_int64 (max, 0);
+    sqlite3_finalize (max);
     for (int i = 0; i < S_COUNT; i++) {
         if (sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                 &self->stmt[i], NULL) != SQLITE_OK) {
@@ -277,6 +291,7 @@ store_begin (store_t *self)
     if (s_step_done (self, self->stmt[S_BEGIN], "begin transaction") != 0)
         return -1;
     self->in_transaction = true;
+    self->next_task_at_begin = self->next_task;
     return 0;
 }
 
@@ -294,6 +309,8 @@ store_commit (store_t *self)
         self->err = err;
         memcpy (self->errstr, errstr, sizeof errstr);
     }
+    if (rc != 0)
+        self->next_task = self->next_task_at_begin;
     self->in_transaction = false;
     return rc;
 }
@@ -305,6 +322,8 @@ store_rollback (store_t *self)
         sqlite3_step (self->stmt[S_ROLLBACK]);
         sqlite3_reset (self->stmt[S_ROLLBACK]);
     }
+    if (self->in_transaction)
+        self->next_task = self->next_task_at_begin;
     self->in_transaction = false;
 }
 
@@ -318,6 +337,8 @@ store_insert_event (store_t *self, store_event_t *event)
     sqlite3_bind_text (stmt, 4, event->dedup_key, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 5, event->received_at);
     sqlite3_bind_text (stmt, 6, event->body, (int) event->body_len, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 7, self->next_task);
+    sqlite3_bind_int (stmt, 8, event->fanout);
     if (s_step_done (self, stmt, "insert event") != 0)
         return -1;
     if (sqlite3_changes (self->db) == 1) {
@@ -350,9 +371,10 @@ store_insert_task (store_t *self, int64_t event_seq, const char *channel, const 
     sqlite3_bind_int64 (stmt, 2, event_seq);
     sqlite3_bind_text (stmt, 3, channel, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 4, now);
+    sqlite3_bind_int64 (stmt, 5, self->next_task);
     if (s_step_done (self, stmt, "insert task") != 0)
         return -1;
-    *rowid = sqlite3_last_insert_rowid (self->db);
+    *rowid = self->next_task++;
     return 0;
 }
 
@@ -490,24 +512,52 @@ store_prune (store_t *self, int64_t cutoff, int limit)
 {
     /*  Old events whose every task is done: their idempotency window is
         over and nothing is left to deliver. Dead tasks keep their event. */
-    char sql[512];
-    snprintf (sql, sizeof sql,
-        "CREATE TEMP TABLE IF NOT EXISTS prune (seq INTEGER PRIMARY KEY);"
-        "DELETE FROM prune;"
-        "INSERT INTO prune SELECT seq FROM events e WHERE received_at < %lld"
-        " AND NOT EXISTS (SELECT 1 FROM tasks t WHERE t.event_seq = e.seq AND t.state <> 1)"
-        " ORDER BY seq LIMIT %d;"
-        "DELETE FROM tasks WHERE event_seq IN (SELECT seq FROM prune);"
-        "DELETE FROM events WHERE seq IN (SELECT seq FROM prune);",
-        (long long) cutoff, limit);
-    if (store_begin (self) != 0)
-        return -1;
-    if (s_exec (self, sql, "prune old events") != 0) {
-        store_rollback (self);
-        return -1;
+    sqlite3_stmt *old = NULL, *open = NULL, *del_tasks = NULL, *del_event = NULL;
+    int deleted = 0;
+    if (sqlite3_prepare_v2 (self->db, "SELECT seq, first_task, fanout FROM events"
+                            " WHERE received_at < ?1 ORDER BY seq LIMIT ?2", -1, &old, NULL) != SQLITE_OK
+    ||  sqlite3_prepare_v2 (self->db, "SELECT count(*) FROM tasks WHERE id >= ?1 AND id < ?1 + ?2"
+                            " AND state <> 1", -1, &open, NULL) != SQLITE_OK
+    ||  sqlite3_prepare_v2 (self->db, "DELETE FROM tasks WHERE id >= ?1 AND id < ?1 + ?2", -1,
+                            &del_tasks, NULL) != SQLITE_OK
+    ||  sqlite3_prepare_v2 (self->db, "DELETE FROM events WHERE seq = ?1", -1, &del_event, NULL)
+        != SQLITE_OK) {
+        deleted = s_fail (self, "prepare prune");
+        goto done;
     }
-    int deleted = sqlite3_changes (self->db);
+    if (store_begin (self) != 0) {
+        deleted = -1;
+        goto done;
+    }
+    sqlite3_bind_int64 (old, 1, cutoff);
+    sqlite3_bind_int (old, 2, limit);
+    while (sqlite3_step (old) == SQLITE_ROW) {
+        int64_t seq = sqlite3_column_int64 (old, 0);
+        int64_t first = sqlite3_column_int64 (old, 1);
+        int fanout = sqlite3_column_int (old, 2);
+        sqlite3_bind_int64 (open, 1, first);
+        sqlite3_bind_int (open, 2, fanout);
+        bool finished = sqlite3_step (open) == SQLITE_ROW && sqlite3_column_int64 (open, 0) == 0;
+        sqlite3_reset (open);
+        if (!finished)
+            continue;
+        sqlite3_bind_int64 (del_tasks, 1, first);
+        sqlite3_bind_int (del_tasks, 2, fanout);
+        sqlite3_bind_int64 (del_event, 1, seq);
+        if (s_step_done (self, del_tasks, "prune tasks") != 0
+        ||  s_step_done (self, del_event, "prune event") != 0) {
+            store_rollback (self);
+            deleted = -1;
+            goto done;
+        }
+        deleted++;
+    }
     if (store_commit (self) != 0)
-        return -1;
+        deleted = -1;
+done:
+    sqlite3_finalize (old);
+    sqlite3_finalize (open);
+    sqlite3_finalize (del_tasks);
+    sqlite3_finalize (del_event);
     return deleted;
 }

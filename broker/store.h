@@ -3,7 +3,7 @@
     only after the write-ahead log is fsynced. One writer (the broker loop).
 
     Tables (inspect with the sqlite3 shell):
-      events(seq, id, source, type, dedup_key UNIQUE, received_at, body)
+      events(seq, id, source, type, dedup_key UNIQUE, received_at, body, first_task, fanout)
       tasks(id, key, event_seq, channel, state, attempts, not_before, last_error, updated_at)
       attempts(task_id, attempt, at, outcome, error)       -- failed attempts only
     Times are Unix milliseconds. */
@@ -40,6 +40,7 @@ typedef struct {
     const char *body;
     size_t body_len;
     int64_t received_at;
+    int fanout;                 /* tasks the caller inserts right after (store_insert_task) */
     int64_t seq;                /* out */
     bool duplicate;             /* out */
     char existing_id[129];      /* out, when duplicate */
@@ -85,7 +86,9 @@ void
 int
     store_insert_event (store_t *self, store_event_t *event);
 
-/*  Inside a transaction: inserts a pending task, returns its rowid. */
+/*  Inside a transaction: inserts a pending task, returns its rowid. The
+    store numbers tasks itself: after a new (not duplicate) event, insert
+    exactly its `fanout` tasks, so they are rowids first_task.. of the event. */
 int
     store_insert_task (store_t *self, int64_t event_seq, const char *channel,
                        const char *key, int64_t now, int64_t *rowid);

@@ -425,37 +425,78 @@ s_dead_act (const char *cmd, const s_options_t *options, const char *verb,
     return 0;
 }
 
+static int
+s_dead_run (const char *sub, int count, char **args);
+
+//  Index of the subcommand word in argv (options may come before it, as in
+//  `herald dead -c FILE list`), or -1.
+static int
+s_find_subcommand (int argc, char **argv)
+{
+    static const char *takes_value[] = {
+        "-c", "--config", "-e", "--endpoint", "--timeout", "--channel", "--limit", NULL
+    };
+    for (int i = 1; i < argc; i++) {
+        const char *arg = argv[i];
+        if (arg[0] != '-' || arg[1] == '\0')
+            return i;
+        for (int k = 0; takes_value[k]; k++)
+            if (strcmp (arg, takes_value[k]) == 0)
+                i++;
+    }
+    return -1;
+}
+
 int
 cli_dead (int argc, char **argv)
 {
-    if (argc < 2)
+    int at = s_find_subcommand (argc, argv);
+    if (at < 0) {
+        for (int i = 1; i < argc; i++) {
+            if (strcmp (argv[i], "--help") == 0 || strcmp (argv[i], "-h") == 0) {
+                s_help_dead (stdout);
+                return 0;
+            }
+            if (strcmp (argv[i], "--version") == 0 || strcmp (argv[i], "-V") == 0)
+                return cli_version ();
+        }
         return cli_usage_error ("dead", "missing the subcommand: list, show, retry or purge");
-    const char *sub = argv[1];
-    if (strcmp (sub, "--help") == 0 || strcmp (sub, "-h") == 0) {
-        s_help_dead (stdout);
-        return 0;
     }
-    if (strcmp (sub, "--version") == 0 || strcmp (sub, "-V") == 0)
-        return cli_version ();
+    //  The subcommand's own argv: its name, then every other argument in order
+    char **args = calloc ((size_t) argc + 1, sizeof *args);
+    if (!args)
+        return cli_fail ("dead", EX_OSERR, "out of memory");
+    int count = 0;
+    args[count++] = argv[at];
+    for (int i = 1; i < argc; i++)
+        if (i != at)
+            args[count++] = argv[i];
+    int rc = s_dead_run (argv[at], count, args);
+    free (args);
+    return rc;
+}
+
+static int
+s_dead_run (const char *sub, int count, char **args)
+{
     s_options_t options;
     int rc;
     if (strcmp (sub, "list") == 0) {
-        rc = s_parse ("dead list", argc - 1, argv + 1, S_ALLOW_CHANNEL | S_ALLOW_LIMIT,
+        rc = s_parse ("dead list", count, args, S_ALLOW_CHANNEL | S_ALLOW_LIMIT,
                       s_help_dead, &options);
         return rc >= 0? rc: s_dead_list ("dead list", &options);
     }
     if (strcmp (sub, "show") == 0) {
-        rc = s_parse ("dead show", argc - 1, argv + 1, S_ALLOW_ID | S_NEED_ID,
-                      s_help_dead, &options);
+        rc = s_parse ("dead show", count, args, S_ALLOW_ID | S_NEED_ID, s_help_dead, &options);
         return rc >= 0? rc: s_dead_show ("dead show", &options);
     }
     if (strcmp (sub, "retry") == 0) {
-        rc = s_parse ("dead retry", argc - 1, argv + 1, S_ALLOW_ID | S_ALLOW_CHANNEL | S_ALLOW_ALL,
+        rc = s_parse ("dead retry", count, args, S_ALLOW_ID | S_ALLOW_CHANNEL | S_ALLOW_ALL,
                       s_help_dead, &options);
         return rc >= 0? rc: s_dead_act ("dead retry", &options, "dead.retry", "retried", "retried");
     }
     if (strcmp (sub, "purge") == 0) {
-        rc = s_parse ("dead purge", argc - 1, argv + 1, S_ALLOW_ID | S_ALLOW_CHANNEL | S_ALLOW_ALL,
+        rc = s_parse ("dead purge", count, args, S_ALLOW_ID | S_ALLOW_CHANNEL | S_ALLOW_ALL,
                       s_help_dead, &options);
         return rc >= 0? rc: s_dead_act ("dead purge", &options, "dead.purge", "purged", "purged");
     }

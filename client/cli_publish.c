@@ -68,7 +68,7 @@ s_help (FILE *out)
         "inputs and a summary at the end. Publishing again after a timeout is safe: events\n"
         "are idempotent (same source and id, or the type's key field).\n"
         "\n"
-        "Exit status: 0 every event ACKed; 64 usage; 65 a NACK 4xx or invalid JSON;\n"
+        "Exit status: 0 every event ACKed; 64 usage; 65 a NACK 4xx, invalid JSON or no input;\n"
         "69 broker unreachable; 75 timeout or busy/storage NACK (publish again); 78 config.\n",
         S_DEFAULT_TIMEOUT, S_DEFAULT_WINDOW, S_MAX_WINDOW);
 }
@@ -414,6 +414,7 @@ s_expire (s_run_t *self, int64_t now)
 static void
 s_flush (s_run_t *self)
 {
+    bool printed = false;
     while (self->tail < self->head) {
         s_slot_t *slot = s_slot (self, self->tail);
         if (slot->state == S_SLOT_SENT)
@@ -429,9 +430,12 @@ s_flush (s_run_t *self)
             }
             else
                 puts (slot->event_id);
+            printed = true;
         }
         self->tail++;
     }
+    if (printed)
+        fflush (stdout);        //  a reader of a long stream sees ids as they come
 }
 
 static void
@@ -486,7 +490,7 @@ s_publish_lines (const s_options_t *options, const char *endpoint, size_t line_c
     if (strcmp (options->file, "-") != 0) {
         run.reader.fd = open (options->file, O_RDONLY | O_CLOEXEC);
         if (run.reader.fd < 0)
-            return cli_fail (S_CMD, EX_NOINPUT, "cannot open %s: %s", options->file, strerror (errno));
+            return cli_fail (S_CMD, EX_DATAERR, "cannot open %s: %s", options->file, strerror (errno));
     }
     run.reader.line = malloc (line_cap + 1);
     run.slots = calloc (run.window, sizeof *run.slots);

@@ -114,12 +114,14 @@ static const s_row_t s_schema[] = {
       .fallback = "100000" },
     { .pattern = "broker.max_pending_events", .type = S_INT, S_BROKER (max_pending_events), .min = 1, .max = 10000000,
       .fallback = "20000" },
-    { .pattern = "broker.hwm", .type = S_INT, S_BROKER (hwm), .min = 0, .max = 10000000, .fallback = "100000" },
+    { .pattern = "broker.hwm", .type = S_INT, S_BROKER (hwm), .min = 0, .max = 10000000, .fallback = "10000" },
 
     { .pattern = "channels", .type = S_DICT },
     { .pattern = "channels.*", .type = S_CHANNEL },
     { .pattern = "channels.*.driver", .type = S_ENUM, S_CHAN (driver), .choices = s_driver_names },
     { .pattern = "channels.*.capacity", .type = S_INT, S_CHAN (capacity), .min = 1, .max = 10000, .fallback = "32" },
+    /*  Issue wording for the http driver: concurrent requests per worker. */
+    { .pattern = "channels.*.concurrency", .type = S_INT, S_CHAN (capacity), .min = 1, .max = 10000 },
     { .pattern = "channels.*.retry", .type = S_MAP },
     { .pattern = "channels.*.retry.max_attempts", .type = S_INT, S_CHAN (max_attempts), .min = 1, .max = 1000,
       .fallback = "8" },

@@ -66,7 +66,7 @@ typedef struct {
 typedef struct {
     char name[HERALD_NAME_MAX];     /* channel name, e.g. "email" */
     herald_driver_kind_t driver;
-    int capacity;                   /* credit each worker announces (concurrent tasks), default 32 */
+    int capacity;                   /* credit each worker announces (concurrent tasks), default 32; YAML capacity or concurrency */
     /* retry policy, owned by the broker */
     int max_attempts;               /* default 8; then the task is dead */
     int64_t backoff_min_ms;         /* first retry delay cap, default 500ms */
@@ -104,7 +104,7 @@ typedef struct {
     int64_t shutdown_timeout_ms;    /* graceful stop budget on SIGTERM, default 10s */
     int queue_window;               /* tasks per channel held in memory, default 100000 */
     int max_pending_events;         /* received but not yet committed; above: NACK 503 busy, default 20000 */
-    int hwm;                        /* ZeroMQ send/receive high-water marks, default 100000 */
+    int hwm;                        /* ZeroMQ send/receive high-water marks per peer, default 10000 */
 } herald_broker_config_t;
 
 typedef struct {

@@ -16,7 +16,14 @@ if [ "${HERALD_SKIP_SANITIZE:-0}" != "1" ]; then
   echo "== sanitizer build (ASan + UBSan)"
   BUILD_DIR="$root/build-asan" "$root/scripts/build.sh" -DHERALD_SANITIZE=ON
   echo "== tests (sanitizer build)"
+  # Criterion keeps a test's exit status even when LeakSanitizer reports at
+  # exit, so the whole output is also searched for sanitizer reports.
   ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-    ctest --test-dir "$root/build-asan" --output-on-failure -j2 --timeout 900
+    ctest --test-dir "$root/build-asan" --output-on-failure -j2 --timeout 900 \
+          --output-log "$root/build-asan/ctest-output.log"
+  if grep -E -n 'ERROR: (AddressSanitizer|LeakSanitizer)|runtime error:' "$root/build-asan/ctest-output.log"; then
+    echo "== sanitizer reports found (see $root/build-asan/ctest-output.log)" >&2
+    exit 1
+  fi
 fi
 echo "== all tests passed"

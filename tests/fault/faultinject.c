@@ -8,7 +8,9 @@
 
     HERALD_FAULT_FSYNC_BLOCK=F     fsync/fdatasync while F exists: create
     HERALD_FAULT_FSYNC_REACHED=R   R (once per blocked call), then wait until
-                                   F is removed, then do the real call
+                                   F is removed, then do the real call; if F
+                                   holds "dir" or "file", only fsyncs of a
+                                   directory or of a regular file block
     HERALD_FAULT_FSYNC_FAIL=F      fsync/fdatasync while F exists: -1 EIO,
                                    without calling the real one
     HERALD_FAULT_FSYNC_MATCH=S     the two above only for descriptors whose
@@ -114,12 +116,15 @@ s_exists (const char *path)
     return path && stat (path, &st) == 0;
 }
 
-/*  True if fd is a regular file whose path contains match (NULL: any). */
+/*  True if fd is a regular file (or, with dirs, a directory) whose path
+    contains match (NULL: any). */
 static int
-s_fd_matches (int fd, const char *match)
+s_fd_matches_kind (int fd, const char *match, int files, int dirs)
 {
     struct stat st;
-    if (fstat (fd, &st) != 0 || !S_ISREG (st.st_mode))
+    if (fstat (fd, &st) != 0)
+        return 0;
+    if (!(files && S_ISREG (st.st_mode)) && !(dirs && S_ISDIR (st.st_mode)))
         return 0;
     if (!match)
         return 1;
@@ -130,6 +135,29 @@ s_fd_matches (int fd, const char *match)
         return 0;
     path[len] = '\0';
     return strstr (path, match) != NULL;
+}
+
+static int
+s_fd_matches (int fd, const char *match)
+{
+    return s_fd_matches_kind (fd, match, 1, 0);
+}
+
+/*  The kind of descriptor a block file asks to block: its first bytes
+    "dir" or "file", else both. */
+static int
+s_block_applies (int fd)
+{
+    char kind[8] = "";
+    int file = open (s_fsync_block, O_RDONLY | O_CLOEXEC);
+    if (file < 0)
+        return 0;                       /* gone meanwhile: no block */
+    ssize_t len = read (file, kind, sizeof kind - 1);
+    close (file);
+    kind[len > 0? len: 0] = '\0';
+    int dirs = strncmp (kind, "file", 4) != 0;
+    int files = strncmp (kind, "dir", 3) != 0;
+    return s_fd_matches_kind (fd, s_fsync_match, files, dirs);
 }
 
 static void
@@ -155,11 +183,12 @@ s_fsync_fault (int fd)
     if (!s_fsync_block && !s_fsync_fail)
         return 0;
     int saved = errno;
-    if (s_fsync_fail && s_exists (s_fsync_fail) && s_fd_matches (fd, s_fsync_match)) {
+    if (s_fsync_fail && s_exists (s_fsync_fail)
+    &&  s_fd_matches_kind (fd, s_fsync_match, 1, 1)) {
         errno = EIO;
         return -1;
     }
-    if (s_fsync_block && s_exists (s_fsync_block) && s_fd_matches (fd, s_fsync_match)) {
+    if (s_fsync_block && s_block_applies (fd)) {
         if (s_fsync_reached)
             s_touch (s_fsync_reached);
         while (s_exists (s_fsync_block))

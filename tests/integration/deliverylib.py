@@ -42,11 +42,15 @@ def flow(obj):
 class Server:
     """A test server process of deployment h; port read from its port file."""
 
-    def __init__(self, h, name, argv, timeout=15):
+    def __init__(self, h, name, argv, timeout=15, port=0):
         self.h = h
         self.name = name
         self.port_file = os.path.join(h.tmp, "%s.port" % name)
-        self.proc = h.spawn(name, [PYTHON] + argv + ["--port", "0", "--port-file", self.port_file])
+        try:
+            os.unlink(self.port_file)
+        except FileNotFoundError:
+            pass
+        self.proc = h.spawn(name, [PYTHON] + argv + ["--port", str(port), "--port-file", self.port_file])
 
         def ready():
             if not self.proc.alive():
@@ -106,7 +110,10 @@ class Mail:
 
 
 class SmtpServer(Server):
-    def __init__(self, h, name="smtp", tls_cert=None, tls_key=None, implicit_tls=False, auth=None):
+    def __init__(self, h, name="smtp", tls_cert=None, tls_key=None, implicit_tls=False, auth=None,
+                 port=0):
+        """port 0: the OS chooses; a port number: restart on that port
+        (same out_dir when name is the same)."""
         self.out_dir = os.path.join(h.tmp, "%s-mails" % name)
         argv = [os.path.join(SERVERS, "smtp_server.py"), "--out-dir", self.out_dir]
         if tls_cert:
@@ -115,7 +122,7 @@ class SmtpServer(Server):
             argv += ["--implicit-tls"]
         if auth:
             argv += ["--auth", auth]
-        Server.__init__(self, h, name, argv)
+        Server.__init__(self, h, name, argv, port=port)
 
     @property
     def url(self):

@@ -222,19 +222,19 @@ class Producer(threading.Thread):
         self.runs = 0
         self.error = None
         self.proc = None
-        self._stop = threading.Event()      # no new orders
-        self._abort = threading.Event()     # stop everything now
+        self._no_more = threading.Event()      # no new orders
+        self._aborted = threading.Event()     # stop everything now
         self.lock = threading.Lock()
 
     # -- control
 
     def stop(self):
         """No new orders: finish publishing what was started (until ACKed)."""
-        self._stop.set()
+        self._no_more.set()
 
     def abort(self):
-        self._stop.set()
-        self._abort.set()
+        self._no_more.set()
+        self._aborted.set()
         p = self.proc
         if p and p.poll() is None:
             try:
@@ -257,7 +257,7 @@ class Producer(threading.Thread):
         with self.lock:
             while self.retry and len(ids) < self.chunk:
                 ids.append(self.retry.pop(0))
-        while len(ids) < self.chunk and not self._stop.is_set():
+        while len(ids) < self.chunk and not self._no_more.is_set():
             if self.count is not None and self.next_id >= self.first + self.count:
                 break
             ids.append(self.next_id)
@@ -266,12 +266,12 @@ class Producer(threading.Thread):
 
     def run(self):
         try:
-            while not self._abort.is_set():
+            while not self._aborted.is_set():
                 ids = self._take()
                 if not ids:
                     if self.count is not None and self.next_id >= self.first + self.count:
                         break
-                    if self._stop.is_set():
+                    if self._no_more.is_set():
                         break
                     time.sleep(0.01)
                     continue
@@ -296,7 +296,7 @@ class Producer(threading.Thread):
             r.start()
         try:
             for n, oid in enumerate(ids):
-                if self._abort.is_set():
+                if self._aborted.is_set():
                     break
                 p.stdin.write((json.dumps(self.make(oid), separators=(",", ":")) + "\n").encode())
                 if self.rate > 0:
@@ -337,7 +337,7 @@ class Producer(threading.Thread):
                     failed.append(oid)
             self.failures += len(failed)
             self.retry = failed + self.retry
-        if failed and not self._abort.is_set():
+        if failed and not self._aborted.is_set():
             time.sleep(0.05)        # a broker that is restarting: do not spin
 
 

@@ -17,7 +17,8 @@ import signal
 import harness
 
 N1 = 2000
-N2 = 5000
+N2 = 6000
+KILL_AFTER_ACKS = 1000      # phase 2: SIGKILL once the publisher has seen this many ACKs
 
 
 def acked_ids(text):
@@ -69,13 +70,18 @@ def body(t):
     # -- phase 2: kill while publishing and delivering
     path = harness.write_jsonl(os.path.join(h.tmp, "phase2.jsonl"),
                                (harness.order(i) for i in range(N1 + 1, N1 + N2 + 1)))
-    publisher = h.spawn("publish-2", [harness.binary("herald"), "publish", "-c", h.config,
-                                      "--type", harness.EVENT_TYPE, "--file", path, "--json",
-                                      "--timeout", "3000"])
-    harness.wait_until(lambda: h.count("email") > N1 or not publisher.alive(), 30,
-                       "phase 2 deliveries to start", interval=0.002)
+    # stdout line-buffered (stdbuf), so the ACKs appear in the log as they arrive
+    publisher = h.spawn("publish-2", ["stdbuf", "-oL", harness.binary("herald"), "publish",
+                                      "-c", h.config, "--type", harness.EVENT_TYPE,
+                                      "--file", path, "--json", "--timeout", "3000"])
+
+    def acks_seen():
+        with open(publisher.log) as f:
+            return f.read().count('"event_id"') >= KILL_AFTER_ACKS or not publisher.alive()
+    harness.wait_until(acks_seen, 30, "%d phase 2 ACKs" % KILL_AFTER_ACKS, interval=0.002)
     h.kill(broker, signal.SIGKILL)
-    t.note("broker SIGKILLed with %s deliveries" % h.counts())
+    t.note("broker SIGKILLed%s; deliveries %s"
+           % (" (after the publisher ended)" if not publisher.alive() else "", h.counts()))
     rc = h.wait_exit(publisher, timeout=60)
     with open(publisher.log) as f:
         acked2 = acked_ids(f.read())

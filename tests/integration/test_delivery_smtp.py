@@ -14,11 +14,14 @@ Part 1, plaintext relay (tls: none):
   - tempfail recipient (451) -> retried (status shows it retrying), then
     dead after max_attempts with one history row per attempt, 451 text;
   - permfail recipient (550) -> dead after 1 attempt with the 550 text;
-  - `herald status` / `dead list` counts: done 4, dead 3.
+  - `herald status` / `dead list` counts: done 4, dead 3;
+  - relay down: connection refused -> retried, dead after 3 attempts; relay
+    back on the same port, `herald dead retry TASK_ID` -> delivered with
+    Message-ID <TASK_ID@herald>.
 Part 2, STARTTLS (self-signed certificate from `openssl req -x509`):
   - email: tls starttls + ca_file -> delivered over TLS;
   - email_noca: verification on, no ca_file -> no mail, the task retries
-    with a certificate error in last_error;
+    with a certificate error in last_error (status counts it retrying);
   - email_plain: tls starttls against a relay offering no STARTTLS -> no
     mail, retries (never a plaintext fallback).
 """
@@ -146,20 +149,7 @@ def part_plain(t):
     perm = harness.order(302, email="permfail-302@example.com")
     id_temp = dl.publish_one(h, temp)
     id_perm = dl.publish_one(h, perm)
-    # the tempfail task is seen between attempts (retrying) before it is dead
-    seen = {"retrying": False}
-
-    def temp_dead():
-        st = h.channel_status("email")
-        if st.get("retrying", 0) >= 1:
-            seen["retrying"] = True
-        task = dl.task_of(h, id_temp, "email")
-        if task.get("state") == "retrying":
-            seen["retrying"] = True
-        return task if task.get("state") == "dead" else None
-    task_temp = wait_until(temp_dead, 30, lambda: "tempfail task dead: %s" % dl.task_of(h, id_temp, "email"),
-                           interval=0.01)
-    t.check(seen["retrying"], "tempfail: seen retrying (status/track) before dead")
+    task_temp = dl.wait_task(h, id_temp, "email", "dead")
     task_perm = dl.wait_task(h, id_perm, "email", "dead")
     t.check(task_temp.get("attempts") == 3, "tempfail: dead after max_attempts=3 attempts", task_temp)
     shown = dl.dead_show(h, task_temp["task_id"])
@@ -187,6 +177,33 @@ def part_plain(t):
     t.check(sorted(d.get("task_id") for d in dead)
             == sorted([task_rcpt["task_id"], task_temp["task_id"], task_perm["task_id"]]),
             "dead list --channel email: exactly the 3 dead tasks", dead)
+
+    # -- relay down: connection refused is transient; after exhaustion,
+    #    `dead retry` with the relay back delivers the same Message-ID
+    port = smtp.port
+    smtp.stop()
+    down = harness.order(501)
+    id_down = dl.publish_one(h, down)
+    task_down = dl.wait_task(h, id_down, "email", "dead")
+    shown = dl.dead_show(h, task_down["task_id"])
+    hist = shown.get("history", [])
+    t.check([(r.get("attempt"), r.get("outcome", "").lower()) for r in hist] == [(1, "retry"), (2, "retry"), (3, "retry")]
+            and all("onnect" in r.get("error", "") for r in hist),
+            "relay down: 3 RETRY rows with a connection error, then dead", hist)
+    smtp = dl.SmtpServer(h, port=port)
+    r = dl.dead_cmd(h, "retry", task_down["task_id"])
+    t.check(r.returncode == 0, "dead retry TASK_ID exits 0", r.stdout + r.stderr)
+    dl.wait_task(h, id_down, "email", "done")
+    smtp.wait_mails(5)
+    again = [m for m in smtp.mails() if m.rcpt_tos == [down["customer"]["email"]]]
+    t.check(len(again) == 1 and again[0].message_id == "<%s@herald>" % task_down["task_id"],
+            "dead retry: one mail with Message-ID <TASK_ID@herald> (same idempotency key)",
+            [m.message_id for m in again])
+    if again:
+        t.check(str(again[0].msg.get("X-Herald-Task-Id")) == task_down["task_id"],
+                "dead retry: X-Herald-Task-Id is the task id", again[0].msg.get("X-Herald-Task-Id"))
+    st = dl.wait_status(h, "email", done=5, dead=3, pending=0, in_flight=0, retrying=0)
+    t.check(True, "status email after dead retry: done 5, dead 3 (%s)" % st)
     smtp.stop()
 
 
@@ -195,7 +212,7 @@ def part_tls(t):
     cert, key = dl.self_signed_cert(h.tmp)
     tls = dl.SmtpServer(h, name="smtp-tls", tls_cert=cert, tls_key=key)
     plain = dl.SmtpServer(h, name="smtp-plain")
-    retry = {"max_attempts": 50, "backoff": "50ms..300ms"}
+    retry = {"max_attempts": 50, "backoff": "300ms..1s"}
     extra = {
         "email": dl.channel_extra("smtp", dl.smtp_settings(tls, tls="starttls", ca_file=cert), **retry),
         "email_noca": dl.channel_extra("smtp", dl.smtp_settings(tls, tls="starttls"), **retry),
@@ -239,6 +256,10 @@ def part_tls(t):
         t.check(c.get("done") == 0 and c.get("dead") == 0
                 and c.get("retrying", 0) + c.get("pending", 0) + c.get("in_flight", 0) == 1,
                 "status %s: the task is still being retried, not done, not dead" % ch, c)
+    # between two attempts, status counts the task as retrying
+    wait_until(lambda: h.channel_status("email_noca").get("retrying") == 1, 20,
+               lambda: "status email_noca retrying 1: %s" % h.channel_status("email_noca"))
+    t.check(True, "status email_noca shows the task retrying between attempts")
     # the failing channels still deliver nothing after more attempts
     dl.wait_task(h, eid, "email_noca", ("retrying", "pending", "in_flight"), attempts=4)
     t.check(len(tls.mails()) == 1 and plain.mail_count() == 0,

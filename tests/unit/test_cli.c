@@ -212,7 +212,7 @@ Test (cli, check_config)
 }
 
 //  ---------------------------------------------------------------------
-//  Fake broker: ACKs publishes as "ev-CORR", except events holding "bad"
+//  Fake broker: ACKs publishes as "ev-CORR", except events holding "reject"
 //  (NACK 422), "busy" (NACK 503) or "silent" (no answer). Admin: status,
 //  and 404 for everything else.
 
@@ -259,7 +259,7 @@ s_answer (fake_broker_t *self, hp_str_t identity, const hp_msg_t *msg)
     if (s_contains (msg->body, "silent"))
         return;
     else
-    if (s_contains (msg->body, "bad")) {
+    if (s_contains (msg->body, "reject")) {
         out.command = HP_NACK;
         out.code = 422;
         out.text = hp_str ("data.bad: not allowed");
@@ -351,7 +351,7 @@ Test (cli, publish_one_event)
     cr_expect_not_null (strstr (run->err, "duplicate"), "%s", run->err);
     free (run);
 
-    run = s_run (NULL, NULL, "publish", "-e", ep, "--type", "t", "--data", "{\"bad\":1}", NULL);
+    run = s_run (NULL, NULL, "publish", "-e", ep, "--type", "t", "--data", "{\"reject\":1}", NULL);
     EXPECT_RUN (run, 65, err, "NACK 422 invalid-event: data.bad: not allowed");
     free (run);
 
@@ -390,7 +390,7 @@ Test (cli, publish_lines)
              "{\"order_id\":\"1\"}\n"
              "\n"
              "{\"order_id\": oops}\n"
-             "{\"order_id\":\"2\",\"bad\":true}\n"
+             "{\"order_id\":\"2\",\"reject\":true}\n"
              "{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"s\",\"data\":{\"order_id\":\"3\"}}\n"
              "{\"order_id\":\"4\"}");
     run_t *run = s_run (NULL, NULL, "publish", "-e", broker->endpoint, "--type", "t",
@@ -452,6 +452,11 @@ Test (cli, admin_commands)
 
     run = s_run (NULL, NULL, "dead", "show", "T-1", "-e", ep, NULL);
     EXPECT_RUN (run, 65, err, "no dead task T-1");
+    free (run);
+
+    //  options may come before the subcommand word
+    run = s_run (NULL, NULL, "dead", "-e", ep, "--timeout", "2000", "show", "T-2", NULL);
+    EXPECT_RUN (run, 65, err, "no dead task T-2");
     free (run);
 
     run = s_run (NULL, NULL, "track", "E-1", "-e", ep, NULL);

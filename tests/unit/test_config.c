@@ -160,7 +160,7 @@ Test (config, defaults)
     cr_assert_eq (s_cfg.broker.shutdown_timeout_ms, 10000);
     cr_assert_eq (s_cfg.broker.queue_window, 100000);
     cr_assert_eq (s_cfg.broker.max_pending_events, 20000);
-    cr_assert_eq (s_cfg.broker.hwm, 100000);
+    cr_assert_eq (s_cfg.broker.hwm, 10000);
     cr_assert_eq (s_cfg.channel_count, 0);
     cr_assert_eq (s_cfg.event_count, 0);
     cr_assert_eq (s_cfg.path[0], '\0');

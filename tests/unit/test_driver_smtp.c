@@ -401,6 +401,34 @@ Test (driver_smtp, line_breaks_in_event_data_cannot_add_a_header)
     hd_smtp_ops.close (&driver);
 }
 
+Test (driver_smtp, a_lone_dot_in_event_data_cannot_end_the_message)
+{
+    int port = s_start_server (NULL);
+    herald_channel_t channel;
+    s_channel (&channel, port, HERALD_TLS_NONE);
+    s_outcome_t outcome;
+    void *driver = s_open (&channel, &outcome);
+    char *event = s_event ("Ada", "ada@example.com",
+                           "one\n.\nRCPT TO:<evil@example.com>\r\n.\r\nbare\rcr end");
+    s_outcome_t result = s_deliver (driver, &outcome, "task-dot", 1, event);
+    free (event);
+    cr_assert_eq (result.result.outcome, HD_DONE, "%s", result.result.text);
+    char *mail = s_mail (1);
+    s_part_t parts [4];
+    int count = s_parts (mail, parts, 4);
+    cr_assert_eq (count, 2);
+    cr_assert (strstr (parts [0].body,
+               "Note: one\r\n.\r\nRCPT TO:<evil@example.com>\r\n.\r\nbare\rcr end\r\n"),
+               "text part: %s", parts [0].body);
+    s_parts_free (parts, count);
+    free (mail);
+    json_t *side = s_sidecar (1);
+    cr_assert_eq (json_array_size (json_object_get (side, "rcpt_tos")), 1);
+    json_decref (side);
+    cr_assert_not (s_mail_exists (2));
+    hd_smtp_ops.close (&driver);
+}
+
 Test (driver_smtp, line_breaks_in_the_recipient_fail_the_task)
 {
     int port = s_start_server (NULL);

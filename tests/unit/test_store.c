@@ -39,15 +39,23 @@ open_store (void)
 }
 
 static int64_t
-insert (store_t *store, const char *id, const char *key, bool *duplicate, char *existing)
+insert_fanout (store_t *store, const char *id, const char *key, int fanout, bool *duplicate,
+               char *existing)
 {
     store_event_t ev = { .id = id, .source = "shop", .type = "order.confirmed", .dedup_key = key,
-                         .body = "{\"id\":\"x\"}", .body_len = 10, .received_at = 1000 };
+                         .body = "{\"id\":\"x\"}", .body_len = 10, .received_at = 1000,
+                         .fanout = fanout };
     cr_assert_eq (store_insert_event (store, &ev), 0, "%s", store_errstr (store));
     *duplicate = ev.duplicate;
     if (existing)
         snprintf (existing, 129, "%s", ev.existing_id);
     return ev.seq;
+}
+
+static int64_t
+insert (store_t *store, const char *id, const char *key, bool *duplicate, char *existing)
+{
+    return insert_fanout (store, id, key, 0, duplicate, existing);
 }
 
 typedef struct {
@@ -76,7 +84,7 @@ Test (store, committed_tasks_survive_reopen)
     store_t *store = open_store ();
     bool dup;
     cr_assert_eq (store_begin (store), 0);
-    int64_t seq = insert (store, "e1", "k1", &dup, NULL);
+    int64_t seq = insert_fanout (store, "e1", "k1", 2, &dup, NULL);
     cr_assert_not (dup);
     int64_t r1, r2;
     cr_assert_eq (store_insert_task (store, seq, "email", "u1.email", 1000, &r1), 0);
@@ -214,10 +222,10 @@ Test (store, prune_keeps_unfinished_work)
     store_t *store = open_store ();
     bool dup;
     store_begin (store);
-    int64_t old_done = insert (store, "e1", "k1", &dup, NULL);
-    int64_t old_open = insert (store, "e2", "k2", &dup, NULL);
     int64_t r1, r2;
+    int64_t old_done = insert_fanout (store, "e1", "k1", 1, &dup, NULL);
     store_insert_task (store, old_done, "email", "a.email", 1000, &r1);
+    int64_t old_open = insert_fanout (store, "e2", "k2", 1, &dup, NULL);
     store_insert_task (store, old_open, "email", "b.email", 1000, &r2);
     store_task_done (store, r1, 1, 1000);
     cr_assert_eq (store_commit (store), 0);
@@ -229,5 +237,36 @@ Test (store, prune_keeps_unfinished_work)
     insert (store, "e4", "k2", &dup, NULL);
     cr_assert (dup);
     store_commit (store);
+    store_destroy (&store);
+}
+
+Test (store, rollback_restores_task_numbering)
+{
+    store_t *store = open_store ();
+    bool dup;
+    int64_t r1, r2, r3;
+    store_begin (store);
+    int64_t seq = insert_fanout (store, "e1", "k1", 1, &dup, NULL);
+    store_insert_task (store, seq, "email", "a.email", 1000, &r1);
+    cr_assert_eq (store_commit (store), 0);
+    store_begin (store);
+    seq = insert_fanout (store, "e2", "k2", 1, &dup, NULL);
+    store_insert_task (store, seq, "email", "b.email", 1000, &r2);
+    store_rollback (store);
+    store_begin (store);
+    seq = insert_fanout (store, "e3", "k3", 1, &dup, NULL);
+    store_insert_task (store, seq, "email", "c.email", 1000, &r3);
+    cr_assert_eq (store_commit (store), 0);
+    cr_assert_eq (r2, r1 + 1);
+    cr_assert_eq (r3, r1 + 1, "the rolled-back number is reused");
+    store_destroy (&store);
+    /*  Numbering continues after a reopen. */
+    store = open_store ();
+    store_begin (store);
+    seq = insert_fanout (store, "e4", "k4", 1, &dup, NULL);
+    int64_t r4;
+    store_insert_task (store, seq, "email", "d.email", 1000, &r4);
+    cr_assert_eq (store_commit (store), 0);
+    cr_assert_eq (r4, r3 + 1);
     store_destroy (&store);
 }
