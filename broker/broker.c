@@ -43,12 +43,6 @@ broker_send (void *socket, const char *identity, size_t identity_len, const hp_m
     return hw_send (socket, hp_strn (identity, identity_len), msg, ZMQ_DONTWAIT);
 }
 
-/*  Replies to producers: a full pipe (EAGAIN) parks the reply in the outbox
-    for a later turn, so no ACK is ever silently dropped; a departed peer
-    (EHOSTUNREACH) cannot be answered and will publish again. */
-
-
-
 /*  Outcomes waiting for the commit. */
 
 static outcome_t *
@@ -262,14 +256,6 @@ s_drain_workers (broker_t *self, int64_t now)
             break;
     }
 }
-
-
-
-
-
-/*  After the commit: ACK each event and queue its tasks for delivery. */
-
-
 
 
 

@@ -29,6 +29,9 @@ broker_make_uid (broker_t *self, char out[33])
               (unsigned long long) (r1 & 0xffff), (unsigned long long) r2);
 }
 
+/*  Replies to producers: a full pipe (EAGAIN) parks the reply in the outbox
+    for a later turn, so no ACK is ever silently dropped; a departed peer
+    (EHOSTUNREACH) cannot be answered and will publish again. */
 static void
 s_reply_producer (broker_t *self, const char *identity, size_t identity_len, const hp_msg_t *msg)
 {
@@ -218,6 +221,7 @@ s_write_batch (broker_t *self, int64_t wall)
     return 0;
 }
 
+/*  After the commit: ACK each event and queue its tasks for delivery. */
 static void
 s_acknowledge (broker_t *self, int64_t now)
 {
