@@ -210,7 +210,7 @@ s_check_string (s_kind_t kind, const char *name, size_t index,
         return -1;
     }
     if (len > max) {
-        char what[64];
+        char what[96];
         snprintf (what, sizeof what, "too long (%zu octets, max %zu)", len, max);
         s_fail (err, HP_CODE_BAD_REQUEST, index, name, what);
         return -1;

@@ -244,8 +244,29 @@ s_render (const char *tmpl, const json_t *envelope, hd_escape_t mode, s_buf_t *b
             snprintf (err, errlen, "unclosed {{ at offset %zu", (size_t) (open - tmpl));
             return -1;
         }
+        /*  {{ path | "fallback" }}: the fallback text stands in for a
+            missing or null field; without one a missing field is an error. */
+        const char *bar = memchr (open + 2, '|', (size_t) (close - open - 2));
+        const char *fallback = NULL;
+        size_t fallback_len = 0;
+        if (bar) {
+            const char *quote = bar + 1;
+            while (quote < close && *quote == ' ')
+                quote++;
+            const char *end = close;
+            while (end > quote && end[-1] == ' ')
+                end--;
+            if (end - quote < 2 || *quote != '"' || end[-1] != '"'
+            ||  memchr (quote + 1, '"', (size_t) (end - quote - 2))) {
+                snprintf (err, errlen, "{{ at offset %zu: a fallback is a \"quoted text\" after |",
+                          (size_t) (open - tmpl));
+                return -1;
+            }
+            fallback = quote + 1;
+            fallback_len = (size_t) (end - quote - 2);
+        }
         char path [S_PATH_MAX];
-        if (s_parse_path (open + 2, close, path, sizeof path)) {
+        if (s_parse_path (open + 2, bar ? bar : close, path, sizeof path)) {
             int shown = (int) (close - open - 2);
             snprintf (err, errlen, "{{%.*s}} at offset %zu: not a field path",
                       shown > 100 ? 100 : shown, open + 2, (size_t) (open - tmpl));
@@ -253,6 +274,17 @@ s_render (const char *tmpl, const json_t *envelope, hd_escape_t mode, s_buf_t *b
         }
         if (envelope) {
             const json_t *value = hd_template_lookup (envelope, path);
+            if (fallback && (!value || json_is_null (value))) {
+                json_t *text = json_stringn (fallback, fallback_len);
+                int rc = text ? s_append_value (buf, text, mode) : -1;
+                json_decref (text);
+                if (rc) {
+                    snprintf (err, errlen, "out of memory");
+                    return -1;
+                }
+                cursor = close + 2;
+                continue;
+            }
             if (!value) {
                 snprintf (err, errlen, "{{%.200s}}: no such field in the event", path);
                 return -1;

@@ -20,8 +20,10 @@ typedef enum {
 /*  Renders tmpl with values looked up in envelope ({{data.customer.email}},
     {{id}}, {{data.items.0.sku}}). Strings are inserted as their text, numbers
     and booleans as JSON text, null as "" (JSON mode: null), objects and arrays
-    as compact JSON. Returns the text (caller frees), or NULL with err naming
-    the problem: "{{data.x}}: no such field in the event", "unclosed {{ at offset 17". */
+    as compact JSON. {{path | "text"}} inserts text when the field is missing
+    or null; without a fallback a missing field is an error. Returns the text
+    (caller frees), or NULL with err naming the problem: "{{data.x}}: no such
+    field in the event", "unclosed {{ at offset 17". */
 char *
     hd_template_render (const char *tmpl, const json_t *envelope, hd_escape_t mode,
                         char *err, size_t errlen);

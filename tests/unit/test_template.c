@@ -223,3 +223,23 @@ Test (template, one_line_texts_are_valid_utf8)
     hd_text_one_line (surrogate);
     cr_assert_str_eq (surrogate, "??? ???? \xf0\x9f\x98\x80");
 }
+
+Test (template, fallback_for_missing_or_null_fields)
+{
+    json_t *event = json_loads ("{\"data\": {\"name\": null, \"city\": \"Paris\"}}", 0, NULL);
+    char err[256] = "";
+    char *text = hd_template_render ("Hi {{data.name | \"there\"}} from {{ data.city | \"?\" }},"
+                                     " {{data.zip | \"\"}}.", event, HD_ESCAPE_NONE, err, sizeof err);
+    cr_assert_not_null (text, "%s", err);
+    cr_assert_str_eq (text, "Hi there from Paris, .");
+    free (text);
+    text = hd_template_render ("<b>{{data.zip | \"<none>\"}}</b>", event, HD_ESCAPE_HTML, err, sizeof err);
+    cr_assert_str_eq (text, "<b>&lt;none&gt;</b>", "a fallback is escaped like a value");
+    free (text);
+    text = hd_template_render ("{\"zip\": {{data.zip | \"n/a\"}}}", event, HD_ESCAPE_JSON, err, sizeof err);
+    cr_assert_str_eq (text, "{\"zip\": \"n/a\"}");
+    free (text);
+    cr_assert_null (hd_template_render ("{{data.zip | n/a}}", event, HD_ESCAPE_NONE, err, sizeof err));
+    cr_assert (strstr (err, "fallback"), "%s", err);
+    json_decref (event);
+}
