@@ -112,8 +112,9 @@ class Mail:
 class SmtpServer(Server):
     def __init__(self, h, name="smtp", tls_cert=None, tls_key=None, implicit_tls=False, auth=None,
                  port=0):
-        """port 0: the OS chooses; a port number: restart on that port
-        (same out_dir when name is the same)."""
+        """port 0: the OS chooses; a port number: restart on that port.
+        Give a restarted server another name: the server numbers its mails
+        from 1 and would overwrite the first server's files."""
         self.out_dir = os.path.join(h.tmp, "%s-mails" % name)
         argv = [os.path.join(SERVERS, "smtp_server.py"), "--out-dir", self.out_dir]
         if tls_cert:

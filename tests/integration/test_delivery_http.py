@@ -204,9 +204,14 @@ def part_main(t):
     if len(reqs) == 2:
         gap = reqs[1]["time"] - reqs[0]["time"]
         t.check(0.9 <= gap < 3.5, "hang: the retry came %.2fs after the hung request (timeout 1s)" % gap, gap)
-    t.check("Timeout" in (task.get("last_error") or "") or "Timeout" in (done.get("last_error") or ""),
-            "hang: the error says Timeout", (task, done))
-    t.note("hang error: %s" % (task.get("last_error") or done.get("last_error")))
+    # the broker's last_error (track) and the worker's log line for attempt 1
+    tracked = task.get("last_error") or done.get("last_error") or ""
+    t.check(tracked == "" or "Timeout" in tracked, "hang: track's last_error says Timeout", (task, done))
+    logged = [l for p in h.procs if p.name == "worker-inventory" for l in open(p.log, errors="replace")
+              if done.get("task_id", "?") in l and "attempt=1 " in l and "outcome=retry" in l]
+    t.check(len(logged) == 1 and "Timeout" in logged[0],
+            "hang: the worker reported attempt 1 as RETRY with a Timeout error", logged)
+    t.note("hang error: %s" % (tracked or logged))
     srv.stop()
 
 
