@@ -110,6 +110,23 @@ s_publish (broker_t *self, const hw_msg_t *in, const hp_msg_t *msg)
                 pending->check.reason);
         return;
     }
+    /*  Overload: a channel whose backlog reached the cap refuses new work
+        (retryable) rather than letting the store grow without bound. */
+    int cap = self->config->broker.max_pending_events;
+    if (cap > 0) {
+        const herald_event_type_t *type = &self->config->events[pending->check.type_index];
+        for (int f = 0; f < type->fanout_count; f++) {
+            int c = type->fanout[f];
+            if (self->stats[c].open >= cap) {
+                char reason[200];
+                snprintf (reason, sizeof reason, "busy: channel %s has %lld tasks waiting "
+                          "(broker.max_pending_events %d); publish again later",
+                          self->config->channels[c].name, (long long) self->stats[c].open, cap);
+                s_nack (self, in->identity.ptr, in->identity.len, msg->corr, HP_CODE_BUSY, reason);
+                return;
+            }
+        }
+    }
     pending->event = blob_new (msg->body.ptr, msg->body.len);
     if (!pending->event) {
         s_nack (self, in->identity.ptr, in->identity.len, msg->corr, HP_CODE_BUSY,

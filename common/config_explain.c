@@ -123,7 +123,7 @@ herald_config_explain (const herald_config_t *self)
     s_text_add (&out, "  producers  %s\n  workers    %s\n  admin      %s\n",
                 b->producers, b->workers, b->admin);
     s_text_add (&out, "  store      %s\n", b->store);
-    s_text_add (&out, "  limits     events up to %s, %d per commit, %d pending before busy, "
+    s_text_add (&out, "  limits     events up to %s, %d per commit, busy above %d undelivered tasks per channel, "
                 "%d tasks per channel in memory, hwm %d\n",
                 config_format_size (b->max_event_bytes, a, sizeof a), b->batch_max,
                 b->max_pending_events, b->queue_window, b->hwm);

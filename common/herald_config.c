@@ -112,8 +112,8 @@ static const s_row_t s_schema[] = {
       .max = S_MS_HOUR, .fallback = "10s" },
     { .pattern = "broker.queue_window", .type = S_INT, S_BROKER (queue_window), .min = 100, .max = 10000000,
       .fallback = "100000" },
-    { .pattern = "broker.max_pending_events", .type = S_INT, S_BROKER (max_pending_events), .min = 1, .max = 10000000,
-      .fallback = "20000" },
+    { .pattern = "broker.max_pending_events", .type = S_INT, S_BROKER (max_pending_events), .min = 0, .max = 1000000000,
+      .fallback = "1000000" },
     { .pattern = "broker.hwm", .type = S_INT, S_BROKER (hwm), .min = 0, .max = 10000000, .fallback = "10000" },
 
     { .pattern = "channels", .type = S_DICT },

@@ -103,7 +103,7 @@ typedef struct {
     int heartbeat_liveness;         /* missed heartbeats before a peer is dead, default 3 */
     int64_t shutdown_timeout_ms;    /* graceful stop budget on SIGTERM, default 10s */
     int queue_window;               /* tasks per channel held in memory, default 100000 */
-    int max_pending_events;         /* received but not yet committed; above: NACK 503 busy, default 20000 */
+    int max_pending_events;         /* undelivered tasks a channel may hold; above: NACK 503 busy, default 1000000, 0 = no limit */
     int hwm;                        /* ZeroMQ send/receive high-water marks per peer, default 10000 */
 } herald_broker_config_t;
 

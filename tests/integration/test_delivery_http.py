@@ -187,6 +187,52 @@ def part_main(t):
     st = dl.wait_status(h, "inventory", dead=1, done=5, retrying=0, in_flight=0, pending=0)
     t.check(True, "status inventory after retry and purge: done 5, dead 1 %s" % st)
 
+    # -- a redirect is not followed (follow_redirects defaults to false): FAILED
+    srv.control(mode="redirect", times=1)
+    eid = dl.publish_one(h, harness.order(1010))
+    red = dl.wait_task(h, eid, "inventory", "dead")
+    t.check(red.get("attempts") == 1 and "302" in red.get("last_error", "")
+            and "not followed" in red.get("last_error", ""),
+            "302: dead after 1 attempt, redirect not followed", red)
+    t.check(srv.requests("/redirected") == [], "302: the redirect target was never requested")
+
+    # -- 503 with Retry-After is throttling, 503 without it a plain retry
+    srv.control(mode="503", retry_after="1", times=1)
+    eid = dl.publish_one(h, harness.order(1011))
+    thr = dl.wait_task(h, eid, "inventory", "retrying", attempts=1)
+    t.check("503" in thr.get("last_error", ""), "503 + Retry-After: retrying with the 503 text", thr)
+    thr = dl.wait_task(h, eid, "inventory", "done", timeout=15)
+    reqs = by_key(srv.requests(PATH), thr.get("task_id"))
+    t.check(len(reqs) == 2 and reqs[1]["time"] - reqs[0]["time"] >= 0.95,
+            "503 + Retry-After 1: retried >= 1 s later, then done",
+            [(r["status"], r["time"] - reqs[0]["time"]) for r in reqs])
+    srv.control(mode="503", retry_after=None, times=1)
+    eid = dl.publish_one(h, harness.order(1012))
+    plain = dl.wait_task(h, eid, "inventory", "done")
+    reqs = by_key(srv.requests(PATH), plain.get("task_id"))
+    t.check([r["status"] for r in reqs] == [503, 200] and plain.get("attempts") == 2,
+            "503 without Retry-After: retried (done on attempt 2)", [r["status"] for r in reqs])
+
+    # -- dead retry --channel: every dead task of the channel, same keys
+    dead = sorted(d.get("task_id") for d in dl.dead_list(h, "inventory"))
+    t.check(dead == sorted([tc["task_id"], red["task_id"]]),
+            "dead list: the 429+400 and the 302 tasks", dead)
+    srv.control(mode="ok")
+    srv.control(mode="ok", location="/redirected")
+    # the 302 task would fail again the same way: purge it first, retry the rest
+    r = dl.dead_cmd(h, "purge", red["task_id"])
+    t.check(r.returncode == 0, "dead purge of the 302 task exits 0", r.stdout + r.stderr)
+    r = dl.dead_cmd(h, "retry", "--channel", "inventory")
+    t.check(r.returncode == 0, "herald dead retry --channel inventory exits 0", r.stdout + r.stderr)
+    again = dl.wait_task(h, ec, "inventory", "done")
+    reqs = by_key(srv.requests(PATH), tc["task_id"])
+    t.check(again.get("task_id") == tc["task_id"] and [r["status"] for r in reqs] == [429, 400, 200],
+            "dead retry --channel: the 429+400 task delivered under the same key",
+            [r["status"] for r in reqs])
+    st = dl.wait_status(h, "inventory", dead=0, done=8, retrying=0, in_flight=0, pending=0)
+    t.check(True, "status inventory: done 8, dead 0 %s" % st)
+    t.check(dl.dead_list(h) == [], "dead list: empty")
+
     # -- a hanging server cut off by the 1 s timeout
     srv.control(mode="hang", hang_seconds=30, times=1)
     n0 = len(srv.requests(PATH))

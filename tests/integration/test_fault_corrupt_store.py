@@ -135,7 +135,8 @@ def body(t):
         if proc.alive():
             h.kill(proc, signal.SIGKILL)
         rc = proc.popen.returncode
-        out = harness.tail(proc.log, 5)
+        out = "\n".join(l for l in harness.tail(proc.log, 40).splitlines()
+                        if l.startswith("herald-broker:") or "level=error" in l)
         t.check(not served, "%s: never served (no answer on the admin endpoint)" % name)
         t.check(rc == 74, "%s: herald-broker exits 74 at start" % name, "exit %s: %s" % (rc, out))
         t.check(store in out, "%s: the error names the store file" % name, out)

@@ -159,7 +159,7 @@ Test (config, defaults)
     cr_assert_eq (s_cfg.broker.heartbeat_liveness, 3);
     cr_assert_eq (s_cfg.broker.shutdown_timeout_ms, 10000);
     cr_assert_eq (s_cfg.broker.queue_window, 100000);
-    cr_assert_eq (s_cfg.broker.max_pending_events, 20000);
+    cr_assert_eq (s_cfg.broker.max_pending_events, 1000000);
     cr_assert_eq (s_cfg.broker.hwm, 10000);
     cr_assert_eq (s_cfg.channel_count, 0);
     cr_assert_eq (s_cfg.event_count, 0);
@@ -301,7 +301,7 @@ Test (config_errors, out_of_range)
     s_expect_error (S_CHANNELS S_EVENTS "broker: { heartbeat: 5ms }\n",
                     "t.yaml:7: broker.heartbeat: must be between 10ms and 1m, got 5ms");
     s_expect_error (S_CHANNELS S_EVENTS "broker: { max_pending_events: -5 }\n",
-                    "t.yaml:7: broker.max_pending_events: must be between 1 and 10000000, got -5");
+                    "t.yaml:7: broker.max_pending_events: must be between 0 and 1000000000, got -5");
     s_expect_error ("channels:\n  email: { driver: file, dir: o, max_in_flight: -1 }\n" S_EVENTS,
                     "t.yaml:2: channels.email.max_in_flight: must be at least 0, got -1");
 }
