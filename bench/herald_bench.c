@@ -19,6 +19,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/types.h>
 #include <sys/wait.h>
@@ -407,6 +408,43 @@ s_cpu_ticks (pid_t pid)
     return utime + stime;
 }
 
+//  Machine-wide CPU time from /proc/stat, in clock ticks: busy (neither
+//  idle nor iowait), iowait, and total. 0, or -1.
+typedef struct {
+    unsigned long long busy, iowait, total;
+} bench_cpu_t;
+
+static int
+s_machine_cpu (bench_cpu_t *out)
+{
+    memset (out, 0, sizeof *out);
+    FILE *f = fopen ("/proc/stat", "r");
+    if (!f)
+        return -1;
+    unsigned long long v[8] = { 0 };
+    int n = fscanf (f, "cpu %llu %llu %llu %llu %llu %llu %llu %llu",
+                    &v[0], &v[1], &v[2], &v[3], &v[4], &v[5], &v[6], &v[7]);
+    fclose (f);
+    if (n < 5)
+        return -1;
+    for (int i = 0; i < 8; i++)
+        out->total += v[i];
+    out->iowait = v[4];
+    out->busy = out->total - v[3] - v[4];
+    return 0;
+}
+
+//  This process's user + system CPU seconds.
+static double
+s_self_cpu (void)
+{
+    struct rusage ru;
+    if (getrusage (RUSAGE_SELF, &ru) != 0)
+        return 0;
+    return (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6
+         + (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
+}
+
 //  Peak resident memory of pid in KiB (VmHWM), or -1.
 static long
 s_peak_rss_kib (pid_t pid)
@@ -582,6 +620,8 @@ s_run_latency (bench_t *self, bench_latency_t *out)
         double t0 = s_now ();
         herald_status_t st = herald_publish (self->client, event, BENCH_REPLY_MS, &reply);
         double ms = (s_now () - t0) * 1000.0;
+        if (st != HERALD_OK && s_interrupted)
+            break;
         if (st != HERALD_OK) {
             fprintf (stderr, "herald_bench: publish %ld: %s%s%s\n", i, herald_strerror (st),
                      st == HERALD_E_NACK? ": ": "", st == HERALD_E_NACK? reply.reason: "");
@@ -628,7 +668,8 @@ s_run_throughput (bench_t *self, bench_throughput_t *out)
     char event[BENCH_EVENT_MAX];
     herald_reply_t reply;
     long sent = 0, answered = 0, target = self->opt.events;
-    double t0 = s_now (), next_report = t0 + 1.0;
+    double t0 = s_now (), next_report = t0 + 1.0, last_time = t0;
+    long last_acked = 0;
     while (out->acked < target && !s_interrupted) {
         while (sent - answered < self->opt.window && out->acked + (sent - answered) < target) {
             s_event (self, event, sizeof event);
@@ -641,6 +682,8 @@ s_run_throughput (bench_t *self, bench_throughput_t *out)
             sent++;
         }
         herald_status_t st = herald_recv (self->client, BENCH_REPLY_MS, &reply);
+        if (st != HERALD_OK && s_interrupted)
+            break;
         if (st != HERALD_OK) {
             fprintf (stderr, "herald_bench: no ACK within %d ms (%ld sent, %ld answered): %s\n",
                      BENCH_REPLY_MS, sent, answered, herald_strerror (st));
@@ -664,10 +707,13 @@ s_run_throughput (bench_t *self, bench_throughput_t *out)
         }
         double now = s_now ();
         if (now >= next_report) {
-            printf ("    %5.1fs  %ld ACKed  (%.0f/s)\n", now - t0, out->acked,
-                    (double) out->acked / (now - t0));
+            printf ("    %5.1fs  %ld ACKed  (%.0f/s overall, %.0f/s in the last %.1f s)\n",
+                    now - t0, out->acked, (double) out->acked / (now - t0),
+                    (double) (out->acked - last_acked) / (now - last_time), now - last_time);
             fflush (stdout);
             next_report = now + 1.0;
+            last_acked = out->acked;
+            last_time = now;
         }
     }
     double t_acked = s_now ();
@@ -719,7 +765,7 @@ s_run_throughput (bench_t *self, bench_throughput_t *out)
 
 static void
 s_report (bench_t *self, const bench_latency_t *lat, const bench_throughput_t *thr,
-          double cpu_wall)
+          double cpu_wall, double self_cpu, const bench_cpu_t *machine)
 {
     double ack_rate = thr->ack_seconds > 0? (double) thr->acked / thr->ack_seconds: 0;
     long want = thr->acked - thr->duplicates;
@@ -749,6 +795,13 @@ s_report (bench_t *self, const bench_latency_t *lat, const bench_throughput_t *t
             printf ("  %s %.0f%%", child->name,
                     100.0 * (double) (end - child->cpu_ticks_start) / (double) hz / cpu_wall);
     }
+    if (cpu_wall > 0)
+        printf ("  herald_bench %.0f%%", 100.0 * self_cpu / cpu_wall);
+    if (machine->total > 0)
+        printf ("\nmachine CPU during (b)+(c): %.0f%% busy, %.0f%% iowait (of %ld CPUs)",
+                100.0 * (double) machine->busy / (double) machine->total,
+                100.0 * (double) machine->iowait / (double) machine->total,
+                sysconf (_SC_NPROCESSORS_ONLN));
     long rss = self->children[0].pid > 0? s_peak_rss_kib (self->children[0].pid): -1;
     if (rss >= 0)
         printf ("\nbroker peak RSS %.1f MiB", (double) rss / 1024.0);
@@ -788,6 +841,10 @@ main (int argc, char **argv)
     printf ("herald_bench %s: %ld events, window %ld, %ld latency samples, %ld CPUs online\n",
             HERALD_VERSION, self.opt.events, self.opt.window, self.opt.latency_samples,
             sysconf (_SC_NPROCESSORS_ONLN));
+    double load[3];
+    if (getloadavg (load, 3) == 3)
+        printf ("load avg   %.2f %.2f %.2f before starting (other work on the machine skews "
+                "the figures)\n", load[0], load[1], load[2]);
 
     int exit_code = 1;
     bench_latency_t lat;
@@ -795,9 +852,13 @@ main (int argc, char **argv)
     memset (&lat, 0, sizeof lat);
     memset (&thr, 0, sizeof thr);
     if (s_start (&self) == 0 && s_run_latency (&self, &lat) == 0) {
-        double t0 = s_now ();
+        double t0 = s_now (), cpu0 = s_self_cpu ();
+        bench_cpu_t m0, m1;
+        s_machine_cpu (&m0);
         if (s_run_throughput (&self, &thr) == 0) {
-            s_report (&self, &lat, &thr, s_now () - t0);
+            s_machine_cpu (&m1);
+            bench_cpu_t machine = { m1.busy - m0.busy, m1.iowait - m0.iowait, m1.total - m0.total };
+            s_report (&self, &lat, &thr, s_now () - t0, s_self_cpu () - cpu0, &machine);
             exit_code = 0;
         }
     }
@@ -807,7 +868,7 @@ main (int argc, char **argv)
     herald_client_destroy (&self.admin_client);
     s_stop_children (&self);
     if (self.dir[0]) {
-        if (self.opt.keep || exit_code != 0)
+        if (self.opt.keep || (exit_code != 0 && !s_interrupted))
             printf ("kept       %s (config, store, logs)\n", self.dir);
         else
             nftw (self.dir, s_remove_entry, 16, FTW_DEPTH | FTW_PHYS);

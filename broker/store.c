@@ -31,7 +31,8 @@ static const char *s_sql[S_COUNT] = {
     [S_INSERT_TASK] =
         "INSERT INTO tasks (id, key, event_seq, channel, state, attempts, not_before, updated_at)"
         " VALUES (?5, ?1, ?2, ?3, 0, 0, 0, ?4)",
-    [S_TASK_DONE] = "UPDATE tasks SET state = 1, attempts = ?2, updated_at = ?3 WHERE id = ?1",
+    [S_TASK_DONE] =
+        "UPDATE tasks SET state = 1, attempts = ?2, last_error = NULL, updated_at = ?3 WHERE id = ?1",
     [S_TASK_RESCHEDULE] =
         "UPDATE tasks SET state = 0, attempts = ?2, not_before = ?3, last_error = ?4,"
         " updated_at = ?5 WHERE id = ?1",
@@ -146,9 +147,23 @@ s_check_integrity (store_t *self, char *err, size_t errlen)
     int rc = sqlite3_step (stmt);
     const char *result = rc == SQLITE_ROW? (const char *) sqlite3_column_text (stmt, 0): NULL;
     if (rc != SQLITE_ROW || !result || strcmp (result, "ok") != 0) {
-        if (result)
+        if (result) {
+            /*  One line: SQLite lists problems on several lines. */
+            char problems[400];
+            size_t n = 0;
+            for (const char *p = result; *p && n + 3 < sizeof problems; p++) {
+                if (*p == '\n') {
+                    problems[n++] = ';';
+                    problems[n++] = ' ';
+                }
+                else
+                if ((unsigned char) *p >= 0x20)
+                    problems[n++] = *p;
+            }
+            problems[n] = '\0';
             snprintf (err, errlen, "store %s: corrupt: integrity check failed: %s "
-                      "(restore from a backup or move the file away)", self->path, result);
+                      "(restore from a backup or move the file away)", self->path, problems);
+        }
         else {
             s_fail (self, "integrity check");
             snprintf (err, errlen, "%s", self->errstr);
@@ -208,6 +223,22 @@ store_open (const char *path, char *err, size_t errlen)
     /*  An existing file must be a SQLite database holding a Herald store:
         anything else is refused rather than overwritten. */
     if (s_check_integrity (self, err, errlen) != 0) {
+        store_destroy (&self);
+        return NULL;
+    }
+    /*  A database with tables but no Herald schema row belongs to someone
+        else: refuse it rather than add our tables to it. */
+    sqlite3_stmt *probe = NULL;
+    bool foreign = false;
+    if (sqlite3_prepare_v2 (self->db,
+            "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'table'),"
+            " (SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+            -1, &probe, NULL) == SQLITE_OK && sqlite3_step (probe) == SQLITE_ROW)
+        foreign = sqlite3_column_int (probe, 0) > 0 && sqlite3_column_int (probe, 1) == 0;
+    sqlite3_finalize (probe);
+    if (foreign) {
+        snprintf (err, errlen, "store %s: not a Herald store (an SQLite database with other tables);"
+                  " refusing to use it", path);
         store_destroy (&self);
         return NULL;
     }

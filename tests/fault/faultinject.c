@@ -13,7 +13,9 @@
                                    directory or of a regular file block
     HERALD_FAULT_FSYNC_FAIL=F      fsync/fdatasync while F exists: -1 EIO,
                                    without calling the real one
-    HERALD_FAULT_FSYNC_MATCH=S     the two above only for descriptors whose
+    HERALD_FAULT_FSYNC_DELAY_MS=N  every fsync/fdatasync takes N ms more (a
+                                   slow disk: caps what a broker can commit)
+    HERALD_FAULT_FSYNC_MATCH=S     the three above only for descriptors whose
                                    path contains S (default: every file)
     HERALD_FAULT_ENOSPC=F          write/pwrite/pwrite64 to a regular file
     HERALD_FAULT_ENOSPC_MATCH=S    whose path contains S (default: every
@@ -61,6 +63,7 @@ static const char *s_fsync_block;
 static const char *s_fsync_reached;
 static const char *s_fsync_fail;
 static const char *s_fsync_match;
+static long s_fsync_delay_ms;
 static const char *s_enospc;
 static const char *s_enospc_match;
 static const char *s_crash_on;
@@ -82,6 +85,8 @@ s_init (void)
     s_fsync_reached = s_env ("HERALD_FAULT_FSYNC_REACHED");
     s_fsync_fail = s_env ("HERALD_FAULT_FSYNC_FAIL");
     s_fsync_match = s_env ("HERALD_FAULT_FSYNC_MATCH");
+    const char *delay = s_env ("HERALD_FAULT_FSYNC_DELAY_MS");
+    s_fsync_delay_ms = delay? strtol (delay, NULL, 10): 0;
     s_enospc = s_env ("HERALD_FAULT_ENOSPC");
     s_enospc_match = s_env ("HERALD_FAULT_ENOSPC_MATCH");
     s_crash_on = s_env ("HERALD_FAULT_CRASH_ON");
@@ -180,9 +185,14 @@ s_nap (void)
 static int
 s_fsync_fault (int fd)
 {
-    if (!s_fsync_block && !s_fsync_fail)
+    if (!s_fsync_block && !s_fsync_fail && s_fsync_delay_ms <= 0)
         return 0;
     int saved = errno;
+    if (s_fsync_delay_ms > 0 && s_fd_matches_kind (fd, s_fsync_match, 1, 1)) {
+        struct timespec ts = { s_fsync_delay_ms / 1000, (s_fsync_delay_ms % 1000) * 1000000L };
+        while (nanosleep (&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
     if (s_fsync_fail && s_exists (s_fsync_fail)
     &&  s_fd_matches_kind (fd, s_fsync_match, 1, 1)) {
         errno = EIO;

@@ -220,6 +220,8 @@ class Producer(threading.Thread):
         self.nacks = {}             # NACK code -> count (from stderr)
         self.exits = {}
         self.runs = 0
+        self.written = 0            # lines handed to publish processes
+        self.totals = {"acked": 0, "nacked": 0, "timed_out": 0}   # from their summaries
         self.error = None
         self.proc = None
         self._no_more = threading.Event()      # no new orders
@@ -244,6 +246,9 @@ class Producer(threading.Thread):
 
     def done(self):
         return not self.is_alive()
+
+    def _line(self, oid):
+        return (json.dumps(self.make(oid), separators=(",", ":")) + "\n").encode()
 
     @property
     def acked(self):
@@ -294,15 +299,16 @@ class Producer(threading.Thread):
                    threading.Thread(target=lambda: err_chunks.append(p.stderr.read()), daemon=True)]
         for r in readers:
             r.start()
+        group = max(1, int(self.rate / 100)) if self.rate > 0 else 0
         try:
             for n, oid in enumerate(ids):
                 if self._aborted.is_set():
                     break
-                p.stdin.write((json.dumps(self.make(oid), separators=(",", ":")) + "\n").encode())
-                if self.rate > 0:
+                p.stdin.write(self._line(oid))
+                self.written += 1
+                if group and (n + 1) % group == 0:
                     p.stdin.flush()
-                    due = started + (n + 1) / self.rate
-                    delay = due - time.monotonic()
+                    delay = started + (n + 1) / self.rate - time.monotonic()
                     if delay > 0:
                         time.sleep(delay)
             p.stdin.close()
@@ -320,6 +326,14 @@ class Producer(threading.Thread):
         out = b"".join(c for c in out_chunks if c).decode("utf-8", "replace")
         err = b"".join(c for c in err_chunks if c).decode("utf-8", "replace")
         for line in err.splitlines():
+            # herald publish: published N events: A acked (D duplicates), K nacked, T timed out
+            if "herald publish: published " in line:
+                for key, word in (("acked", " acked"), ("nacked", " nacked"),
+                                  ("timed_out", " timed out")):
+                    head = line.split(word, 1)[0] if word in line else ""
+                    num = head.rsplit(" ", 1)[-1].lstrip("(")
+                    if num.isdigit():
+                        self.totals[key] += int(num)
             if " NACK " in line:
                 code = line.split(" NACK ", 1)[1].split()[0]
                 self.nacks[code] = self.nacks.get(code, 0) + 1

@@ -82,6 +82,33 @@ def tail(path, lines=25):
     return "\n".join(data.splitlines()[-lines:])
 
 
+def children(pid):
+    """Pids of the direct children of pid (from /proc)."""
+    out = set()
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/children" % (pid, tid)) as f:
+                out.update(int(x) for x in f.read().split())
+        except OSError:
+            pass
+    return out
+
+
+def descendants(pid):
+    """Pids of every descendant of pid, children first."""
+    out, todo = [], [pid]
+    while todo:
+        for child in children(todo.pop()):
+            if child not in out:
+                out.append(child)
+                todo.append(child)
+    return out
+
+
 # ---------------------------------------------------------------- config
 
 def _yaml_str(value):
@@ -275,12 +302,21 @@ class Herald:
             raise TestFailure("%r still running %.0fs after it was told to stop" % (proc, timeout))
 
     def kill_all(self):
-        """Kills every process group this harness started and reaps them."""
+        """Kills every process this harness started, with its process group
+        and its descendants (`herald up`'s children), and reaps them."""
         for proc in self.procs:
+            if proc.popen.returncode is not None:
+                continue
+            family = descendants(proc.pid)
             try:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+            for pid in family:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
             try:
                 proc.popen.wait(timeout=5)
             except subprocess.TimeoutExpired:

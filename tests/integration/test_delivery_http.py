@@ -17,6 +17,9 @@ Part 1 (one worker; retry max_attempts 3, backoff 50ms..200ms, timeout 1s):
     Idempotency-Key; `herald dead purge TASK_ID` -> gone from the dead list;
   - a hanging server cut off by the timeout: the attempt ends within bounded
     time with "Timeout" in the error, the next attempt succeeds.
+Part 1b: a scheduled retry (429, Retry-After 3) survives kill -9 of the
+  broker: the new broker sends it no earlier, on attempt 2.
+Part 1c: no body_template: the event's data is the body, as is (PUT).
 Part 2: rate "5/s", burst 1, two worker processes, 15 events -> no 1 s
   window holds more than 6 requests, first to last >= 2.6 s.
 Part 3: max_in_flight 2, capacity 8, two worker processes, server hanging
@@ -218,7 +221,6 @@ def part_main(t):
     t.check(dead == sorted([tc["task_id"], red["task_id"]]),
             "dead list: the 429+400 and the 302 tasks", dead)
     srv.control(mode="ok")
-    srv.control(mode="ok", location="/redirected")
     # the 302 task would fail again the same way: purge it first, retry the rest
     r = dl.dead_cmd(h, "purge", red["task_id"])
     t.check(r.returncode == 0, "dead purge of the 302 task exits 0", r.stdout + r.stderr)
@@ -239,8 +241,10 @@ def part_main(t):
     eid = dl.publish_one(h, harness.order(1008))
     srv.wait_requests(n0 + 1, path=PATH)
     started = time.monotonic()
-    task = wait_until(lambda: (lambda x: x if x.get("last_error") or x.get("state") == "done" else None)(
-        dl.task_of(h, eid, "inventory")), 10, "the hung attempt to end")
+    def attempt_ended():
+        x = dl.task_of(h, eid, "inventory")
+        return x if x.get("last_error") or x.get("state") == "done" else None
+    task = wait_until(attempt_ended, 10, "the hung attempt to end")
     ended = time.monotonic() - started
     t.check(ended < 4, "hang: the attempt ended within bounded time (%.2fs after the request)" % ended)
     done = dl.wait_task(h, eid, "inventory", "done", timeout=15)
@@ -320,8 +324,72 @@ def part_in_flight(t):
     srv.stop()
 
 
+def part_restart(t):
+    """A scheduled retry is durable: 429 with Retry-After 3, kill -9 of the
+    broker while the task waits, a new broker: the task is still waiting,
+    is not sent before the 3 s are over, then is delivered on attempt 2."""
+    h = t.deployment(channels=("inventory",), driver="http")
+    srv = dl.HttpServer(h, name="http-restart")
+    h.write_config(channels=("inventory",), driver="http", channel_extra={
+        "inventory": dl.channel_extra("http", dl.http_settings(srv), max_attempts=3, backoff=BACKOFF)})
+    broker = h.start_broker()
+    h.start_worker("inventory")
+    srv.control(mode="429", retry_after="3", times=1)
+    eid = dl.publish_one(h, harness.order(4001))
+    task = dl.wait_task(h, eid, "inventory", "retrying", attempts=1)
+    h.kill(broker)
+    t.note("broker killed (-9) while the throttled task waits")
+    h.start_broker()
+    h.wait_workers("inventory", 1)
+    first = srv.requests(PATH)[0]["time"]
+    after = dl.task_of(h, eid, "inventory")
+    if time.time() - first < 2.5:
+        t.check(after.get("state") == "retrying" and after.get("attempts") == 1,
+                "restart: the task is still retrying after 1 attempt", after)
+    done = dl.wait_task(h, eid, "inventory", "done", timeout=20)
+    reqs = by_key(srv.requests(PATH), task["task_id"])
+    t.check([r["status"] for r in reqs] == [429, 200] and done.get("attempts") == 2,
+            "restart: delivered on attempt 2, one request per attempt", ([r["status"] for r in reqs], done))
+    if len(reqs) == 2:
+        gap = reqs[1]["time"] - reqs[0]["time"]
+        t.check(gap >= 2.95, "restart: Retry-After 3 still honoured by the new broker (%.2fs)" % gap, gap)
+    srv.stop()
+
+
+def part_data_as_is(t):
+    """No body_template: the event's data is sent as is (PUT, literal header)."""
+    h = t.deployment(channels=("courier",), driver="http")
+    srv = dl.HttpServer(h, name="http-courier")
+    settings = dl.http_settings(srv, body_template=None, method="PUT",
+                                headers={"X-Shop": "shop-42"})
+    settings["url"] = srv.url("/v2/bookings")
+    h.write_config(channels=("courier",), driver="http", channel_extra={
+        "courier": dl.channel_extra("http", settings, max_attempts=3, backoff=BACKOFF)})
+    h.start_broker()
+    h.start_worker("courier")
+    o = harness.order(5001)
+    o["customer"]["name"] = 'Quote " Backslash \\ Zoë'
+    eid = dl.publish_one(h, o)
+    task = dl.wait_task(h, eid, "courier", "done")
+    reqs = by_key(srv.requests("/v2/bookings"), task.get("task_id"))
+    if t.check(len(reqs) == 1, "data as is: one request", len(reqs)):
+        r = reqs[0]
+        t.check(r["method"] == "PUT" and r["headers"].get("x-shop") == "shop-42",
+                "data as is: PUT with the literal header", (r["method"], r["headers"]))
+        t.check(r["headers"].get("content-type") == "application/json",
+                "data as is: Content-Type application/json by default", r["headers"].get("content-type"))
+        try:
+            got = json.loads(r["body"])
+        except ValueError:
+            got = None
+        t.check(got == o, "data as is: the body is the event's data, exactly", r["body"][:500])
+    srv.stop()
+
+
 def body(t):
     part_main(t)
+    part_data_as_is(t)
+    part_restart(t)
     part_rate(t)
     part_in_flight(t)
 

@@ -6,7 +6,8 @@ Part 1, plaintext relay (tls: none):
     (text/plain + text/html), From/To/Subject as configured, Message-ID
     <TASK_ID@herald> with TASK_ID the email task id `herald track` shows,
     envelope recipient = the customer; the HTML part escapes <script> and &
-    from customer.name, the text part carries it as is;
+    from customer.name, the text part carries it as is; a non-ASCII name
+    survives in Subject (RFC 2047) and both parts;
   - header injection through data: a name with "\\r\\nBcc: evil@example.com"
     (it is in the Subject too) -> delivered, one Subject line, no Bcc header,
     nothing for evil; an email "x@example.com\\r\\nRCPT TO:<evil@example.com>"
@@ -23,10 +24,13 @@ Part 2, STARTTLS (self-signed certificate from `openssl req -x509`):
   - email_noca: verification on, no ca_file -> no mail, the task retries
     with a certificate error in last_error (status counts it retrying);
   - email_plain: tls starttls against a relay offering no STARTTLS -> no
-    mail, retries (never a plaintext fallback).
+    mail, retries (never a plaintext fallback);
+  - email_auth: AUTH over STARTTLS, password from password_env -> delivered,
+    the relay saw login "herald"; email_badauth (wrong password) -> no mail,
+    535 in last_error;
+  - email_smtps: implicit TLS (smtps://) -> delivered over TLS.
 """
 
-import json
 import os
 
 import deliverylib as dl
@@ -76,6 +80,7 @@ def part_plain(t):
     # -- three good orders, one with markup in the name
     orders = [harness.order(101), harness.order(102), harness.order(103)]
     orders[1]["customer"]["name"] = "Eve <script>alert(1)</script> & Co"
+    orders[2]["customer"]["name"] = "Zoë Ünïcode 東京"      # non-ASCII in Subject and bodies
     ids = [dl.publish_one(h, o) for o in orders]
     smtp.wait_mails(3)
     tasks = {}
@@ -208,18 +213,30 @@ def part_plain(t):
 
 
 def part_tls(t):
-    h = t.deployment(channels=("email", "email_noca", "email_plain"), driver="smtp")
+    chans = ("email", "email_noca", "email_plain", "email_auth", "email_badauth", "email_smtps")
+    h = t.deployment(channels=chans, driver="smtp")
     cert, key = dl.self_signed_cert(h.tmp)
     tls = dl.SmtpServer(h, name="smtp-tls", tls_cert=cert, tls_key=key)
     plain = dl.SmtpServer(h, name="smtp-plain")
+    auth = dl.SmtpServer(h, name="smtp-auth", tls_cert=cert, tls_key=key, auth="herald:s3cret-pw")
+    smtps = dl.SmtpServer(h, name="smtps", tls_cert=cert, tls_key=key, implicit_tls=True)
+    os.environ["HERALD_TEST_SMTP_PASSWORD"] = "s3cret-pw"
+    os.environ["HERALD_TEST_SMTP_BADPASS"] = "not-the-password"
     retry = {"max_attempts": 50, "backoff": "300ms..1s"}
     extra = {
         "email": dl.channel_extra("smtp", dl.smtp_settings(tls, tls="starttls", ca_file=cert), **retry),
         "email_noca": dl.channel_extra("smtp", dl.smtp_settings(tls, tls="starttls"), **retry),
         "email_plain": dl.channel_extra("smtp", dl.smtp_settings(plain, tls="starttls", ca_file=cert),
                                         **retry),
+        "email_auth": dl.channel_extra("smtp", dl.smtp_settings(
+            auth, tls="starttls", ca_file=cert, username="herald",
+            password_env="HERALD_TEST_SMTP_PASSWORD"), **retry),
+        "email_badauth": dl.channel_extra("smtp", dl.smtp_settings(
+            auth, tls="starttls", ca_file=cert, username="herald",
+            password_env="HERALD_TEST_SMTP_BADPASS"), **retry),
+        "email_smtps": dl.channel_extra("smtp", dl.smtp_settings(
+            smtps, url="smtps://127.0.0.1:%d" % smtps.port, tls="implicit", ca_file=cert), **retry),
     }
-    chans = ("email", "email_noca", "email_plain")
     h.write_config(channels=chans, driver="smtp", channel_extra=extra)
     h.start_broker()
     h.start_workers({ch: 1 for ch in chans})
@@ -256,6 +273,26 @@ def part_tls(t):
         t.check(c.get("done") == 0 and c.get("dead") == 0
                 and c.get("retrying", 0) + c.get("pending", 0) + c.get("in_flight", 0) == 1,
                 "status %s: the task is still being retried, not done, not dead" % ch, c)
+    # AUTH over STARTTLS with the password from the environment
+    dl.wait_task(h, eid, "email_auth", "done")
+    am = auth.mails()
+    t.check(len(am) == 1 and am[0].side.get("auth_login") == "herald" and am[0].side.get("tls") is True,
+            "AUTH: one mail, authenticated as herald over TLS", [m.side for m in am])
+    t.check(b"s3cret-pw" not in open(h.config, "rb").read(), "AUTH: the password is not in the YAML")
+    bad = dl.wait_task(h, eid, "email_badauth", ("dead", "retrying", "pending"), attempts=1)
+    t.check("535" in bad.get("last_error", "") and bad.get("state") != "done",
+            "AUTH with a wrong password: not delivered, 535 in last_error", bad)
+    t.check(len(auth.mails()) == 1, "AUTH with a wrong password: no second mail at the relay")
+    t.note("wrong password: %s after %d attempt(s): %s" % (bad.get("state"), bad.get("attempts", 0),
+                                                          bad.get("last_error")))
+
+    # implicit TLS (smtps://)
+    dl.wait_task(h, eid, "email_smtps", "done")
+    sm = smtps.mails()
+    t.check(len(sm) == 1 and sm[0].side.get("tls") is True
+            and sm[0].msg.get_content_type() == "multipart/alternative",
+            "smtps:// implicit TLS: one multipart mail over TLS", [m.side for m in sm])
+
     # between two attempts, status counts the task as retrying
     wait_until(lambda: h.channel_status("email_noca").get("retrying") == 1, 20,
                lambda: "status email_noca retrying 1: %s" % h.channel_status("email_noca"))
@@ -266,6 +303,8 @@ def part_tls(t):
             "after more attempts: still one TLS mail and no plaintext mail")
     tls.stop()
     plain.stop()
+    auth.stop()
+    smtps.stop()
 
 
 def body(t):

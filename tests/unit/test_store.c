@@ -270,3 +270,18 @@ Test (store, rollback_restores_task_numbering)
     cr_assert_eq (r4, r3 + 1);
     store_destroy (&store);
 }
+
+Test (store, foreign_database_refused_and_left_alone)
+{
+    char sub[160], cmd[400];
+    snprintf (sub, sizeof sub, "%s/sub", dir);
+    mkdir (sub, 0755);
+    snprintf (cmd, sizeof cmd, "sqlite3 %s 'CREATE TABLE customers (id INTEGER, name TEXT);'", path);
+    cr_assert_eq (system (cmd), 0);
+    char err[512];
+    store_t *store = store_open (path, err, sizeof err);
+    cr_assert_null (store, "another application's database must not be adopted");
+    cr_assert (strstr (err, path) && strstr (err, "not a Herald store"), "%s", err);
+    snprintf (cmd, sizeof cmd, "test \"$(sqlite3 %s \"SELECT count(*) FROM sqlite_master WHERE name = 'events'\")\" = 0", path);
+    cr_assert_eq (system (cmd), 0, "no Herald table was added to it");
+}
