@@ -723,6 +723,17 @@ s_run_throughput (bench_t *self, bench_throughput_t *out)
     printf ("    %ld ACKed in %.3f s: %.0f ACKed/s (%ld duplicates, %ld busy, %ld refused)\n",
             out->acked, out->ack_seconds, (double) out->acked / out->ack_seconds,
             out->duplicates, out->busy, out->nacked);
+    long hz = sysconf (_SC_CLK_TCK);
+    bench_child_t *broker = &self->children[0];
+    long ticks = broker->pid > 0? s_cpu_ticks (broker->pid): -1;
+    if (ticks >= 0 && broker->cpu_ticks_start >= 0 && hz > 0)
+        printf ("    broker CPU while publishing: %.0f%%\n", 100.0 * (double) (ticks
+                - broker->cpu_ticks_start) / (double) hz / out->ack_seconds);
+    long done_now[BENCH_CHANNELS];
+    if (s_status (self, done_now, workers, pending) == 0)
+        printf ("    tasks done at the last ACK: email %ld, inventory %ld, courier %ld "
+                "(of %ld each)\n", done_now[0] - done0[0], done_now[1] - done0[1],
+                done_now[2] - done0[2], out->acked - out->duplicates);
 
     printf ("\n(c) end to end: waiting until %ld tasks are done on each channel ...\n",
             out->acked - out->duplicates);

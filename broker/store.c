@@ -1,6 +1,8 @@
 /*  store: SQLite (WAL, synchronous=FULL) implementation of the broker store. */
 #include <errno.h>
+#include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,7 +94,19 @@ struct store {
     bool in_transaction;
     int64_t next_task;              /* rowid of the next task: the broker numbers tasks itself */
     int64_t next_task_at_begin;     /* restored on rollback */
+    /*  Checkpoints run on their own thread and connection, so a commit on
+        the broker loop only appends to the WAL and fsyncs it. */
+    pthread_t checkpointer;
+    bool checkpointer_started;
+    pthread_mutex_t lock;
+    pthread_cond_t wake;
+    bool stopping;                  /* under lock */
+    int wal_pages;                  /* under lock: WAL size seen at the last commit */
+    atomic_int checkpoint_failed;   /* an I/O error in a checkpoint: the store is unsound */
+    char checkpoint_error[1600];    /* written once before checkpoint_failed is set */
 };
+
+#define CHECKPOINT_PAGES 2000       /* WAL pages that wake the checkpointer */
 
 static int
 s_fail (store_t *self, const char *what)
@@ -133,6 +147,62 @@ s_exec (store_t *self, const char *sql, const char *what)
         return s_fail (self, what);
     }
     return 0;
+}
+
+static int
+s_wal_hook (void *ctx, sqlite3 *db, const char *name, int pages)
+{
+    store_t *self = ctx;
+    if (pages >= CHECKPOINT_PAGES) {
+        pthread_mutex_lock (&self->lock);
+        self->wal_pages = pages;
+        pthread_cond_signal (&self->wake);
+        pthread_mutex_unlock (&self->lock);
+    }
+    return SQLITE_OK;
+}
+
+static void *
+s_checkpointer (void *arg)
+{
+    store_t *self = arg;
+    sqlite3 *db = NULL;
+    if (sqlite3_open_v2 (self->path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) != SQLITE_OK) {
+        snprintf (self->checkpoint_error, sizeof self->checkpoint_error,
+                  "store %s: checkpointer cannot open the store: %s", self->path,
+                  db? sqlite3_errmsg (db): "out of memory");
+        atomic_store (&self->checkpoint_failed, 1);
+        sqlite3_close (db);
+        return NULL;
+    }
+    sqlite3_busy_timeout (db, 1000);
+    sqlite3_exec (db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
+    pthread_mutex_lock (&self->lock);
+    while (!self->stopping) {
+        if (self->wal_pages < CHECKPOINT_PAGES) {
+            pthread_cond_wait (&self->wake, &self->lock);
+            continue;
+        }
+        self->wal_pages = 0;
+        pthread_mutex_unlock (&self->lock);
+        int log = 0, done = 0;
+        int rc = sqlite3_wal_checkpoint_v2 (db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        int primary = rc & 0xff;
+        if (primary == SQLITE_IOERR || primary == SQLITE_FULL || primary == SQLITE_CORRUPT) {
+            /*  The database file could not take the WAL's pages: nothing is
+                lost (the WAL still holds them) unless fsync failed, and then
+                the page cache cannot be trusted. The broker stops. */
+            snprintf (self->checkpoint_error, sizeof self->checkpoint_error,
+                      "store %s: checkpoint failed: %s (sqlite code %d)", self->path,
+                      sqlite3_errmsg (db), sqlite3_extended_errcode (db));
+            if (primary != SQLITE_FULL)
+                atomic_store (&self->checkpoint_failed, 1);
+        }
+        pthread_mutex_lock (&self->lock);
+    }
+    pthread_mutex_unlock (&self->lock);
+    sqlite3_close (db);
+    return NULL;
 }
 
 static int
@@ -246,7 +316,7 @@ store_open (const char *path, char *err, size_t errlen)
     ||  s_exec (self, "PRAGMA synchronous=FULL", "set synchronous=FULL") != 0
     ||  s_exec (self, "PRAGMA foreign_keys=OFF", "pragma") != 0
     ||  s_exec (self, "PRAGMA cache_size=-65536", "pragma") != 0
-    ||  s_exec (self, "PRAGMA wal_autocheckpoint=4000", "pragma") != 0
+    ||  s_exec (self, "PRAGMA wal_autocheckpoint=0", "pragma") != 0
     ||  s_exec (self, "PRAGMA journal_size_limit=67108864", "pragma") != 0
     ||  s_exec (self, s_schema, "create schema") != 0) {
         snprintf (err, errlen, "%s", self->errstr);
@@ -287,6 +357,17 @@ store_open (const char *path, char *err, size_t errlen)
             return NULL;
         }
     }
+    pthread_mutex_init (&self->lock, NULL);
+    pthread_cond_init (&self->wake, NULL);
+    sqlite3_wal_hook (self->db, s_wal_hook, self);
+    if (pthread_create (&self->checkpointer, NULL, s_checkpointer, self) != 0) {
+        snprintf (err, errlen, "store %s: cannot start the checkpoint thread", path);
+        pthread_mutex_destroy (&self->lock);
+        pthread_cond_destroy (&self->wake);
+        store_destroy (&self);
+        return NULL;
+    }
+    self->checkpointer_started = true;
     return self;
 }
 
@@ -296,6 +377,15 @@ store_destroy (store_t **self_p)
     if (!self_p || !*self_p)
         return;
     store_t *self = *self_p;
+    if (self->checkpointer_started) {
+        pthread_mutex_lock (&self->lock);
+        self->stopping = true;
+        pthread_cond_signal (&self->wake);
+        pthread_mutex_unlock (&self->lock);
+        pthread_join (self->checkpointer, NULL);
+        pthread_mutex_destroy (&self->lock);
+        pthread_cond_destroy (&self->wake);
+    }
     for (int i = 0; i < S_COUNT; i++)
         sqlite3_finalize (self->stmt[i]);
     if (self->db)
@@ -329,6 +419,13 @@ store_begin (store_t *self)
 int
 store_commit (store_t *self)
 {
+    if (atomic_load (&self->checkpoint_failed)) {
+        /*  A checkpoint's fsync failed: nothing more may be acknowledged. */
+        self->err = STORE_ERR_IO;
+        snprintf (self->errstr, sizeof self->errstr, "%s", self->checkpoint_error);
+        store_rollback (self);
+        return -1;
+    }
     int rc = s_step_done (self, self->stmt[S_COMMIT], "commit");
     if (rc != 0 && sqlite3_get_autocommit (self->db) == 0) {
         /*  Keep the error of the commit, not of the rollback. */

@@ -393,6 +393,7 @@ class Ledger:
     def __init__(self, h):
         self.h = h
         self.rename_log = os.path.join(h.tmp, "deliveries.log")
+        self._cache = {}
 
     def worker_env(self):
         return {"HERALD_FAULT_RENAME_LOG": self.rename_log}
@@ -417,11 +418,19 @@ class Ledger:
 
     def delivered_orders(self):
         """{channel: {order_id: set(task ids)}} from the outbox files, and
-        {channel: {task_id: Delivery}}."""
+        {channel: {task_id: Delivery}}. A file is parsed once (a redelivery
+        rewrites it with the same task, order and event)."""
         per = {}
         files = {}
         for ch in self.h.channels:
-            d = self.h.deliveries(ch)
+            cache = self._cache.setdefault(ch, {})
+            for name in self.h.delivery_names(ch):
+                if name not in cache:
+                    try:
+                        cache[name] = harness.read_delivery(os.path.join(self.h.outbox(ch), name))
+                    except OSError:
+                        continue
+            d = {x.task_id: x for x in cache.values()}
             files[ch] = d
             m = {}
             for task_id, x in d.items():
@@ -441,7 +450,7 @@ class Ledger:
             return all(v == 0 for v in m.values())
         harness.wait_until(done, timeout,
                            lambda: "every ACKed order on every channel (missing %s of %d)"
-                           % (self.missing(acks), len(acks)), interval=0.25)
+                           % (self.missing(acks), len(acks)), interval=0.5)
 
     def verify(self, t, acks):
         """The end checks: every ACKed order delivered on every channel,
@@ -480,13 +489,13 @@ class Ledger:
 
 
 def wait_idle(h, timeout=60):
-    """Until every channel has nothing pending or in flight (status)."""
+    """Until every channel has nothing pending, retrying or in flight (status)."""
     def idle():
         st = h.try_status()
         if not st:
             return False
-        return all(h._channel(st, ch).get("pending", 1) == 0 and
-                   h._channel(st, ch).get("in_flight", 1) == 0 for ch in h.channels)
+        return all(h._channel(st, ch).get(k, 1) == 0
+                   for ch in h.channels for k in ("pending", "in_flight", "retrying"))
     harness.wait_until(idle, timeout, lambda: "every channel idle: %s" % h.try_status(), interval=0.2)
 
 
