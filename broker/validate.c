@@ -1,6 +1,7 @@
 /*  validate: CloudEvents envelope and configured event rules. */
 #include <jansson.h>
 #include <stdarg.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -80,8 +81,57 @@ s_string_field (json_t *root, const char *name, char *out, size_t size, bool req
     return 0;
 }
 
+/*  Parsing allocates many small nodes that all die together at the end of
+    the check: a bump arena serves them (free is a no-op inside it), swapped
+    in around the parse only. The broker validates on its loop thread alone,
+    so swapping jansson's process-wide allocator here is safe. */
+#define ARENA_SIZE (256 * 1024)
+
+static struct {
+    _Alignas (16) unsigned char bytes[ARENA_SIZE];
+    size_t used;
+} s_arena;
+
+static void *
+s_arena_malloc (size_t size)
+{
+    size = (size + 15) & ~(size_t) 15;
+    if (size <= ARENA_SIZE - s_arena.used) {
+        void *p = s_arena.bytes + s_arena.used;
+        s_arena.used += size;
+        return p;
+    }
+    return malloc (size);
+}
+
+static void
+s_arena_free (void *p)
+{
+    unsigned char *bytes = p;
+    if (bytes < s_arena.bytes || bytes >= s_arena.bytes + ARENA_SIZE)
+        free (p);
+}
+
+static int
+s_validate (const herald_config_t *config, const char *body, size_t len,
+            validate_result_t *result);
+
 int
 validate_event (const herald_config_t *config, const char *body, size_t len,
+                validate_result_t *result)
+{
+    json_malloc_t old_malloc;
+    json_free_t old_free;
+    json_get_alloc_funcs (&old_malloc, &old_free);
+    s_arena.used = 0;
+    json_set_alloc_funcs (s_arena_malloc, s_arena_free);
+    int rc = s_validate (config, body, len, result);
+    json_set_alloc_funcs (old_malloc, old_free);
+    return rc;
+}
+
+static int
+s_validate (const herald_config_t *config, const char *body, size_t len,
                 validate_result_t *result)
 {
     memset (result, 0, sizeof *result);
