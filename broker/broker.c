@@ -15,6 +15,7 @@
 #define ADMIN_MAX           16      /* admin requests handled per turn */
 
 #define PRUNE_EVERY_MS      60000
+#define OUTBOX_MAX          20000   /* parked replies before reading producers pauses */
 
 /*  Random numbers: xorshift128+, seeded from getrandom. */
 
@@ -116,9 +117,22 @@ s_worker_lost (broker_t *self, worker_t **worker_p, const char *why, int64_t now
     worker_t *worker = *worker_p;
     herald_warn ("worker lost", "worker=%s channel=%s leases=%u reason=\"%s\"", worker->name,
                  self->config->channels[worker->channel].name, worker->lease_count, why);
+    /*  Which of its tasks killed it cannot be told when it held several:
+        none is charged, all become suspects and are delivered alone from
+        now on. A worker lost while holding one task alone charges that task,
+        so a payload that kills every worker ends dead after its attempts,
+        without dragging innocent tasks along. */
+    bool alone = worker->lease_count == 1;
     task_t *task;
-    while ((task = dispatch_worker_pop_lease (self->dispatch, worker)))
-        s_attempt_failed (self, task, "worker-lost", why, 0, false, now);
+    while ((task = dispatch_worker_pop_lease (self->dispatch, worker))) {
+        task->suspect = true;
+        if (alone)
+            s_attempt_failed (self, task, "worker-lost", why, 0, false, now);
+        else {
+            task->attempts--;
+            dispatch_enqueue (self->dispatch, task, 0, now, true);
+        }
+    }
     dispatch_worker_remove (self->dispatch, worker_p);
 }
 
@@ -548,9 +562,9 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
             { self->admin, 0, ZMQ_POLLIN, 0 },
             { self->producers, 0, ZMQ_POLLIN, 0 },
         };
-        /*  While replies are parked (a producer not reading its ACKs), stop
-            reading new events: that is the backpressure. */
-        int count = (stopping || self->outbox_head)? 2: 3;
+        /*  Replies parked for producers that do not read their ACKs are
+            bounded: at OUTBOX_MAX the broker stops reading new events. */
+        int count = (stopping || self->outbox_count >= OUTBOX_MAX)? 2: 3;
         int rc = zmq_poll (items, count, s_poll_timeout (self, now, stopping));
         if (rc < 0 && errno != EINTR) {
             herald_error ("poll failed", "error=\"%s\"", zmq_strerror (errno));
@@ -576,6 +590,14 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
     /*  Whatever is staged gets committed (or refused) before we go. */
     broker_commit (self, herald_clock_mono_ms ());
     broker_flush_outbox (self);
+    /*  Give producers a moment to read the last replies: a peer that sees
+        the connection close drops what it had not read yet. */
+    int64_t grace_end = herald_clock_mono_ms () + 300;
+    while (self->outbox_head && herald_clock_mono_ms () < grace_end) {
+        zmq_poll (NULL, 0, 5);
+        broker_flush_outbox (self);
+    }
+    zmq_poll (NULL, 0, 300);
     herald_info ("broker stopped", "events_accepted=%lld", (long long) self->events_accepted);
     return self->fatal;
 }

@@ -35,9 +35,9 @@ broker_make_uid (broker_t *self, char out[33])
 static void
 s_reply_producer (broker_t *self, const char *identity, size_t identity_len, const hp_msg_t *msg)
 {
-    if (!self->outbox_head && broker_send (self->producers, identity, identity_len, msg) == 0)
+    if (broker_send (self->producers, identity, identity_len, msg) == 0)
         return;
-    if (self->outbox_head == NULL && errno != EAGAIN) {
+    if (errno != EAGAIN) {
         herald_debug ("reply not delivered", "command=%s errno=%d", hp_command_name (msg->command), errno);
         return;
     }
@@ -75,14 +75,21 @@ s_reply_producer (broker_t *self, const char *identity, size_t identity_len, con
 void
 broker_flush_outbox (broker_t *self)
 {
-    while (self->outbox_head) {
-        reply_t *reply = self->outbox_head;
+    /*  Each producer has its own pipe: a reply that still meets a full pipe
+        stays parked, the others go. Replies carry correlation ids, so their
+        order does not matter. */
+    reply_t **link = &self->outbox_head;
+    self->outbox_tail = NULL;
+    while (*link) {
+        reply_t *reply = *link;
         if (broker_send (self->producers, reply->identity, reply->identity_len, &reply->msg) != 0
-        &&  errno == EAGAIN)
-            return;
-        self->outbox_head = reply->next;
-        if (!self->outbox_head)
-            self->outbox_tail = NULL;
+        &&  errno == EAGAIN) {
+            self->outbox_tail = reply;
+            link = &reply->next;
+            continue;
+        }
+        /*  Sent, or its producer is gone (it will publish again). */
+        *link = reply->next;
         self->outbox_count--;
         free (reply);
     }
@@ -228,7 +235,7 @@ s_write_batch (broker_t *self, int64_t wall)
             else
             if (o->kind == OUTCOME_RESCHEDULE)
                 rc = store_task_reschedule (self->store, o->rowid, (int) o->attempts, o->not_before,
-                                            o->error, o->at);
+                                            o->not_before - o->at, o->error, o->at);
             else
                 rc = store_task_dead (self->store, o->rowid, (int) o->attempts, o->error, o->at);
         }
@@ -339,7 +346,8 @@ broker_commit (broker_t *self, int64_t now)
     /*  An I/O error (a failed fsync above all) leaves the page cache in an
         unknown state: no ACK for anything in this batch, and stop. */
     herald_error ("store failed: stopping without acknowledging the batch", "error=%s", quoted);
-    s_refuse_batch (self, HP_CODE_STORAGE, "storage failure: event not stored; publish again later");
+    s_refuse_batch (self, HP_CODE_STORAGE, "storage failure: the event may or may not be stored;"
+                    " publish it again (it is idempotent)");
     self->fatal = BROKER_ERR_IO;
 }
 
@@ -354,7 +362,12 @@ s_refill_task (void *ctx, const store_task_t *stored)
         free (blob);
         return -1;
     }
+    /*  not_before is wall-clock time (it must survive restarts); a clock
+        stepped back while the broker was down must not stretch the wait,
+        so it never exceeds the delay that was asked for. */
     int64_t delay = stored->not_before > refill->wall? stored->not_before - refill->wall: 0;
+    if (stored->delay > 0 && delay > stored->delay)
+        delay = stored->delay;
     dispatch_enqueue (refill->self->dispatch, task, refill->now + delay, refill->now, false);
     refill->last_rowid = stored->rowid;
     return 0;

@@ -23,6 +23,7 @@ struct dispatch {
     worker_t *workers[DISPATCH_MAX_WORKERS];
     int worker_count;
     int next_channel;               /* fairness between channels */
+    uint64_t next_serial;           /* for worker serials */
 };
 
 dispatch_t *
@@ -249,6 +250,7 @@ dispatch_worker_add (dispatch_t *self, const char *identity, size_t identity_len
     snprintf (worker->name, sizeof worker->name, "%s", name);
     worker->channel = channel;
     worker->capacity = capacity;
+    worker->serial = ++self->next_serial;
     worker->last_recv = worker->last_send = now;
     self->workers[self->worker_count++] = worker;
     return worker;
@@ -274,6 +276,7 @@ s_unlease (dispatch_t *self, worker_t *worker, uint32_t slot)
     worker->leases[worker->lease_count] = NULL;
     self->channels[task->channel].in_flight--;
     task->worker = NULL;
+    worker->solo = false;
 }
 
 task_t *
@@ -332,16 +335,23 @@ s_rate_allows (const herald_channel_t *cfg, channel_state_t *ch, int64_t now)
 }
 
 static worker_t *
-s_pick_worker (dispatch_t *self, int channel, channel_state_t *ch)
+s_pick_worker (dispatch_t *self, int channel, channel_state_t *ch, bool idle_only, uint64_t avoid)
 {
+    /*  First pass: not the worker the task should avoid; second: any. */
     int count = self->worker_count;
-    for (int n = 0; n < count; n++) {
-        int i = (ch->rr + n) % count;
-        worker_t *worker = self->workers[i];
-        if (worker->channel == channel && worker->lease_count < worker->capacity) {
-            ch->rr = (i + 1) % count;
-            return worker;
+    for (int pass = 0; pass < 2; pass++) {
+        for (int n = 0; n < count; n++) {
+            int i = (ch->rr + n) % count;
+            worker_t *worker = self->workers[i];
+            if (worker->channel == channel && !worker->solo
+            &&  (pass == 1 || avoid == 0 || worker->serial != avoid)
+            &&  (idle_only? worker->lease_count == 0: worker->lease_count < worker->capacity)) {
+                ch->rr = (i + 1) % count;
+                return worker;
+            }
         }
+        if (avoid == 0)
+            break;
     }
     return NULL;
 }
@@ -360,10 +370,11 @@ dispatch_next (dispatch_t *self, int64_t now)
             continue;
         if (!s_rate_allows (cfg, ch, now))
             continue;
-        worker_t *worker = s_pick_worker (self, c, ch);
+        worker_t *worker = s_pick_worker (self, c, ch, ch->head->suspect, ch->head->avoid);
         if (!worker)
             continue;
         task_t *task = ch->head;
+        worker->solo = task->suspect;
         ch->head = task->next;
         if (!ch->head)
             ch->tail = NULL;
@@ -412,6 +423,7 @@ dispatch_expired (dispatch_t *self, int64_t now)
         for (uint32_t j = 0; j < worker->lease_count; j++) {
             task_t *task = worker->leases[j];
             if (task->lease_deadline <= now) {
+                task->avoid = worker->serial;
                 s_unlease (self, worker, j);
                 return task;
             }

@@ -34,6 +34,8 @@ typedef struct task {
     blob_t *event;                  /* shared, refcounted */
     struct task *next;              /* ready queue link */
     size_t heap_index;              /* position in the delayed heap */
+    bool suspect;                   /* was at a worker that died: delivered alone from now on */
+    uint64_t avoid;                 /* serial of the worker whose lease on it expired: try another */
     char key[HP_MAX_ID + 1];        /* stable task id, the idempotency key */
 } task_t;
 
@@ -45,6 +47,8 @@ struct worker {
     uint32_t capacity;              /* credit */
     task_t **leases;                /* capacity slots, lease_count used */
     uint32_t lease_count;
+    bool solo;                      /* holds one suspect task and gets nothing else meanwhile */
+    uint64_t serial;                /* unique per registration, never reused */
     int64_t last_recv;              /* monotonic ms of the last message from it */
     int64_t last_send;              /* monotonic ms of the last message to it */
 };
@@ -107,8 +111,10 @@ worker_t *
 
 /*  Picks the next delivery allowed now: a ready task of some channel and a
     worker of that channel with free credit, within the channel's
-    max_in_flight and rate. Leases it (attempts + 1, deadline = now + lease).
-    Returns the task (task->worker is the worker) or NULL. */
+    max_in_flight and rate. A suspect task goes only to an idle worker, which
+    then gets nothing else until it answers, so a payload that kills its
+    worker is found out alone. Leases it (attempts + 1, deadline = now +
+    lease). Returns the task (task->worker is the worker) or NULL. */
 task_t *
     dispatch_next (dispatch_t *self, int64_t now);
 

@@ -37,13 +37,13 @@ static const char *s_sql[S_COUNT] = {
         "UPDATE tasks SET state = 1, attempts = ?2, last_error = NULL, updated_at = ?3 WHERE id = ?1",
     [S_TASK_RESCHEDULE] =
         "UPDATE tasks SET state = 0, attempts = ?2, not_before = ?3, last_error = ?4,"
-        " updated_at = ?5 WHERE id = ?1",
+        " updated_at = ?5, retry_delay = ?6 WHERE id = ?1",
     [S_TASK_DEAD] =
         "UPDATE tasks SET state = 2, attempts = ?2, last_error = ?3, updated_at = ?4 WHERE id = ?1",
     [S_ATTEMPT_LOG] =
         "INSERT INTO attempts (task_id, attempt, at, outcome, error) VALUES (?1, ?2, ?3, ?4, ?5)",
     [S_LOAD_PENDING] =
-        "SELECT t.id, t.key, t.channel, t.attempts, t.not_before, e.body FROM tasks t"
+        "SELECT t.id, t.key, t.channel, t.attempts, t.not_before, e.body, t.retry_delay FROM tasks t"
         " JOIN events e ON e.seq = t.event_seq"
         " WHERE t.state = 0 AND t.channel = ?1 AND t.id > ?2 ORDER BY t.id LIMIT ?3",
     [S_BEGIN] = "BEGIN IMMEDIATE",
@@ -73,7 +73,8 @@ static const char *s_schema =
     "  attempts INTEGER NOT NULL,"
     "  not_before INTEGER NOT NULL,"
     "  last_error TEXT,"
-    "  updated_at INTEGER NOT NULL);"
+    "  updated_at INTEGER NOT NULL,"
+    "  retry_delay INTEGER NOT NULL DEFAULT 0);"
     "CREATE INDEX IF NOT EXISTS tasks_open ON tasks (channel, id) WHERE state = 0;"
     "CREATE INDEX IF NOT EXISTS tasks_dead ON tasks (channel, id) WHERE state = 2;"
     "CREATE TABLE IF NOT EXISTS attempts ("
@@ -518,7 +519,7 @@ store_task_done (store_t *self, int64_t rowid, int attempts, int64_t now)
 
 int
 store_task_reschedule (store_t *self, int64_t rowid, int attempts, int64_t not_before,
-                       const char *error, int64_t now)
+                       int64_t delay, const char *error, int64_t now)
 {
     sqlite3_stmt *stmt = self->stmt[S_TASK_RESCHEDULE];
     sqlite3_bind_int64 (stmt, 1, rowid);
@@ -526,6 +527,7 @@ store_task_reschedule (store_t *self, int64_t rowid, int attempts, int64_t not_b
     sqlite3_bind_int64 (stmt, 3, not_before);
     sqlite3_bind_text (stmt, 4, error, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 5, now);
+    sqlite3_bind_int64 (stmt, 6, delay);
     return s_step_done (self, stmt, "reschedule task");
 }
 
@@ -572,6 +574,7 @@ store_load_pending (store_t *self, const char *channel, int64_t after, int limit
             .not_before = sqlite3_column_int64 (stmt, 4),
             .body = (const char *) sqlite3_column_text (stmt, 5),
             .body_len = (size_t) sqlite3_column_bytes (stmt, 5),
+            .delay = sqlite3_column_int64 (stmt, 6),
         };
         count++;
         if (fn (ctx, &task) != 0)

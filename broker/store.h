@@ -4,7 +4,7 @@
 
     Tables (inspect with the sqlite3 shell):
       events(seq, id, source, type, dedup_key UNIQUE, received_at, body, first_task, fanout)
-      tasks(id, key, event_seq, channel, state, attempts, not_before, last_error, updated_at)
+      tasks(id, key, event_seq, channel, state, attempts, not_before, last_error, updated_at, retry_delay)
       attempts(task_id, attempt, at, outcome, error)       -- failed attempts only
     Times are Unix milliseconds. */
 #ifndef HERALD_STORE_H
@@ -53,6 +53,7 @@ typedef struct {
     const char *channel;
     int attempts;
     int64_t not_before;         /* wall ms, 0 = now */
+    int64_t delay;              /* the wait asked for when it was rescheduled (ms) */
     const char *body;           /* event envelope, borrowed for the callback */
     size_t body_len;
 } store_task_t;
@@ -98,7 +99,7 @@ int
     store_task_done (store_t *self, int64_t rowid, int attempts, int64_t now);
 int
     store_task_reschedule (store_t *self, int64_t rowid, int attempts, int64_t not_before,
-                           const char *error, int64_t now);
+                           int64_t delay, const char *error, int64_t now);
 int
     store_task_dead (store_t *self, int64_t rowid, int attempts, const char *error, int64_t now);
 int

@@ -375,6 +375,8 @@ s_drain_socket (herald_worker_t *self)
             hw_msg_close (&in);
             continue;
         }
+        /*  Deliveries in this round take time: measure silence from now. */
+        self->now = herald_clock_mono_ms ();
         self->silence_deadline = self->now + self->silence_ms;
         self->backoff_ms = self->heartbeat_ms;
         if (valid && msg.command != HP_DISCONNECT)

@@ -55,6 +55,15 @@ def binary(name):
     return path
 
 
+def line_buffered(argv):
+    """(argv, env) running argv with stdout line-buffered (coreutils stdbuf,
+    an LD_PRELOAD), so a test can watch its output as it comes; the env lets
+    sanitizer builds accept the preload."""
+    asan = os.environ.get("ASAN_OPTIONS", "")
+    asan = (asan + ":" if asan else "") + "verify_asan_link_order=0"
+    return ["stdbuf", "-oL"] + list(argv), {"ASAN_OPTIONS": asan}
+
+
 def wait_until(predicate, timeout, what, interval=POLL_INTERVAL):
     """Polls predicate() until it returns a true value, which is returned.
     Raises TestFailure naming `what` (a string, or a function giving one,
@@ -225,14 +234,16 @@ class Herald:
 
     # -- processes
 
-    def spawn(self, name, argv, stdin=subprocess.DEVNULL):
-        """Starts argv in its own process group, stdout+stderr to a log."""
+    def spawn(self, name, argv, stdin=subprocess.DEVNULL, env=None):
+        """Starts argv in its own process group, stdout+stderr to a log.
+        env: variables added to the environment."""
         self.serial += 1
         log = os.path.join(self.logs, "%02d-%s.log" % (self.serial, name))
         logf = open(log, "wb")
         try:
+            full_env = dict(os.environ, **env) if env else None
             popen = subprocess.Popen(argv, stdin=stdin, stdout=logf, stderr=subprocess.STDOUT,
-                                     cwd=self.tmp, start_new_session=True)
+                                     cwd=self.tmp, start_new_session=True, env=full_env)
         finally:
             logf.close()
         proc = Proc(name, argv, popen, log)

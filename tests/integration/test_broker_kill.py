@@ -71,9 +71,10 @@ def body(t):
     path = harness.write_jsonl(os.path.join(h.tmp, "phase2.jsonl"),
                                (harness.order(i) for i in range(N1 + 1, N1 + N2 + 1)))
     # stdout line-buffered (stdbuf), so the ACKs appear in the log as they arrive
-    publisher = h.spawn("publish-2", ["stdbuf", "-oL", harness.binary("herald"), "publish",
-                                      "-c", h.config, "--type", harness.EVENT_TYPE,
-                                      "--file", path, "--json", "--timeout", "3000"])
+    argv, env = harness.line_buffered([harness.binary("herald"), "publish", "-c", h.config,
+                                       "--type", harness.EVENT_TYPE, "--file", path, "--json",
+                                       "--timeout", "3000"])
+    publisher = h.spawn("publish-2", argv, env=env)
 
     def acks_seen():
         with open(publisher.log) as f:

@@ -70,6 +70,17 @@ def body(t):
     total = sum(len(d) for d in by_channel.values())
     t.check(total == 3 * N, "%d deliveries in total" % (3 * N), "found %d" % total)
 
+    # no fault here: every worker keeps its session and every task is
+    # delivered once, at attempt 1
+    silent = [line for p in h.procs if p.name.startswith("worker-")
+              for line in open(p.log, errors="replace") if "broker silent" in line]
+    t.check(not silent, "no worker dropped its session (no \"broker silent\" while the broker "
+            "was sending)", "\n".join(l.strip()[:220] for l in silent[:6]))
+    again = sorted("%s attempt %s" % (x.task_id, x.attempt) for d in by_channel.values()
+                   for x in d.values() if isinstance(x.attempt, int) and x.attempt > 1)
+    t.check(not again, "every delivery is attempt 1 (no redelivery without a fault)",
+            "%d redelivered, e.g. %s" % (len(again), again[:3]))
+
     st = h.status()
     for ch in h.channels:
         c = h._channel(st, ch)

@@ -252,3 +252,46 @@ Test (dispatch, throttled_channel_pauses_until_retry_after)
     task = dispatch_next (d, 2000);
     cr_assert (task && task->rowid == 1);
 }
+
+Test (dispatch, suspect_task_is_delivered_alone)
+{
+    worker_t *busy = add_worker ("busy", 0, 4);
+    queue_task (1, 0, 0, 0);
+    task_t *first = dispatch_next (d, 0);
+    cr_assert_eq (first->worker, busy);
+    task_t *suspect = queue_task (2, 0, 0, 0);
+    suspect->suspect = true;
+    queue_task (3, 0, 0, 0);
+    cr_assert_null (dispatch_next (d, 0), "a suspect waits for an idle worker; nothing overtakes it");
+    worker_t *idle = add_worker ("idle", 0, 4);
+    task_t *solo = dispatch_next (d, 0);
+    cr_assert_eq (solo, suspect);
+    cr_assert_eq (solo->worker, idle);
+    cr_assert (idle->solo);
+    task_t *next = dispatch_next (d, 0);
+    cr_assert (next && next->rowid == 3);
+    cr_assert_eq (next->worker, busy, "the solo worker gets nothing else meanwhile");
+    task_t *done = dispatch_complete (d, idle, hp_str (solo->key), 1);
+    cr_assert_eq (done, solo);
+    cr_assert_not (idle->solo, "free again after its answer");
+    task_destroy (&done);
+}
+
+Test (dispatch, expired_lease_retries_on_another_worker)
+{
+    worker_t *hung = add_worker ("hung", 0, 4);
+    queue_task (1, 0, 0, 0);
+    task_t *task = dispatch_next (d, 0);
+    cr_assert_eq (task->worker, hung);
+    task_t *expired = dispatch_expired (d, 1000);
+    dispatch_enqueue (d, expired, 0, 1000, false);
+    worker_t *other = add_worker ("other", 0, 4);
+    task_t *again = dispatch_next (d, 1000);
+    cr_assert_eq (again->worker, other, "not back to the worker whose lease expired");
+    /*  With no other worker, the same one is used rather than waiting forever. */
+    task_t *back = dispatch_complete (d, other, hp_str (again->key), 2);
+    dispatch_worker_remove (d, &other);
+    dispatch_enqueue (d, back, 0, 1000, false);
+    task_t *third = dispatch_next (d, 1000);
+    cr_assert_eq (third->worker, hung);
+}

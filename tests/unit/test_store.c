@@ -64,6 +64,7 @@ typedef struct {
     char keys[16][64];
     int attempts[16];
     int64_t not_before[16];
+    int64_t delays[16];
 } loaded_t;
 
 static int
@@ -74,6 +75,7 @@ collect (void *ctx, const store_task_t *task)
     snprintf (loaded->keys[loaded->count], 64, "%s", task->key);
     loaded->attempts[loaded->count] = task->attempts;
     loaded->not_before[loaded->count] = task->not_before;
+    loaded->delays[loaded->count] = task->delay;
     cr_assert_str_eq (task->body, "{\"id\":\"x\"}");
     loaded->count++;
     return 0;
@@ -150,7 +152,7 @@ Test (store, outcomes_and_counts)
     cr_assert_eq (store_task_done (store, r[0], 1, 2000), 0);
     cr_assert_eq (store_task_dead (store, r[1], 3, "HTTP 400", 2000), 0);
     cr_assert_eq (store_attempt_log (store, r[1], 3, 2000, "failed", "HTTP 400"), 0);
-    cr_assert_eq (store_task_reschedule (store, r[2], 2, 99999, "HTTP 500", 2000), 0);
+    cr_assert_eq (store_task_reschedule (store, r[2], 2, 99999, 97999, "HTTP 500", 2000), 0);
     cr_assert_eq (store_commit (store), 0);
     int64_t pending, retrying, done, dead;
     cr_assert_eq (store_count (store, "email", 5000, &pending, &retrying, &done, &dead), 0);
@@ -163,6 +165,7 @@ Test (store, outcomes_and_counts)
     cr_assert_eq (loaded.rowids[0], r[2]);
     cr_assert_eq (loaded.attempts[0], 2);
     cr_assert_eq (loaded.not_before[0], 99999, "a scheduled retry is durable");
+    cr_assert_eq (loaded.delays[0], 97999, "with the wait it asked for");
     cr_assert_eq (loaded.rowids[1], r[3]);
     /*  Refill window: after r[2], limit 1. */
     loaded_t next = { 0 };
