@@ -66,6 +66,8 @@ def body(t):
     env = faultlib.preload_env(fsync_delay_ms=FSYNC_DELAY_MS)
     broker = faultlib.start_broker(h, env=env)
     h.start_workers()
+    with open("/proc/%d/maps" % broker.pid) as maps:
+        under_asan = "libasan" in maps.read()
     sampler = Sampler(broker.pid)
     sampler.start()
     t.note("broker (fsync +%d ms, queue_window 5000, hwm 500, batch_max 100) and noop workers up"
@@ -145,7 +147,13 @@ def body(t):
     faultlib.print_counts(t, "figures", figures)
 
     t.check(broker.alive(), "the broker survived the overload")
-    t.check(peak_mb <= RSS_CAP_MB, "broker RSS peak %.1f MiB <= %.0f MiB" % (peak_mb, RSS_CAP_MB))
+    if under_asan:
+        # ASan's shadow memory and quarantine (hundreds of MiB) say nothing
+        # about Herald's own bounds: the cap is enforced in the normal build;
+        # here only "does not keep growing" (below) holds.
+        t.note("sanitizer build: RSS cap %.0f MiB not applied (peak %.1f MiB)" % (RSS_CAP_MB, peak_mb))
+    else:
+        t.check(peak_mb <= RSS_CAP_MB, "broker RSS peak %.1f MiB <= %.0f MiB" % (peak_mb, RSS_CAP_MB))
     t.check(late_mb <= early_mb * 1.25 + 16,
             "broker RSS does not keep growing (last third %.1f MiB, before %.1f MiB)"
             % (late_mb, early_mb))
