@@ -297,15 +297,23 @@ s_dispatch (broker_t *self, int64_t now)
             continue;
         }
         /*  The worker is gone (or its pipe is full): take the task back
-            uncharged and drop the worker with its leases. */
+            uncharged. A worker stopping in good order sends DISCONNECT and
+            closes: the DISCONNECT may still wait in our queue, so read it
+            before deciding the worker was lost. */
         int err = errno;
+        char identity[sizeof worker->identity];
+        size_t identity_len = worker->identity_len;
+        memcpy (identity, worker->identity, identity_len);
         task_t *undo = dispatch_complete (self->dispatch, worker, hp_str (task->key), task->attempts);
         if (undo) {
             undo->attempts--;
             dispatch_enqueue (self->dispatch, undo, 0, now, true);
         }
-        s_worker_lost (self, &worker, err == EHOSTUNREACH? "worker unreachable": "worker pipe full",
-                       now);
+        s_drain_workers (self, now);
+        worker = dispatch_worker_find (self->dispatch, identity, identity_len);
+        if (worker)
+            s_worker_lost (self, &worker, err == EHOSTUNREACH? "worker unreachable": "worker pipe full",
+                           now);
     }
 }
 
