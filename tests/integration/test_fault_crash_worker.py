@@ -109,9 +109,12 @@ def body(t):
     faultlib.print_counts(t, "counts", counts)
     total = sum(kills.values())
     t.check(total >= min(10, DURATION / 2), "workers were killed %d times" % total)
-    t.check(counts["duplicates"] >= kills["after-rename"],
-            "each kill after a complete delivery gave a duplicate (%d duplicates, %d such kills)"
-            % (counts["duplicates"], kills["after-rename"]))
+    # A kill right after a delivery's rename usually means a redelivery (a
+    # duplicate with the same task id, checked by the ledger above), but not
+    # always within the run: reported, not asserted. The guarantees are the
+    # ledger's checks: nothing ACKed missing, duplicates under the same key.
+    t.note("kills after a complete delivery: %d; duplicates seen: %d"
+           % (kills["after-rename"], counts["duplicates"]))
     st = h.status()
     for ch in h.channels:
         c = h._channel(st, ch)
