@@ -18,6 +18,7 @@
 
 #include "driver.h"
 #include "herald_clock.h"
+#include "herald_text.h"
 #include "template.h"
 
 #define FILE_DEFAULT_FROM    "Herald <herald@localhost>"
@@ -40,14 +41,6 @@ typedef struct {
     int pid;
 } file_driver_t;
 
-/*  A growable text, capped by what the templates and events can produce. */
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool failed;
-} file_buf_t;
-
 /*  snprintf for messages, where cutting a long path short is intended. */
 static void
 s_format (char *buf, size_t size, const char *format, ...)
@@ -64,67 +57,39 @@ s_format (char *buf, size_t size, const char *format, ...)
     va_end (args);
 }
 
-static void
-s_buf_add (file_buf_t *buf, const char *text, size_t len)
-{
-    if (buf->failed)
-        return;
-    if (buf->len + len + 1 > buf->cap) {
-        size_t cap = buf->cap? buf->cap: 1024;
-        while (cap < buf->len + len + 1)
-            cap *= 2;
-        char *data = realloc (buf->data, cap);
-        if (!data) {
-            buf->failed = true;
-            return;
-        }
-        buf->data = data;
-        buf->cap = cap;
-    }
-    memcpy (buf->data + buf->len, text, len);
-    buf->len += len;
-    buf->data[buf->len] = '\0';
-}
-
-static void
-s_buf_puts (file_buf_t *buf, const char *text)
-{
-    s_buf_add (buf, text, strlen (text));
-}
-
 //  Appends a header line "Name: value\r\n"; CR, LF and other control
 //  characters in value become spaces so a value can never start a header.
 static void
-s_buf_header (file_buf_t *buf, const char *name, const char *value)
+s_buf_header (herald_text_t *buf, const char *name, const char *value)
 {
-    s_buf_puts (buf, name);
-    s_buf_add (buf, ": ", 2);
+    herald_text_puts (buf, name);
+    herald_text_append (buf, ": ", 2);
     for (const char *p = value; *p; p++) {
         unsigned char c = (unsigned char) *p;
         char out = (c < 0x20 && c != '\t') || c == 0x7f? ' ': (char) c;
-        s_buf_add (buf, &out, 1);
+        herald_text_append (buf, &out, 1);
     }
-    s_buf_add (buf, "\r\n", 2);
+    herald_text_append (buf, "\r\n", 2);
 }
 
 //  Appends text with every line ending as CRLF, ending with one.
 static void
-s_buf_crlf_text (file_buf_t *buf, const char *text)
+s_buf_crlf_text (herald_text_t *buf, const char *text)
 {
     size_t start = 0;
     size_t i = 0;
     for (; text[i]; i++) {
         if (text[i] == '\r' || text[i] == '\n') {
-            s_buf_add (buf, text + start, i - start);
-            s_buf_add (buf, "\r\n", 2);
+            herald_text_append (buf, text + start, i - start);
+            herald_text_append (buf, "\r\n", 2);
             if (text[i] == '\r' && text[i + 1] == '\n')
                 i++;
             start = i + 1;
         }
     }
-    s_buf_add (buf, text + start, i - start);
+    herald_text_append (buf, text + start, i - start);
     if (i > start || i == 0)
-        s_buf_add (buf, "\r\n", 2);
+        herald_text_append (buf, "\r\n", 2);
 }
 
 static bool
@@ -139,14 +104,14 @@ s_is_ascii (const char *text)
 //  Appends "Subject: value": as is when ASCII, else as RFC 2047 UTF-8
 //  encoded-words of whole characters, one per folded line.
 static void
-s_buf_subject (file_buf_t *buf, const char *value)
+s_buf_subject (herald_text_t *buf, const char *value)
 {
     if (s_is_ascii (value)) {
         s_buf_header (buf, "Subject", value);
         return;
     }
     static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    s_buf_puts (buf, "Subject:");
+    herald_text_puts (buf, "Subject:");
     size_t len = strlen (value);
     size_t at = 0;
     while (at < len) {
@@ -154,7 +119,7 @@ s_buf_subject (file_buf_t *buf, const char *value)
         while (at + take < len && take > 1
                && ((unsigned char) value[at + take] & 0xC0) == 0x80)
             take--;     //  do not split a UTF-8 sequence
-        s_buf_puts (buf, at == 0? " =?UTF-8?B?": "\r\n =?UTF-8?B?");
+        herald_text_puts (buf, at == 0? " =?UTF-8?B?": "\r\n =?UTF-8?B?");
         for (size_t i = 0; i < take; i += 3) {
             unsigned char in[3] = { 0, 0, 0 };
             size_t n = take - i < 3? take - i: 3;
@@ -165,12 +130,12 @@ s_buf_subject (file_buf_t *buf, const char *value)
                 n > 1? b64[((in[1] & 0x0F) << 2) | (in[2] >> 6)]: '=',
                 n > 2? b64[in[2] & 0x3F]: '='
             };
-            s_buf_add (buf, out, 4);
+            herald_text_append (buf, out, 4);
         }
-        s_buf_puts (buf, "?=");
+        herald_text_puts (buf, "?=");
         at += take;
     }
-    s_buf_add (buf, "\r\n", 2);
+    herald_text_append (buf, "\r\n", 2);
 }
 
 //  RFC 5322 date-time in UTC, independent of the locale.
@@ -307,7 +272,7 @@ fail:;
 //  Renders the RFC 5322 message into out. 0, or -1 with the reason in err.
 static int
 s_render_eml (file_driver_t *self, const hd_task_t *task, const json_t *envelope,
-              file_buf_t *out, char *err, size_t errlen)
+              herald_text_t *out, char *err, size_t errlen)
 {
     char why[HP_MAX_TEXT / 2];
     char *to = hd_template_render (self->to, envelope, HD_ESCAPE_HEADER, why, sizeof why);
@@ -368,7 +333,7 @@ s_render_eml (file_driver_t *self, const hd_task_t *task, const json_t *envelope
     s_buf_header (out, "Content-Type", "text/plain; charset=utf-8");
     s_buf_header (out, "Content-Transfer-Encoding", "8bit");
     s_buf_header (out, "X-Herald-Attempt", attempt);
-    s_buf_add (out, "\r\n", 2);
+    herald_text_append (out, "\r\n", 2);
     s_buf_crlf_text (out, body);
     free (to);
     free (subject);
@@ -382,7 +347,7 @@ s_render_eml (file_driver_t *self, const hd_task_t *task, const json_t *envelope
 
 //  Renders the JSON document into out. 0, or -1 with the reason in err.
 static int
-s_render_json (const hd_task_t *task, json_t *envelope, file_buf_t *out,
+s_render_json (const hd_task_t *task, json_t *envelope, herald_text_t *out,
                char *err, size_t errlen)
 {
     char delivered_at[32];
@@ -399,8 +364,8 @@ s_render_json (const hd_task_t *task, json_t *envelope, file_buf_t *out,
         s_format (err, errlen, "out of memory rendering the document");
         return -1;
     }
-    s_buf_puts (out, text);
-    s_buf_add (out, "\n", 1);
+    herald_text_puts (out, text);
+    herald_text_append (out, "\n", 1);
     free (text);
     if (out->failed) {
         s_format (err, errlen, "out of memory rendering the document");
@@ -487,7 +452,7 @@ s_start (void *self_, const hd_task_t *task)
 {
     file_driver_t *self = (file_driver_t *) self_;
     hd_result_t result = { .outcome = HD_DONE };
-    file_buf_t out = { 0 };
+    herald_text_t out = { 0 };
     json_t *envelope = NULL;
 
     if (!s_usable_name (task->task_id)) {

@@ -6,7 +6,6 @@
     values are rendered with CR/LF/NUL replaced, the recipient must be one
     plain address, and the envelope addresses hold no control characters. */
 #include <ctype.h>
-#include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,6 +18,7 @@
 #include <jansson.h>
 
 #include "driver.h"
+#include "herald_text.h"
 #include "template.h"
 
 #define S_QP_LINE_MAX     76        /* RFC 2045: encoded lines, soft break included */
@@ -44,67 +44,10 @@ typedef struct {
 } hd_smtp_t;
 
 typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool failed;                        /* out of memory */
-} s_text_t;
-
-typedef struct {
     const char *data;
     size_t len;
     size_t pos;
 } s_upload_t;
-
-//  --------------------------------------------------------------------------
-//  Growable text
-
-static void
-s_text_append (s_text_t *text, const char *data, size_t len)
-{
-    if (text->failed)
-        return;
-    if (text->len + len + 1 > text->cap) {
-        size_t cap = text->cap ? text->cap : 1024;
-        while (cap < text->len + len + 1)
-            cap *= 2;
-        char *grown = realloc (text->data, cap);
-        if (!grown) {
-            text->failed = true;
-            return;
-        }
-        text->data = grown;
-        text->cap = cap;
-    }
-    memcpy (text->data + text->len, data, len);
-    text->len += len;
-    text->data [text->len] = '\0';
-}
-
-static void
-s_text_puts (s_text_t *text, const char *data)
-{
-    s_text_append (text, data, strlen (data));
-}
-
-static void
-s_text_printf (s_text_t *text, const char *format, ...)
-    __attribute__ ((format (printf, 2, 3)));
-
-static void
-s_text_printf (s_text_t *text, const char *format, ...)
-{
-    char line [1024];
-    va_list args;
-    va_start (args, format);
-    int len = vsnprintf (line, sizeof line, format, args);
-    va_end (args);
-    if (len < 0 || (size_t) len >= sizeof line) {
-        text->failed = true;    /* callers only format short header lines */
-        return;
-    }
-    s_text_append (text, line, (size_t) len);
-}
 
 //  --------------------------------------------------------------------------
 //  Encodings
@@ -112,7 +55,7 @@ s_text_printf (s_text_t *text, const char *format, ...)
 /*  Appends body as quoted-printable (RFC 2045) with CRLF line ends: LF and
     CRLF are hard line breaks, encoded lines are at most 76 characters. */
 static void
-s_encode_qp (s_text_t *out, const char *body)
+s_encode_qp (herald_text_t *out, const char *body)
 {
     static const char hex [] = "0123456789ABCDEF";
     size_t line_len = 0;
@@ -121,7 +64,7 @@ s_encode_qp (s_text_t *out, const char *body)
         if (c == '\n' || (c == '\r' && p [1] == '\n')) {
             if (c == '\r')
                 p++;
-            s_text_append (out, "\r\n", 2);
+            herald_text_append (out, "\r\n", 2);
             line_len = 0;
             continue;
         }
@@ -137,16 +80,16 @@ s_encode_qp (s_text_t *out, const char *body)
             token_len = 3;
         }
         if (line_len + token_len > S_QP_LINE_MAX - 1) {
-            s_text_append (out, "=\r\n", 3);
+            herald_text_append (out, "=\r\n", 3);
             line_len = 0;
         }
-        s_text_append (out, token, token_len);
+        herald_text_append (out, token, token_len);
         line_len += token_len;
     }
 }
 
 static void
-s_encode_base64 (s_text_t *out, const unsigned char *data, size_t len)
+s_encode_base64 (herald_text_t *out, const unsigned char *data, size_t len)
 {
     static const char alphabet [] =
         "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
@@ -161,7 +104,7 @@ s_encode_base64 (s_text_t *out, const unsigned char *data, size_t len)
             i + 1 < len ? alphabet [(group >> 6) & 63] : '=',
             i + 2 < len ? alphabet [group & 63] : '='
         };
-        s_text_append (out, quad, 4);
+        herald_text_append (out, quad, 4);
     }
 }
 
@@ -169,7 +112,7 @@ s_encode_base64 (s_text_t *out, const unsigned char *data, size_t len)
     encoded words (UTF-8, base64) folded on continuation lines. value holds
     no control characters (rendered in HD_ESCAPE_HEADER mode). */
 static void
-s_encode_header_value (s_text_t *out, const char *value)
+s_encode_header_value (herald_text_t *out, const char *value)
 {
     size_t len = strlen (value);
     bool plain = len <= 200;
@@ -177,7 +120,7 @@ s_encode_header_value (s_text_t *out, const char *value)
         if ((unsigned char) value [i] >= 0x80)
             plain = false;
     if (plain) {
-        s_text_append (out, value, len);
+        herald_text_append (out, value, len);
         return;
     }
     size_t pos = 0;
@@ -188,10 +131,10 @@ s_encode_header_value (s_text_t *out, const char *value)
         &&     ((unsigned char) value [pos + chunk] & 0xC0) == 0x80)
             chunk--;
         if (pos > 0)
-            s_text_append (out, "\r\n ", 3);
-        s_text_puts (out, "=?UTF-8?B?");
+            herald_text_append (out, "\r\n ", 3);
+        herald_text_puts (out, "=?UTF-8?B?");
         s_encode_base64 (out, (const unsigned char *) value + pos, chunk);
-        s_text_puts (out, "?=");
+        herald_text_puts (out, "?=");
         pos += chunk;
     }
 }
@@ -322,19 +265,19 @@ s_valid_task_id (const char *task_id)
 }
 
 static void
-s_append_part (s_text_t *mail, const char *boundary, const char *type, const s_text_t *body)
+s_append_part (herald_text_t *mail, const char *boundary, const char *type, const herald_text_t *body)
 {
-    s_text_printf (mail, "--%s\r\n", boundary);
-    s_text_printf (mail, "Content-Type: %s; charset=utf-8\r\n", type);
-    s_text_puts (mail, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-    s_text_append (mail, body->data ? body->data : "", body->len);
-    s_text_puts (mail, "\r\n");
+    herald_text_printf (mail, "--%s\r\n", boundary);
+    herald_text_printf (mail, "Content-Type: %s; charset=utf-8\r\n", type);
+    herald_text_puts (mail, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+    herald_text_append (mail, body->data ? body->data : "", body->len);
+    herald_text_puts (mail, "\r\n");
 }
 
 /*  Renders and assembles the whole message for task. Returns 0, or -1 with
     a permanent error in err (bad event, bad recipient, template field). */
 static int
-s_build (hd_smtp_t *self, const hd_task_t *task, s_text_t *mail, char *to, size_t to_size,
+s_build (hd_smtp_t *self, const hd_task_t *task, herald_text_t *mail, char *to, size_t to_size,
          char *err, size_t errlen)
 {
     json_error_t jerr;
@@ -345,7 +288,7 @@ s_build (hd_smtp_t *self, const hd_task_t *task, s_text_t *mail, char *to, size_
     }
     char why [256];
     char *rcpt = NULL, *subject = NULL, *text = NULL, *html = NULL;
-    s_text_t text_qp = { 0 }, html_qp = { 0 };
+    herald_text_t text_qp = { 0 }, html_qp = { 0 };
     int rc = -1;
 
     if (!(rcpt = hd_template_render (self->cfg.to, event, HD_ESCAPE_HEADER, why, sizeof why))) {
@@ -379,16 +322,16 @@ s_build (hd_smtp_t *self, const hd_task_t *task, s_text_t *mail, char *to, size_
 
     char date [64];
     s_format_date (date, sizeof date);
-    s_text_printf (mail, "From: %s\r\n", self->cfg.from);
-    s_text_printf (mail, "To: %s\r\n", rcpt);
-    s_text_puts (mail, "Subject: ");
+    herald_text_printf (mail, "From: %s\r\n", self->cfg.from);
+    herald_text_printf (mail, "To: %s\r\n", rcpt);
+    herald_text_puts (mail, "Subject: ");
     s_encode_header_value (mail, subject);
-    s_text_puts (mail, "\r\n");
-    s_text_printf (mail, "Date: %s\r\n", date);
-    s_text_printf (mail, "Message-ID: <%s@herald>\r\n", task->task_id);
-    s_text_puts (mail, "MIME-Version: 1.0\r\n");
-    s_text_printf (mail, "X-Herald-Task-Id: %s\r\n", task->task_id);
-    s_text_printf (mail, "X-Herald-Attempt: %u\r\n", task->attempt);
+    herald_text_puts (mail, "\r\n");
+    herald_text_printf (mail, "Date: %s\r\n", date);
+    herald_text_printf (mail, "Message-ID: <%s@herald>\r\n", task->task_id);
+    herald_text_puts (mail, "MIME-Version: 1.0\r\n");
+    herald_text_printf (mail, "X-Herald-Task-Id: %s\r\n", task->task_id);
+    herald_text_printf (mail, "X-Herald-Attempt: %u\r\n", task->attempt);
     if (text && html) {
         /*  "=_" never occurs in quoted-printable text; check anyway. */
         char boundary [96];
@@ -397,19 +340,19 @@ s_build (hd_smtp_t *self, const hd_task_t *task, s_text_t *mail, char *to, size_
             snprintf (boundary, sizeof boundary, "=_herald_%.40s_%u", task->task_id, salt++);
         while ((text_qp.data && strstr (text_qp.data, boundary))
         ||     (html_qp.data && strstr (html_qp.data, boundary)));
-        s_text_printf (mail, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n",
+        herald_text_printf (mail, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n",
                        boundary);
-        s_text_puts (mail, "This is a multi-part message in MIME format.\r\n");
+        herald_text_puts (mail, "This is a multi-part message in MIME format.\r\n");
         s_append_part (mail, boundary, "text/plain", &text_qp);
         s_append_part (mail, boundary, "text/html", &html_qp);
-        s_text_printf (mail, "--%s--\r\n", boundary);
+        herald_text_printf (mail, "--%s--\r\n", boundary);
     }
     else {
-        s_text_printf (mail, "Content-Type: %s; charset=utf-8\r\n", text ? "text/plain" : "text/html");
-        s_text_puts (mail, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-        const s_text_t *body = text ? &text_qp : &html_qp;
-        s_text_append (mail, body->data ? body->data : "", body->len);
-        s_text_puts (mail, "\r\n");
+        herald_text_printf (mail, "Content-Type: %s; charset=utf-8\r\n", text ? "text/plain" : "text/html");
+        herald_text_puts (mail, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
+        const herald_text_t *body = text ? &text_qp : &html_qp;
+        herald_text_append (mail, body->data ? body->data : "", body->len);
+        herald_text_puts (mail, "\r\n");
     }
     if (mail->failed || text_qp.failed || html_qp.failed)
         snprintf (err, errlen, "out of memory building the message");
@@ -464,7 +407,7 @@ s_setup (hd_smtp_t *self, struct curl_slist *rcpt, s_upload_t *upload, const cha
 
 /*  Sends one message and classifies the outcome into result. */
 static void
-s_send (hd_smtp_t *self, const char *to, const s_text_t *mail, hd_result_t *result)
+s_send (hd_smtp_t *self, const char *to, const herald_text_t *mail, hd_result_t *result)
 {
     char mail_from [S_ADDRESS_MAX + 3];
     char rcpt_to [S_ADDRESS_MAX + 3];
@@ -630,7 +573,7 @@ s_start (void *self_, const hd_task_t *task)
 {
     hd_smtp_t *self = self_;
     hd_result_t result = { .outcome = HD_FAILED };
-    s_text_t mail = { 0 };
+    herald_text_t mail = { 0 };
     char to [S_ADDRESS_MAX + 1];
 
     if (!s_valid_task_id (task->task_id))

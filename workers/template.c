@@ -9,49 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "herald_text.h"
 #include "template.h"
 
 #define S_PATH_MAX      512     /* longest {{ path }} */
 #define S_SEGMENT_MAX   256     /* longest path segment (one key) */
-
-typedef struct {
-    char *data;
-    size_t len;
-    size_t cap;
-    bool failed;                /* out of memory or over HD_TEMPLATE_MAX_OUTPUT */
-} s_buf_t;
-
-static void
-s_buf_append (s_buf_t *buf, const char *text, size_t len)
-{
-    if (!buf || buf->failed)
-        return;                 /* check only, or already failed */
-    if (buf->len + len + 1 > HD_TEMPLATE_MAX_OUTPUT) {
-        buf->failed = true;
-        return;
-    }
-    if (buf->len + len + 1 > buf->cap) {
-        size_t cap = buf->cap ? buf->cap : 256;
-        while (cap < buf->len + len + 1)
-            cap *= 2;
-        char *data = realloc (buf->data, cap);
-        if (!data) {
-            buf->failed = true;
-            return;
-        }
-        buf->data = data;
-        buf->cap = cap;
-    }
-    memcpy (buf->data + buf->len, text, len);
-    buf->len += len;
-    buf->data [buf->len] = '\0';
-}
-
-static void
-s_buf_putc (s_buf_t *buf, char c)
-{
-    s_buf_append (buf, &c, 1);
-}
 
 static bool
 s_is_space (char c)
@@ -117,34 +79,34 @@ hd_template_lookup (const json_t *root, const char *path)
 char *
 hd_json_quote (const char *text, size_t len)
 {
-    s_buf_t buf = { 0 };
-    s_buf_putc (&buf, '"');
+    herald_text_t buf = { .max = HD_TEMPLATE_MAX_OUTPUT };
+    herald_text_putc (&buf, '"');
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char) text [i];
         char esc [8];
         if (c == '"' || c == '\\') {
             esc [0] = '\\';
             esc [1] = (char) c;
-            s_buf_append (&buf, esc, 2);
+            herald_text_append (&buf, esc, 2);
         }
         else
         if (c == '\n')
-            s_buf_append (&buf, "\\n", 2);
+            herald_text_append (&buf, "\\n", 2);
         else
         if (c == '\r')
-            s_buf_append (&buf, "\\r", 2);
+            herald_text_append (&buf, "\\r", 2);
         else
         if (c == '\t')
-            s_buf_append (&buf, "\\t", 2);
+            herald_text_append (&buf, "\\t", 2);
         else
         if (c < 0x20 || c == 0x7f) {
             snprintf (esc, sizeof esc, "\\u%04x", c);
-            s_buf_append (&buf, esc, 6);
+            herald_text_append (&buf, esc, 6);
         }
         else
-            s_buf_putc (&buf, (char) c);
+            herald_text_putc (&buf, (char) c);
     }
-    s_buf_putc (&buf, '"');
+    herald_text_putc (&buf, '"');
     if (buf.failed) {
         free (buf.data);
         return NULL;
@@ -154,34 +116,34 @@ hd_json_quote (const char *text, size_t len)
 
 /*  Appends text (len bytes) escaped for mode (NONE, HTML, HEADER). */
 static void
-s_append_escaped (s_buf_t *buf, const char *text, size_t len, hd_escape_t mode)
+s_append_escaped (herald_text_t *buf, const char *text, size_t len, hd_escape_t mode)
 {
     for (size_t i = 0; i < len; i++) {
         unsigned char c = (unsigned char) text [i];
         if (mode == HD_ESCAPE_HTML) {
             switch (c) {
-                case '&':  s_buf_append (buf, "&amp;", 5); continue;
-                case '<':  s_buf_append (buf, "&lt;", 4); continue;
-                case '>':  s_buf_append (buf, "&gt;", 4); continue;
-                case '"':  s_buf_append (buf, "&quot;", 6); continue;
-                case '\'': s_buf_append (buf, "&#39;", 5); continue;
+                case '&':  herald_text_append (buf, "&amp;", 5); continue;
+                case '<':  herald_text_append (buf, "&lt;", 4); continue;
+                case '>':  herald_text_append (buf, "&gt;", 4); continue;
+                case '"':  herald_text_append (buf, "&quot;", 6); continue;
+                case '\'': herald_text_append (buf, "&#39;", 5); continue;
                 default: break;
             }
         }
         else
         if (mode == HD_ESCAPE_HEADER && (c < 0x20 || c == 0x7f)) {
-            s_buf_putc (buf, ' ');
+            herald_text_putc (buf, ' ');
             continue;
         }
         if (c == '\0')
             continue;           /* never inside a C string */
-        s_buf_putc (buf, (char) c);
+        herald_text_putc (buf, (char) c);
     }
 }
 
 /*  Appends value rendered for mode. Returns 0 or -1 (out of memory). */
 static int
-s_append_value (s_buf_t *buf, const json_t *value, hd_escape_t mode)
+s_append_value (herald_text_t *buf, const json_t *value, hd_escape_t mode)
 {
     if (json_is_string (value)) {
         const char *text = json_string_value (value);
@@ -190,7 +152,7 @@ s_append_value (s_buf_t *buf, const json_t *value, hd_escape_t mode)
             char *quoted = hd_json_quote (text, len);
             if (!quoted)
                 return -1;
-            s_buf_append (buf, quoted, strlen (quoted));
+            herald_text_append (buf, quoted, strlen (quoted));
             free (quoted);
         }
         else
@@ -199,14 +161,14 @@ s_append_value (s_buf_t *buf, const json_t *value, hd_escape_t mode)
     }
     if (json_is_null (value)) {
         if (mode == HD_ESCAPE_JSON)
-            s_buf_append (buf, "null", 4);
+            herald_text_append (buf, "null", 4);
         return 0;
     }
     if (json_is_integer (value)) {
         char number [32];
         int len = snprintf (number, sizeof number, "%" JSON_INTEGER_FORMAT,
                             json_integer_value (value));
-        s_buf_append (buf, number, (size_t) len);
+        herald_text_append (buf, number, (size_t) len);
         return 0;
     }
     /*  Reals, booleans, objects, arrays: their JSON text. For people, reals
@@ -218,7 +180,7 @@ s_append_value (s_buf_t *buf, const json_t *value, hd_escape_t mode)
     if (!text)
         return -1;
     if (mode == HD_ESCAPE_JSON)
-        s_buf_append (buf, text, strlen (text));
+        herald_text_append (buf, text, strlen (text));
     else
         s_append_escaped (buf, text, strlen (text), mode);
     free (text);
@@ -228,17 +190,17 @@ s_append_value (s_buf_t *buf, const json_t *value, hd_escape_t mode)
 /*  The one parser: renders into buf, or only checks the syntax when
     envelope and buf are NULL. */
 static int
-s_render (const char *tmpl, const json_t *envelope, hd_escape_t mode, s_buf_t *buf,
+s_render (const char *tmpl, const json_t *envelope, hd_escape_t mode, herald_text_t *buf,
           char *err, size_t errlen)
 {
     const char *cursor = tmpl;
     while (*cursor) {
         const char *open = strstr (cursor, "{{");
         if (!open) {
-            s_buf_append (buf, cursor, strlen (cursor));
+            herald_text_append (buf, cursor, strlen (cursor));
             break;
         }
-        s_buf_append (buf, cursor, (size_t) (open - cursor));
+        herald_text_append (buf, cursor, (size_t) (open - cursor));
         const char *close = strstr (open + 2, "}}");
         if (!close) {
             snprintf (err, errlen, "unclosed {{ at offset %zu", (size_t) (open - tmpl));
@@ -308,7 +270,7 @@ char *
 hd_template_render (const char *tmpl, const json_t *envelope, hd_escape_t mode,
                     char *err, size_t errlen)
 {
-    s_buf_t buf = { 0 };
+    herald_text_t buf = { .max = HD_TEMPLATE_MAX_OUTPUT };
     if (!tmpl || !envelope) {
         snprintf (err, errlen, "no template or no event");
         return NULL;
