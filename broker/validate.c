@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "herald_json.h"
 #include "herald_proto.h"
 #include "validate.h"
 
@@ -21,35 +22,6 @@ s_refuse (validate_result_t *result, int code, const char *fmt, ...)
     vsnprintf (result->reason, sizeof result->reason, fmt, args);
     va_end (args);
     return -1;
-}
-
-/*  Looks up a dotted path ("customer.email", "items.0") below root. */
-static json_t *
-s_lookup (json_t *root, const char *path)
-{
-    char part[128];
-    json_t *node = root;
-    const char *p = path;
-    while (node && *p) {
-        const char *dot = strchr (p, '.');
-        size_t len = dot? (size_t) (dot - p): strlen (p);
-        if (len == 0 || len >= sizeof part)
-            return NULL;
-        memcpy (part, p, len);
-        part[len] = '\0';
-        if (json_is_object (node))
-            node = json_object_get (node, part);
-        else
-        if (json_is_array (node)) {
-            char *end = NULL;
-            unsigned long index = strtoul (part, &end, 10);
-            node = (*end == '\0')? json_array_get (node, index): NULL;
-        }
-        else
-            node = NULL;
-        p = dot? dot + 1: p + len;
-    }
-    return node;
 }
 
 static int
@@ -194,7 +166,7 @@ s_validate (const herald_config_t *config, const char *body, size_t len,
         goto done;
     }
     for (int i = 0; i < rules->required_count; i++) {
-        json_t *field = s_lookup (data, rules->required[i]);
+        const json_t *field = herald_json_lookup (data, rules->required[i]);
         if (!field || json_is_null (field)) {
             s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: required field missing",
                       rules->required[i]);
@@ -202,7 +174,7 @@ s_validate (const herald_config_t *config, const char *body, size_t len,
         }
     }
     if (rules->key[0]) {
-        json_t *key = s_lookup (data, rules->key);
+        const json_t *key = herald_json_lookup (data, rules->key);
         char value[256];
         if (json_is_string (key))
             snprintf (value, sizeof value, "%s", json_string_value (key));

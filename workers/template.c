@@ -9,11 +9,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "herald_json.h"
 #include "herald_text.h"
 #include "template.h"
 
 #define S_PATH_MAX      512     /* longest {{ path }} */
-#define S_SEGMENT_MAX   256     /* longest path segment (one key) */
 
 static bool
 s_is_space (char c)
@@ -44,36 +44,6 @@ s_parse_path (const char *start, const char *end, char *path, size_t size)
             return -1;
     }
     return 0;
-}
-
-const json_t *
-hd_template_lookup (const json_t *root, const char *path)
-{
-    const json_t *node = root;
-    const char *cursor = path;
-    while (node && *cursor) {
-        const char *dot = strchr (cursor, '.');
-        size_t len = dot ? (size_t) (dot - cursor) : strlen (cursor);
-        char key [S_SEGMENT_MAX];
-        if (len == 0 || len >= sizeof key)
-            return NULL;
-        memcpy (key, cursor, len);
-        key [len] = '\0';
-        if (json_is_object (node))
-            node = json_object_get (node, key);
-        else
-        if (json_is_array (node)) {
-            if (len > 9 || strspn (key, "0123456789") != len)
-                return NULL;
-            node = json_array_get (node, strtoul (key, NULL, 10));
-        }
-        else
-            return NULL;
-        cursor += len;
-        if (*cursor == '.')
-            cursor++;
-    }
-    return node;
 }
 
 char *
@@ -235,7 +205,7 @@ s_render (const char *tmpl, const json_t *envelope, hd_escape_t mode, herald_tex
             return -1;
         }
         if (envelope) {
-            const json_t *value = hd_template_lookup (envelope, path);
+            const json_t *value = herald_json_lookup (envelope, path);
             if (fallback && (!value || json_is_null (value))) {
                 json_t *text = json_stringn (fallback, fallback_len);
                 int rc = text ? s_append_value (buf, text, mode) : -1;

@@ -38,11 +38,6 @@ int
 char *
     hd_template_load (const char *path, char *err, size_t errlen);
 
-/*  The value at a dotted path ("data.items.0.sku") in root, or NULL.
-    Borrowed from root. */
-const json_t *
-    hd_template_lookup (const json_t *root, const char *path);
-
 /*  text (len bytes) as a JSON string literal with quotes. Caller frees; NULL
     if out of memory. */
 char *

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "server_helper.h"
+#include "herald_json.h"
 #include "template.h"
 
 static json_t *
@@ -169,9 +170,9 @@ Test (template, json_quote_escapes)
 Test (template, lookup)
 {
     json_t *event = s_event ();
-    cr_assert_str_eq (json_string_value (hd_template_lookup (event, "data.items.0.sku")), "A-1");
-    cr_assert_null (hd_template_lookup (event, "data.items.-1"));
-    cr_assert_null (hd_template_lookup (event, "nothing"));
+    cr_assert_str_eq (json_string_value (herald_json_lookup (event, "data.items.0.sku")), "A-1");
+    cr_assert_null (herald_json_lookup (event, "data.items.-1"));
+    cr_assert_null (herald_json_lookup (event, "nothing"));
     json_decref (event);
 }
 
