@@ -69,11 +69,7 @@ main (int argc, char **argv)
                 config_file = optarg;
                 break;
             case 'l':
-                if (strcmp (optarg, "debug") == 0) level = HERALD_LOG_DEBUG;
-                else if (strcmp (optarg, "info") == 0) level = HERALD_LOG_INFO;
-                else if (strcmp (optarg, "warn") == 0) level = HERALD_LOG_WARN;
-                else if (strcmp (optarg, "error") == 0) level = HERALD_LOG_ERROR;
-                else {
+                if (herald_log_level_parse (optarg, &level) != 0) {
                     fprintf (stderr, "herald-broker: --log-level: unknown level '%s'\n", optarg);
                     return EXIT_USAGE;
                 }

@@ -15,17 +15,25 @@ static herald_log_level_t s_level = HERALD_LOG_INFO;
 
 static const char *s_level_names[] = { "debug", "info", "warn", "error" };
 
+int
+herald_log_level_parse (const char *text, herald_log_level_t *level)
+{
+    for (int i = 0; i < 4; i++)
+        if (strcasecmp (text, s_level_names[i]) == 0) {
+            *level = (herald_log_level_t) i;
+            return 0;
+        }
+    return -1;
+}
+
 void
 herald_log_init (const char *proc, herald_log_level_t level)
 {
     snprintf (s_proc, sizeof s_proc, "%s", proc);
     s_level = level;
     const char *env = getenv ("HERALD_LOG_LEVEL");
-    if (env) {
-        for (int i = 0; i < 4; i++)
-            if (strcasecmp (env, s_level_names[i]) == 0)
-                s_level = (herald_log_level_t) i;
-    }
+    if (env)
+        herald_log_level_parse (env, &s_level);
 }
 
 const char *

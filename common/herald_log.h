@@ -19,6 +19,10 @@ typedef enum {
 void
     herald_log_init (const char *proc, herald_log_level_t level);
 
+/*  Parses a level name (debug | info | warn | error, any case). 0 / -1. */
+int
+    herald_log_level_parse (const char *text, herald_log_level_t *level);
+
 void
     herald_log (herald_log_level_t level, const char *msg, const char *fields, ...)
     __attribute__ ((format (printf, 3, 4)));

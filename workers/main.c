@@ -6,7 +6,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "herald_config.h"
 #include "herald_log.h"
@@ -51,18 +50,6 @@ s_usage_error (void)
     fprintf (stderr, "usage: herald-worker -c FILE --channel NAME [--endpoint EP] [--log-level L]\n"
                      "Try 'herald-worker --help' for more information.\n");
     return EXIT_USAGE;
-}
-
-static int
-s_parse_level (const char *text, herald_log_level_t *level)
-{
-    static const char *names[] = { "debug", "info", "warn", "error" };
-    for (int i = 0; i < 4; i++)
-        if (strcasecmp (text, names[i]) == 0) {
-            *level = (herald_log_level_t) i;
-            return 0;
-        }
-    return -1;
 }
 
 static int
@@ -128,7 +115,7 @@ main (int argc, char **argv)
     }
     if (level_text) {
         herald_log_level_t level;
-        if (s_parse_level (level_text, &level) != 0) {
+        if (herald_log_level_parse (level_text, &level) != 0) {
             fprintf (stderr, "herald-worker: --log-level '%s': expected debug, info, warn or error\n",
                      level_text);
             return EXIT_USAGE;
