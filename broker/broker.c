@@ -377,8 +377,9 @@ s_drain_admin (broker_t *self)
         hp_msg_t reply = { .command = HP_ADMIN_REPLY };
         char *body = NULL;
         char error_body[300];
-        if (hw_decode (&in, &msg, &err) != 0 || msg.command != HP_ADMIN) {
-            if (hw_decode (&in, &msg, &err) == 0)
+        bool decoded = hw_decode (&in, &msg, &err) == 0;
+        if (!decoded || msg.command != HP_ADMIN) {
+            if (decoded)
                 snprintf (err.text, sizeof err.text, "command %s is not accepted on the admin endpoint",
                           hp_command_name (msg.command));
             snprintf (error_body, sizeof error_body, "{\"error\": \"%s\"}", err.text);
@@ -399,22 +400,27 @@ s_drain_admin (broker_t *self)
 
 /*  Construction. */
 
+static void
+s_recover_counts (void *ctx, const char *channel, const store_counts_t *counts)
+{
+    broker_t *self = ctx;
+    int c = herald_config_channel_index (self->config, channel);
+    if (c < 0)
+        return;     /* tasks of a channel no longer configured stay in the store */
+    self->stats[c] = (channel_stats_t) { .open = counts->pending, .done = counts->done,
+                                         .dead = counts->dead, .loaded_upto = 0,
+                                         .backlog = counts->pending > 0 };
+    if (counts->pending > 0)
+        herald_info ("recovering unfinished tasks", "channel=%s pending=%lld retrying=%lld",
+                     channel, (long long) counts->pending, (long long) counts->retrying);
+}
+
 static int
 s_recover (broker_t *self, char *err, size_t errlen)
 {
-    int64_t wall = herald_clock_wall_ms ();
-    for (int c = 0; c < self->config->channel_count; c++) {
-        int64_t pending, retrying, done, dead;
-        if (store_count (self->store, self->config->channels[c].name, wall, &pending, &retrying,
-                         &done, &dead) != 0) {
-            snprintf (err, errlen, "%s", store_errstr (self->store));
-            return -1;
-        }
-        self->stats[c] = (channel_stats_t) { .open = pending, .done = done, .dead = dead,
-                                             .loaded_upto = 0, .backlog = pending > 0 };
-        if (pending > 0)
-            herald_info ("recovering unfinished tasks", "channel=%s pending=%lld retrying=%lld",
-                         self->config->channels[c].name, (long long) pending, (long long) retrying);
+    if (store_count (self->store, herald_clock_wall_ms (), s_recover_counts, self) != 0) {
+        snprintf (err, errlen, "%s", store_errstr (self->store));
+        return -1;
     }
     broker_refill (self, herald_clock_mono_ms ());
     return 0;

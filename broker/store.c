@@ -587,32 +587,24 @@ store_load_pending (store_t *self, const char *channel, int64_t after, int limit
 }
 
 int
-store_count (store_t *self, const char *channel, int64_t now_wall,
-             int64_t *pending, int64_t *retrying, int64_t *done, int64_t *dead)
+store_count (store_t *self, int64_t now_wall, store_count_fn *fn, void *ctx)
 {
     sqlite3_stmt *stmt = NULL;
     const char *sql =
-        "SELECT state, count(*), sum(CASE WHEN state = 0 AND not_before > ?2 THEN 1 ELSE 0 END)"
-        " FROM tasks WHERE channel = ?1 GROUP BY state";
+        "SELECT channel, sum(state = 0), sum(state = 0 AND not_before > ?1),"
+        " sum(state = 1), sum(state = 2) FROM tasks GROUP BY channel";
     if (sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL) != SQLITE_OK)
         return s_fail (self, "count tasks");
-    sqlite3_bind_text (stmt, 1, channel, -1, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 2, now_wall);
-    *pending = *retrying = *done = *dead = 0;
+    sqlite3_bind_int64 (stmt, 1, now_wall);
     int rc;
     while ((rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        int state = sqlite3_column_int (stmt, 0);
-        int64_t n = sqlite3_column_int64 (stmt, 1);
-        if (state == STORE_TASK_PENDING) {
-            *pending = n;
-            *retrying = sqlite3_column_int64 (stmt, 2);
-        }
-        else
-        if (state == STORE_TASK_DONE)
-            *done = n;
-        else
-        if (state == STORE_TASK_DEAD)
-            *dead = n;
+        store_counts_t counts = {
+            .pending = sqlite3_column_int64 (stmt, 1),
+            .retrying = sqlite3_column_int64 (stmt, 2),
+            .done = sqlite3_column_int64 (stmt, 3),
+            .dead = sqlite3_column_int64 (stmt, 4),
+        };
+        fn (ctx, (const char *) sqlite3_column_text (stmt, 0), &counts);
     }
     sqlite3_finalize (stmt);
     if (rc != SQLITE_DONE)

@@ -112,11 +112,20 @@ int
     store_load_pending (store_t *self, const char *channel, int64_t after, int limit,
                         store_task_fn *fn, void *ctx);
 
-/*  Counts tasks of channel by state: pending (all), pending with
-    not_before > now_wall (retrying), done, dead. 0 / -1. */
+/*  Task counts of one channel. */
+typedef struct {
+    int64_t pending;            /* not done nor dead, retrying included */
+    int64_t retrying;           /* pending with not_before > now_wall */
+    int64_t done;
+    int64_t dead;
+} store_counts_t;
+
+typedef void (store_count_fn) (void *ctx, const char *channel, const store_counts_t *counts);
+
+/*  Counts the tasks of every channel in one pass over the table: calls fn
+    once per channel that has tasks. 0 / -1. */
 int
-    store_count (store_t *self, const char *channel, int64_t now_wall,
-                 int64_t *pending, int64_t *retrying, int64_t *done, int64_t *dead);
+    store_count (store_t *self, int64_t now_wall, store_count_fn *fn, void *ctx);
 
 /*  Events stored. */
 int64_t

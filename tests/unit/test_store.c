@@ -135,6 +135,21 @@ Test (store, duplicate_key_reports_the_first_id)
     store_destroy (&store);
 }
 
+typedef struct {
+    int channels;
+    char name[32];
+    store_counts_t counts;
+} counted_t;
+
+static void
+count_channel (void *ctx, const char *channel, const store_counts_t *counts)
+{
+    counted_t *counted = ctx;
+    counted->channels++;
+    snprintf (counted->name, sizeof counted->name, "%s", channel);
+    counted->counts = *counts;
+}
+
 Test (store, outcomes_and_counts)
 {
     store_t *store = open_store ();
@@ -154,12 +169,14 @@ Test (store, outcomes_and_counts)
     cr_assert_eq (store_attempt_log (store, r[1], 3, 2000, "failed", "HTTP 400"), 0);
     cr_assert_eq (store_task_reschedule (store, r[2], 2, 99999, 97999, "HTTP 500", 2000), 0);
     cr_assert_eq (store_commit (store), 0);
-    int64_t pending, retrying, done, dead;
-    cr_assert_eq (store_count (store, "email", 5000, &pending, &retrying, &done, &dead), 0);
-    cr_assert_eq (pending, 2);
-    cr_assert_eq (retrying, 1);
-    cr_assert_eq (done, 1);
-    cr_assert_eq (dead, 1);
+    counted_t counted = { 0 };
+    cr_assert_eq (store_count (store, 5000, count_channel, &counted), 0);
+    cr_assert_eq (counted.channels, 1, "one row per channel with tasks");
+    cr_assert_str_eq (counted.name, "email");
+    cr_assert_eq (counted.counts.pending, 2);
+    cr_assert_eq (counted.counts.retrying, 1);
+    cr_assert_eq (counted.counts.done, 1);
+    cr_assert_eq (counted.counts.dead, 1);
     loaded_t loaded = { 0 };
     cr_assert_eq (store_load_pending (store, "email", 0, 100, collect, &loaded), 2);
     cr_assert_eq (loaded.rowids[0], r[2]);
