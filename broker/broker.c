@@ -57,6 +57,8 @@ s_outcome_new (broker_t *self, outcome_kind_t kind, const task_t *task)
         self->outcomes = grown;
         self->outcome_cap = cap;
     }
+    if (self->outcome_count == 0)
+        self->outcomes_since = herald_clock_mono_ms ();
     outcome_t *outcome = &self->outcomes[self->outcome_count++];
     outcome->kind = kind;
     outcome->rowid = task->rowid;
@@ -527,6 +529,8 @@ s_poll_timeout (broker_t *self, int64_t now, bool stopping)
         if (soon < next)
             next = soon;
     }
+    if (self->outcome_count > 0 && !self->store_full && self->outcomes_since + OUTCOME_FLUSH_MS < next)
+        next = self->outcomes_since + OUTCOME_FLUSH_MS;
     if (stopping && now + 50 < next)
         next = now + 50;
     if (next <= now)
@@ -590,11 +594,13 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
             s_drain_workers (self, now);
         if (rc > 0 && count == 3 && (items[2].revents & ZMQ_POLLIN))
             broker_drain_producers (self);
-        broker_commit (self, now);
+        /*  Admin requests read the store: they see every outcome so far. */
+        bool admin_waiting = rc > 0 && (items[1].revents & ZMQ_POLLIN);
+        broker_commit (self, now, stopping || admin_waiting);
         if (self->fatal != BROKER_OK)
             break;
         broker_flush_outbox (self);
-        if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
+        if (admin_waiting)
             s_drain_admin (self);
         s_timers (self, now);
         broker_refill (self, now);
@@ -602,7 +608,7 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
             s_dispatch (self, now);
     }
     /*  Whatever is staged gets committed (or refused) before we go. */
-    broker_commit (self, herald_clock_mono_ms ());
+    broker_commit (self, herald_clock_mono_ms (), true);
     broker_flush_outbox (self);
     /*  Give producers a moment to read the last replies: a peer that sees
         the connection close drops what it had not read yet. */

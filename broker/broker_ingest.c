@@ -305,10 +305,13 @@ s_refuse_batch (broker_t *self, int code, const char *reason)
 }
 
 void
-broker_commit (broker_t *self, int64_t now)
+broker_commit (broker_t *self, int64_t now, bool force)
 {
     if (self->batch_count == 0 && self->outcome_count == 0)
         return;
+    if (self->batch_count == 0 && !force && self->outcome_count < OUTCOME_FLUSH_MAX
+    &&  now < self->outcomes_since + OUTCOME_FLUSH_MS)
+        return;     /* outcomes wait for events to ride with, a little while */
     if (self->store_full && self->batch_count == 0 && now < self->store_retry_at)
         return;
     int64_t wall = herald_clock_wall_ms ();

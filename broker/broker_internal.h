@@ -70,8 +70,9 @@ struct broker {
     dispatch_t *dispatch;
     pending_event_t *batch;         /* batch_max slots */
     int batch_count;
-    outcome_t *outcomes;            /* grows as needed */
+    outcome_t *outcomes;            /* grows as needed, up to OUTCOME_FLUSH_MAX */
     size_t outcome_count, outcome_cap;
+    int64_t outcomes_since;         /* monotonic ms: when the oldest unstored outcome came */
     reply_t *outbox_head, *outbox_tail;
     size_t outbox_count;
     channel_stats_t stats[HERALD_MAX_CHANNELS];
@@ -87,6 +88,15 @@ struct broker {
 
 #define STORE_RETRY_MS      1000    /* after a full disk, try committing again */
 
+/*  Worker outcomes (done, retry, dead) ride along with the next commit of
+    events; with no events coming they are committed on their own after
+    OUTCOME_FLUSH_MS, or at once when OUTCOME_FLUSH_MAX are waiting, an
+    admin request comes, or the broker stops. An outcome lost in a crash
+    means one more delivery under the same task id (at-least-once), never a
+    lost event; the delay saves an fsync per delivery round. */
+#define OUTCOME_FLUSH_MS    20
+#define OUTCOME_FLUSH_MAX   4096
+
 /*  broker.c: sends one message without blocking. 0 / -1 (errno). */
 int
     broker_send (void *socket, const char *identity, size_t identity_len, const hp_msg_t *msg);
@@ -99,7 +109,7 @@ uint64_t
 void
     broker_drain_producers (broker_t *self);
 void
-    broker_commit (broker_t *self, int64_t now);
+    broker_commit (broker_t *self, int64_t now, bool force);
 void
     broker_flush_outbox (broker_t *self);
 void
