@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #include "store.h"
 
@@ -102,12 +103,15 @@ struct store {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stopping;                  /* under lock */
-    int wal_pages;                  /* under lock: WAL size seen at the last commit */
+    int wal_pages;                  /* under lock: WAL size that woke the checkpointer */
+    atomic_int wal_frames;          /* WAL size (frames) after the last commit */
     atomic_int checkpoint_failed;   /* an I/O error in a checkpoint: the store is unsound */
     char checkpoint_error[1600];    /* written once before checkpoint_failed is set */
 };
 
-#define CHECKPOINT_PAGES 2000       /* WAL pages that wake the checkpointer */
+#define CHECKPOINT_PAGES STORE_CHECKPOINT_PAGES     /* WAL pages that wake the checkpointer */
+#define CHECKPOINT_PASSES 8         /* passive passes before the closing one */
+#define CHECKPOINT_TAIL 64          /* frames left that the closing pass may take */
 
 static int
 s_fail (store_t *self, const char *what)
@@ -154,6 +158,7 @@ static int
 s_wal_hook (void *ctx, sqlite3 *db, const char *name, int pages)
 {
     store_t *self = ctx;
+    atomic_store_explicit (&self->wal_frames, pages, memory_order_relaxed);
     if (pages >= CHECKPOINT_PAGES) {
         pthread_mutex_lock (&self->lock);
         self->wal_pages = pages;
@@ -161,6 +166,22 @@ s_wal_hook (void *ctx, sqlite3 *db, const char *name, int pages)
         pthread_mutex_unlock (&self->lock);
     }
     return SQLITE_OK;
+}
+
+/*  A connection that meets a lock held by the other one (the broker's
+    commit, or the checkpointer's closing pass) waits in short steps: both
+    hold it well under a millisecond, and SQLite's own busy timeout sleeps
+    a whole millisecond at least. 50 us steps for 10 ms, then 1 ms steps,
+    up to about 5 s in all. */
+static int
+s_busy_wait (void *ctx, int count)
+{
+    (void) ctx;
+    if (count >= 200 + 5000)
+        return 0;
+    struct timespec step = { 0, count < 200? 50000: 1000000 };
+    nanosleep (&step, NULL);
+    return 1;
 }
 
 static void *
@@ -176,7 +197,7 @@ s_checkpointer (void *arg)
         sqlite3_close (db);
         return NULL;
     }
-    sqlite3_busy_timeout (db, 1000);
+    sqlite3_busy_handler (db, s_busy_wait, NULL);
     sqlite3_exec (db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     pthread_mutex_lock (&self->lock);
     while (!self->stopping) {
@@ -184,10 +205,30 @@ s_checkpointer (void *arg)
             pthread_cond_wait (&self->wake, &self->lock);
             continue;
         }
-        self->wal_pages = 0;
         pthread_mutex_unlock (&self->lock);
-        int log = 0, done = 0;
-        int rc = sqlite3_wal_checkpoint_v2 (db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+        /*  Passive passes copy the WAL into the database while commits go
+            on. When they catch up with the commits (little traffic), one
+            closing RESTART pass holds commits off while it copies the last
+            few frames, so the next commit starts the WAL over from its
+            beginning: commits then overwrite blocks the file already has,
+            and fdatasync after an overwrite has a far shorter tail than
+            after an append, which must also journal the file's new size.
+            Under heavy traffic the passes never catch up and the WAL grows
+            (a closing pass would hold commits off for milliseconds), up to
+            STORE_WAL_LIMIT_PAGES, where it is closed anyway. */
+        int done = 0, log = 0, behind = 0, frames = 0;
+        int rc = SQLITE_OK;
+        for (int pass = 0; pass < CHECKPOINT_PASSES && rc == SQLITE_OK; pass++) {
+            rc = sqlite3_wal_checkpoint_v2 (db, NULL, SQLITE_CHECKPOINT_PASSIVE, &log, &done);
+            frames = atomic_load_explicit (&self->wal_frames, memory_order_relaxed);
+            behind = frames - done;
+            if (behind <= CHECKPOINT_TAIL || frames >= STORE_WAL_LIMIT_PAGES)
+                break;
+        }
+        if (rc == SQLITE_OK && (behind <= CHECKPOINT_TAIL || frames >= STORE_WAL_LIMIT_PAGES))
+            rc = sqlite3_wal_checkpoint_v2 (db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
+        if ((rc & 0xff) == SQLITE_BUSY)
+            rc = SQLITE_OK;     /* a reader held on: a later round closes it */
         int primary = rc & 0xff;
         if (primary == SQLITE_IOERR || primary == SQLITE_FULL || primary == SQLITE_CORRUPT) {
             /*  The database file could not take the WAL's pages: nothing is
@@ -200,6 +241,7 @@ s_checkpointer (void *arg)
                 atomic_store (&self->checkpoint_failed, 1);
         }
         pthread_mutex_lock (&self->lock);
+        self->wal_pages = 0;    /* the next commit says how long the WAL is now */
     }
     pthread_mutex_unlock (&self->lock);
     sqlite3_close (db);
@@ -290,7 +332,7 @@ store_open (const char *path, char *err, size_t errlen)
         return NULL;
     }
     sqlite3_extended_result_codes (self->db, 1);
-    sqlite3_busy_timeout (self->db, 5000);
+    sqlite3_busy_handler (self->db, s_busy_wait, NULL);
     /*  An existing file must be a SQLite database holding a Herald store:
         anything else is refused rather than overwritten. */
     if (s_check_integrity (self, err, errlen) != 0) {
@@ -622,6 +664,12 @@ store_event_count (store_t *self)
         n = sqlite3_column_int64 (stmt, 0);
     sqlite3_finalize (stmt);
     return n;
+}
+
+int
+store_wal_pages (store_t *self)
+{
+    return atomic_load_explicit (&self->wal_frames, memory_order_relaxed);
 }
 
 void *

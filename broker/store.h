@@ -135,6 +135,17 @@ int64_t
 void *
     store_db (store_t *self);
 
+/*  The write-ahead log's length in pages after the last commit. A thread of
+    the store copies the log into the database once it reaches
+    STORE_CHECKPOINT_PAGES and, when it has caught up with the commits,
+    starts the log over (the length falls back to a few pages); under
+    traffic too heavy to catch up with, it starts it over anyway once it
+    reaches STORE_WAL_LIMIT_PAGES (64 MiB), holding commits off meanwhile. */
+int
+    store_wal_pages (store_t *self);
+#define STORE_CHECKPOINT_PAGES  2000
+#define STORE_WAL_LIMIT_PAGES   16384
+
 /*  Deletes events older than cutoff whose tasks are all done (and those
     tasks), at most limit events. Returns the number deleted, or -1. */
 int

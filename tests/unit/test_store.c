@@ -305,3 +305,89 @@ Test (store, foreign_database_refused_and_left_alone)
     snprintf (cmd, sizeof cmd, "test \"$(sqlite3 %s \"SELECT count(*) FROM sqlite_master WHERE name = 'events'\")\" = 0", path);
     cr_assert_eq (system (cmd), 0, "no Herald table was added to it");
 }
+
+/*  Commits one transaction of `events` events with a body of body_len bytes
+    and three tasks each; returns the WAL length after it. */
+static int
+commit_events (store_t *store, int *serial, int events, size_t body_len)
+{
+    static char body[8192];
+    memset (body, 'b', body_len);
+    body[body_len] = '\0';
+    cr_assert_eq (store_begin (store), 0, "%s", store_errstr (store));
+    for (int i = 0; i < events; i++) {
+        char id[32];
+        snprintf (id, sizeof id, "ev-%d", ++*serial);
+        store_event_t ev = { .id = id, .source = "shop", .type = "order.confirmed", .dedup_key = id,
+                             .body = body, .body_len = body_len, .received_at = 1000, .fanout = 3 };
+        cr_assert_eq (store_insert_event (store, &ev), 0, "%s", store_errstr (store));
+        const char *channels[] = { "email", "inventory", "courier" };
+        for (int c = 0; c < 3; c++) {
+            char key[64];
+            int64_t rowid;
+            snprintf (key, sizeof key, "%s.%s", id, channels[c]);
+            cr_assert_eq (store_insert_task (store, ev.seq, channels[c], key, 1000, &rowid), 0);
+        }
+    }
+    cr_assert_eq (store_commit (store), 0, "%s", store_errstr (store));
+    return store_wal_pages (store);
+}
+
+/*  One small commit at a time (a producer publishing one event at a time):
+    the checkpointer catches up and starts the WAL over, so commits keep
+    overwriting the same few megabytes instead of growing the file. */
+Test (store, wal_starts_over_under_one_commit_at_a_time, .timeout = 120)
+{
+    store_t *store = open_store ();
+    int serial = 0, peak = 0, restarts = 0, previous = 0;
+    for (int i = 0; i < 40000 && restarts < 3; i++) {
+        int pages = commit_events (store, &serial, 1, 600);
+        if (pages > peak)
+            peak = pages;
+        if (pages < previous)
+            restarts++;
+        previous = pages;
+    }
+    cr_assert_geq (restarts, 3, "the WAL was started over %d times in %d commits (peak %d pages)",
+                   restarts, serial, peak);
+    cr_assert_lt (peak, STORE_CHECKPOINT_PAGES * 2, "the WAL grew to %d pages", peak);
+    /*  Nothing was lost on the way. */
+    cr_assert_eq (store_event_count (store), serial);
+    store_destroy (&store);
+    store = open_store ();
+    cr_assert_eq (store_event_count (store), serial);
+    store_destroy (&store);
+}
+
+/*  Large commits back to back, faster than the checkpointer can catch up:
+    the WAL is still started over by STORE_WAL_LIMIT_PAGES, not left to
+    grow without bound. */
+Test (store, wal_bounded_under_heavy_commits, .timeout = 300)
+{
+    store_t *store = open_store ();
+    int serial = 0, peak = 0, restarts = 0, previous = 0;
+    long written = 0;
+    while (written < 3L * STORE_WAL_LIMIT_PAGES) {
+        int pages = commit_events (store, &serial, 100, 4000);
+        if (pages > peak)
+            peak = pages;
+        if (pages < previous) {
+            restarts++;
+            written += previous;
+        }
+        else
+            written += pages - previous;
+        previous = pages;
+    }
+    cr_assert_geq (restarts, 2, "%ld pages written, %d restarts", written, restarts);
+    cr_assert_lt (peak, 2 * STORE_WAL_LIMIT_PAGES, "the WAL grew to %d pages (limit %d)", peak,
+                  STORE_WAL_LIMIT_PAGES);
+    struct stat st;
+    char wal[160];
+    snprintf (wal, sizeof wal, "%s-wal", path);
+    cr_assert_eq (stat (wal, &st), 0);
+    cr_assert_lt (st.st_size, 2L * STORE_WAL_LIMIT_PAGES * 4120, "WAL file of %lld bytes",
+                  (long long) st.st_size);
+    cr_assert_eq (store_event_count (store), serial);
+    store_destroy (&store);
+}
