@@ -1,5 +1,8 @@
 /*  herald_bench: measures Herald against a real broker and noop workers it
     starts itself, in a temporary directory with ipc:// endpoints:
+      (0) the floor on this machine and disk with no Herald code: a ZeroMQ
+          round trip alone, and one with a write + fdatasync in it, the
+          latter in blocks taken turn about with (a) (bench_floor.c);
       (a) ACK latency with one publish outstanding (p50, p99, p99.9);
       (b) ACK throughput with a pipelined window of publishes outstanding;
       (c) end-to-end throughput: from the first publish of (b) until the
@@ -26,6 +29,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_floor.h"
 #include "herald.h"
 
 #define BENCH_CHANNELS      3
@@ -56,6 +60,11 @@ typedef struct {
 } bench_child_t;
 
 typedef struct {
+    double p50, p99, p999, max, mean;   /* milliseconds */
+    long samples;
+} bench_latency_t;
+
+typedef struct {
     bench_options_t opt;
     char dir[128];                  /* the temp dir */
     char config[160];               /* herald.yaml in it */
@@ -67,13 +76,12 @@ typedef struct {
     herald_client_t *client;        /* producer connection */
     herald_client_t *admin_client;  /* admin connection */
     uint64_t next_order;            /* last order_id used: every event is new */
+    bench_floor_t *floor;           /* (0): its server runs until (a) is over */
+    bench_latency_t floor_plain;    /* (0): ZeroMQ round trip */
+    bench_latency_t floor_durable;  /* (0): with write + fdatasync, beside (a) */
     char now_text[40];              /* RFC 3339 time put in every event */
 } bench_t;
 
-typedef struct {
-    double p50, p99, p999, max, mean;   /* milliseconds */
-    long samples;
-} bench_latency_t;
 
 typedef struct {
     long acked, duplicates, busy, nacked;
@@ -110,7 +118,9 @@ s_usage (FILE *out, const char *prog)
         "usage: %s [options]\n"
         "\n"
         "Starts herald-broker and one noop herald-worker per channel (email, inventory,\n"
-        "courier) in a temporary directory, then measures:\n"
+        "courier) in a temporary directory, and measures:\n"
+        "  (0) the floor, no Herald code: a ZeroMQ round trip alone, and with a\n"
+        "      write + fdatasync before each reply, in blocks turn about with (a)\n"
         "  (a) ACK latency with one publish outstanding (p50, p99, p99.9)\n"
         "  (b) ACK throughput with a window of publishes outstanding\n"
         "  (c) end-to-end throughput: first publish of (b) until every task is done\n"
@@ -499,6 +509,51 @@ s_status (bench_t *self, long done[BENCH_CHANNELS], long workers[BENCH_CHANNELS]
     return 0;
 }
 
+static void
+    s_event (bench_t *self, char *buf, size_t size);
+
+//  Percentiles of n samples (sorted in place) into out.
+static void
+s_summarize (double *samples, long n, bench_latency_t *out);
+
+//  (0), first part: the floor's server is started while nothing of Herald
+//  runs yet, and the plain ZeroMQ round trip is measured. The durable one
+//  is measured beside (a).
+static int
+s_start_floor (bench_t *self)
+{
+    long total = self->opt.warmup + self->opt.latency_samples;
+    printf ("\n(0) the floor, no Herald code: a ZeroMQ round trip over ipc://, one message "
+            "outstanding: %ld + %ld ...\n", self->opt.warmup, self->opt.latency_samples);
+    fflush (stdout);
+    self->floor = bench_floor_start (self->dir);
+    double *samples = calloc ((size_t) self->opt.latency_samples + 1, sizeof (double));
+    if (!self->floor || !samples) {
+        fprintf (stderr, "herald_bench: cannot start the floor's server: %s\n", strerror (errno));
+        free (samples);
+        return -1;
+    }
+    char event[BENCH_EVENT_MAX];
+    s_event (self, event, sizeof event);
+    self->next_order = 0;
+    long n = 0;
+    for (long i = 0; i < total && !s_interrupted; i++) {
+        double ms = bench_floor_round_trip (self->floor, event, false);
+        if (ms < 0) {
+            fprintf (stderr, "herald_bench: the floor's server did not answer\n");
+            free (samples);
+            return -1;
+        }
+        if (i >= self->opt.warmup)
+            samples[n++] = ms;
+    }
+    s_summarize (samples, n, &self->floor_plain);
+    free (samples);
+    printf ("    round trip: p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms\n", self->floor_plain.p50,
+            self->floor_plain.p99, self->floor_plain.p999);
+    return s_interrupted? -1: 0;
+}
+
 static int
 s_start (bench_t *self)
 {
@@ -520,6 +575,8 @@ s_start (bench_t *self)
     printf ("store on   %s\n", disk);
     printf ("binaries   %s\n", self->opt.bin_dir);
     if (s_write_config (self) != 0)
+        return -1;
+    if (self->opt.latency_samples > 0 && s_start_floor (self) != 0)
         return -1;
 
     printf ("starting   herald-broker and 3 noop workers ...\n");
@@ -597,7 +654,29 @@ s_percentile (const double *sorted, long n, double q)
     return sorted[rank - 1];
 }
 
-//  (a): warmup, then samples publishes one at a time, each timed.
+static void
+s_summarize (double *samples, long n, bench_latency_t *out)
+{
+    memset (out, 0, sizeof *out);
+    if (n <= 0)
+        return;
+    double sum = 0;
+    for (long i = 0; i < n; i++)
+        sum += samples[i];
+    qsort (samples, (size_t) n, sizeof (double), s_compare_double);
+    out->samples = n;
+    out->p50 = s_percentile (samples, n, 0.50);
+    out->p99 = s_percentile (samples, n, 0.99);
+    out->p999 = s_percentile (samples, n, 0.999);
+    out->max = samples[n - 1];
+    out->mean = sum / (double) n;
+}
+
+#define BENCH_FLOOR_BLOCK   500     /* (a) and the durable floor take turns this long */
+
+//  (a): warmup, then samples publishes one at a time, each timed. In turn
+//  with each block of BENCH_FLOOR_BLOCK publishes, as many durable round
+//  trips to the floor's server, so both see the disk at the same moments.
 static int
 s_run_latency (bench_t *self, bench_latency_t *out)
 {
@@ -606,16 +685,21 @@ s_run_latency (bench_t *self, bench_latency_t *out)
     if (total == 0)
         return 0;
     double *samples = calloc ((size_t) (self->opt.latency_samples + 1), sizeof (double));
-    if (!samples)
+    double *floor = calloc ((size_t) (self->opt.latency_samples + 1), sizeof (double));
+    if (!samples || !floor) {
+        free (samples);
+        free (floor);
         return -1;
-    printf ("\n(a) ACK latency, one publish outstanding: %ld warm-up + %ld timed publishes ...\n",
-            self->opt.warmup, self->opt.latency_samples);
+    }
+    printf ("\n(a) ACK latency, one publish outstanding: %ld warm-up + %ld timed publishes,\n"
+            "    taking turns every %d with the floor's round trip + %d-byte write + fdatasync ...\n",
+            self->opt.warmup, self->opt.latency_samples, BENCH_FLOOR_BLOCK, BENCH_FLOOR_WRITE);
     fflush (stdout);
     char event[BENCH_EVENT_MAX];
     herald_reply_t reply;
-    long n = 0;
-    double sum = 0;
-    for (long i = 0; i < total && !s_interrupted; i++) {
+    long n = 0, f = 0;
+    int rc = 0;
+    for (long i = 0; i < total && !s_interrupted && rc == 0; i++) {
         s_event (self, event, sizeof event);
         double t0 = s_now ();
         herald_status_t st = herald_publish (self->client, event, BENCH_REPLY_MS, &reply);
@@ -625,27 +709,38 @@ s_run_latency (bench_t *self, bench_latency_t *out)
         if (st != HERALD_OK) {
             fprintf (stderr, "herald_bench: publish %ld: %s%s%s\n", i, herald_strerror (st),
                      st == HERALD_E_NACK? ": ": "", st == HERALD_E_NACK? reply.reason: "");
-            free (samples);
-            return -1;
+            rc = -1;
+            break;
         }
-        if (i >= self->opt.warmup) {
+        if (i >= self->opt.warmup)
             samples[n++] = ms;
-            sum += ms;
+        bool block_end = (i + 1) % BENCH_FLOOR_BLOCK == 0 || i + 1 == total;
+        for (long k = 0; block_end && self->floor && k < BENCH_FLOOR_BLOCK && !s_interrupted; k++) {
+            double fms = bench_floor_round_trip (self->floor, event, true);
+            if (fms < 0) {
+                fprintf (stderr, "herald_bench: the floor's server did not answer\n");
+                rc = -1;
+                break;
+            }
+            if (i >= self->opt.warmup && f < self->opt.latency_samples)
+                floor[f++] = fms;
         }
     }
-    if (n > 0) {
-        qsort (samples, (size_t) n, sizeof (double), s_compare_double);
-        out->samples = n;
-        out->p50 = s_percentile (samples, n, 0.50);
-        out->p99 = s_percentile (samples, n, 0.99);
-        out->p999 = s_percentile (samples, n, 0.999);
-        out->max = samples[n - 1];
-        out->mean = sum / (double) n;
-        printf ("    p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms  mean %.3f ms\n",
+    bench_floor_stop (&self->floor);
+    if (rc == 0 && n > 0) {
+        s_summarize (samples, n, out);
+        s_summarize (floor, f, &self->floor_durable);
+        printf ("    Herald: p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms  mean %.3f ms\n",
                 out->p50, out->p99, out->p999, out->max, out->mean);
+        if (f > 0)
+            printf ("    floor:  p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms  mean %.3f ms"
+                    " (round trip + write + fdatasync, no Herald code)\n",
+                    self->floor_durable.p50, self->floor_durable.p99, self->floor_durable.p999,
+                    self->floor_durable.max, self->floor_durable.mean);
     }
     free (samples);
-    return s_interrupted? -1: 0;
+    free (floor);
+    return s_interrupted? -1: rc;
 }
 
 //  (b) and (c): events publishes with up to window outstanding, then waits
@@ -790,6 +885,13 @@ s_report (bench_t *self, const bench_latency_t *lat, const bench_throughput_t *t
         printf ("%-38s %11.3f ms  %-12s %s\n", "ACK latency p99.9, 1 outstanding", lat->p999, "", "");
         printf ("%-38s %11.3f ms  %-12s %s\n", "ACK latency max, 1 outstanding", lat->max, "", "");
     }
+    const bench_latency_t *floor = &self->floor_durable;
+    if (lat->samples > 0 && floor->samples > 0)
+        printf ("%-38s %11.3f ms  %-12s %s\n%-38s %11.3f ms  %-12s %s\n%-38s %11.1fx\n%-38s %11.1fx\n",
+                "floor p50 (round trip + fdatasync)", floor->p50, "", "",
+                "floor p99 (round trip + fdatasync)", floor->p99, "", "",
+                "ACK latency p50 / floor p50", lat->p50 / floor->p50,
+                "ACK latency p99 / floor p99", lat->p99 / floor->p99);
     char label[64];
     snprintf (label, sizeof label, "ACK throughput, window %ld", self->opt.window);
     printf ("%-38s %12.0f/s  %-12s %s\n", label, ack_rate, ">= 30,000/s", "~27,000/s");
@@ -875,6 +977,7 @@ main (int argc, char **argv)
     }
     if (s_interrupted)
         fprintf (stderr, "herald_bench: interrupted\n");
+    bench_floor_stop (&self.floor);
     herald_client_destroy (&self.client);
     herald_client_destroy (&self.admin_client);
     s_stop_children (&self);
