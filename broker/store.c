@@ -452,6 +452,25 @@ store_errstr (store_t *self)
 int
 store_begin (store_t *self)
 {
+    /*  The checkpointer could not keep up (a disk slower than the intake):
+        the writer waits while the WAL is copied and started over, so it
+        stays bounded. */
+    for (int tries = 0; tries < 10000
+         && atomic_load_explicit (&self->wal_frames, memory_order_relaxed) >= 2 * STORE_WAL_LIMIT_PAGES;
+         tries++) {
+        int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        if (rc == SQLITE_OK)
+            atomic_store_explicit (&self->wal_frames, 0, memory_order_relaxed);
+        else
+        if ((rc & 0xff) != SQLITE_BUSY)
+            return s_fail (self, "checkpoint of an overlong WAL");
+        else {
+            /*  The checkpointer is in the middle of a pass (SQLite runs one
+                checkpoint at a time and says BUSY at once): wait for it. */
+            struct timespec step = { 0, 1000000 };
+            nanosleep (&step, NULL);
+        }
+    }
     if (s_step_done (self, self->stmt[S_BEGIN], "begin transaction") != 0)
         return -1;
     self->in_transaction = true;

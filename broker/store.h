@@ -140,7 +140,9 @@ void *
     STORE_CHECKPOINT_PAGES and, when it has caught up with the commits,
     starts the log over (the length falls back to a few pages); under
     traffic too heavy to catch up with, it starts it over anyway once it
-    reaches STORE_WAL_LIMIT_PAGES (64 MiB), holding commits off meanwhile. */
+    reaches STORE_WAL_LIMIT_PAGES (64 MiB), holding commits off meanwhile;
+    and should even that fall behind, store_begin does it itself at twice
+    that length before it lets another transaction add to the WAL. */
 int
     store_wal_pages (store_t *self);
 #define STORE_CHECKPOINT_PAGES  2000

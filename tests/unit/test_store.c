@@ -350,7 +350,7 @@ Test (store, wal_starts_over_under_one_commit_at_a_time, .timeout = 120)
     }
     cr_assert_geq (restarts, 3, "the WAL was started over %d times in %d commits (peak %d pages)",
                    restarts, serial, peak);
-    cr_assert_lt (peak, STORE_CHECKPOINT_PAGES * 2, "the WAL grew to %d pages", peak);
+    cr_assert_lt (peak, STORE_WAL_LIMIT_PAGES, "the WAL grew to %d pages", peak);
     /*  Nothing was lost on the way. */
     cr_assert_eq (store_event_count (store), serial);
     store_destroy (&store);
@@ -367,7 +367,7 @@ Test (store, wal_bounded_under_heavy_commits, .timeout = 300)
     store_t *store = open_store ();
     int serial = 0, peak = 0, restarts = 0, previous = 0;
     long written = 0;
-    while (written < 3L * STORE_WAL_LIMIT_PAGES) {
+    while (written < 5L * STORE_WAL_LIMIT_PAGES) {
         int pages = commit_events (store, &serial, 100, 4000);
         if (pages > peak)
             peak = pages;
@@ -380,13 +380,14 @@ Test (store, wal_bounded_under_heavy_commits, .timeout = 300)
         previous = pages;
     }
     cr_assert_geq (restarts, 2, "%ld pages written, %d restarts", written, restarts);
-    cr_assert_lt (peak, 2 * STORE_WAL_LIMIT_PAGES, "the WAL grew to %d pages (limit %d)", peak,
-                  STORE_WAL_LIMIT_PAGES);
+    /*  At most twice the limit plus the one commit that crossed it. */
+    cr_assert_lt (peak, 2 * STORE_WAL_LIMIT_PAGES + 1000, "the WAL grew to %d pages (limit %d)",
+                  peak, STORE_WAL_LIMIT_PAGES);
     struct stat st;
     char wal[160];
     snprintf (wal, sizeof wal, "%s-wal", path);
     cr_assert_eq (stat (wal, &st), 0);
-    cr_assert_lt (st.st_size, 2L * STORE_WAL_LIMIT_PAGES * 4120, "WAL file of %lld bytes",
+    cr_assert_lt (st.st_size, (2L * STORE_WAL_LIMIT_PAGES + 1000) * 4120, "WAL file of %lld bytes",
                   (long long) st.st_size);
     cr_assert_eq (store_event_count (store), serial);
     store_destroy (&store);
