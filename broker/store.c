@@ -215,7 +215,10 @@ s_checkpointer (void *arg)
             after an append, which must also journal the file's new size.
             Under heavy traffic the passes never catch up and the WAL grows
             (a closing pass would hold commits off for milliseconds), up to
-            STORE_WAL_LIMIT_PAGES, where it is closed anyway. */
+            STORE_WAL_LIMIT_PAGES, where it is closed anyway, with TRUNCATE:
+            after RESTART the next commit starts the WAL over only if no
+            other connection touches a reader lock at that moment, while
+            TRUNCATE starts it over itself. */
         int done = 0, log = 0, behind = 0, frames = 0;
         int rc = SQLITE_OK;
         for (int pass = 0; pass < CHECKPOINT_PASSES && rc == SQLITE_OK; pass++) {
@@ -225,8 +228,11 @@ s_checkpointer (void *arg)
             if (behind <= CHECKPOINT_TAIL || frames >= STORE_WAL_LIMIT_PAGES)
                 break;
         }
-        if (rc == SQLITE_OK && (behind <= CHECKPOINT_TAIL || frames >= STORE_WAL_LIMIT_PAGES))
+        if (rc == SQLITE_OK && behind <= CHECKPOINT_TAIL)
             rc = sqlite3_wal_checkpoint_v2 (db, NULL, SQLITE_CHECKPOINT_RESTART, &log, &done);
+        else
+        if (rc == SQLITE_OK && frames >= STORE_WAL_LIMIT_PAGES)
+            rc = sqlite3_wal_checkpoint_v2 (db, NULL, SQLITE_CHECKPOINT_TRUNCATE, &log, &done);
         if ((rc & 0xff) == SQLITE_BUSY)
             rc = SQLITE_OK;     /* a reader held on: a later round closes it */
         int primary = rc & 0xff;
@@ -458,7 +464,10 @@ store_begin (store_t *self)
     for (int tries = 0; tries < 10000
          && atomic_load_explicit (&self->wal_frames, memory_order_relaxed) >= 2 * STORE_WAL_LIMIT_PAGES;
          tries++) {
-        int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_RESTART, NULL, NULL);
+        /*  TRUNCATE resets the WAL itself, under the lock; after RESTART
+            the next writer resets it only if no other connection touches
+            a reader lock at that moment, which a busy checkpointer can. */
+        int rc = sqlite3_wal_checkpoint_v2 (self->db, NULL, SQLITE_CHECKPOINT_TRUNCATE, NULL, NULL);
         if (rc == SQLITE_OK)
             atomic_store_explicit (&self->wal_frames, 0, memory_order_relaxed);
         else

@@ -367,6 +367,8 @@ Test (store, wal_bounded_under_heavy_commits, .timeout = 300)
     store_t *store = open_store ();
     int serial = 0, peak = 0, restarts = 0, previous = 0;
     long written = 0;
+    char peaks[400] = "";           /* the WAL's length before each restart */
+    size_t used = 0;
     while (written < 5L * STORE_WAL_LIMIT_PAGES) {
         int pages = commit_events (store, &serial, 100, 4000);
         if (pages > peak)
@@ -374,12 +376,15 @@ Test (store, wal_bounded_under_heavy_commits, .timeout = 300)
         if (pages < previous) {
             restarts++;
             written += previous;
+            if (used < sizeof peaks - 20)
+                used += (size_t) snprintf (peaks + used, sizeof peaks - used, " %d", previous);
         }
         else
             written += pages - previous;
         previous = pages;
     }
-    cr_assert_geq (restarts, 2, "%ld pages written, %d restarts", written, restarts);
+    cr_assert_geq (restarts, 2, "%ld pages written, %d restarts (at%s), now %d pages", written,
+                   restarts, peaks, previous);
     /*  At most twice the limit plus the one commit that crossed it. */
     cr_assert_lt (peak, 2 * STORE_WAL_LIMIT_PAGES + 1000, "the WAL grew to %d pages (limit %d)",
                   peak, STORE_WAL_LIMIT_PAGES);
