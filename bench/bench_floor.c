@@ -21,6 +21,7 @@
 #include <zmq.h>
 
 #include "bench_floor.h"
+#include "bench_util.h"
 
 #define FLOOR_WRITE     BENCH_FLOOR_WRITE   /* about one Herald commit: five WAL frames */
 #define FLOOR_FILE      (8L * 1024 * 1024)  /* written over and over, as the WAL is */
@@ -35,28 +36,14 @@ struct bench_floor {
     size_t buffer_size;
 };
 
-static double
-s_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
-}
-
 /*  The child: replies to every message; a message whose first byte is 'w'
     is made durable first. Ends when its parent closes (a message "q"). */
 static int
 s_serve (const char *endpoint, const char *file)
 {
     int fd = open (file, O_RDWR | O_CREAT | O_TRUNC, 0600);
-    char *block = calloc (1, 1 << 20);
-    if (fd < 0 || !block)
-        return 1;
-    memset (block, 'f', 1 << 20);
-    for (long at = 0; at < FLOOR_FILE; at += 1 << 20)
-        if (pwrite (fd, block, 1 << 20, at) != 1 << 20)
-            return 1;
-    if (fsync (fd) != 0)
+    char *block = calloc (1, FLOOR_WRITE);
+    if (fd < 0 || !block || bench_fill_file (fd, FLOOR_FILE) != 0)
         return 1;
     void *ctx = zmq_ctx_new ();
     void *router = zmq_socket (ctx, ZMQ_ROUTER);
@@ -140,11 +127,11 @@ bench_floor_round_trip (bench_floor_t *self, const char *message, bool durable)
     memcpy (self->buffer, message, size + 1);
     self->buffer[0] = durable? 'w': 'p';
     char reply[128];
-    double t0 = s_now_ms ();
+    double t0 = bench_now_ms ();
     if (zmq_send (self->dealer, self->buffer, size, 0) < 0
     ||  zmq_recv (self->dealer, reply, sizeof reply, 0) < 0)
         return -1;
-    return s_now_ms () - t0;
+    return bench_now_ms () - t0;
 }
 
 void
@@ -162,9 +149,9 @@ bench_floor_stop (bench_floor_t **self_p)
     if (self->pid > 0) {
         /*  The server ends on "q"; if it did not get it, it is stopped. */
         int status;
-        double deadline = s_now_ms () + 2000;
+        double deadline = bench_now_ms () + 2000;
         while (waitpid (self->pid, &status, WNOHANG) == 0) {
-            if (s_now_ms () > deadline) {
+            if (bench_now_ms () > deadline) {
                 kill (self->pid, SIGKILL);
                 waitpid (self->pid, &status, 0);
                 break;

@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "bench_floor.h"
+#include "bench_util.h"
 #include "herald.h"
 
 #define BENCH_CHANNELS      3
@@ -636,24 +637,6 @@ s_event (bench_t *self, char *buf, size_t size)
         (int) getpid (), n, self->now_text, n, n);
 }
 
-static int
-s_compare_double (const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y? -1: x > y? 1: 0;
-}
-
-static double
-s_percentile (const double *sorted, long n, double q)
-{
-    long rank = (long) ceil (q * (double) n);
-    if (rank < 1)
-        rank = 1;
-    if (rank > n)
-        rank = n;
-    return sorted[rank - 1];
-}
-
 static void
 s_summarize (double *samples, long n, bench_latency_t *out)
 {
@@ -663,11 +646,11 @@ s_summarize (double *samples, long n, bench_latency_t *out)
     double sum = 0;
     for (long i = 0; i < n; i++)
         sum += samples[i];
-    qsort (samples, (size_t) n, sizeof (double), s_compare_double);
+    bench_sort (samples, n);
     out->samples = n;
-    out->p50 = s_percentile (samples, n, 0.50);
-    out->p99 = s_percentile (samples, n, 0.99);
-    out->p999 = s_percentile (samples, n, 0.999);
+    out->p50 = bench_percentile (samples, n, 0.50);
+    out->p99 = bench_percentile (samples, n, 0.99);
+    out->p999 = bench_percentile (samples, n, 0.999);
     out->max = samples[n - 1];
     out->mean = sum / (double) n;
 }

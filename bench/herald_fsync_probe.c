@@ -18,29 +18,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "bench_util.h"
+
 #define PROBE_FILE_BYTES    (8L * 1024 * 1024)
-
-static double
-s_now_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (double) ts.tv_sec * 1e3 + (double) ts.tv_nsec / 1e6;
-}
-
-static int
-s_compare (const void *a, const void *b)
-{
-    double x = *(const double *) a, y = *(const double *) b;
-    return x < y? -1: x > y? 1: 0;
-}
-
-static double
-s_rank (const double *sorted, long n, double q)
-{
-    long rank = (long) (q * (double) n + 0.999999);
-    return sorted[(rank < 1? 1: rank > n? n: rank) - 1];
-}
 
 static void
 s_usage (FILE *out, const char *prog)
@@ -100,43 +80,38 @@ main (int argc, char **argv)
     char path[4096];
     snprintf (path, sizeof path, "%s/herald-fsync-probe-%d", dir, (int) getpid ());
     int fd = open (path, O_RDWR | O_CREAT | O_EXCL, 0600);
-    char *block = malloc (1 << 20);
+    char *block = calloc (1, (size_t) bytes);
     double *times = calloc ((size_t) samples, sizeof (double));
     if (fd < 0 || !block || !times) {
         fprintf (stderr, "herald_fsync_probe: %s: %s\n", path, strerror (errno));
         return 73;
     }
-    memset (block, 'p', 1 << 20);
     printf ("preparing  %s (%ld MiB, written and fsynced once)\n", path, PROBE_FILE_BYTES >> 20);
     fflush (stdout);
-    int rc = 0;
-    for (long at = 0; at < PROBE_FILE_BYTES && rc == 0; at += 1 << 20)
-        if (pwrite (fd, block, 1 << 20, at) != 1 << 20)
-            rc = -1;
-    if (rc == 0 && fsync (fd) != 0)
-        rc = -1;
+    int rc = bench_fill_file (fd, PROBE_FILE_BYTES);
     printf ("%-9s %9s %9s %9s %9s %9s  (ms, %ld writes of %ld bytes + fdatasync each)\n",
             "pause", "p50", "p90", "p99", "p99.9", "max", samples, bytes);
     long at = 0;
     for (int p = 0; p < pause_count && rc == 0; p++) {
         for (long i = 0; i < samples && rc == 0; i++) {
-            double start = s_now_ms ();
-            while (s_now_ms () - start < pauses[p])
+            double start = bench_now_ms ();
+            while (bench_now_ms () - start < pauses[p])
                 ;
             if (at + bytes > PROBE_FILE_BYTES)
                 at = 0;
-            double t0 = s_now_ms ();
+            double t0 = bench_now_ms ();
             if (pwrite (fd, block, (size_t) bytes, at) != bytes || fdatasync (fd) != 0)
                 rc = -1;
-            times[i] = s_now_ms () - t0;
+            times[i] = bench_now_ms () - t0;
             at += bytes;
         }
         if (rc != 0)
             break;
-        qsort (times, (size_t) samples, sizeof (double), s_compare);
-        printf ("%6.2f ms %9.3f %9.3f %9.3f %9.3f %9.3f\n", pauses[p], s_rank (times, samples, 0.5),
-                s_rank (times, samples, 0.9), s_rank (times, samples, 0.99),
-                s_rank (times, samples, 0.999), times[samples - 1]);
+        bench_sort (times, samples);
+        printf ("%6.2f ms %9.3f %9.3f %9.3f %9.3f %9.3f\n", pauses[p],
+                bench_percentile (times, samples, 0.5), bench_percentile (times, samples, 0.9),
+                bench_percentile (times, samples, 0.99), bench_percentile (times, samples, 0.999),
+                times[samples - 1]);
         fflush (stdout);
     }
     if (rc != 0)
