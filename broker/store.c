@@ -103,7 +103,7 @@ struct store {
     pthread_mutex_t lock;
     pthread_cond_t wake;
     bool stopping;                  /* under lock */
-    int wal_pages;                  /* under lock: WAL size that woke the checkpointer */
+    bool wake_pending;              /* under lock: a commit left CHECKPOINT_PAGES or more */
     atomic_int wal_frames;          /* WAL size (frames) after the last commit */
     atomic_int checkpoint_failed;   /* an I/O error in a checkpoint: the store is unsound */
     char checkpoint_error[1600];    /* written once before checkpoint_failed is set */
@@ -161,7 +161,7 @@ s_wal_hook (void *ctx, sqlite3 *db, const char *name, int pages)
     atomic_store_explicit (&self->wal_frames, pages, memory_order_relaxed);
     if (pages >= CHECKPOINT_PAGES) {
         pthread_mutex_lock (&self->lock);
-        self->wal_pages = pages;
+        self->wake_pending = true;
         pthread_cond_signal (&self->wake);
         pthread_mutex_unlock (&self->lock);
     }
@@ -201,7 +201,7 @@ s_checkpointer (void *arg)
     sqlite3_exec (db, "PRAGMA synchronous=FULL", NULL, NULL, NULL);
     pthread_mutex_lock (&self->lock);
     while (!self->stopping) {
-        if (self->wal_pages < CHECKPOINT_PAGES) {
+        if (!self->wake_pending) {
             pthread_cond_wait (&self->wake, &self->lock);
             continue;
         }
@@ -247,7 +247,7 @@ s_checkpointer (void *arg)
                 atomic_store (&self->checkpoint_failed, 1);
         }
         pthread_mutex_lock (&self->lock);
-        self->wal_pages = 0;    /* the next commit says how long the WAL is now */
+        self->wake_pending = false;     /* the next commit says whether the WAL is long again */
     }
     pthread_mutex_unlock (&self->lock);
     sqlite3_close (db);
