@@ -69,13 +69,21 @@ s_status (broker_t *self, char **body)
             "workers", counts.workers));
     }
     int64_t events = store_event_count (self->store);
-    json_t *reply = json_pack ("{s:{s:s, s:I, s:I, s:s, s:b}, s:o}",
+    outbox_stats_t out;
+    outbox_stats (self->outbox, &out);
+    json_t *producers = json_pack ("{s:I, s:I, s:I, s:I}",
+        "unread_replies", (json_int_t) out.parked,
+        "peers_not_reading", (json_int_t) out.peers_waiting,
+        "dropped", (json_int_t) out.dropped,
+        "replies_lost", (json_int_t) out.lost);
+    json_t *reply = json_pack ("{s:{s:s, s:I, s:I, s:s, s:b}, s:o, s:o}",
         "broker",
             "version", HERALD_VERSION,
             "uptime_ms", (json_int_t) (herald_clock_mono_ms () - self->started_mono),
             "events", (json_int_t) (events > 0? events: 0),
             "store", self->config->broker.store,
             "store_full", self->store_full,
+        "producers", producers,
         "channels", channels);
     return s_reply (body, reply);
 }

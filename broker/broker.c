@@ -15,7 +15,6 @@
 #define ADMIN_MAX           16      /* admin requests handled per turn */
 
 #define PRUNE_EVERY_MS      60000
-#define OUTBOX_MAX          20000   /* parked replies before reading producers pauses */
 
 /*  Random numbers: xorshift128+, seeded from getrandom. */
 
@@ -478,6 +477,14 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         broker_destroy (&self);
         return NULL;
     }
+    size_t peer_cap = (size_t) config->broker.max_unread_replies;
+    self->outbox = outbox_new (self->producers, "producer", peer_cap, 4 * peer_cap + 100000);
+    if (!self->outbox) {
+        snprintf (err, errlen, "out of memory");
+        broker_destroy (&self);
+        return NULL;
+    }
+    self->refusals = herald_ratelimit (20, 1000);
     self->started_mono = herald_clock_mono_ms ();
     self->next_heartbeat = self->started_mono + config->broker.heartbeat_ms;
     self->next_prune = self->started_mono + 5000;
@@ -496,11 +503,7 @@ broker_destroy (broker_t **self_p)
             free (self->batch[i].event);
     free (self->batch);
     free (self->outcomes);
-    while (self->outbox_head) {
-        reply_t *next = self->outbox_head->next;
-        free (self->outbox_head);
-        self->outbox_head = next;
-    }
+    outbox_destroy (&self->outbox);
     dispatch_destroy (&self->dispatch);
     if (self->producers)
         zmq_close (self->producers);
@@ -524,8 +527,9 @@ s_poll_timeout (broker_t *self, int64_t now, bool stopping)
     int64_t deadline = dispatch_next_deadline (self->dispatch, now);
     if (deadline < next)
         next = deadline;
-    if (self->outbox_head || (self->store_full && self->outcome_count > 0)) {
-        int64_t soon = now + (self->outbox_head? 5: STORE_RETRY_MS);
+    bool parked = outbox_parked (self->outbox) > 0;
+    if (parked || (self->store_full && self->outcome_count > 0)) {
+        int64_t soon = now + (parked? 5: STORE_RETRY_MS);
         if (soon < next)
             next = soon;
     }
@@ -567,7 +571,8 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
                 dispatch_counts (self->dispatch, c, &counts);
                 in_flight += counts.in_flight;
             }
-            bool drained = in_flight == 0 && self->outcome_count == 0 && !self->outbox_head;
+            bool drained = in_flight == 0 && self->outcome_count == 0
+                        && outbox_parked (self->outbox) == 0;
             if (drained || now >= stop_deadline) {
                 if (!drained)
                     herald_warn ("shutdown timeout: leaving deliveries in flight to be redelivered",
@@ -580,9 +585,9 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
             { self->admin, 0, ZMQ_POLLIN, 0 },
             { self->producers, 0, ZMQ_POLLIN, 0 },
         };
-        /*  Replies parked for producers that do not read their ACKs are
-            bounded: at OUTBOX_MAX the broker stops reading new events. */
-        int count = (stopping || self->outbox_count >= OUTBOX_MAX)? 2: 3;
+        /*  Reading producers never pauses for everyone: a producer that does
+            not read its replies is dealt with alone (outbox.h). */
+        int count = stopping? 2: 3;
         int rc = zmq_poll (items, count, s_poll_timeout (self, now, stopping));
         if (rc < 0 && errno != EINTR) {
             herald_error ("poll failed", "error=\"%s\"", zmq_strerror (errno));
@@ -613,7 +618,7 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
     /*  Give producers a moment to read the last replies: a peer that sees
         the connection close drops what it had not read yet. */
     int64_t grace_end = herald_clock_mono_ms () + 300;
-    while (self->outbox_head && herald_clock_mono_ms () < grace_end) {
+    while (outbox_parked (self->outbox) > 0 && herald_clock_mono_ms () < grace_end) {
         zmq_poll (NULL, 0, 5);
         broker_flush_outbox (self);
     }

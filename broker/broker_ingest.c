@@ -29,70 +29,31 @@ broker_make_uid (broker_t *self, char out[33])
               (unsigned long long) (r1 & 0xffff), (unsigned long long) r2);
 }
 
-/*  Replies to producers: a full pipe (EAGAIN) parks the reply in the outbox
-    for a later turn, so no ACK is ever silently dropped; a departed peer
-    (EHOSTUNREACH) cannot be answered and will publish again. */
+/*  Replies to producers go through the outbox: a full pipe parks the reply
+    for a later turn (bounded per peer: see outbox.h), a departed peer
+    cannot be answered and will publish again. */
 static void
 s_reply_producer (broker_t *self, const char *identity, size_t identity_len, const hp_msg_t *msg)
 {
-    if (broker_send (self->producers, identity, identity_len, msg) == 0)
-        return;
-    if (errno != EAGAIN) {
-        herald_debug ("reply not delivered", "command=%s errno=%d", hp_command_name (msg->command), errno);
-        return;
-    }
-    reply_t *reply = calloc (1, sizeof *reply);
-    if (!reply) {
-        herald_error ("out of memory: reply dropped", NULL);
-        return;
-    }
-    memcpy (reply->identity, identity, identity_len);
-    reply->identity_len = identity_len;
-    reply->msg = *msg;
-    /*  Copy the strings the message borrows into the reply. */
-    char *p = reply->text;
-    hp_str_t *fields[] = { &reply->msg.corr, &reply->msg.event_id, &reply->msg.durability,
-                           &reply->msg.text };
-    for (size_t i = 0; i < sizeof fields / sizeof fields[0]; i++) {
-        hp_str_t *field = fields[i];
-        if (!field->ptr)
-            continue;
-        size_t room = sizeof reply->text - (size_t) (p - reply->text);
-        size_t len = field->len < room? field->len: room;
-        memcpy (p, field->ptr, len);
-        field->ptr = p;
-        field->len = len;
-        p += len;
-    }
-    if (self->outbox_tail)
-        self->outbox_tail->next = reply;
-    else
-        self->outbox_head = reply;
-    self->outbox_tail = reply;
-    self->outbox_count++;
+    outbox_send (self->outbox, identity, identity_len, msg);
 }
 
 void
 broker_flush_outbox (broker_t *self)
 {
-    /*  Each producer has its own pipe: a reply that still meets a full pipe
-        stays parked, the others go. Replies carry correlation ids, so their
-        order does not matter. */
-    reply_t **link = &self->outbox_head;
-    self->outbox_tail = NULL;
-    while (*link) {
-        reply_t *reply = *link;
-        if (broker_send (self->producers, reply->identity, reply->identity_len, &reply->msg) != 0
-        &&  errno == EAGAIN) {
-            self->outbox_tail = reply;
-            link = &reply->next;
-            continue;
-        }
-        /*  Sent, or its producer is gone (it will publish again). */
-        *link = reply->next;
-        self->outbox_count--;
-        free (reply);
-    }
+    outbox_flush (self->outbox);
+}
+
+/*  Refused input is logged, but a peer sending nothing else cannot flood
+    the log: a few lines per second, then a count. */
+static bool
+s_log_refusal (broker_t *self)
+{
+    bool allow = herald_ratelimit_allow (&self->refusals, herald_clock_mono_ms ());
+    if (allow && self->refusals.suppressed > 0)
+        herald_info ("refused publishes not logged", "count=%llu",
+                     (unsigned long long) self->refusals.suppressed);
+    return allow;
 }
 
 static void
@@ -111,8 +72,9 @@ s_publish (broker_t *self, const hw_msg_t *in, const hp_msg_t *msg)
     pending_event_t *pending = &self->batch[self->batch_count];
     if (validate_event (self->config, msg->body.ptr, msg->body.len, &pending->check) != 0) {
         char quoted[600];
-        herald_info ("event refused", "code=%d reason=%s", pending->check.code,
-                     herald_log_quote (pending->check.reason, quoted, sizeof quoted));
+        if (s_log_refusal (self))
+            herald_info ("event refused", "code=%d reason=%s", pending->check.code,
+                         herald_log_quote (pending->check.reason, quoted, sizeof quoted));
         s_nack (self, in->identity.ptr, in->identity.len, msg->corr, pending->check.code,
                 pending->check.reason);
         return;
@@ -160,7 +122,8 @@ s_producer_message (broker_t *self, const hw_msg_t *in)
         return;
     }
     if (hw_decode (in, &msg, &err) != 0) {
-        herald_info ("malformed publish refused", "code=%d error=\"%s\"", err.code, err.text);
+        if (s_log_refusal (self))
+            herald_info ("malformed publish refused", "code=%d error=\"%s\"", err.code, err.text);
         s_nack (self, in->identity.ptr, in->identity.len,
                 msg.command == HP_PUBLISH? msg.corr: hp_str (NULL), err.code, err.text);
         return;

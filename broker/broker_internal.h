@@ -9,6 +9,8 @@
 #include "broker.h"
 #include "dispatch.h"
 #include "herald_proto.h"
+#include "herald_ratelimit.h"
+#include "outbox.h"
 #include "store.h"
 #include "validate.h"
 
@@ -43,15 +45,6 @@ typedef struct {
     char error[HP_MAX_TEXT + 1];
 } outcome_t;
 
-/*  A reply that met a full pipe, retried on later turns. */
-typedef struct reply {
-    struct reply *next;
-    size_t identity_len;
-    char identity[256];
-    hp_msg_t msg;                   /* strings point into text */
-    char text[HP_MAX_ID + HP_MAX_CORR + 1100];
-} reply_t;
-
 typedef struct {
     int64_t open;                   /* tasks pending in the store (incl. held in memory) */
     int64_t done;
@@ -73,8 +66,8 @@ struct broker {
     outcome_t *outcomes;            /* grows as needed, up to OUTCOME_FLUSH_MAX */
     size_t outcome_count, outcome_cap;
     int64_t outcomes_since;         /* monotonic ms: when the oldest unstored outcome came */
-    reply_t *outbox_head, *outbox_tail;
-    size_t outbox_count;
+    outbox_t *outbox;               /* replies to producers, parked per peer when their pipe is full */
+    herald_ratelimit_t refusals;    /* log lines about refused publishes */
     channel_stats_t stats[HERALD_MAX_CHANNELS];
     uint64_t rng[2];                /* xorshift128+ for ids and jitter */
     int64_t started_mono;

@@ -302,6 +302,12 @@ cli_status (int argc, char **argv)
         s_print_uptime (s_int (broker, "uptime_ms"));
         printf (", %lld events stored in %s\n", s_int (broker, "events"),
                 s_cell (broker, "store", store, sizeof store));
+        json_t *producers = json_object_get (body, "producers");
+        if (s_int (producers, "peers_not_reading") > 0 || s_int (producers, "dropped") > 0)
+            printf ("producers: %lld not reading their replies (%lld replies waiting), "
+                    "%lld dropped since start (%lld replies lost to them)\n",
+                    s_int (producers, "peers_not_reading"), s_int (producers, "unread_replies"),
+                    s_int (producers, "dropped"), s_int (producers, "replies_lost"));
     }
     json_decref (body);
     free (raw);

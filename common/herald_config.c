@@ -115,6 +115,8 @@ static const s_row_t s_schema[] = {
     { .pattern = "broker.max_pending_events", .type = S_INT, S_BROKER (max_pending_events), .min = 0, .max = 1000000000,
       .fallback = "1000000" },
     { .pattern = "broker.hwm", .type = S_INT, S_BROKER (hwm), .min = 0, .max = 10000000, .fallback = "10000" },
+    { .pattern = "broker.max_unread_replies", .type = S_INT, S_BROKER (max_unread_replies), .min = 1,
+      .max = 10000000, .fallback = "10000" },
 
     { .pattern = "channels", .type = S_DICT },
     { .pattern = "channels.*", .type = S_CHANNEL },

@@ -105,6 +105,7 @@ typedef struct {
     int queue_window;               /* tasks per channel held in memory, default 100000 */
     int max_pending_events;         /* undelivered tasks a channel may hold; above: NACK 503 busy, default 1000000, 0 = no limit */
     int hwm;                        /* ZeroMQ send/receive high-water marks per peer, default 10000 */
+    int max_unread_replies;         /* replies parked for one producer whose pipe is full; above it the producer is dropped, default 10000 */
 } herald_broker_config_t;
 
 typedef struct {

@@ -5,8 +5,9 @@
      its ACKs, everything stored is delivered once per channel;
   B. a producer that stops reading its replies (SIGSTOP) while the broker
      answers it: the other producers are still served (their publishes are
-     ACKed within their timeout), and the stopped one gets all its ACKs once
-     it runs again;
+     ACKed within their timeout), and the stopped one, whose window (8,000)
+     is below broker.max_unread_replies (10,000), gets all its ACKs once
+     it runs again (a peer over that cap is dropped: test_hostile_producer);
   C. a worker that never answers: an http channel (lease 2s, http timeout
      10s) pointed at tests/servers/http_server.py, which hangs on the first
      request: the lease expires, the task goes to the other worker (same
@@ -79,7 +80,7 @@ def scenario_b(t):
                                 (harness.order(i) for i in range(1, 50001)))
     stopped = h.spawn("publish-stopped", [harness.binary("herald"), "publish", "-c", h.config,
                                           "--type", harness.EVENT_TYPE, "--file", lines,
-                                          "--window", "50000", "--timeout", "60000", "--quiet"])
+                                          "--window", "8000", "--timeout", "60000", "--quiet"])
     harness.wait_until(lambda: (h.try_status() or {}).get("broker", {}).get("events", 0) >= 200,
                        30, "the producer to be publishing")
     os.kill(stopped.pid, signal.SIGSTOP)
