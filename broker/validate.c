@@ -1,5 +1,6 @@
 /*  validate: CloudEvents envelope and configured event rules. */
 #include <jansson.h>
+#include <stdbool.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -22,6 +23,81 @@ s_refuse (validate_result_t *result, int code, const char *fmt, ...)
     vsnprintf (result->reason, sizeof result->reason, fmt, args);
     va_end (args);
     return -1;
+}
+
+/*  The first C0 control character or DEL in text, or NULL. Identifiers and
+    idempotency keys hold none, so the separator of the encoded key cannot
+    appear inside its parts and a NUL cannot end a part early. */
+static const char *
+s_control_char (const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if ((unsigned char) text[i] < 0x20 || text[i] == 0x7f)
+            return text + i;
+    return NULL;
+}
+
+/*  One plain address: local@domain, printable ASCII without spaces or the
+    specials that would make it more than one mailbox. */
+static bool
+s_is_email (const char *text, size_t len)
+{
+    const char *at = memchr (text, '@', len);
+    if (len < 3 || len > 254 || !at || at == text || at == text + len - 1
+    ||  memchr (at + 1, '@', (size_t) (text + len - at - 1)) || at - text > 64)
+        return false;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char) text[i];
+        if (c <= 0x20 || c >= 0x7f || strchr ("<>,;:\"()[]\\", c))
+            return false;
+    }
+    return true;
+}
+
+static const char *
+s_json_kind (const json_t *value)
+{
+    switch (json_typeof (value)) {
+        case JSON_OBJECT:  return "an object";
+        case JSON_ARRAY:   return "an array";
+        case JSON_STRING:  return "a string";
+        case JSON_INTEGER: return "an integer";
+        case JSON_REAL:    return "a number";
+        case JSON_TRUE:
+        case JSON_FALSE:   return "a boolean";
+        default:           return "null";
+    }
+}
+
+/*  A required field: present, not null, not empty, and of one of the
+    configured types (any when types is 0). */
+static int
+s_required_field (const json_t *field, const char *path, unsigned types, validate_result_t *result)
+{
+    if (!field || json_is_null (field))
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: required field missing", path);
+    if ((json_is_string (field) && json_string_length (field) == 0)
+    ||  (json_is_array (field) && json_array_size (field) == 0)
+    ||  (json_is_object (field) && json_object_size (field) == 0))
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: required field is empty", path);
+    if (types == 0)
+        return 0;
+    bool ok = ((types & HERALD_FIELD_STRING) && json_is_string (field))
+           || ((types & HERALD_FIELD_NUMBER) && json_is_number (field))
+           || ((types & HERALD_FIELD_INTEGER) && json_is_integer (field))
+           || ((types & HERALD_FIELD_BOOLEAN) && json_is_boolean (field))
+           || ((types & HERALD_FIELD_OBJECT) && json_is_object (field))
+           || ((types & HERALD_FIELD_ARRAY) && json_is_array (field))
+           || ((types & HERALD_FIELD_EMAIL) && json_is_string (field)
+               && s_is_email (json_string_value (field), json_string_length (field)));
+    if (ok)
+        return 0;
+    char words[160];
+    herald_field_types_describe (types, words, sizeof words);
+    if (types == HERALD_FIELD_EMAIL && json_is_string (field))
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: must be an email address", path);
+    return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: must be %s, got %s", path, words,
+                     s_json_kind (field));
 }
 
 static int
@@ -47,8 +123,10 @@ s_string_field (json_t *root, const char *name, char *out, size_t size, bool req
         snprintf (limit, sizeof limit, "%zu", size - 1);
         return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: longer than %s characters", name, limit);
     }
-    if (memchr (text, '\0', len))
-        return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: contains a NUL character", name);
+    const char *control = s_control_char (text, len);
+    if (control)
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: contains a control character (U+%04X)",
+                         name, (unsigned) (unsigned char) *control);
     memcpy (out, text, len + 1);
     return 0;
 }
@@ -165,22 +243,33 @@ s_validate (const herald_config_t *config, const char *body, size_t len,
             s_refuse (result, HP_CODE_INVALID_EVENT, "data: required for type '%s'", type);
         goto done;
     }
-    for (int i = 0; i < rules->required_count; i++) {
-        const json_t *field = herald_json_lookup (data, rules->required[i]);
-        if (!field || json_is_null (field)) {
-            s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: required field missing",
-                      rules->required[i]);
+    for (int i = 0; i < rules->required_count; i++)
+        if (s_required_field (herald_json_lookup (data, rules->required[i]), rules->required[i],
+                              rules->required_types[i], result) != 0)
             goto done;
-        }
-    }
+    /*  The idempotency key, encoded so that two different events never make
+        the same key: "key" US type US (s|n) US value for a key field (the
+        string "1042" and the number 1042 differ), "ce" US source US id for
+        the CloudEvents pair. US (0x1f) cannot appear in a part: type names
+        are identifiers and the parts hold no control character. */
     if (rules->key[0]) {
         const json_t *key = herald_json_lookup (data, rules->key);
-        char value[256];
-        if (json_is_string (key))
-            snprintf (value, sizeof value, "%s", json_string_value (key));
+        char number[32];
+        const char *value;
+        size_t value_len;
+        char kind;
+        if (json_is_string (key)) {
+            value = json_string_value (key);
+            value_len = json_string_length (key);
+            kind = 's';
+        }
         else
-        if (json_is_integer (key))
-            snprintf (value, sizeof value, "%lld", (long long) json_integer_value (key));
+        if (json_is_integer (key)) {
+            value_len = (size_t) snprintf (number, sizeof number, "%lld",
+                                           (long long) json_integer_value (key));
+            value = number;
+            kind = 'n';
+        }
         else {
             if (key)
                 s_refuse (result, HP_CODE_INVALID_EVENT,
@@ -190,12 +279,24 @@ s_validate (const herald_config_t *config, const char *body, size_t len,
                           rules->key);
             goto done;
         }
-        if (value[0] == '\0') {
+        if (value_len == 0) {
             s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key is empty",
                       rules->key);
             goto done;
         }
-        snprintf (result->dedup_key, sizeof result->dedup_key, "%s\x1f%s", rules->name, value);
+        if (value_len > VALIDATE_KEY_VALUE_MAX) {
+            s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key longer than %d bytes"
+                      " (%zu)", rules->key, VALIDATE_KEY_VALUE_MAX, value_len);
+            goto done;
+        }
+        const char *control = s_control_char (value, value_len);
+        if (control) {
+            s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key contains a control"
+                      " character (U+%04X)", rules->key, (unsigned) (unsigned char) *control);
+            goto done;
+        }
+        snprintf (result->dedup_key, sizeof result->dedup_key, "key\x1f%s\x1f%c\x1f%s",
+                  rules->name, kind, value);
     }
     else
         snprintf (result->dedup_key, sizeof result->dedup_key, "ce\x1f%s\x1f%s",

@@ -8,7 +8,8 @@
 
 #include "herald_config.h"
 
-#define VALIDATE_KEY_MAX 512
+#define VALIDATE_KEY_VALUE_MAX 256  /* bytes of an idempotency key field's value */
+#define VALIDATE_KEY_MAX 768        /* the encoded key: form, type or source, value or id */
 
 typedef struct {
     int code;                       /* 0 valid, else a NACK code (hp_code_t) */
@@ -16,7 +17,7 @@ typedef struct {
     int type_index;                 /* index into config->events */
     char id[129];                   /* CloudEvents id */
     char source[257];               /* CloudEvents source */
-    char dedup_key[VALIDATE_KEY_MAX]; /* idempotency key: type + key field, or source + id */
+    char dedup_key[VALIDATE_KEY_MAX]; /* idempotency key, one encoding per meaning (validate.c) */
 } validate_result_t;
 
 /*  Validates one event body against config. Returns 0 if valid, else -1

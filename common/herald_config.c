@@ -927,10 +927,28 @@ s_apply_list (s_loader_t *self, const s_row_t *row, const config_node_t *node, c
         return s_fail (self, node->line, path, "too many entries (at most %d)", max);
     for (const config_node_t *item = node->first; item; item = item->next) {
         char shown[80];
+        /*  A required field may carry a type: `customer.email: email` (a
+            mapping of one pair inside the list). */
+        unsigned types = 0;
+        const config_node_t *entry = item;
+        if (row->type == S_PATHLIST && item->kind == CONFIG_NODE_MAP) {
+            const config_node_t *pair = item->first;
+            if (!pair || pair->next || pair->kind != CONFIG_NODE_SCALAR)
+                return s_fail (self, item->line, path, "entries are a path, or `path: type` like"
+                               " `items: array`");
+            char why[200];
+            if (herald_field_types_parse (pair->text, &types, why, sizeof why) != 0)
+                return s_fail (self, pair->line, path, "%s: %s",
+                               s_show (pair->key, shown, sizeof shown), why);
+            entry = pair;
+        }
+        else
         if (item->kind != CONFIG_NODE_SCALAR)
             return s_fail (self, item->line, path, "entries must be strings, got %s",
                            s_kind_desc (item->kind));
-        s_show (item->text, shown, sizeof shown);
+        const char *text = entry != item? entry->key: entry->text;
+        size_t text_len = strlen (text);
+        s_show (text, shown, sizeof shown);
         if (row->type == S_FANOUT) {
             int index = herald_config_channel_index (self->cfg, item->text);
             if (index < 0)
@@ -941,17 +959,18 @@ s_apply_list (s_loader_t *self, const s_row_t *row, const config_node_t *node, c
             event->fanout[event->fanout_count++] = index;
         }
         else {
-            if (!s_valid_dotted (item->text))
-                return s_fail (self, item->line, path,
+            if (!s_valid_dotted (text))
+                return s_fail (self, entry->line, path,
                                "must list dotted paths into the event data like customer.email, got '%s'",
                                shown);
-            if (item->len >= sizeof event->required[0])
+            if (text_len >= sizeof event->required[0])
                 return s_fail (self, item->line, path, "path too long (at most %zu characters)",
                                sizeof event->required[0] - 1);
             for (int i = 0; i < event->required_count; i++)
-                if (strcmp (event->required[i], item->text) == 0)
+                if (strcmp (event->required[i], text) == 0)
                     return s_fail (self, item->line, path, "lists '%s' twice", shown);
-            memcpy (event->required[event->required_count++], item->text, item->len + 1);
+            event->required_types[event->required_count] = types;
+            memcpy (event->required[event->required_count++], text, text_len + 1);
         }
     }
     return 0;

@@ -82,10 +82,23 @@ typedef struct {
     herald_http_config_t http;
 } herald_channel_t;
 
+/*  What a required field may be (events.*.required: `path: string|number`);
+    0 = anything that is not empty. */
+typedef enum {
+    HERALD_FIELD_STRING  = 1 << 0,
+    HERALD_FIELD_NUMBER  = 1 << 1,  /* integer or real */
+    HERALD_FIELD_INTEGER = 1 << 2,
+    HERALD_FIELD_BOOLEAN = 1 << 3,
+    HERALD_FIELD_OBJECT  = 1 << 4,
+    HERALD_FIELD_ARRAY   = 1 << 5,
+    HERALD_FIELD_EMAIL   = 1 << 6   /* a string holding one plain address: local@domain */
+} herald_field_type_t;
+
 typedef struct {
     char name[HERALD_NAME_MAX];     /* CloudEvents type, e.g. "order.confirmed" */
     char key[128];                  /* data field (dotted path) giving the idempotency key, "" = source+id */
-    char required[HERALD_MAX_REQUIRED][128]; /* dotted paths that must exist in data */
+    char required[HERALD_MAX_REQUIRED][128]; /* dotted paths that must exist in data, not null nor empty */
+    unsigned required_types[HERALD_MAX_REQUIRED]; /* herald_field_type_t flags per path, 0 = any */
     int required_count;
     int fanout[HERALD_MAX_CHANNELS];/* indexes into herald_config_t.channels */
     int fanout_count;
@@ -153,5 +166,14 @@ int
 
 const char *
     herald_driver_name (herald_driver_kind_t kind);
+
+/*  Parses a field type list like "string|number" into herald_field_type_t
+    flags. 0, or -1 naming the unknown word in err. */
+int
+    herald_field_types_parse (const char *text, unsigned *types, char *err, size_t errlen);
+
+/*  "a string or a number": the types in words, for error messages. */
+const char *
+    herald_field_types_describe (unsigned types, char *buf, size_t size);
 
 #endif

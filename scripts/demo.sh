@@ -46,6 +46,6 @@ if [ "${HERALD_DEMO_EXIT:-0}" = "1" ]; then
 fi
 echo
 echo "demo: Herald is running. Publish more with:"
-echo "  build/bin/herald publish -c etc/herald.yaml --type order.confirmed --data '{\"order_id\": 7, \"customer\": {\"email\": \"you@example.com\"}, \"items\": []}'"
+echo "  build/bin/herald publish -c etc/herald.yaml --type order.confirmed --data '{\"order_id\": 7, \"customer\": {\"email\": \"you@example.com\"}, \"items\": [{\"sku\": \"A-1\", \"qty\": 1}]}'"
 echo "demo: Ctrl-C stops it."
 wait $up

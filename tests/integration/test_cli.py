@@ -115,7 +115,7 @@ def body(t):
     # -- no broker running: 69, quickly
     start = time.monotonic()
     r = run([herald, "publish", "-c", h.config, "--type", "order.confirmed",
-             "--data", '{"order_id": 1, "customer": {"email": "a@example.com"}, "items": []}',
+             "--data", '{"order_id": 1, "customer": {"email": "a@example.com"}, "items": [{"sku": "A-1"}]}',
              "--timeout", "500"], timeout=20)
     took = time.monotonic() - start
     t.check(r.returncode == harness.EX_UNAVAILABLE, "publish with no broker exits 69", show(r))

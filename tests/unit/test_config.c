@@ -618,3 +618,35 @@ Test (config_errors, nul_bytes_and_tls_mismatch)
     cr_assert_eq (herald_config_parse (&s_cfg, "x: [", 4, NULL, NULL, 0), -1);
     cr_assert_eq (herald_config_load (&s_cfg, "/nonexistent", NULL, 0), -1);
 }
+
+/*  events.*.required: a path, or `path: type` with types joined by |. */
+Test (config, required_field_types)
+{
+    int rc = s_parse (S_CHANNELS
+                      "events:\n"
+                      "  order.confirmed:\n"
+                      "    key: order_id\n"
+                      "    required: [order_id: string|number, customer.email: email, items: array, total]\n"
+                      "    fanout: [email]\n");
+    cr_assert_eq (rc, 0, "%s", s_err);
+    const herald_event_type_t *type = &s_cfg.events[0];
+    cr_assert_eq (type->required_count, 4);
+    cr_assert_str_eq (type->required[0], "order_id");
+    cr_assert_eq (type->required_types[0], HERALD_FIELD_STRING | HERALD_FIELD_NUMBER);
+    cr_assert_str_eq (type->required[1], "customer.email");
+    cr_assert_eq (type->required_types[1], HERALD_FIELD_EMAIL);
+    cr_assert_eq (type->required_types[2], HERALD_FIELD_ARRAY);
+    cr_assert_str_eq (type->required[3], "total");
+    cr_assert_eq (type->required_types[3], 0);
+}
+
+Test (config_errors, required_field_unknown_type)
+{
+    s_expect_error (S_CHANNELS
+                    "events:\n"
+                    "  order.confirmed:\n"
+                    "    required:\n"
+                    "      - order_id: text\n"
+                    "    fanout: [email]\n",
+                    "t.yaml:7: events.order.confirmed.required: order_id: unknown field type 'text'");
+}

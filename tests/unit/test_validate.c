@@ -26,23 +26,129 @@ check (const char *body, validate_result_t *result)
     return validate_event (&config, body, strlen (body), result);
 }
 
+#define ITEMS "\"items\":[{\"sku\":\"A\"}]"
+
 Test (validate, accepts_a_complete_order)
 {
     validate_result_t r;
-    cr_assert_eq (check (ENVELOPE ("{\"order_id\":1042,\"customer\":{\"email\":\"a@b.c\"},\"items\":[]}"), &r), 0,
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":1042,\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}"), &r), 0,
                   "refused: %s", r.reason);
     cr_assert_str_eq (r.id, "e-1");
     cr_assert_str_eq (r.source, "shop");
     cr_assert_eq (r.type_index, 0);
-    cr_assert_str_eq (r.dedup_key, "order.confirmed\x1f" "1042");
+    cr_assert_str_eq (r.dedup_key, "key\x1f" "order.confirmed\x1f" "n\x1f" "1042");
 }
 
-Test (validate, string_and_integer_keys_are_the_same_key)
+/*  Two different events are never one: the number 1042 and the string
+    "1042" are different keys. */
+Test (validate, string_and_integer_keys_are_different_keys)
 {
     validate_result_t a, b;
-    check (ENVELOPE ("{\"order_id\":7,\"customer\":{\"email\":\"a@b.c\"},\"items\":[]}"), &a);
-    check (ENVELOPE ("{\"order_id\":\"7\",\"customer\":{\"email\":\"a@b.c\"},\"items\":[]}"), &b);
-    cr_assert_str_eq (a.dedup_key, b.dedup_key);
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":7,\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}"), &a), 0);
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":\"7\",\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}"), &b), 0);
+    cr_assert_str_neq (a.dedup_key, b.dedup_key);
+}
+
+/*  A key longer than the limit used to be cut at 255 bytes, so two keys
+    sharing their first 255 bytes were one: now it is refused, naming the
+    field and the limit. */
+Test (validate, overlong_key_is_refused)
+{
+    char data[1024], body[2048];
+    char key[VALIDATE_KEY_VALUE_MAX + 2];
+    memset (key, 'k', sizeof key - 1);
+    key[sizeof key - 1] = '\0';
+    snprintf (data, sizeof data, "{\"order_id\":\"%s\",\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}", key);
+    snprintf (body, sizeof body, ENVELOPE ("%s"), data);
+    validate_result_t r;
+    cr_assert_eq (check (body, &r), -1);
+    cr_assert_eq (r.code, HP_CODE_INVALID_EVENT);
+    cr_assert (strstr (r.reason, "data.order_id: idempotency key longer than 256 bytes"), "reason: %s", r.reason);
+    key[sizeof key - 2] = '\0';         /* exactly at the limit: accepted, whole */
+    snprintf (data, sizeof data, "{\"order_id\":\"%s\",\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}", key);
+    snprintf (body, sizeof body, ENVELOPE ("%s"), data);
+    cr_assert_eq (check (body, &r), 0, "refused: %s", r.reason);
+    cr_assert (strstr (r.dedup_key, key), "key kept whole");
+}
+
+/*  An embedded NUL used to end the key early ("a\u0000x" == "a\u0000y"). */
+Test (validate, control_characters_in_keys_are_refused)
+{
+    validate_result_t r;
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":\"a\\u0000x\",\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}"), &r), -1);
+    cr_assert_eq (r.code, HP_CODE_BAD_REQUEST);
+    cr_assert (strstr (r.reason, "\\u0000"), "reason: %s", r.reason);
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":\"a\\u0001x\",\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}"), &r), -1);
+    cr_assert_eq (r.code, HP_CODE_INVALID_EVENT);
+    cr_assert_str_eq (r.reason, "data.order_id: idempotency key contains a control character (U+0001)");
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":\"a\\u001fb\",\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}"), &r), -1);
+    cr_assert_str_eq (r.reason, "data.order_id: idempotency key contains a control character (U+001F)");
+    config.events[0].key[0] = '\0';
+    const char *sep = "{\"specversion\":\"1.0\",\"id\":\"c\",\"source\":\"a\\u001fb\",\"type\":\"order.confirmed\","
+                      "\"data\":{\"order_id\":1,\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}}";
+    cr_assert_eq (check (sep, &r), -1);
+    cr_assert_str_eq (r.reason, "source: contains a control character (U+001F)");
+}
+
+/*  source + id: the parts can no longer run into each other. */
+Test (validate, source_and_id_keys_are_unambiguous)
+{
+    config.events[0].key[0] = '\0';
+    validate_result_t a, b;
+    const char *one = "{\"specversion\":\"1.0\",\"id\":\"b-c\",\"source\":\"a\",\"type\":\"order.confirmed\","
+                      "\"data\":{\"order_id\":1,\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}}";
+    const char *two = "{\"specversion\":\"1.0\",\"id\":\"c\",\"source\":\"a-b\",\"type\":\"order.confirmed\","
+                      "\"data\":{\"order_id\":1,\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}}";
+    cr_assert_eq (check (one, &a), 0, "%s", a.reason);
+    cr_assert_eq (check (two, &b), 0, "%s", b.reason);
+    cr_assert_str_neq (a.dedup_key, b.dedup_key);
+    cr_assert_str_eq (a.dedup_key, "ce\x1f" "a\x1f" "b-c");
+}
+
+/*  A key field and a source + id can never make the same key. */
+Test (validate, key_field_and_source_id_forms_differ)
+{
+    validate_result_t a, b;
+    snprintf (config.events[0].name, sizeof config.events[0].name, "ce");
+    cr_assert_eq (check ("{\"specversion\":\"1.0\",\"id\":\"x\",\"source\":\"s\",\"type\":\"ce\","
+                         "\"data\":{\"order_id\":\"v\",\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}}", &a), 0,
+                  "%s", a.reason);
+    config.events[0].key[0] = '\0';
+    cr_assert_eq (check ("{\"specversion\":\"1.0\",\"id\":\"v\",\"source\":\"s\",\"type\":\"ce\","
+                         "\"data\":{\"order_id\":\"v\",\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}}", &b), 0,
+                  "%s", b.reason);
+    cr_assert_str_neq (a.dedup_key, b.dedup_key);
+}
+
+/*  Required means present and not empty, and a type when the config says
+    one: a shop gets the NACK at checkout, not a dead task later. */
+Test (validate, required_means_not_empty)
+{
+    validate_result_t r;
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":1,\"customer\":{\"email\":\"\"}," ITEMS "}"), &r), -1);
+    cr_assert_eq (r.code, HP_CODE_INVALID_EVENT);
+    cr_assert_str_eq (r.reason, "data.customer.email: required field is empty");
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":1,\"customer\":{\"email\":\"a@b.c\"},\"items\":[]}"), &r), -1);
+    cr_assert_str_eq (r.reason, "data.items: required field is empty");
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":1,\"customer\":{\"email\":\"a@b.c\"},\"items\":{}}"), &r), -1);
+    cr_assert_str_eq (r.reason, "data.items: required field is empty");
+}
+
+Test (validate, required_types)
+{
+    herald_event_type_t *type = &config.events[0];
+    type->required_types[1] = HERALD_FIELD_EMAIL;
+    type->required_types[2] = HERALD_FIELD_ARRAY;
+    type->required_types[0] = HERALD_FIELD_STRING | HERALD_FIELD_NUMBER;
+    validate_result_t r;
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":1,\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}"), &r), 0,
+                  "%s", r.reason);
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":1,\"customer\":{\"email\":\"not an address\"}," ITEMS "}"), &r), -1);
+    cr_assert_str_eq (r.reason, "data.customer.email: must be an email address");
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":1,\"customer\":{\"email\":\"a@b.c\"},\"items\":\"x\"}"), &r), -1);
+    cr_assert_str_eq (r.reason, "data.items: must be an array, got a string");
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":true,\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}"), &r), -1);
+    cr_assert_str_eq (r.reason, "data.order_id: must be a string or a number, got a boolean");
 }
 
 Test (validate, invalid_json_names_line_and_column)
@@ -123,6 +229,7 @@ Test (validate, key_rules)
     cr_assert_eq (check (ENVELOPE ("{\"order_id\":{\"a\":1}}"), &r), -1);
     cr_assert_str_eq (r.reason, "data.order_id: idempotency key must be a string or an integer");
     config.events[0].key[0] = '\0';
+    config.events[0].required_count = 0;
     cr_assert_eq (check (ENVELOPE ("{}"), &r), 0);
     cr_assert_str_eq (r.dedup_key, "ce\x1f" "shop\x1f" "e-1");
 }
