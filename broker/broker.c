@@ -101,8 +101,12 @@ s_attempt_failed (broker_t *self, task_t *task, const char *outcome_name, const 
         task_destroy (&task);
         return;
     }
+    /*  A worker's "not before" is a hint, held to the channel's backoff
+        maximum: a bogus 2^53 ms must not park a task for ever. */
     int64_t delay = requested_delay_ms > 0? requested_delay_ms
                   : dispatch_backoff_ms (channel, task->attempts, s_random01 (self));
+    if (delay > channel->backoff_max_ms)
+        delay = channel->backoff_max_ms;
     outcome->not_before = outcome->at + delay;
     snprintf (outcome->error, sizeof outcome->error, "%s", error);
     herald_info ("task will retry", "task_id=%s channel=%s attempt=%u outcome=%s delay_ms=%lld error=%s",
@@ -169,14 +173,34 @@ s_register_worker (broker_t *self, const hw_msg_t *in, const hp_msg_t *msg, int6
     worker_t *existing = dispatch_worker_find (self->dispatch, in->identity.ptr, in->identity.len);
     if (existing)
         s_worker_leaving (self, &existing, now);
+    /*  A worker's word is checked against the configuration: its credit
+        is at most the channel's capacity, and a channel takes at most
+        max_workers registrations (a peer opening connections by the
+        thousand must not crowd out the real workers). */
+    const herald_channel_t *cfg = &self->config->channels[channel];
+    dispatch_counts_t counts;
+    dispatch_counts (self->dispatch, channel, &counts);
+    if (counts.workers >= cfg->max_workers) {
+        if (herald_ratelimit_allow (&self->worker_refusals, now))
+            herald_warn ("worker refused: channel has max_workers registered", "worker=%s channel=%s"
+                         " max_workers=%d not_logged=%llu", name, channel_name, cfg->max_workers,
+                         (unsigned long long) self->worker_refusals.suppressed);
+        return;
+    }
+    uint32_t capacity = msg->capacity;
+    if (capacity > (uint32_t) cfg->capacity) {
+        herald_info ("worker capacity lowered to the channel's", "worker=%s channel=%s asked=%u"
+                     " capacity=%d", name, channel_name, capacity, cfg->capacity);
+        capacity = (uint32_t) cfg->capacity;
+    }
     worker_t *worker = dispatch_worker_add (self->dispatch, in->identity.ptr, in->identity.len,
-                                            channel, msg->capacity, name, now);
+                                            channel, capacity, name, now);
     if (!worker) {
         herald_error ("worker refused: too many workers", "worker=%s", name);
         return;
     }
     herald_info ("worker registered", "worker=%s channel=%s capacity=%u", name, channel_name,
-                 msg->capacity);
+                 capacity);
 }
 
 static void
@@ -208,7 +232,12 @@ s_task_answered (broker_t *self, worker_t *worker, const hp_msg_t *msg, int64_t 
         s_attempt_failed (self, task, "retry", error, msg->delay_ms, false, now);
     else
     if (msg->command == HP_THROTTLED) {
+        /*  The downstream's Retry-After pauses the whole channel, at most
+            for the channel's backoff maximum. */
         int64_t delay = msg->delay_ms > 0? msg->delay_ms: 1000;
+        int64_t cap = self->config->channels[task->channel].backoff_max_ms;
+        if (delay > cap)
+            delay = cap;
         dispatch_pause (self->dispatch, task->channel, now + delay);
         s_attempt_failed (self, task, "throttled", error, delay, false, now);
     }
@@ -485,6 +514,7 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         return NULL;
     }
     self->refusals = herald_ratelimit (20, 1000);
+    self->worker_refusals = herald_ratelimit (5, 10000);
     self->started_mono = herald_clock_mono_ms ();
     self->next_heartbeat = self->started_mono + config->broker.heartbeat_ms;
     self->next_prune = self->started_mono + 5000;

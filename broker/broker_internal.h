@@ -68,6 +68,7 @@ struct broker {
     int64_t outcomes_since;         /* monotonic ms: when the oldest unstored outcome came */
     outbox_t *outbox;               /* replies to producers, parked per peer when their pipe is full */
     herald_ratelimit_t refusals;    /* log lines about refused publishes */
+    herald_ratelimit_t worker_refusals; /* log lines about refused worker registrations */
     channel_stats_t stats[HERALD_MAX_CHANNELS];
     uint64_t rng[2];                /* xorshift128+ for ids and jitter */
     int64_t started_mono;

@@ -122,6 +122,8 @@ static const s_row_t s_schema[] = {
     { .pattern = "channels.*", .type = S_CHANNEL },
     { .pattern = "channels.*.driver", .type = S_ENUM, S_CHAN (driver), .choices = s_driver_names },
     { .pattern = "channels.*.capacity", .type = S_INT, S_CHAN (capacity), .min = 1, .max = 10000, .fallback = "32" },
+    { .pattern = "channels.*.max_workers", .type = S_INT, S_CHAN (max_workers), .min = 1, .max = 1024,
+      .fallback = "64" },
     /*  Issue wording for the http driver: concurrent requests per worker. */
     { .pattern = "channels.*.concurrency", .type = S_INT, S_CHAN (capacity), .min = 1, .max = 10000 },
     { .pattern = "channels.*.retry", .type = S_MAP },

@@ -66,7 +66,9 @@ typedef struct {
 typedef struct {
     char name[HERALD_NAME_MAX];     /* channel name, e.g. "email" */
     herald_driver_kind_t driver;
-    int capacity;                   /* credit each worker announces (concurrent tasks), default 32; YAML capacity or concurrency */
+    int capacity;                   /* credit each worker announces (concurrent tasks), default 32; YAML capacity or concurrency;
+                                       the broker gives no worker more than this, whatever it announces */
+    int max_workers;                /* worker registrations the broker accepts for the channel, default 64 */
     /* retry policy, owned by the broker */
     int max_attempts;               /* default 8; then the task is dead */
     int64_t backoff_min_ms;         /* first retry delay cap, default 500ms */

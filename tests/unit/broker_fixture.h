@@ -21,6 +21,7 @@ fixture_config (herald_config_t *config)
         snprintf (ch->name, sizeof ch->name, "%s", names[i]);
         ch->driver = HERALD_DRIVER_NOOP;
         ch->capacity = 4;
+        ch->max_workers = 64;
         ch->max_attempts = 3;
         ch->backoff_min_ms = 100;
         ch->backoff_max_ms = 1000;
