@@ -1,0 +1,287 @@
+/*  Unit tests: broker/journal - the append-only log. Records come back as
+    they went in, across segments and restarts; a torn tail is cut off, a
+    damaged durable record refuses the open naming file and offset; released
+    segments are reused and their old records never come back. */
+#include <criterion/criterion.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <dirent.h>
+
+#include "journal.h"
+
+#define SEG (64u * 1024)
+
+static char s_dir[256];
+
+static void
+s_setup (void)
+{
+    snprintf (s_dir, sizeof s_dir, "/tmp/herald-test-journal-XXXXXX");
+    cr_assert (mkdtemp (s_dir));
+}
+
+static void
+s_teardown (void)
+{
+    char cmd[300];
+    snprintf (cmd, sizeof cmd, "rm -rf %s", s_dir);
+    cr_assert_eq (system (cmd), 0);
+}
+
+TestSuite (journal, .init = s_setup, .fini = s_teardown, .timeout = 60);
+
+static journal_t *
+s_open (uint64_t from, journal_status_t *status, char *err, size_t errlen)
+{
+    journal_options_t options = { .segment_size = SEG };
+    journal_t *j = journal_open (s_dir, &options, from, status, err, errlen);
+    if (j && journal_start (j, err, errlen) != 0)
+        journal_destroy (&j);
+    return j;
+}
+
+static journal_t *
+s_open_ok (uint64_t from)
+{
+    journal_status_t status;
+    char err[2048] = "";
+    journal_t *j = s_open (from, &status, err, sizeof err);
+    cr_assert (j, "open: %s", err);
+    return j;
+}
+
+/*  Appends (retrying while the next segment is being made) and returns the LSN past it. */
+static uint64_t
+s_append (journal_t *j, const char *text)
+{
+    for (int i = 0; i < 5000; i++) {
+        uint64_t end = journal_append (j, text, (uint32_t) strlen (text));
+        if (end)
+            return end;
+        cr_assert_eq (journal_status (j), JOURNAL_BUSY, "append refused: %s", journal_errstr (j));
+        journal_flush (j);
+        usleep (1000);
+    }
+    cr_assert_fail ("append never taken");
+    return 0;
+}
+
+static void
+s_wait_durable (journal_t *j, uint64_t lsn)
+{
+    journal_flush (j);
+    for (int i = 0; i < 10000 && journal_durable (j) < lsn; i++)
+        usleep (500);
+    cr_assert_geq (journal_durable (j), lsn, "durable %llu < %llu", (unsigned long long) journal_durable (j),
+                   (unsigned long long) lsn);
+}
+
+/*  Reads every record from `from` to `until` into texts (NUL-joined). */
+static int
+s_read_all (journal_t *j, uint64_t from, uint64_t until, char texts[][64], int max)
+{
+    journal_reader_t *r = journal_reader_new (j, from);
+    journal_record_t rec;
+    char err[1024];
+    int n = 0, rc;
+    while ((rc = journal_read (r, until, &rec, err, sizeof err)) == 1) {
+        cr_assert_lt (n, max);
+        cr_assert_lt (rec.len, 64u);
+        memcpy (texts[n], rec.payload, rec.len);
+        texts[n][rec.len] = '\0';
+        n++;
+    }
+    cr_assert_eq (rc, 0, "read: %s", err);
+    journal_reader_destroy (&r);
+    return n;
+}
+
+Test (journal, records_come_back_in_order)
+{
+    journal_t *j = s_open_ok (0);
+    uint64_t first = s_append (j, "one");
+    s_append (j, "two");
+    uint64_t last = s_append (j, "three");
+    cr_assert_gt (last, first);
+    s_wait_durable (j, last);
+    char texts[8][64];
+    cr_assert_eq (s_read_all (j, 0, last, texts, 8), 3);
+    cr_assert_str_eq (texts[0], "one");
+    cr_assert_str_eq (texts[2], "three");
+    /*  From the middle. */
+    cr_assert_eq (s_read_all (j, first, last, texts, 8), 2);
+    cr_assert_str_eq (texts[0], "two");
+    journal_destroy (&j);
+}
+
+Test (journal, reopen_finds_the_end)
+{
+    journal_t *j = s_open_ok (0);
+    uint64_t last = 0;
+    for (int i = 0; i < 100; i++) {
+        char text[32];
+        snprintf (text, sizeof text, "record %d", i);
+        last = s_append (j, text);
+    }
+    s_wait_durable (j, last);
+    journal_destroy (&j);
+    j = s_open_ok (0);
+    cr_assert_eq (journal_end (j), last);
+    char texts[128][64];
+    cr_assert_eq (s_read_all (j, 0, journal_end (j), texts, 128), 100);
+    cr_assert_str_eq (texts[99], "record 99");
+    uint64_t more = s_append (j, "after the restart");
+    s_wait_durable (j, more);
+    cr_assert_eq (s_read_all (j, 0, more, texts, 128), 101);
+    journal_destroy (&j);
+}
+
+Test (journal, records_cross_segments)
+{
+    journal_t *j = s_open_ok (0);
+    char big[40];
+    memset (big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    uint64_t last = 0;
+    int count = 4000;              /* 4000 x 64 bytes: four segments of 64 KiB */
+    for (int i = 0; i < count; i++) {
+        snprintf (big, sizeof big, "%06d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i);
+        last = s_append (j, big);
+        if (i % 100 == 0)
+            journal_flush (j);
+    }
+    s_wait_durable (j, last);
+    cr_assert_gt (last, 3 * (uint64_t) SEG);
+    journal_destroy (&j);
+    j = s_open_ok (0);
+    cr_assert_eq (journal_end (j), last);
+    static char texts[4000][64];
+    cr_assert_eq (s_read_all (j, 0, last, texts, 4000), count);
+    for (int i = 0; i < count; i++) {
+        char want[16];
+        snprintf (want, sizeof want, "%06d-", i);
+        cr_assert (strncmp (texts[i], want, 7) == 0, "record %d is %s", i, texts[i]);
+    }
+    journal_destroy (&j);
+}
+
+/*  Damages the byte at `offset` of the segment file holding base. */
+static void
+s_damage (uint64_t base, uint64_t offset)
+{
+    char path[512];
+    snprintf (path, sizeof path, "%s/%016llx.seg", s_dir, (unsigned long long) base);
+    int fd = open (path, O_RDWR);
+    cr_assert_geq (fd, 0, "%s", path);
+    unsigned char byte;
+    cr_assert_eq (pread (fd, &byte, 1, (off_t) offset), 1);
+    byte ^= 0x5a;
+    cr_assert_eq (pwrite (fd, &byte, 1, (off_t) offset), 1);
+    close (fd);
+}
+
+Test (journal, torn_tail_is_cut_off)
+{
+    journal_t *j = s_open_ok (0);
+    uint64_t a = s_append (j, "kept");
+    s_wait_durable (j, a);
+    uint64_t b = s_append (j, "torn");
+    uint64_t c = s_append (j, "after the tear");
+    s_wait_durable (j, c);
+    journal_destroy (&j);
+    /*  The last write never completed: its first record lost a byte, the
+        second one made it (its "synced" says only `a` was durable). */
+    s_damage (0, a + 25);
+    j = s_open_ok (0);
+    cr_assert_eq (journal_end (j), a, "end %llu", (unsigned long long) journal_end (j));
+    (void) b;
+    uint64_t d = s_append (j, "new");
+    s_wait_durable (j, d);
+    char texts[8][64];
+    cr_assert_eq (s_read_all (j, 0, d, texts, 8), 2);
+    cr_assert_str_eq (texts[1], "new");
+    journal_destroy (&j);
+    /*  The torn write's surviving record never comes back. */
+    j = s_open_ok (0);
+    cr_assert_eq (journal_end (j), d);
+    cr_assert_eq (s_read_all (j, 0, journal_end (j), texts, 8), 2);
+    journal_destroy (&j);
+}
+
+Test (journal, damaged_durable_record_refuses_the_open)
+{
+    journal_t *j = s_open_ok (0);
+    uint64_t a = s_append (j, "first");
+    s_wait_durable (j, a);
+    uint64_t b = s_append (j, "second");
+    s_wait_durable (j, b);
+    uint64_t c = s_append (j, "third, written once the second was durable");
+    s_wait_durable (j, c);
+    journal_destroy (&j);
+    s_damage (0, a + 26);           /* inside "second" */
+    journal_status_t status;
+    char err[2048] = "";
+    j = s_open (0, &status, err, sizeof err);
+    cr_assert_null (j);
+    cr_assert_eq (status, JOURNAL_CORRUPT);
+    char where[64];
+    snprintf (where, sizeof where, "0000000000000000.seg offset %llu", (unsigned long long) a);
+    cr_assert (strstr (err, where), "error names the file and offset: %s", err);
+    cr_assert (strstr (err, "refusing to start"), "%s", err);
+}
+
+Test (journal, released_segments_are_reused)
+{
+    journal_options_t options = { .segment_size = SEG, .max_bytes = 8 * (uint64_t) SEG };
+    journal_status_t status;
+    char err[1024];
+    journal_t *j = journal_open (s_dir, &options, 0, &status, err, sizeof err);
+    cr_assert (j, "%s", err);
+    cr_assert_eq (journal_start (j, err, sizeof err), 0, "%s", err);
+    char text[64];
+    uint64_t last = 0;
+    for (int i = 0; i < 20000; i++) {      /* 20 x the segment size */
+        snprintf (text, sizeof text, "%06d-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxx", i);
+        for (int tries = 0; !(last = journal_append (j, text, (uint32_t) strlen (text))); tries++) {
+            cr_assert_lt (tries, 5000, "append refused: %s", journal_errstr (j));
+            journal_flush (j);
+            /*  Everything durable is applied elsewhere: release it. */
+            journal_release (j, journal_durable (j));
+            usleep (1000);
+        }
+        if (i % 50 == 0) {
+            journal_flush (j);
+            journal_release (j, journal_durable (j));
+        }
+    }
+    s_wait_durable (j, last);
+    journal_release (j, last);
+    cr_assert_gt (last, 18 * (uint64_t) SEG);
+    cr_assert_leq (journal_disk_bytes (j), 9 * (uint64_t) SEG, "disk %llu",
+                   (unsigned long long) journal_disk_bytes (j));
+    uint64_t from = last - last % SEG;
+    journal_destroy (&j);
+    /*  Reopened from the released point: only the records after it. */
+    j = s_open_ok (from);
+    cr_assert_eq (journal_end (j), last);
+    static char texts[2000][64];
+    int n = s_read_all (j, from, last, texts, 2000);
+    cr_assert_gt (n, 0);
+    cr_assert (strncmp (texts[n - 1], "019999-", 7) == 0, "last %s", texts[n - 1]);
+    journal_destroy (&j);
+}
+
+Test (journal, crc32c_known_values)
+{
+    /*  RFC 3720 B.4 test vectors. */
+    unsigned char zeros[32] = { 0 };
+    cr_assert_eq (journal_crc32c (0, zeros, sizeof zeros), 0x8a9136aau);
+    unsigned char ones[32];
+    memset (ones, 0xff, sizeof ones);
+    cr_assert_eq (journal_crc32c (0, ones, sizeof ones), 0x62a8ab43u);
+    cr_assert_eq (journal_crc32c (0, "123456789", 9), 0xe3069283u);
+}
