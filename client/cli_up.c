@@ -702,16 +702,10 @@ cli_up (int argc, char **argv)
         workers += self.config->workers[i] > 0? (size_t) self.config->workers[i]: 0;
     self.count = 1 + workers;
     self.children = calloc (self.count, sizeof *self.children);
-    self.admin = herald_client_new (self.config->broker.admin);
-    if (!self.children || !self.admin) {
-        rc = self.children? cli_fail (S_CMD, EX_CONFIG, "cannot use admin endpoint '%s': %s",
-                                      self.config->broker.admin, strerror (errno))
-                          : cli_fail (S_CMD, EX_OSERR, "out of memory");
-        herald_client_destroy (&self.admin);
-        free (self.children);
+    if (!self.children) {
         herald_lockfile_destroy (&self.lock);
         free (self.config);
-        return rc;
+        return cli_fail (S_CMD, EX_OSERR, "out of memory");
     }
     size_t next = 0;
     self.children[next++] = (s_child_t) { .kind = S_BROKER, .backoff_ms = S_BACKOFF_MIN_MS };
@@ -734,10 +728,16 @@ cli_up (int argc, char **argv)
     struct sigaction ignore = { .sa_handler = SIG_IGN };
     struct sigaction old_hangup = { .sa_handler = SIG_DFL };
     sigemptyset (&ignore.sa_mask);
+    //  The admin client's ZeroMQ threads start after this, with the signals
+    //  blocked too: none of them may take a signal meant for the signalfd.
     if (sigprocmask (SIG_BLOCK, &mask, &self.old_mask) != 0
     ||  (self.signal_fd = signalfd (-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0
     ||  sigaction (SIGHUP, &ignore, &old_hangup) != 0)
         rc = cli_fail (S_CMD, EX_OSERR, "cannot watch signals: %s", strerror (errno));
+    else
+    if (!(self.admin = herald_client_new (self.config->broker.admin)))
+        rc = cli_fail (S_CMD, EX_CONFIG, "cannot use admin endpoint '%s': %s",
+                       self.config->broker.admin, strerror (errno));
     else
         rc = s_run (&self);
     if (self.signal_fd >= 0)
