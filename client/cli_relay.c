@@ -143,9 +143,10 @@ cli_relay_last_error (const cli_relay_t *self)
     return self->last_error[0]? self->last_error: self->last_line;
 }
 
-//  The value of key in a logfmt line, unquoted, into buf. 0 / -1.
+//  The value of key in a logfmt line, unquoted, into buf; *end (if not
+//  NULL) is set past it. 0 / -1.
 static int
-s_logfmt_value (const char *line, const char *key, char *buf, size_t size)
+s_logfmt_value (const char *line, const char *key, char *buf, size_t size, const char **end)
 {
     size_t key_len = strlen (key);
     const char *p = line;
@@ -160,20 +161,49 @@ s_logfmt_value (const char *line, const char *key, char *buf, size_t size)
     p += key_len + 1;
     size_t o = 0;
     if (*p == '"') {
-        for (p++; *p && *p != '"' && o + 1 < size; p++) {
+        for (p++; *p && *p != '"'; p++) {
             if (*p == '\\' && p[1]) {
                 p++;
-                buf[o++] = *p == 'n'? ' ': *p;
+                if (o + 1 < size)
+                    buf[o++] = *p == 'n'? ' ': *p;
             }
             else
+            if (o + 1 < size)
                 buf[o++] = *p;
         }
+        if (*p == '"')
+            p++;
     }
     else
-        for (; *p && *p != ' ' && o + 1 < size; p++)
-            buf[o++] = *p;
+        for (; *p && *p != ' '; p++)
+            if (o + 1 < size)
+                buf[o++] = *p;
     buf[o] = '\0';
+    if (end)
+        *end = p;
     return 0;
+}
+
+//  The keys of a JSON log line beyond the standard ones, as "k=v k=v".
+static void
+s_json_details (json_t *root, char *buf, size_t size)
+{
+    static const char *const standard[] = { "ts", "level", "proc", "pid", "msg", NULL };
+    size_t o = 0;
+    buf[0] = '\0';
+    const char *key;
+    json_t *value;
+    json_object_foreach (root, key, value) {
+        bool skip = false;
+        for (int i = 0; standard[i]; i++)
+            skip |= strcmp (key, standard[i]) == 0;
+        const char *text = json_string_value (value);
+        if (skip || !text || o + 1 >= size)
+            continue;
+        int n = snprintf (buf + o, size - o, "%s%s=%s", o? " ": "", key, text);
+        if (n > 0)
+            o += (size_t) n;
+    }
 }
 
 const char *
@@ -182,6 +212,8 @@ cli_relay_describe (const char *line, char *buf, size_t size)
     char msg[512] = "";
     char error[1536] = "";
     bool found = false;
+    char details[1536] = "";
+    const char *rest = NULL;
     if (line[0] == '{') {
         json_t *root = json_loads (line, 0, NULL);
         const char *m = json_string_value (json_object_get (root, "msg"));
@@ -189,21 +221,29 @@ cli_relay_describe (const char *line, char *buf, size_t size)
         if (m) {
             snprintf (msg, sizeof msg, "%s", m);
             snprintf (error, sizeof error, "%s", e? e: "");
+            if (!e)
+                s_json_details (root, details, sizeof details);
             found = true;
         }
         json_decref (root);
     }
     else
-    if (s_logfmt_value (line, "msg", msg, sizeof msg) == 0) {
+    if (s_logfmt_value (line, "msg", msg, sizeof msg, &rest) == 0) {
         found = true;
-        if (s_logfmt_value (line, "error", error, sizeof error) != 0)
-            error[0] = '\0';
+        if (s_logfmt_value (line, "error", error, sizeof error, NULL) != 0) {
+            while (*rest == ' ')
+                rest++;
+            snprintf (details, sizeof details, "%s", rest);
+        }
     }
     if (!found)
         snprintf (buf, size, "%s", line);
     else
     if (error[0])
         snprintf (buf, size, "%s: %s", msg, error);
+    else
+    if (details[0])
+        snprintf (buf, size, "%s (%s)", msg, details);
     else
         snprintf (buf, size, "%s", msg);
     return buf;

@@ -165,6 +165,21 @@ def body(t):
             "lines from up, the broker and the workers, each with ts, level, proc, pid, msg",
             sorted(p for p in procs if p))
 
+    # -- herald up beside a broker it did not start, on the same store: 75
+    alone = h.spawn("broker-alone", [harness.binary("herald-broker"), "-c", other])
+    harness.wait_until(lambda: os.path.exists(os.path.join(h.tmp, "other-admin.sock")), 10,
+                       "the lone broker to bind")
+    third = h.spawn("up-third", [harness.binary("herald"), "up", "-c", h.config])
+    rc = h.wait_exit(third, timeout=15)
+    text = open(third.log).read()
+    last = text.strip().splitlines()[-1] if text.strip() else ""
+    t.check(rc == harness.EX_TEMPFAIL and
+            last.startswith("herald up: the broker exited with status 75 during start-up: "
+                            "store in use by another broker") and "other_pid=%d" % alone.pid in last,
+            "herald up beside a lone broker of the same store exits 75 with its broker's reason",
+            "exit %s: %s" % (rc, text[-800:]))
+    t.check(alone.alive(), "the lone broker is unaffected")
+
 
 if __name__ == "__main__":
     harness.Test("up_supervise", budget=120).run(body)
