@@ -118,10 +118,13 @@ def body(t):
         t.check(r.returncode == harness.EX_CONFIG and where in r.stderr,
                 "herald-broker --check-config, %s: exit 78, same message" % label, show(r))
         if label == "missing template":
-            up = run([herald, "up", "-c", path], env=env)
-            t.check(up.returncode == harness.EX_CONFIG and where in up.stderr
-                    and "msg=started" not in up.stderr,
-                    "herald up refuses it (exit 78, same message) and starts nothing", show(up))
+            # spawned in its own process group: on failure, the harness kills its children too
+            up = h.spawn("up-missing-template", [herald, "up", "-c", path])
+            rc = h.wait_exit(up, timeout=15)
+            out = open(up.log).read()
+            t.check(rc == harness.EX_CONFIG and where in out and "msg=started" not in out,
+                    "herald up refuses it (exit 78, same message) and starts nothing",
+                    "exit %s: %s" % (rc, out[-800:]))
             w = run([worker, "-c", path, "--channel", "email"], env=env)
             lines = [l for l in w.stderr.splitlines() if l.strip()]
             t.check(w.returncode == harness.EX_CONFIG and lines and
