@@ -67,6 +67,12 @@ const char *
 herald_config_t *
     cli_config_load (const char *cmd, const char *given);
 
+/*  Runs herald_config_check and prints each problem ("herald CMD:
+    FILE:LINE: key: what") on stderr. Returns the number of problems (0: the
+    processes can start), -1 out of memory. */
+int
+    cli_config_check (const char *cmd, const herald_config_t *config);
+
 /*  Exit code for a client status (sysexits): busy/timeout 75, unavailable 69... */
 int
     cli_exit_code (herald_status_t status);

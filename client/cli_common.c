@@ -108,6 +108,29 @@ cli_config_load (const char *cmd, const char *given)
 }
 
 int
+cli_config_check (const char *cmd, const herald_config_t *config)
+{
+    char *report = NULL;
+    int problems = herald_config_check (config, &report);
+    if (problems < 0) {
+        cli_fail (cmd, EX_OSERR, "out of memory");
+        return -1;
+    }
+    for (char *line = report; line && *line; ) {
+        char *end = strchr (line, '\n');
+        if (end)
+            *end = '\0';
+        fprintf (stderr, "herald %s: %s\n", cmd, line);
+        line = end? end + 1: line + strlen (line);
+    }
+    if (problems > 0)
+        fprintf (stderr, "herald %s: %s: %d problem%s: the processes would not start\n",
+                 cmd, config->path, problems, problems == 1? "": "s");
+    free (report);
+    return problems;
+}
+
+int
 cli_exit_code (herald_status_t status)
 {
     switch (status) {

@@ -12,9 +12,15 @@ s_help (FILE *out)
     fprintf (out,
         "Usage: herald check-config [-c FILE]\n"
         "\n"
-        "Loads and validates the configuration and explains it: endpoints, store, event\n"
-        "types and their fan-out, channels, drivers, retry policies and limits.\n"
+        "Loads and validates the configuration, then checks what the broker and the\n"
+        "workers will need when they start, as they would (same working directory and\n"
+        "environment): template and CA files readable, environment variables set\n"
+        "(smtp.password_env, http header {env: NAME}), the store's and the file\n"
+        "driver's directories creatable and writable, ipc socket directories present,\n"
+        "endpoints distinct. Then explains it: endpoints, store, event types and their\n"
+        "fan-out, channels, drivers, retry policies and limits.\n"
         "FILE defaults to $HERALD_CONFIG, else etc/herald.yaml.\n"
+        "Every problem is reported, each as FILE:LINE: key: what.\n"
         "\n"
         "  -c, --config FILE    the configuration file\n"
         "  -h, --help           this help\n"
@@ -48,6 +54,11 @@ cli_check_config (int argc, char **argv)
     herald_config_t *config = cli_config_load ("check-config", file);
     if (!config)
         return EX_CONFIG;
+    int problems = cli_config_check ("check-config", config);
+    if (problems != 0) {
+        free (config);
+        return problems < 0? EX_OSERR: EX_CONFIG;
+    }
     char *text = herald_config_explain (config);
     free (config);
     if (!text)

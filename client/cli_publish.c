@@ -29,11 +29,13 @@ typedef struct {
     const char *type;
     const char *source;
     const char *data;
+    const char *id;         /* --id: the event's id (one event only) */
     const char *file;       /* path, or "-" for stdin */
     long timeout_ms;
     long window;
     bool json;
     bool quiet;
+    const herald_config_t *loaded;  /* for what is true of each event type; NULL with --endpoint */
 } s_options_t;
 
 static void
@@ -54,6 +56,9 @@ s_help (FILE *out)
         "Options:\n"
         "  -t, --type T         event type (e.g. order.confirmed); overrides an envelope's\n"
         "  -s, --source S       CloudEvents source when the event has none (herald-client)\n"
+        "  -i, --id ID          --data only: the event's id, instead of a new UUID (or the\n"
+        "                       envelope's); publishing again with the same id (and source)\n"
+        "                       is a duplicate, never a second event\n"
         "  -c, --config FILE    configuration (default $HERALD_CONFIG, else etc/herald.yaml)\n"
         "  -e, --endpoint EP    producer endpoint, instead of the config's broker.listen.producers\n"
         "      --timeout MS     wait at most MS for each answer (default %d)\n"
@@ -65,8 +70,13 @@ s_help (FILE *out)
         "  -V, --version        the version\n"
         "\n"
         "Lines mode reports each failed line on stderr, a progress line every 2 s on long\n"
-        "inputs and a summary at the end. Publishing again after a timeout is safe: events\n"
-        "are idempotent (same source and id, or the type's key field).\n"
+        "inputs and a summary at the end.\n"
+        "\n"
+        "After a timeout the event may or may not be stored. Publishing it again is safe\n"
+        "(the broker answers \"duplicate\") when its type has a `key` in the configuration,\n"
+        "or when it carries the same id and source as before (--id ID, or the envelope's\n"
+        "own \"id\"). Otherwise a new id is made each time and publishing again may store\n"
+        "it twice: the message gives the id used and how to publish again safely.\n"
         "\n"
         "Exit status: 0 every event ACKed; 64 usage; 65 a NACK 4xx, invalid JSON or no input;\n"
         "69 broker unreachable; 75 timeout or busy/storage NACK (publish again); 78 config.\n",
@@ -96,12 +106,73 @@ s_print_ack_json (const herald_reply_t *reply, long long line)
     json_decref (out);
 }
 
+//  Whether publishing an event again is safe, for the advice after a
+//  timeout: its type's key, else its own id, else nothing.
+typedef enum {
+    S_SAFE_KEY,             /* the type has a key: a repeat is a duplicate */
+    S_SAFE_OWN_ID,          /* the caller gave the id: the same id is a duplicate */
+    S_UNSAFE,               /* a new id each time and no key */
+    S_UNKNOWN               /* no configuration read: depends on the type */
+} s_safety_t;
+
+static s_safety_t
+s_safety (const s_options_t *options, const herald_event_info_t *info, const char **key)
+{
+    *key = NULL;
+    if (options->loaded) {
+        int index = herald_config_event_index (options->loaded, info->type);
+        if (index >= 0 && options->loaded->events[index].key[0]) {
+            *key = options->loaded->events[index].key;
+            return S_SAFE_KEY;
+        }
+    }
+    if (info->own_id)
+        return S_SAFE_OWN_ID;
+    return options->loaded? S_UNSAFE: S_UNKNOWN;
+}
+
+//  What is true after a timeout of this event, and how to publish it again.
+static int
+s_timeout_advice (const s_options_t *options, const char *endpoint, const herald_event_info_t *info)
+{
+    const char *key = NULL;
+    s_safety_t safety = s_safety (options, info, &key);
+    fprintf (stderr, "herald publish: broker at %s: no answer within %ld ms: event %s may or may "
+             "not be stored\n", endpoint, options->timeout_ms, info->id);
+    char source[300] = "";
+    if (options->source)
+        snprintf (source, sizeof source, " --source '%s'", info->source);
+    switch (safety) {
+        case S_SAFE_KEY:
+            fprintf (stderr, "herald publish: publishing it again is safe: %s events are deduplicated "
+                     "on data.%s (the type's key)\n", info->type, key);
+            break;
+        case S_SAFE_OWN_ID:
+            fprintf (stderr, "herald publish: publishing it again with the same id (%s) and source (%s) "
+                     "is safe: a repeat is a duplicate\n", info->id, info->source);
+            break;
+        case S_UNSAFE:
+            fprintf (stderr, "herald publish: %s has no key in %s, so each publish makes a new id: "
+                     "publishing it again as is could store it twice. Publish it again with the same "
+                     "id: herald publish --type %s --id %s%s ... (or give the type a key)\n",
+                     info->type, options->loaded->path, info->type, info->id, source);
+            break;
+        case S_UNKNOWN:
+            fprintf (stderr, "herald publish: publishing it again is safe if %s has a key in the "
+                     "configuration; otherwise publish it again with the same id: --id %s%s\n",
+                     info->type, info->id, source);
+            break;
+    }
+    return EX_TEMPFAIL;
+}
+
 static int
 s_publish_one (const s_options_t *options, const char *endpoint)
 {
     herald_event_error_t error;
-    char *event = herald_event_buildn (options->type, options->source, options->data,
-                                       strlen (options->data), &error);
+    herald_event_info_t info;
+    char *event = herald_event_buildn_id (options->type, options->source, options->id, options->data,
+                                          strlen (options->data), &info, &error);
     if (!event) {
         if (error.line > 0)
             return cli_fail (S_CMD, EX_DATAERR, "--data: invalid JSON at line %d column %d: %s",
@@ -133,9 +204,7 @@ s_publish_one (const s_options_t *options, const char *endpoint)
         return cli_fail (S_CMD, s_nack_exit (reply.code), "NACK %d %s: %s",
                          reply.code, hp_code_name (reply.code), reply.reason);
     if (status == HERALD_E_TIMEOUT)
-        return cli_fail (S_CMD, EX_TEMPFAIL,
-                         "broker at %s: no answer within %ld ms (publishing again is safe)",
-                         endpoint, options->timeout_ms);
+        return s_timeout_advice (options, endpoint, &info);
     if (status == HERALD_E_UNAVAILABLE)
         return cli_fail (S_CMD, EX_UNAVAILABLE, "broker at %s: not reachable within %ld ms",
                          endpoint, options->timeout_ms);
@@ -221,6 +290,8 @@ typedef struct {
     int64_t deadline;       /* monotonic ms */
     s_slot_state_t state;
     bool duplicate;
+    bool unsafe;            /* no key and a made-up id: not safe to publish again as is */
+    bool unknown;           /* no configuration read: whether the type has a key is unknown */
     char event_id[HP_MAX_ID + 1];
     char durability[16];
 } s_slot_t;
@@ -249,6 +320,8 @@ typedef struct {
     long long nacked;
     long long nacked_4xx;
     long long timed_out;
+    long long timed_out_unsafe; /* of which had no key and a made-up id */
+    long long timed_out_unknown;/* of which the type's key is unknown (no configuration) */
     long long invalid;
     long long reports;
     int64_t started;
@@ -281,12 +354,17 @@ s_slot (s_run_t *self, uint64_t seq)
 //  Sends one event; every herald_send call takes one slot, so that
 //  corr = base_corr + seq holds for the whole run.
 static void
-s_send_event (s_run_t *self, const char *event)
+s_send_event (s_run_t *self, const char *event, const herald_event_info_t *info)
 {
     uint64_t seq = self->head++;
     s_slot_t *slot = s_slot (self, seq);
     memset (slot, 0, sizeof *slot);
     slot->line = self->line_no;
+    const char *key;
+    s_safety_t safety = s_safety (self->options, info, &key);
+    slot->unsafe = safety == S_UNSAFE;
+    slot->unknown = safety == S_UNKNOWN;
+    snprintf (slot->event_id, sizeof slot->event_id, "%s", info->id);
     uint64_t corr = 0;
     herald_status_t status = herald_send (self->client, event,
                                           (int) self->options->timeout_ms, &corr);
@@ -348,8 +426,9 @@ s_fill (s_run_t *self)
             continue;
         }
         herald_event_error_t error;
-        char *event = herald_event_buildn (self->options->type, self->options->source,
-                                           self->reader.line, self->reader.line_len, &error);
+        herald_event_info_t info;
+        char *event = herald_event_buildn_id (self->options->type, self->options->source, NULL,
+                                              self->reader.line, self->reader.line_len, &info, &error);
         if (!event) {
             self->invalid++;
             if (error.line > 0)
@@ -360,7 +439,7 @@ s_fill (s_run_t *self)
                           self->options->type? "": " (give --type T)");
             continue;
         }
-        s_send_event (self, event);
+        s_send_event (self, event, &info);
         free (event);
     }
 }
@@ -404,8 +483,13 @@ s_expire (s_run_t *self, int64_t now)
         if (slot->state == S_SLOT_SENT) {
             slot->state = S_SLOT_FAILED;
             self->timed_out++;
-            s_report (self, "line %lld: no answer within %ld ms", slot->line,
-                      self->options->timeout_ms);
+            if (slot->unknown)
+                self->timed_out_unknown++;
+            if (slot->unsafe)
+                self->timed_out_unsafe++;
+            s_report (self, "line %lld: no answer within %ld ms (event %s%s)", slot->line,
+                      self->options->timeout_ms, slot->event_id,
+                      slot->unsafe? ", no idempotency key": "");
         }
     }
 }
@@ -463,6 +547,22 @@ s_summary (s_run_t *self)
     if (self->reports > S_MAX_REPORTS)
         fprintf (stderr, "herald publish: %lld more failed lines not shown\n",
                  self->reports - S_MAX_REPORTS);
+    if (self->timed_out_unsafe > 0)
+        fprintf (stderr, "herald publish: %lld timed-out event%s had no idempotency key (no `key` for "
+                 "the type in %s, no \"id\" in the line): they may or may not be stored, and publishing "
+                 "those lines again as is could store them twice. Publish them again as envelopes with "
+                 "the ids above (\"id\": ...), or give the type a key\n",
+                 self->timed_out_unsafe, self->timed_out_unsafe == 1? "": "s",
+                 self->options->loaded->path);
+    else
+    if (self->timed_out_unknown > 0)
+        fprintf (stderr, "herald publish: the timed-out events may or may not be stored: publishing "
+                 "them again is safe if their type has a key in the configuration; otherwise publish "
+                 "them again as envelopes with the ids above (\"id\": ...)\n");
+    else
+    if (self->timed_out > 0)
+        fprintf (stderr, "herald publish: the timed-out events may or may not be stored; publishing "
+                 "those lines again is safe (each has an idempotency key: its type's key or its own id)\n");
 
     if (self->unreachable && !self->answered)
         return EX_UNAVAILABLE;
@@ -557,6 +657,7 @@ cli_publish (int argc, char **argv)
         { "endpoint", required_argument, NULL, 'e' },
         { "type",     required_argument, NULL, 't' },
         { "source",   required_argument, NULL, 's' },
+        { "id",       required_argument, NULL, 'i' },
         { "data",     required_argument, NULL, 'd' },
         { "file",     required_argument, NULL, 'f' },
         { "timeout",  required_argument, NULL, 'T' },
@@ -571,12 +672,13 @@ cli_publish (int argc, char **argv)
     int inputs = 0;
     cli_getopt_reset ();
     int c;
-    while ((c = getopt_long (argc, argv, ":c:e:t:s:d:f:qhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long (argc, argv, ":c:e:t:s:i:d:f:qhV", longopts, NULL)) != -1) {
         switch (c) {
             case 'c': options.config = optarg; break;
             case 'e': options.endpoint = optarg; break;
             case 't': options.type = optarg; break;
             case 's': options.source = optarg; break;
+            case 'i': options.id = optarg; break;
             case 'd': options.data = optarg; inputs++; break;
             case 'f': options.file = optarg; inputs++; break;
             case 'j': options.json = true; break;
@@ -608,18 +710,33 @@ cli_publish (int argc, char **argv)
         return cli_usage_error (S_CMD, "give only one of --data, --file and -");
     if (options.type && !*options.type)
         return cli_usage_error (S_CMD, "--type: empty");
+    if (options.id) {
+        if (!options.data)
+            return cli_usage_error (S_CMD, "--id names one event: use it with --data "
+                                    "(in lines mode, put an \"id\" in each line's envelope)");
+        size_t len = strlen (options.id);
+        if (len == 0 || len > HP_MAX_ID)
+            return cli_usage_error (S_CMD, "--id: expected 1 to %d characters, got %zu", HP_MAX_ID, len);
+        for (const char *p = options.id; *p; p++)
+            if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                return cli_usage_error (S_CMD, "--id: control characters are not allowed");
+    }
 
     size_t line_cap = S_MIN_LINE_CAP;
     const char *endpoint = options.endpoint;
     herald_config_t *config = NULL;
-    if (!endpoint) {
+    //  With --endpoint the file is read only if given: it says which types
+    //  have a key, for the advice after a timeout.
+    if (!endpoint || options.config) {
         config = cli_config_load (S_CMD, options.config);
         if (!config)
             return EX_CONFIG;
-        endpoint = config->broker.producers;
+        if (!endpoint)
+            endpoint = config->broker.producers;
         if (config->broker.max_event_bytes > line_cap)
             line_cap = config->broker.max_event_bytes;
     }
+    options.loaded = config;
     int rc = options.data? s_publish_one (&options, endpoint)
                          : s_publish_lines (&options, endpoint, line_cap);
     free (config);

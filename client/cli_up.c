@@ -1,8 +1,18 @@
-/*  cli_up.c: `herald up`: a small supervisor. Starts herald-broker, waits
-    until its admin endpoint answers, starts the workers the config asks
-    for, restarts any child that dies (backoff 1 s doubling to 30 s, reset
-    after 60 s up) and stops them all on SIGINT/SIGTERM: workers first, then
-    the broker. One poll loop on a signalfd; deadlines, never sleeps. */
+/*  cli_up.c: `herald up`: a small supervisor. Checks the configuration as
+    `herald check-config` does, takes the stack's lock (one stack per store),
+    starts herald-broker, waits until its admin endpoint answers, starts the
+    workers the config asks for, restarts any child that dies and stops them
+    all on SIGINT/SIGTERM: workers first, then the broker. Children's stderr
+    comes through pipes and goes out line by line on ours, so their last
+    error can be repeated when it stops the stack. One poll loop on a
+    signalfd and those pipes; deadlines, never sleeps.
+
+    Restart policy: a child that was healthy (the broker answered its admin
+    endpoint; a worker ran S_WORKER_STABLE_MS) is restarted after
+    S_BACKOFF_MIN_MS; one that dies before that waits twice as long each
+    time, up to S_BACKOFF_MAX_MS, so a crash loop does not spin while a
+    broker killed a few times in a minute is back within about a second each
+    time. A child that exits 78 (configuration error) stops the stack. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -17,15 +27,18 @@
 #include <unistd.h>
 
 #include "cli.h"
+#include "cli_relay.h"
 #include "herald_clock.h"
+#include "herald_lockfile.h"
 #include "herald_log.h"
 
 #define S_CMD                   "up"
-#define S_READY_TIMEOUT_MS      10000   /* broker must answer `status` by then */
-#define S_READY_PROBE_MS        250     /* one status probe */
+#define S_READY_TIMEOUT_MS      10000   /* broker must answer `status` by then, at start */
+#define S_READY_PROBE_MS        250     /* one status probe waits this long */
+#define S_PROBE_INTERVAL_MS     100     /* between two probes of a broker not ready */
 #define S_BACKOFF_MIN_MS        1000
 #define S_BACKOFF_MAX_MS        30000
-#define S_STABLE_MS             60000   /* up this long: backoff starts over */
+#define S_WORKER_STABLE_MS      10000   /* a worker up this long was healthy */
 #define S_KILL_WAIT_MS          5000    /* after SIGKILL, reaping is near certain */
 
 extern char **environ;
@@ -43,6 +56,9 @@ typedef struct {
     int64_t restart_at;         /* monotonic ms of the next start, 0 = none */
     int64_t backoff_ms;         /* delay before the next restart */
     int last_status;            /* waitpid status of the last exit */
+    bool ready;                 /* broker: answered on its admin endpoint since its start */
+    cli_relay_t *relay;         /* its stderr, NULL when not running */
+    char last_error[1024];      /* what it said last before its last exit */
 } s_child_t;
 
 typedef struct {
@@ -54,33 +70,58 @@ typedef struct {
     size_t count;
     int signal_fd;
     sigset_t old_mask;          /* restored in children */
+    const char *log_format;     /* --log-format, passed on to the children; NULL if not given */
+    herald_lockfile_t *lock;    /* STORE.up.lock: one stack per store */
+    herald_client_t *admin;     /* probes the broker's admin endpoint */
+    int64_t next_probe;         /* monotonic ms of the next probe of a broker not ready */
     bool starting;              /* waiting for the broker: an exit is fatal, not restarted */
-    bool stopping;              /* SIGINT/SIGTERM seen: no more restarts */
+    bool stopping;              /* SIGINT/SIGTERM seen (or a fatal exit): no more restarts */
     bool hurry;                 /* a second stop signal: kill now */
+    int fatal;                  /* exit code imposed by a child's exit (78), 0 = none */
+    char fatal_message[1536];
 } s_up_t;
 
 static void
 s_help (FILE *out)
 {
     fprintf (out,
-        "Usage: herald up [-c FILE] [--bin-dir DIR]\n"
+        "Usage: herald up [-c FILE] [--bin-dir DIR] [--log-format F]\n"
         "\n"
-        "Runs Herald: starts herald-broker -c FILE, waits until it answers on its admin\n"
-        "endpoint (up to 10 s), then starts `workers:` processes per channel\n"
-        "(herald-worker -c FILE --channel NAME). A child that dies is restarted after\n"
-        "1 s, doubling to 30 s while it keeps dying (reset once it stayed up 60 s).\n"
-        "SIGINT/SIGTERM stops the workers, then the broker, each given\n"
-        "broker.shutdown_timeout_ms before SIGKILL; a second signal kills at once.\n"
-        "Logs (logfmt) go to stderr, interleaved with the children's.\n"
+        "Runs Herald: checks FILE as `herald check-config` does, starts herald-broker\n"
+        "-c FILE, waits until it answers on its admin endpoint (up to 10 s), then starts\n"
+        "`workers:` processes per channel (herald-worker -c FILE --channel NAME).\n"
+        "\n"
+        "Restarts: a child that dies is restarted after 1 s if it was healthy (the\n"
+        "broker had answered on its admin endpoint; a worker had run 10 s); one that\n"
+        "dies before that waits twice as long each time, up to 30 s. So a broker\n"
+        "killed several times in a minute is back within about a second each time,\n"
+        "while one that cannot start does not spin. A child that exits with 78\n"
+        "(configuration error) stops the whole stack: herald up exits 78 and repeats\n"
+        "the child's message (restarting would fail the same way for ever).\n"
+        "\n"
+        "Signals: SIGINT/SIGTERM stops the workers, then the broker, each given\n"
+        "broker.shutdown_timeout before SIGKILL; a second signal kills at once.\n"
+        "SIGHUP is forwarded to the broker and the workers (configuration reload, as\n"
+        "far as each supports it); the stack keeps running.\n"
+        "\n"
+        "One stack per store: herald up holds a lock on STORE.up.lock (beside\n"
+        "broker.store, holding its pid) and refuses to start while another herald up\n"
+        "holds it; the broker itself holds STORE.lock.\n"
+        "\n"
+        "Logs go to stderr, the children's relayed line by line with ours.\n"
         "\n"
         "  -c, --config FILE    configuration (default $HERALD_CONFIG, else etc/herald.yaml)\n"
         "  -b, --bin-dir DIR    where herald-broker and herald-worker are\n"
         "                       (default: the directory of this herald executable)\n"
+        "      --log-format F   logfmt | json, for us and the children (default logfmt,\n"
+        "                       or HERALD_LOG_FORMAT, which the children inherit)\n"
         "  -h, --help           this help\n"
         "  -V, --version        the version\n"
         "\n"
         "Exit status: 0 stopped by a signal; 64 usage; 69 broker or binaries unavailable\n"
-        "(the broker exited or did not answer at start); 78 configuration error.\n");
+        "(the broker exited or did not answer at start); 75 another herald up runs this\n"
+        "store's stack, or another broker holds the store; 78 configuration error (in\n"
+        "FILE, or a child exited with 78).\n");
 }
 
 static const char *
@@ -100,11 +141,26 @@ s_child_fields (const s_up_t *self, const s_child_t *child, char *buf, size_t si
     return buf;
 }
 
+//  Reads what the child wrote; at its exit, keeps its last error and
+//  closes the pipe.
+static void
+s_drain (s_child_t *child, bool exited)
+{
+    if (!child->relay)
+        return;
+    cli_relay_read (child->relay);
+    if (exited) {
+        snprintf (child->last_error, sizeof child->last_error, "%s",
+                  cli_relay_last_error (child->relay));
+        cli_relay_destroy (&child->relay);
+    }
+}
+
 static int
 s_spawn (s_up_t *self, s_child_t *child)
 {
     const char *path = child->kind == S_BROKER? self->broker_bin: self->worker_bin;
-    char *argv[7];
+    char *argv[9];
     int argc = 0;
     argv[argc++] = (char *) (child->kind == S_BROKER? "herald-broker": "herald-worker");
     argv[argc++] = (char *) "-c";
@@ -113,36 +169,57 @@ s_spawn (s_up_t *self, s_child_t *child)
         argv[argc++] = (char *) "--channel";
         argv[argc++] = self->config->channels[child->channel].name;
     }
+    if (self->log_format) {
+        argv[argc++] = (char *) "--log-format";
+        argv[argc++] = (char *) self->log_format;
+    }
     argv[argc] = NULL;
 
+    char fields[128];
+    s_child_fields (self, child, fields, sizeof fields);
+    child->started = herald_clock_mono_ms ();
+    child->restart_at = 0;
+    child->ready = false;
+    child->pid = 0;
+    cli_relay_destroy (&child->relay);
+    int pipe_fds[2];
+    if (pipe2 (pipe_fds, O_CLOEXEC) != 0) {
+        char quoted[256];
+        herald_error ("cannot start", "%s error=%s", fields,
+                      herald_log_quote (strerror (errno), quoted, sizeof quoted));
+        return -1;
+    }
+    //  SIGHUP stays ignored in the children (see cli_up: our disposition is
+    //  inherited) until they install their own handler: a child that cannot
+    //  reload yet must not die of a reload request.
     posix_spawnattr_t attr;
     posix_spawnattr_init (&attr);
     sigset_t defaults;
     sigemptyset (&defaults);
     sigaddset (&defaults, SIGINT);
     sigaddset (&defaults, SIGTERM);
-    sigaddset (&defaults, SIGHUP);
     sigaddset (&defaults, SIGCHLD);
     sigaddset (&defaults, SIGPIPE);
     posix_spawnattr_setsigmask (&attr, &self->old_mask);
     posix_spawnattr_setsigdefault (&attr, &defaults);
     posix_spawnattr_setflags (&attr, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    posix_spawn_file_actions_t actions;
+    posix_spawn_file_actions_init (&actions);
+    posix_spawn_file_actions_adddup2 (&actions, pipe_fds[1], STDERR_FILENO);
     pid_t pid;
-    int rc = posix_spawn (&pid, path, NULL, &attr, argv, environ);
+    int rc = posix_spawn (&pid, path, &actions, &attr, argv, environ);
+    posix_spawn_file_actions_destroy (&actions);
     posix_spawnattr_destroy (&attr);
-
-    child->started = herald_clock_mono_ms ();
-    child->restart_at = 0;
-    char fields[128];
-    s_child_fields (self, child, fields, sizeof fields);
+    close (pipe_fds[1]);
     if (rc != 0) {
+        close (pipe_fds[0]);
         char quoted[256];
         herald_error ("cannot start", "%s path=%s error=%s", fields, path,
                       herald_log_quote (strerror (rc), quoted, sizeof quoted));
-        child->pid = 0;
         return -1;
     }
     child->pid = pid;
+    child->relay = cli_relay_new (pipe_fds[0], STDERR_FILENO);
     herald_info ("started", "%s child_pid=%d", fields, (int) pid);
     return 0;
 }
@@ -151,12 +228,15 @@ s_spawn (s_up_t *self, s_child_t *child)
 static void
 s_schedule_restart (s_up_t *self, s_child_t *child, int64_t now)
 {
-    if (now - child->started >= S_STABLE_MS)
+    bool healthy = child->kind == S_BROKER? child->ready
+                                          : now - child->started >= S_WORKER_STABLE_MS;
+    if (healthy)
         child->backoff_ms = S_BACKOFF_MIN_MS;
     child->restart_at = now + child->backoff_ms;
     char fields[128];
-    herald_info ("restart scheduled", "%s in_ms=%lld",
-                 s_child_fields (self, child, fields, sizeof fields), (long long) child->backoff_ms);
+    herald_info ("restart scheduled", "%s in_ms=%lld was_healthy=%s",
+                 s_child_fields (self, child, fields, sizeof fields), (long long) child->backoff_ms,
+                 healthy? "true": "false");
     child->backoff_ms *= 2;
     if (child->backoff_ms > S_BACKOFF_MAX_MS)
         child->backoff_ms = S_BACKOFF_MAX_MS;
@@ -171,6 +251,29 @@ s_find (s_up_t *self, pid_t pid)
     return NULL;
 }
 
+//  A child exited 78: its configuration cannot work, and restarting it
+//  would fail the same way for ever. Stop everything and say why.
+static void
+s_fatal (s_up_t *self, const s_child_t *child, pid_t pid)
+{
+    char fields[128];
+    char said[1024];
+    char quoted[1100];
+    cli_relay_describe (child->last_error, said, sizeof said);
+    herald_error ("a child exited with a configuration error: stopping the stack",
+                  "%s child_pid=%d status=%d child_error=%s",
+                  s_child_fields (self, child, fields, sizeof fields), (int) pid, EX_CONFIG,
+                  herald_log_quote (said, quoted, sizeof quoted));
+    self->fatal = EX_CONFIG;
+    char who[128] = "the broker";
+    if (child->kind == S_WORKER)
+        snprintf (who, sizeof who, "a worker of channel %s", s_child_name (self, child));
+    snprintf (self->fatal_message, sizeof self->fatal_message,
+              "%s exited with status 78 (configuration error): %s",
+              who, said[0]? said: "(it said nothing)");
+    self->stopping = true;
+}
+
 //  Reaps every child that exited; restarts them later unless stopping.
 static void
 s_reap (s_up_t *self)
@@ -183,6 +286,7 @@ s_reap (s_up_t *self)
         s_child_t *child = s_find (self, pid);
         if (!child)
             continue;
+        s_drain (child, true);
         int64_t now = herald_clock_mono_ms ();
         char how[64];
         if (WIFSIGNALED (status)) {
@@ -198,19 +302,46 @@ s_reap (s_up_t *self)
                     (int) pid, how, (long long) (now - child->started));
         child->pid = 0;
         child->last_status = status;
-        if (!self->stopping && !self->starting)
+        if (self->stopping || self->starting)
+            continue;
+        if (WIFEXITED (status) && WEXITSTATUS (status) == EX_CONFIG)
+            s_fatal (self, child, pid);
+        else
             s_schedule_restart (self, child, now);
     }
 }
 
+static size_t
+s_running (const s_up_t *self, s_kind_t kind)
+{
+    size_t running = 0;
+    for (size_t i = 0; i < self->count; i++)
+        if (self->children[i].kind == kind && self->children[i].pid > 0)
+            running++;
+    return running;
+}
+
+//  SIGHUP: a reload request for the whole stack, passed on to every child.
+static void
+s_forward_hangup (s_up_t *self)
+{
+    int sent = 0;
+    for (size_t i = 0; i < self->count; i++)
+        if (self->children[i].pid > 0 && kill (self->children[i].pid, SIGHUP) == 0)
+            sent++;
+    herald_info ("reload requested: SIGHUP forwarded to the broker and the workers",
+                 "signal=SIGHUP children=%d", sent);
+}
+
 //  Reads pending signals: a stop signal sets stopping (a second one,
-//  hurry); SIGCHLD reaps. Stop signals are taken first, so children that
-//  died of the same Ctrl-C are not restarted.
+//  hurry); SIGHUP is forwarded; SIGCHLD reaps. Stop signals are taken
+//  first, so children that died of the same Ctrl-C are not restarted.
 static void
 s_handle_signals (s_up_t *self)
 {
     struct signalfd_siginfo info[16];
     bool reap = false;
+    bool hangup = false;
     for (;;) {
         ssize_t n = read (self->signal_fd, info, sizeof info);
         if (n <= 0)
@@ -218,6 +349,10 @@ s_handle_signals (s_up_t *self)
         for (size_t i = 0; i < (size_t) n / sizeof info[0]; i++) {
             if (info[i].ssi_signo == SIGCHLD) {
                 reap = true;
+                continue;
+            }
+            if (info[i].ssi_signo == SIGHUP) {
+                hangup = true;
                 continue;
             }
             if (self->stopping)
@@ -231,9 +366,12 @@ s_handle_signals (s_up_t *self)
     }
     if (reap)
         s_reap (self);
+    if (hangup && !self->stopping)
+        s_forward_hangup (self);
 }
 
-//  Waits for a signal or until deadline (monotonic ms, -1 = forever).
+//  Waits for a signal or a child's output until deadline (monotonic ms,
+//  -1 = forever), and handles what came.
 static void
 s_wait (s_up_t *self, int64_t deadline)
 {
@@ -242,19 +380,25 @@ s_wait (s_up_t *self, int64_t deadline)
         int64_t left = deadline - herald_clock_mono_ms ();
         timeout = left > 0? (int) (left < INT_MAX? left: INT_MAX): 0;
     }
-    struct pollfd item = { .fd = self->signal_fd, .events = POLLIN };
-    if (poll (&item, 1, timeout) > 0)
+    struct pollfd items[1 + self->count];
+    s_child_t *owners[1 + self->count];
+    nfds_t count = 0;
+    items[count++] = (struct pollfd) { .fd = self->signal_fd, .events = POLLIN };
+    for (size_t i = 0; i < self->count; i++) {
+        int fd = cli_relay_fd (self->children[i].relay);
+        if (fd >= 0) {
+            owners[count] = &self->children[i];
+            items[count++] = (struct pollfd) { .fd = fd, .events = POLLIN };
+        }
+    }
+    if (poll (items, count, timeout) <= 0)
+        return;
+    //  Output first: a child's last words are read before its exit is handled
+    for (nfds_t i = 1; i < count; i++)
+        if (items[i].revents)
+            s_drain (owners[i], false);
+    if (items[0].revents)
         s_handle_signals (self);
-}
-
-static size_t
-s_running (const s_up_t *self, s_kind_t kind)
-{
-    size_t running = 0;
-    for (size_t i = 0; i < self->count; i++)
-        if (self->children[i].kind == kind && self->children[i].pid > 0)
-            running++;
-    return running;
 }
 
 //  SIGTERM to every child of kind, SIGKILL to those left at the deadline.
@@ -286,29 +430,68 @@ s_stop_kind (s_up_t *self, s_kind_t kind)
         s_wait (self, deadline);
 }
 
-//  Starts the broker and waits for it to answer `status`. 0, or an exit code.
+//  Asks the broker for its status once: true if it answered, and it is
+//  ours (a broker of another store answering on the same endpoint is not).
+static bool
+s_probe (s_up_t *self)
+{
+    int code = 0;
+    char *body = NULL;
+    herald_status_t status = herald_admin (self->admin, "status", "{}", S_READY_PROBE_MS, &code, &body);
+    self->next_probe = herald_clock_mono_ms () + S_PROBE_INTERVAL_MS;
+    if (status != HERALD_OK) {
+        free (body);
+        return false;
+    }
+    json_t *root = json_loads (body, 0, NULL);
+    const char *store = json_string_value (json_object_get (json_object_get (root, "broker"), "store"));
+    bool ours = !store || strcmp (store, self->config->broker.store) == 0;
+    if (!ours) {
+        char quoted[HERALD_PATH_MAX + 8];
+        herald_warn ("the admin endpoint is answered by a broker of another store", "admin=%s store=%s",
+                     self->config->broker.admin, herald_log_quote (store, quoted, sizeof quoted));
+    }
+    json_decref (root);
+    free (body);
+    return ours;
+}
+
+//  The broker answered: it is healthy, its next restart will be quick.
+static void
+s_broker_ready (s_up_t *self)
+{
+    s_child_t *broker = &self->children[0];
+    broker->ready = true;
+    broker->backoff_ms = S_BACKOFF_MIN_MS;
+    herald_info ("broker ready", "admin=%s child_pid=%d startup_ms=%lld", self->config->broker.admin,
+                 (int) broker->pid, (long long) (herald_clock_mono_ms () - broker->started));
+}
+
+//  Starts the broker and waits for it to answer `status`. -1 when it is
+//  ready, else the exit code (0 if stopped by a signal meanwhile).
 static int
 s_start_broker (s_up_t *self)
 {
     s_child_t *broker = &self->children[0];
     self->starting = true;
-    if (s_spawn (self, broker) != 0)
+    if (s_spawn (self, broker) != 0) {
+        self->starting = false;
         return EX_UNAVAILABLE;
-    herald_client_t *admin = herald_client_new (self->config->broker.admin);
-    if (!admin)
-        return cli_fail (S_CMD, EX_CONFIG, "cannot use admin endpoint '%s': %s",
-                         self->config->broker.admin, strerror (errno));
+    }
     int64_t deadline = herald_clock_mono_ms () + S_READY_TIMEOUT_MS;
     int rc = EX_UNAVAILABLE;
+    self->next_probe = herald_clock_mono_ms ();
     for (;;) {
-        s_handle_signals (self);
+        s_wait (self, self->next_probe);
         if (broker->pid == 0) {
             int status = broker->last_status;
-            if (WIFEXITED (status) && WEXITSTATUS (status) == EX_CONFIG)
-                rc = EX_CONFIG;
+            char said[1024];
+            cli_relay_describe (broker->last_error, said, sizeof said);
+            if (WIFEXITED (status) && (WEXITSTATUS (status) == EX_CONFIG || WEXITSTATUS (status) == EX_TEMPFAIL))
+                rc = WEXITSTATUS (status);
             if (WIFEXITED (status))
-                fprintf (stderr, "herald up: the broker exited with status %d during start-up\n",
-                         WEXITSTATUS (status));
+                fprintf (stderr, "herald up: the broker exited with status %d during start-up%s%s\n",
+                         WEXITSTATUS (status), said[0]? ": ": "", said);
             else
                 fprintf (stderr, "herald up: the broker was killed by signal %d during start-up\n",
                          WTERMSIG (status));
@@ -323,17 +506,12 @@ s_start_broker (s_up_t *self)
                      self->config->broker.admin, S_READY_TIMEOUT_MS);
             break;
         }
-        int code = 0;
-        char *body = NULL;
-        herald_status_t status = herald_admin (admin, "status", "{}", S_READY_PROBE_MS, &code, &body);
-        free (body);
-        if (status == HERALD_OK) {
-            herald_info ("broker ready", "admin=%s", self->config->broker.admin);
+        if (herald_clock_mono_ms () >= self->next_probe && s_probe (self)) {
+            s_broker_ready (self);
             rc = -1;
             break;
         }
     }
-    herald_client_destroy (&admin);
     self->starting = false;
     return rc;
 }
@@ -372,6 +550,49 @@ s_find_binaries (s_up_t *self, const char *bin_dir)
     return 0;
 }
 
+//  One stack per store: a second herald up on the same store would take
+//  the first one's broker for its own and attach more workers to it. 0, or
+//  the exit code (message printed).
+static int
+s_lock_stack (s_up_t *self)
+{
+    const char *store = self->config->broker.store;
+    if (strstr (store, "://"))
+        return 0;           //  a database server: no file to lock beside it
+    char path[HERALD_PATH_MAX + 16];
+    snprintf (path, sizeof path, "%s.up.lock", store);
+    char err[HERALD_ERR_MAX];
+    pid_t holder = 0;
+    self->lock = herald_lockfile_new (path, &holder, err, sizeof err);
+    if (self->lock)
+        return 0;
+    if (errno == EWOULDBLOCK) {
+        char pid[32] = "";
+        if (holder > 0)
+            snprintf (pid, sizeof pid, " (pid %d)", (int) holder);
+        return cli_fail (S_CMD, EX_TEMPFAIL, "another herald up%s already runs the stack of store %s: "
+                         "it holds %s; stop it first (or give this stack its own broker.store)",
+                         pid, store, path);
+    }
+    return cli_fail (S_CMD, EX_CANTCREAT, "%s", err);
+}
+
+//  The next deadline of the run loop: a restart or a probe. -1 = none.
+static int64_t
+s_next_deadline (const s_up_t *self)
+{
+    int64_t next = -1;
+    for (size_t i = 0; i < self->count; i++) {
+        int64_t at = self->children[i].restart_at;
+        if (at > 0 && (next < 0 || at < next))
+            next = at;
+    }
+    const s_child_t *broker = &self->children[0];
+    if (broker->pid > 0 && !broker->ready && (next < 0 || self->next_probe < next))
+        next = self->next_probe;
+    return next;
+}
+
 //  Runs until stopped. Returns the exit code.
 static int
 s_run (s_up_t *self)
@@ -386,26 +607,32 @@ s_run (s_up_t *self)
         if (s_spawn (self, &self->children[i]) != 0)
             s_schedule_restart (self, &self->children[i], herald_clock_mono_ms ());
 
+    s_child_t *broker = &self->children[0];
     while (!self->stopping) {
-        int64_t next = -1;
-        for (size_t i = 0; i < self->count; i++) {
-            int64_t at = self->children[i].restart_at;
-            if (at > 0 && (next < 0 || at < next))
-                next = at;
-        }
-        s_wait (self, next);
+        s_wait (self, s_next_deadline (self));
         if (self->stopping)
             break;
         int64_t now = herald_clock_mono_ms ();
         for (size_t i = 0; i < self->count; i++) {
             s_child_t *child = &self->children[i];
-            if (child->restart_at > 0 && child->restart_at <= now && child->pid == 0)
+            if (child->restart_at > 0 && child->restart_at <= now && child->pid == 0) {
                 if (s_spawn (self, child) != 0)
                     s_schedule_restart (self, child, now);
+                else
+                if (child == broker)
+                    self->next_probe = now;
+            }
         }
+        if (broker->pid > 0 && !broker->ready && herald_clock_mono_ms () >= self->next_probe
+        &&  s_probe (self))
+            s_broker_ready (self);
     }
     s_stop_kind (self, S_WORKER);
     s_stop_kind (self, S_BROKER);
+    if (self->fatal) {
+        fprintf (stderr, "herald up: %s\n", self->fatal_message);
+        return self->fatal;
+    }
     herald_info ("stopped", NULL);
     return 0;
 }
@@ -414,20 +641,28 @@ int
 cli_up (int argc, char **argv)
 {
     static const struct option longopts[] = {
-        { "config",  required_argument, NULL, 'c' },
-        { "bin-dir", required_argument, NULL, 'b' },
-        { "help",    no_argument,       NULL, 'h' },
-        { "version", no_argument,       NULL, 'V' },
+        { "config",     required_argument, NULL, 'c' },
+        { "bin-dir",    required_argument, NULL, 'b' },
+        { "log-format", required_argument, NULL, 'L' },
+        { "help",       no_argument,       NULL, 'h' },
+        { "version",    no_argument,       NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
     const char *config_path = NULL;
     const char *bin_dir = NULL;
+    const char *log_format = NULL;
+    herald_log_format_t format = HERALD_LOG_LOGFMT;
     cli_getopt_reset ();
     int c;
     while ((c = getopt_long (argc, argv, ":c:b:hV", longopts, NULL)) != -1) {
         switch (c) {
             case 'c': config_path = optarg; break;
             case 'b': bin_dir = optarg; break;
+            case 'L':
+                if (herald_log_format_parse (optarg, &format) != 0)
+                    return cli_usage_error (S_CMD, "--log-format: expected logfmt or json, got '%s'", optarg);
+                log_format = herald_log_format_name (format);
+                break;
             case 'h': s_help (stdout); return 0;
             case 'V': return cli_version ();
             default:  return cli_bad_option (S_CMD, argv, c);
@@ -439,6 +674,7 @@ cli_up (int argc, char **argv)
     s_up_t self;
     memset (&self, 0, sizeof self);
     self.signal_fd = -1;
+    self.log_format = log_format;
     self.config_path = cli_config_path (config_path);
     self.config = cli_config_load (S_CMD, config_path);
     if (!self.config)
@@ -447,7 +683,19 @@ cli_up (int argc, char **argv)
         free (self.config);
         return EX_UNAVAILABLE;
     }
+    int problems = cli_config_check (S_CMD, self.config);
+    if (problems != 0) {
+        free (self.config);
+        return problems < 0? EX_OSERR: EX_CONFIG;
+    }
+    int rc = s_lock_stack (&self);
+    if (rc != 0) {
+        free (self.config);
+        return rc;
+    }
     herald_log_init ("up", HERALD_LOG_INFO);
+    if (log_format)
+        herald_log_set_format (format);
 
     size_t workers = 0;
     for (int i = 0; i < self.config->channel_count; i++)
@@ -455,6 +703,7 @@ cli_up (int argc, char **argv)
     self.count = 1 + workers;
     self.children = calloc (self.count, sizeof *self.children);
     if (!self.children) {
+        herald_lockfile_destroy (&self.lock);
         free (self.config);
         return cli_fail (S_CMD, EX_OSERR, "out of memory");
     }
@@ -466,21 +715,40 @@ cli_up (int argc, char **argv)
                 .kind = S_WORKER, .channel = i, .backoff_ms = S_BACKOFF_MIN_MS
             };
 
+    //  Signals come through a signalfd, so they are blocked; SIGHUP is also
+    //  set to ignored, a disposition the children inherit (s_spawn). A
+    //  blocked signal is never discarded as ignored (Linux keeps it pending
+    //  for the signalfd), so we still see it.
     sigset_t mask;
     sigemptyset (&mask);
     sigaddset (&mask, SIGINT);
     sigaddset (&mask, SIGTERM);
     sigaddset (&mask, SIGHUP);
     sigaddset (&mask, SIGCHLD);
-    int rc;
+    struct sigaction ignore = { .sa_handler = SIG_IGN };
+    struct sigaction old_hangup = { .sa_handler = SIG_DFL };
+    sigemptyset (&ignore.sa_mask);
+    //  The admin client's ZeroMQ threads start after this, with the signals
+    //  blocked too: none of them may take a signal meant for the signalfd.
     if (sigprocmask (SIG_BLOCK, &mask, &self.old_mask) != 0
-    ||  (self.signal_fd = signalfd (-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0)
+    ||  (self.signal_fd = signalfd (-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0
+    ||  sigaction (SIGHUP, &ignore, &old_hangup) != 0)
         rc = cli_fail (S_CMD, EX_OSERR, "cannot watch signals: %s", strerror (errno));
-    else {
+    else
+    if (!(self.admin = herald_client_new (self.config->broker.admin)))
+        rc = cli_fail (S_CMD, EX_CONFIG, "cannot use admin endpoint '%s': %s",
+                       self.config->broker.admin, strerror (errno));
+    else
         rc = s_run (&self);
+    if (self.signal_fd >= 0)
         close (self.signal_fd);
-    }
+    //  Unblocked while still ignored: a late SIGHUP is dropped, not fatal
     sigprocmask (SIG_SETMASK, &self.old_mask, NULL);
+    sigaction (SIGHUP, &old_hangup, NULL);
+    for (size_t i = 0; i < self.count; i++)
+        cli_relay_destroy (&self.children[i].relay);
+    herald_client_destroy (&self.admin);
+    herald_lockfile_destroy (&self.lock);
     free (self.children);
     free (self.config);
     return rc;

@@ -20,7 +20,9 @@ typedef enum {
     HERALD_E_INVALID,       /* bad argument or unusable event JSON (nothing sent) */
     HERALD_E_NACK,          /* the broker refused the event: reply.code and reply.reason say why */
     HERALD_E_BUSY,          /* the broker refused for now (busy, storage): publish again later */
-    HERALD_E_TIMEOUT,       /* sent, but no answer in time: publish again (it is idempotent) */
+    HERALD_E_TIMEOUT,       /* sent, but no answer in time: it may be stored. Publish the same
+                               envelope again (same id): a duplicate if it was stored. A new
+                               herald_event_build makes a new id, safe only with the type's key */
     HERALD_E_UNAVAILABLE,   /* no connection to the broker within the timeout */
     HERALD_E_PROTOCOL,      /* the broker's reply was malformed */
     HERALD_E_NOMEM,

@@ -132,14 +132,39 @@ s_is_space (char c)
     return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
+//  Fills info from the envelope about to be sent.
+static void
+s_info (herald_event_info_t *info, const char *type, const char *source, const char *id,
+        bool own_id)
+{
+    if (!info)
+        return;
+    snprintf (info->id, sizeof info->id, "%s", id? id: "");
+    snprintf (info->type, sizeof info->type, "%s", type? type: "");
+    snprintf (info->source, sizeof info->source, "%s", source? source: "");
+    info->own_id = own_id;
+}
+
 char *
 herald_event_buildn (const char *type, const char *source, const char *json,
                      size_t len, herald_event_error_t *error)
+{
+    return herald_event_buildn_id (type, source, NULL, json, len, NULL, error);
+}
+
+char *
+herald_event_buildn_id (const char *type, const char *source, const char *given_id,
+                        const char *json, size_t len, herald_event_info_t *info,
+                        herald_event_error_t *error)
 {
     herald_event_error_t scratch;
     if (!error)
         error = &scratch;
     memset (error, 0, sizeof *error);
+    if (info)
+        memset (info, 0, sizeof *info);
+    if (given_id && !*given_id)
+        given_id = NULL;
     if (!json) {
         s_error (error, "no event JSON");
         return NULL;
@@ -190,19 +215,29 @@ herald_event_buildn (const char *type, const char *source, const char *json,
     herald_clock_format (herald_clock_wall_ms (), now, sizeof now);
 
     char *out = NULL;
-    if (envelope && type && given_type
-    && !(json_is_string (given_type) && strcmp (json_string_value (given_type), type) == 0)) {
-        //  The type is overridden: the rare case where we re-render the envelope
-        int rc = json_object_set_new (root, "type", json_string (type));
-        if (!json_object_get (root, "id"))
-            rc |= json_object_set_new (root, "id", json_string (id));
+    json_t *given_envelope_id = envelope? json_object_get (root, "id"): NULL;
+    bool type_overridden = envelope && type && given_type
+        && !(json_is_string (given_type) && strcmp (json_string_value (given_type), type) == 0);
+    bool id_overridden = envelope && given_id && given_envelope_id
+        && !(json_is_string (given_envelope_id) && strcmp (json_string_value (given_envelope_id), given_id) == 0);
+    if (type_overridden || id_overridden) {
+        //  The type or the id is overridden: the rare case where we re-render the envelope
+        int rc = 0;
+        if (type)
+            rc |= json_object_set_new (root, "type", json_string (type));
+        if (given_id || !given_envelope_id)
+            rc |= json_object_set_new (root, "id", json_string (given_id? given_id: id));
         if (!json_object_get (root, "source"))
             rc |= json_object_set_new (root, "source", json_string (source? source: HERALD_DEFAULT_SOURCE));
         if (!json_object_get (root, "time"))
             rc |= json_object_set_new (root, "time", json_string (now));
         out = rc == 0? json_dumps (root, JSON_COMPACT): NULL;
         if (!out)
-            s_error (error, "type or source is not valid UTF-8");
+            s_error (error, "type, source or id is not valid UTF-8");
+        else
+            s_info (info, json_string_value (json_object_get (root, "type")),
+                    json_string_value (json_object_get (root, "source")),
+                    json_string_value (json_object_get (root, "id")), given_id || given_envelope_id);
         json_decref (root);
         return out;
     }
@@ -214,9 +249,9 @@ herald_event_buildn (const char *type, const char *source, const char *json,
         fields[count].name = "specversion";
         fields[count++].value = s_quote ("1.0");
     }
-    if (!envelope || !json_object_get (root, "id")) {
+    if (!envelope || !given_envelope_id) {
         fields[count].name = "id";
-        fields[count++].value = s_quote (id);
+        fields[count++].value = s_quote (given_id? given_id: id);
     }
     if (!envelope || !json_object_get (root, "source")) {
         fields[count].name = "source";
@@ -240,7 +275,14 @@ herald_event_buildn (const char *type, const char *source, const char *json,
     if (ok)
         out = s_assemble (fields, count, json, len, !envelope);
     if (!out)
-        s_error (error, ok? "out of memory": "type or source is not valid UTF-8");
+        s_error (error, ok? "out of memory": "type, source or id is not valid UTF-8");
+    else {
+        json_t *envelope_source = envelope? json_object_get (root, "source"): NULL;
+        s_info (info, envelope && given_type? json_string_value (given_type): type,
+                envelope_source? json_string_value (envelope_source): source? source: HERALD_DEFAULT_SOURCE,
+                given_envelope_id? json_string_value (given_envelope_id): given_id? given_id: id,
+                given_id || given_envelope_id);
+    }
     for (size_t i = 0; i < count; i++)
         free (fields[i].value);
     json_decref (root);

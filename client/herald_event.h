@@ -3,6 +3,7 @@
 #ifndef HERALD_EVENT_H
 #define HERALD_EVENT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef struct {
@@ -11,11 +12,27 @@ typedef struct {
     char text[256];         /* what is wrong */
 } herald_event_error_t;
 
+/*  What an envelope carries, as built: for messages about it. */
+typedef struct {
+    char id[129];           /* its "id" ("" when the envelope's is not a string) */
+    char type[129];         /* its "type" */
+    char source[257];       /* its "source" */
+    bool own_id;            /* the id came from the caller (id or the envelope), not made here */
+} herald_event_info_t;
+
 /*  herald_event_build on json[0..len). Returns the envelope (caller frees),
     or NULL with error filled. */
 char *
     herald_event_buildn (const char *type, const char *source, const char *json,
                          size_t len, herald_event_error_t *error);
+
+/*  herald_event_buildn with an id: id (when not NULL) replaces the envelope's
+    own, else the envelope's is kept, else a new UUID v4 is made. info (when
+    not NULL) says what the envelope carries. */
+char *
+    herald_event_buildn_id (const char *type, const char *source, const char *id,
+                            const char *json, size_t len, herald_event_info_t *info,
+                            herald_event_error_t *error);
 
 /*  Writes a random UUID v4 into buf (>= 37 bytes). 0 / -1 (errno). */
 int

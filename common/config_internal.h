@@ -72,6 +72,16 @@ config_format_duration (int64_t ms, char *buf, size_t size);
 const char *
 config_format_size (uint64_t bytes, char *buf, size_t size);
 
+/* ------------------------------------------------------------------------ */
+/*  Checks beyond the schema (config_check.c)                                */
+
+/*  Refuses two broker endpoints that would bind the same address. root is
+    the parsed file (for lines; may be NULL). 0, or -1 with
+    "NAME:LINE: broker.listen.KEY: what" in err. */
+int
+config_check_endpoints (const herald_config_t *cfg, const config_node_t *root, const char *name,
+                        char *err, size_t errlen);
+
 /*  Configuration name of a TLS mode ("starttls", "implicit", "none"), or
     "unknown". Static string. */
 const char *

@@ -1136,6 +1136,8 @@ herald_config_parse (herald_config_t *self, const char *text, size_t len,
         rc = s_fail (&loader, 1, "events", "at least one event type is required");
     if (rc == 0)
         rc = s_walk_map (&loader, root, "", "");
+    if (rc == 0)
+        rc = config_check_endpoints (cfg, root, name, err, errlen);
     config_node_destroy (&root);
     if (rc == 0)
         memcpy (self, cfg, sizeof *cfg);

@@ -158,6 +158,16 @@ int
 char *
     herald_config_explain (const herald_config_t *self);
 
+/*  Checks what the processes will need at start beyond what loading checks:
+    files they read (templates, CA bundles) readable, environment variables
+    they read (smtp.password_env, http header env) set, directories they write
+    (the store's, the file driver's) creatable and writable, ipc socket
+    directories present. Returns the number of problems, each a line
+    "FILE:LINE: key.path: what" in *report (caller frees; NULL when none), or
+    -1 when out of memory. Reads self->path again for the line numbers. */
+int
+    herald_config_check (const herald_config_t *self, char **report);
+
 /*  Parses "500ms", "2s", "10m", "1h", "7d" (bare numbers are ms). 0 / -1. */
 int
     herald_parse_duration (const char *text, int64_t *ms);

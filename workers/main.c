@@ -1,8 +1,13 @@
 /*  herald-worker: runs one worker process for one channel.
     Exit codes (sysexits): 0 stopped cleanly, 64 usage, 70 internal error,
-    78 configuration error (config file, driver settings, secrets). */
+    78 configuration error (config file, driver settings, secrets).
+    Start-up errors after the command line is read are log lines (logfmt or
+    json), so a supervisor and a log shipper read them like any other. */
+#include <errno.h>
 #include <getopt.h>
+#include <pthread.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,25 +28,78 @@ s_on_signal (int signum)
     s_interrupted = 1;
 }
 
+//  SIGHUP asks for a reload, which workers cannot do yet: it must not kill
+//  them (`herald up` forwards it to every child). A thread waits for it
+//  with sigwait, so it can log like any other code; every other thread
+//  (ours, ZeroMQ's, libcurl's) has it blocked.
+static void *
+s_hangup_run (void *arg)
+{
+    const sigset_t *set = arg;
+    for (;;) {
+        int signum = 0;
+        if (sigwait (set, &signum) == 0 && signum == SIGHUP)
+            herald_warn ("SIGHUP ignored: reload not supported yet by workers (restart them to "
+                         "apply a new configuration)", "signal=SIGHUP");
+    }
+    return NULL;
+}
+
+//  Blocks SIGHUP in this thread (and so in every thread created later) and
+//  starts the thread that logs it. 0 / -1.
+static int
+s_hangup_start (pthread_t *thread)
+{
+    static sigset_t set;
+    sigemptyset (&set);
+    sigaddset (&set, SIGHUP);
+    //  Its disposition may be inherited as ignored; a blocked default one is
+    //  what sigwait receives.
+    signal (SIGHUP, SIG_DFL);
+    if (pthread_sigmask (SIG_BLOCK, &set, NULL) != 0)
+        return -1;
+    return pthread_create (thread, NULL, s_hangup_run, &set) == 0? 0: -1;
+}
+
+static void
+s_hangup_stop (pthread_t thread)
+{
+    pthread_cancel (thread);        //  sigwait is a cancellation point
+    pthread_join (thread, NULL);
+}
+
+//  A start-up error as a log line. Returns code.
+static int
+s_fail (int code, const char *msg, const char *error)
+{
+    char quoted[HERALD_ERR_MAX + 8];
+    herald_error (msg, "error=%s", herald_log_quote (error, quoted, sizeof quoted));
+    return code;
+}
+
 static void
 s_usage (FILE *out)
 {
     fprintf (out,
         "usage: herald-worker -c FILE --channel NAME [--endpoint EP] [--log-level L]\n"
+        "                     [--log-format F]\n"
         "\n"
         "Runs one worker process for a channel: registers with the broker, delivers\n"
         "the channel's tasks through its driver (file, noop, smtp, http) and reports\n"
         "each outcome. SIGTERM or SIGINT stops it after in-progress deliveries finish.\n"
+        "SIGHUP is logged and ignored (reload is not supported yet).\n"
         "\n"
         "  -c, --config FILE     configuration file (herald.yaml)\n"
         "  -n, --channel NAME    channel to serve, as named under channels:\n"
         "  -e, --endpoint EP     broker endpoint (default: broker.listen.workers)\n"
         "  -l, --log-level L     debug | info | warn | error (default info,\n"
         "                        or HERALD_LOG_LEVEL)\n"
+        "      --log-format F    logfmt | json (default logfmt, or HERALD_LOG_FORMAT)\n"
         "  -h, --help            this help\n"
         "  -V, --version         print the version\n"
         "\n"
-        "Exit codes: 0 stopped, 64 usage, 70 internal error, 78 configuration error.\n");
+        "Exit codes: 0 stopped, 64 usage, 70 internal error, 78 configuration error\n"
+        "(the log line says which file, key or variable).\n");
 }
 
 static int
@@ -77,12 +135,14 @@ main (int argc, char **argv)
     const char *channel_name = NULL;
     const char *endpoint = NULL;
     const char *level_text = NULL;
+    const char *format_text = NULL;
 
     static const struct option options[] = {
         { "config",    required_argument, NULL, 'c' },
         { "channel",   required_argument, NULL, 'n' },
         { "endpoint",  required_argument, NULL, 'e' },
         { "log-level", required_argument, NULL, 'l' },
+        { "log-format", required_argument, NULL, 'F' },
         { "help",      no_argument,       NULL, 'h' },
         { "version",   no_argument,       NULL, 'V' },
         { NULL, 0, NULL, 0 }
@@ -94,6 +154,7 @@ main (int argc, char **argv)
             case 'n': channel_name = optarg; break;
             case 'e': endpoint = optarg; break;
             case 'l': level_text = optarg; break;
+            case 'F': format_text = optarg; break;
             case 'h':
                 s_usage (stdout);
                 return 0;
@@ -124,40 +185,47 @@ main (int argc, char **argv)
         setenv ("HERALD_LOG_LEVEL", level_text, 1);
         herald_log_init ("worker", level);
     }
+    if (format_text) {
+        herald_log_format_t format;
+        if (herald_log_format_parse (format_text, &format) != 0) {
+            fprintf (stderr, "herald-worker: --log-format '%s': expected logfmt or json\n", format_text);
+            return EXIT_USAGE;
+        }
+        herald_log_set_format (format);
+    }
 
     herald_config_t *config = calloc (1, sizeof *config);
-    if (!config) {
-        fprintf (stderr, "herald-worker: out of memory\n");
-        return EXIT_SOFTWARE;
-    }
+    if (!config)
+        return s_fail (EXIT_SOFTWARE, "worker cannot start", "out of memory");
     char err[HERALD_ERR_MAX];
     if (herald_config_load (config, config_file, err, sizeof err) != 0) {
-        fprintf (stderr, "herald-worker: %s\n", err);
         free (config);
-        return EXIT_CONFIG;
+        return s_fail (EXIT_CONFIG, "configuration error", err);
     }
     int channel_index = herald_config_channel_index (config, channel_name);
     if (channel_index < 0) {
-        fprintf (stderr, "herald-worker: unknown channel '%s': %s defines", channel_name, config_file);
-        for (int i = 0; i < config->channel_count; i++)
-            fprintf (stderr, "%s %s", i? ",": "", config->channels[i].name);
-        fprintf (stderr, "%s\n", config->channel_count? "": " none");
+        int n = snprintf (err, sizeof err, "unknown channel '%s': %s defines", channel_name, config_file);
+        for (int i = 0; i < config->channel_count && n > 0 && (size_t) n < sizeof err; i++)
+            n += snprintf (err + n, sizeof err - (size_t) n, "%s %s", i? ",": "", config->channels[i].name);
+        if (config->channel_count == 0 && n > 0 && (size_t) n < sizeof err)
+            snprintf (err + n, sizeof err - (size_t) n, " none");
         free (config);
-        return EXIT_USAGE;
+        return s_fail (EXIT_USAGE, "worker cannot start", err);
     }
-    if (s_install_signals () != 0) {
-        fprintf (stderr, "herald-worker: cannot install signal handlers\n");
+    pthread_t hangup;
+    if (s_install_signals () != 0 || s_hangup_start (&hangup) != 0) {
         free (config);
-        return EXIT_SOFTWARE;
+        return s_fail (EXIT_SOFTWARE, "worker cannot start", "cannot install signal handlers");
     }
     herald_worker_t *worker = herald_worker_new (config, channel_index, endpoint, err, sizeof err);
     if (!worker) {
-        fprintf (stderr, "herald-worker: %s\n", err);
+        s_hangup_stop (hangup);
         free (config);
-        return EXIT_CONFIG;
+        return s_fail (EXIT_CONFIG, "configuration error", err);
     }
     int rc = herald_worker_run (worker, &s_interrupted);
     herald_worker_destroy (&worker);
+    s_hangup_stop (hangup);
     free (config);
     return rc == 0? 0: EXIT_SOFTWARE;
 }

@@ -483,11 +483,12 @@ Test (cli, up_reports_a_broker_that_cannot_start)
     snprintf (text, sizeof text,
               "broker:\n"
               "  listen: { admin: \"%s\" }\n"
+              "  store: %s/herald.db\n"
               "events:\n"
               "  order.confirmed: { fanout: [email] }\n"
               "channels:\n"
               "  email: { driver: file, dir: %s/out }\n"
-              "workers: { email: 1 }\n", ipc, s_dir);
+              "workers: { email: 1 }\n", ipc, s_dir, s_dir);
     s_write (config, text);
 
     //  No binaries where it looks: 69
@@ -504,8 +505,8 @@ Test (cli, up_reports_a_broker_that_cannot_start)
     s_write (path, "#!/bin/sh\nexit 0\n");
     chmod (path, 0755);
     run = s_run (NULL, NULL, "up", "-c", config, "--bin-dir", s_dir, NULL);
-    EXPECT_RUN (run, 78, err, "broker exited with status 78");
-    cr_expect_not_null (strstr (run->err, "fake broker: bad config"), "children inherit stderr");
+    EXPECT_RUN (run, 78, err, "broker exited with status 78 during start-up: fake broker: bad config");
+    cr_expect_not_null (strstr (run->err, "fake broker: bad config\n"), "the child's stderr is relayed");
     cr_expect_not_null (strstr (run->err, "msg=started child=broker"), "%s", run->err);
     cr_expect_null (strstr (run->err, "restart scheduled"), "%s", run->err);
     free (run);
