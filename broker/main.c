@@ -7,6 +7,7 @@
 #include "broker.h"
 #include "herald_config.h"
 #include "herald_log.h"
+#include "notify.h"
 
 /*  sysexits */
 #define EXIT_USAGE      64
@@ -113,6 +114,7 @@ main (int argc, char **argv)
         return status == BROKER_ERR_BIND? EXIT_OSERR
              : status == BROKER_ERR_STORE? EXIT_IOERR: EXIT_SOFTWARE;
     }
+    notify_ready ();        //  bound and recovered: a Type=notify unit is started
     status = broker_run (broker, &s_stop);
     broker_destroy (&broker);
     return status == BROKER_OK? 0: status == BROKER_ERR_IO? EXIT_IOERR: EXIT_SOFTWARE;
