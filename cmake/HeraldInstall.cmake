@@ -5,12 +5,14 @@
 # gives units that run DIR/bin/herald-broker and a herald.pc that names
 # DIR/include. The install-time half is HeraldInstallConfigure.cmake.
 #
-#   herald_install_configured(TEMPLATE DIRVAR [SUBDIR dir] [NAME name] [KEEP_EXISTING])
+#   herald_install_configured(TEMPLATE DIRVAR [SUBDIR dir] [NAME name]
+#                             [KEEP_EXISTING] [COPY])
 # installs TEMPLATE (its @HERALD_*@ names replaced, see
 # HeraldInstallConfigure.cmake) into the install-time directory DIRVAR
 # (HERALD_UNITDIR, HERALD_CONFDIR, ...) plus SUBDIR, as NAME (default: the
 # template's name without .in). KEEP_EXISTING leaves a file already there
-# alone (an operator's edited configuration survives a reinstall).
+# alone (an operator's edited configuration survives a reinstall); COPY
+# replaces nothing (a file that is not a template).
 include_guard(GLOBAL)
 include(GNUInstallDirs)
 
@@ -38,15 +40,17 @@ include(\"${CMAKE_CURRENT_LIST_DIR}/HeraldInstallConfigure.cmake\")
 ")
 
 function(herald_install_configured template dirvar)
-  cmake_parse_arguments(ARG "KEEP_EXISTING" "SUBDIR;NAME" "" ${ARGN})
+  cmake_parse_arguments(ARG "KEEP_EXISTING;COPY" "SUBDIR;NAME" "" ${ARGN})
   get_filename_component(template "${template}" ABSOLUTE)
   if(NOT ARG_NAME)
     get_filename_component(ARG_NAME "${template}" NAME)
     string(REGEX REPLACE "\\.in$" "" ARG_NAME "${ARG_NAME}")
   endif()
-  set(keep OFF)
-  if(ARG_KEEP_EXISTING)
-    set(keep ON)
-  endif()
-  install(CODE "herald_configure_file(\"${template}\" \"\${${dirvar}}\" \"${ARG_SUBDIR}\" \"${ARG_NAME}\" ${keep})")
+  set(options "")
+  foreach(option KEEP_EXISTING COPY)
+    if(ARG_${option})
+      list(APPEND options ${option})
+    endif()
+  endforeach()
+  install(CODE "herald_configure_file(\"${template}\" \"\${${dirvar}}\" \"${ARG_SUBDIR}\" \"${ARG_NAME}\" ${options})")
 endfunction()
