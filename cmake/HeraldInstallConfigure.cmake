@@ -55,4 +55,7 @@ function(herald_configure_file template dir subdir name)
     configure_file("${template}" "${staged}" @ONLY)
   endif()
   file(INSTALL DESTINATION "${dir}" TYPE FILE FILES "${staged}")
+  # file(INSTALL) lists what it wrote in this (function) scope's variable;
+  # install_manifest.txt is written from the caller's.
+  set(CMAKE_INSTALL_MANIFEST_FILES "${CMAKE_INSTALL_MANIFEST_FILES}" PARENT_SCOPE)
 endfunction()

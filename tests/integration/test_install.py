@@ -123,8 +123,16 @@ def body(t):
                 "lib/sysusers.d/herald.conf", "lib/tmpfiles.d/herald.conf",
                 "etc/herald/herald.yaml", "etc/herald/templates/order_confirmed.txt"]
     missing = [p for p in expected if not os.path.exists(os.path.join(prefix, p))]
-    t.check(not missing, "the install has binaries, libraries, header, herald.pc, CMake "
+    t.require(not missing, "the install has binaries, libraries, header, herald.pc, CMake "
             "package, man pages, units, sysusers/tmpfiles entries and configuration", missing)
+    installed = set()
+    for top, dirs, files in os.walk(prefix):
+        installed.update(os.path.join(top, name) for name in files)
+        installed.update(os.path.join(top, name) for name in dirs if os.path.islink(os.path.join(top, name)))
+    with open(os.path.join(BUILD_DIR, "install_manifest.txt")) as f:
+        manifest = set(f.read().split("\n")) - {""}
+    t.check(installed == manifest, "install_manifest.txt lists every file installed (%d)" % len(installed),
+            "not listed: %s\nlisted, absent: %s" % (sorted(installed - manifest), sorted(manifest - installed)))
 
     # -- the shared library: SONAME and exports
     shared = os.path.join(libdir, "libherald.so.1")
@@ -261,12 +269,14 @@ def body(t):
                 "systemd-sysusers creates the herald user from sysusers.d/herald.conf", output(r))
         r = run(t, ["systemd-tmpfiles", "--create", "--root=" + root,
                     os.path.join(prefix, "lib/tmpfiles.d/herald.conf")], "systemd-tmpfiles")
+        uid = int(re.search(r"^herald:x:(\d+):", passwd, re.M).group(1)) if "herald:x:" in passwd else None
         state = root + os.path.join(prefix, "var/lib/herald")
-        made = [d for d in ("", "outbox/email", "outbox/inventory", "outbox/courier")
-                if os.path.isdir(os.path.join(state, d))]
-        t.check(r.returncode == 0 and len(made) == 4 and not r.stderr.strip(),
-                "systemd-tmpfiles makes the state directory and the outboxes, owned by herald",
-                output(r) + "\nmade: %s" % made)
+        made = {d: os.stat(os.path.join(state, d)) for d in ("", "outbox/email", "outbox/inventory", "outbox/courier")
+                if os.path.isdir(os.path.join(state, d))}
+        t.check(r.returncode == 0 and len(made) == 4 and not r.stderr.strip()
+                and all(st.st_uid == uid and st.st_mode & 0o7777 == 0o750 for st in made.values()),
+                "systemd-tmpfiles makes the state directory and the outboxes, herald's, mode 0750",
+                output(r) + "\nmade: %s" % {d: (st.st_uid, oct(st.st_mode)) for d, st in made.items()})
     else:
         t.note("not root: sysusers.d and tmpfiles.d entries not applied (they chown)")
 
