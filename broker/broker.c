@@ -10,6 +10,7 @@
 #include "herald_clock.h"
 #include "herald_log.h"
 #include "herald_wire.h"
+#include "notify.h"
 
 #define DRAIN_WORKER_MAX    8192    /* worker messages handled per turn */
 #define ADMIN_MAX           16      /* admin requests handled per turn */
@@ -593,6 +594,7 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
             }
             herald_info ("stopping: no new events; waiting for deliveries in flight",
                          "in_flight=%zu timeout_ms=%lld", in_flight, (long long) cfg->shutdown_timeout_ms);
+            notify_stopping ();
         }
         if (stopping) {
             size_t in_flight = 0;

@@ -11,6 +11,7 @@
 #include "herald_config.h"
 #include "herald_lockfile.h"
 #include "herald_log.h"
+#include "notify.h"
 
 /*  sysexits */
 #define EXIT_USAGE      64
@@ -222,6 +223,7 @@ main (int argc, char **argv)
         return status == BROKER_ERR_BIND? EXIT_OSERR
              : status == BROKER_ERR_STORE? EXIT_IOERR: EXIT_SOFTWARE;
     }
+    notify_ready ();        //  bound and recovered: a Type=notify unit is started
     status = broker_run (broker, &s_stop);
     broker_destroy (&broker);
     herald_lockfile_destroy (&lock);

@@ -15,6 +15,14 @@
 extern "C" {
 #endif
 
+/*  libherald.so exports exactly the functions marked HERALD_EXPORT here;
+    everything else in it is compiled hidden. */
+#if defined (__GNUC__)
+#   define HERALD_EXPORT __attribute__ ((visibility ("default")))
+#else
+#   define HERALD_EXPORT
+#endif
+
 typedef enum {
     HERALD_OK = 0,
     HERALD_E_INVALID,       /* bad argument or unusable event JSON (nothing sent) */
@@ -43,11 +51,11 @@ typedef struct {
 
 /*  Connects to a broker endpoint ("tcp://127.0.0.1:5570"). Returns a client,
     or NULL (errno set). Connection happens in the background. */
-herald_client_t *
+HERALD_EXPORT herald_client_t *
     herald_client_new (const char *endpoint);
 
 /*  Closes the connection; NULL-safe, nulls the pointer. */
-void
+HERALD_EXPORT void
     herald_client_destroy (herald_client_t **self_p);
 
 /*  Builds a CloudEvents 1.0 JSON envelope. json is either the event's data
@@ -56,43 +64,43 @@ void
     source ("herald-client" unless given) when missing; type overrides the
     envelope's when not NULL. Returns a string the caller frees, or NULL
     with err filled ("invalid JSON at line 1 column 7: ..."). */
-char *
+HERALD_EXPORT char *
     herald_event_build (const char *type, const char *source, const char *json,
                         char *err, size_t errlen);
 
 /*  Publishes one envelope and waits up to timeout_ms for its ACK or NACK.
     HERALD_OK means ACKed (reply->duplicate tells if it was already stored). */
-herald_status_t
+HERALD_EXPORT herald_status_t
     herald_publish (herald_client_t *self, const char *event_json, int timeout_ms,
                     herald_reply_t *reply);
 
 /*  Pipelined publishing: sends without waiting, returns its correlation id. */
-herald_status_t
+HERALD_EXPORT herald_status_t
     herald_send (herald_client_t *self, const char *event_json, int timeout_ms,
                  uint64_t *corr);
 
 /*  Waits up to timeout_ms for the next ACK or NACK of any outstanding send.
     HERALD_OK with reply->acked telling which; HERALD_E_TIMEOUT if none came. */
-herald_status_t
+HERALD_EXPORT herald_status_t
     herald_recv (herald_client_t *self, int timeout_ms, herald_reply_t *reply);
 
 /*  Sends not yet answered. */
-size_t
+HERALD_EXPORT size_t
     herald_outstanding (herald_client_t *self);
 
 /*  The ZeroMQ socket, to poll for ZMQ_POLLIN in the caller's own loop. */
-void *
+HERALD_EXPORT void *
     herald_client_socket (herald_client_t *self);
 
 /*  Admin request to the broker's admin endpoint (a client connected to it).
     On HERALD_OK, *code is the reply code (200, 404, ...) and *body the JSON
     reply, which the caller frees. */
-herald_status_t
+HERALD_EXPORT herald_status_t
     herald_admin (herald_client_t *self, const char *verb, const char *args_json,
                   int timeout_ms, int *code, char **body);
 
 /*  Text for a status. */
-const char *
+HERALD_EXPORT const char *
     herald_strerror (herald_status_t status);
 
 #ifdef __cplusplus
