@@ -276,9 +276,16 @@ Test (driver_file, header_injection_cannot_add_headers)
     snprintf (s_fx.channel.smtp.subject, sizeof s_fx.channel.smtp.subject,
               "Hi {{data.customer.name}}");
     s_open ();
+    /*  A recipient with a line break is no recipient: nothing written. */
+    const char *evil_email =
+        "{\"specversion\":\"1.0\",\"id\":\"e-2\",\"source\":\"shop\",\"type\":\"order.confirmed\","
+        "\"data\":{\"customer\":{\"email\":\"a@b.c\\r\\nBcc: evil@x.y\",\"name\":\"Eve\"}}}";
+    s_deliver ("t-evil-email", 1, evil_email);
+    cr_assert_eq (s_fx.result.outcome, HD_FAILED, "%s", s_fx.result.text);
+    cr_assert (strstr (s_fx.result.text, "invalid recipient"), "%s", s_fx.result.text);
     const char *evil =
         "{\"specversion\":\"1.0\",\"id\":\"e-2\",\"source\":\"shop\",\"type\":\"order.confirmed\","
-        "\"data\":{\"customer\":{\"email\":\"a@b.c\\r\\nBcc: evil@x.y\","
+        "\"data\":{\"customer\":{\"email\":\"a@b.c\","
         "\"name\":\"Eve\\r\\nX-Evil: 1\\nReply-To: x@y\\rCc: z@z\\u0007Sender: n@n\"}}}";
     s_deliver ("t-evil", 1, evil);
     cr_assert_eq (s_fx.result.outcome, HD_DONE, "%s", s_fx.result.text);
@@ -288,7 +295,7 @@ Test (driver_file, header_injection_cannot_add_headers)
     end[2] = '\0';     //  the header section, each line ending in CRLF
     static const char *allowed[] = {
         "From: ", "To: ", "Subject: ", "Date: ", "Message-ID: ", "MIME-Version: ",
-        "Content-Type: ", "Content-Transfer-Encoding: ", "X-Herald-Attempt: "
+        "X-Herald-Task-Id: ", "X-Herald-Attempt: ", "Content-Type: ", "Content-Transfer-Encoding: "
     };
     int lines = 0;
     for (char *line = text; *line; ) {
@@ -305,8 +312,11 @@ Test (driver_file, header_injection_cannot_add_headers)
         lines++;
         line = eol + 2;
     }
-    cr_assert_eq (lines, 9);
+    cr_assert_eq (lines, 10);
     free (text);
+    char listing[512];
+    s_listing (s_fx.channel.dir, listing, sizeof listing);
+    cr_assert_str_eq (listing, "t-evil.eml", "the bad recipient's mail was not written");
 }
 
 Test (driver_file, event_without_recipient_fails)
