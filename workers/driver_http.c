@@ -43,6 +43,7 @@ typedef struct s_transfer_s {
     char retry_after [64];              /* Retry-After of the last response, "" if none */
     char response [S_BODY_SHOWN + 1];   /* first bytes of the response body */
     size_t response_len;
+    bool response_cut;                  /* the body was longer */
     char errbuf [CURL_ERROR_SIZE];
 } s_transfer_t;
 
@@ -144,6 +145,7 @@ s_write_cb (char *data, size_t size, size_t nmemb, void *userp)
     size_t keep = len < room ? len : room;
     memcpy (transfer->response + transfer->response_len, data, keep);
     transfer->response_len += keep;
+    transfer->response_cut |= keep < len;
     transfer->response [transfer->response_len] = '\0';
     return len;                 /* the rest is read and dropped */
 }
@@ -241,8 +243,8 @@ s_classify (hd_http_t *self, s_transfer_t *transfer, CURLcode code, hd_result_t 
     /*  The server's bytes: one printable line, capped, secrets out. */
     char shown [S_BODY_SHOWN + 8];
     herald_redact_bytes (transfer->response, transfer->response_len, shown, sizeof shown);
-    snprintf (result->text, sizeof result->text, "%s %s: HTTP %ld: %s", method, url, status,
-              shown [0] ? shown : "(empty body)");
+    snprintf (result->text, sizeof result->text, "%s %s: HTTP %ld: %s%s", method, url, status,
+              shown [0] ? shown : "(empty body)", transfer->response_cut ? "..." : "");
 }
 
 static void
