@@ -419,3 +419,34 @@ Test (driver_file, missing_dir_setting_fails_open)
     cr_assert_null (s_fx.driver);
     cr_assert (strstr (err, "dir"), "%s", err);
 }
+
+Test (driver_file, both_templates_make_the_multipart_mail_smtp_sends)
+{
+    char text_path[256], html_path[256];
+    snprintf (text_path, sizeof text_path, "%s/body.txt", s_fx.root);
+    snprintf (html_path, sizeof html_path, "%s/body.html", s_fx.root);
+    FILE *file = fopen (text_path, "w");
+    cr_assert_not_null (file);
+    fputs ("Hello {{data.customer.name}}\n", file);
+    fclose (file);
+    file = fopen (html_path, "w");
+    cr_assert_not_null (file);
+    fputs ("<p>Hello {{data.customer.name}}</p>\n", file);
+    fclose (file);
+    s_channel ("email", "out");
+    snprintf (s_fx.channel.smtp.text_template, sizeof s_fx.channel.smtp.text_template, "%s", text_path);
+    snprintf (s_fx.channel.smtp.html_template, sizeof s_fx.channel.smtp.html_template, "%s", html_path);
+    s_open ();
+    s_deliver ("t-12", 1, s_event);
+    cr_assert_eq (s_fx.result.outcome, HD_DONE, "%s", s_fx.result.text);
+    char *text = s_file ("t-12.eml");
+    cr_assert (strstr (text, "\r\nContent-Type: multipart/alternative; boundary=\"=_herald_t-12_0\"\r\n"),
+               "%s", text);
+    const char *plain = strstr (text, "Content-Type: text/plain; charset=utf-8\r\n"
+                                      "Content-Transfer-Encoding: quoted-printable\r\n\r\nHello Ann\r\n");
+    const char *html = strstr (text, "Content-Type: text/html; charset=utf-8\r\n"
+                                     "Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>Hello Ann</p>\r\n");
+    cr_assert (plain && html && plain < html, "text part then html part: %s", text);
+    cr_assert (strstr (text, "\r\n--=_herald_t-12_0--\r\n"), "%s", text);
+    free (text);
+}
