@@ -49,10 +49,11 @@ s_finish (s_writer_t *w)
 {
     if (w->cut && w->size > sizeof S_CUT_MARK) {
         size_t keep = w->size - sizeof S_CUT_MARK;
-        if (w->len > keep)
+        if (w->len > keep) {
             w->len = keep;
-        while (w->len > 0 && ((unsigned char) w->out [w->len] & 0xC0) == 0x80)
-            w->len--;           /* out [len] continues a character: drop it whole */
+            while (w->len > 0 && ((unsigned char) w->out [w->len] & 0xC0) == 0x80)
+                w->len--;       /* out [len] continues a character: drop it whole */
+        }
         while (w->len > 0 && w->out [w->len - 1] == ' ')
             w->len--;
         memcpy (w->out + w->len, S_CUT_MARK, sizeof S_CUT_MARK - 1);

@@ -8,12 +8,13 @@
     completes it on the worker's thread. So however slow the relay, the
     worker heartbeats, takes tasks and reports: libcurl's multi interface
     cannot give that for SMTP, because it waits for the relay's answer to
-    the end of DATA inside the call (smtp_done, up to libcurl 8.x).
+    the end of DATA inside the call (smtp_done, in 7.88 and still in 8.x).
 
     At most min(capacity, S_MAX_SENDERS) mails are on the wire at once,
-    started lazily; more wait in the queue (their smtp.timeout starts when
-    they are sent). close() shuts every relay socket down, so no sender
-    waits on a stuck relay (not even for libcurl's QUIT), and joins them.
+    senders started as needed; more wait in the queue (their smtp.timeout
+    starts when they are sent). A connection whose conversation failed is
+    never reused. close() shuts every relay socket down, so no sender waits
+    on a stuck relay (not even for libcurl's QUIT), and joins them.
 
     Event data can never add a recipient or an SMTP command: the envelope
     has exactly one plain address (mail.h) and libcurl dot-stuffs the
