@@ -1,8 +1,16 @@
 /*  driver: the contract between the worker runtime and a delivery driver.
-    A driver instance serves one channel in one worker process. Synchronous
-    drivers (file, noop, smtp) finish inside start() and call complete()
-    before returning; asynchronous ones (http, libcurl multi) expose their
-    sockets through poll_items() and finish from progress(). */
+    A driver instance serves one channel in one worker process, on the
+    runtime's thread. Synchronous drivers (file, noop) finish inside start()
+    and call complete() before returning: their work must be short (a local
+    write and fsync), because the runtime heartbeats only between calls.
+    Anything that waits on a peer is asynchronous: start() only prepares
+    and returns; the driver exposes file descriptors through poll_items()
+    and finishes from progress(). http does its I/O in libcurl's multi
+    interface on those descriptors; smtp sends on threads of its own and
+    hands finished mails back through a pipe (driver_smtp.c says why).
+    Result texts may quote URLs and servers: the runtime passes them through
+    herald_redact before it logs or reports them, and drivers redact what
+    they quote too. */
 #ifndef HERALD_DRIVER_H
 #define HERALD_DRIVER_H
 
@@ -31,7 +39,8 @@ typedef struct {
 typedef struct {
     hd_outcome_t outcome;
     int64_t delay_ms;           /* RETRY: not before (0 = broker policy); THROTTLED: Retry-After */
-    char text[HP_MAX_TEXT];     /* detail (DONE) or error (others), names what failed */
+    char text[HP_MAX_TEXT];     /* detail (DONE) or error (others), names what failed; redacted
+                                   and made one line by the runtime */
 } hd_result_t;
 
 /*  Called by the driver when a delivery finishes (exactly once per start()
@@ -45,8 +54,9 @@ typedef struct {
         (bad template file, missing secret variable, ...). */
     void *(*open) (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx,
                    char *err, size_t errlen);
-    /*  Starts one delivery. Returns 0 (complete() will be / has been called),
-        or -1 if it could not even start (complete() not called). */
+    /*  Starts one delivery without waiting on anything remote. Returns 0
+        (complete() will be / has been called), or -1 if it could not even
+        start (complete() not called). */
     int (*start) (void *self, const hd_task_t *task);
     /*  Asynchronous drivers: fills up to max poll items with their sockets and
         lowers *timeout_ms to their next deadline. Returns the item count.
@@ -57,7 +67,8 @@ typedef struct {
     void (*progress) (void *self, const zmq_pollitem_t *items, int count);
     /*  Deliveries started and not yet completed. */
     int (*in_progress) (void *self);
-    /*  Aborts what is in progress (without calling complete) and frees. */
+    /*  Aborts what is in progress (without calling complete), promptly even
+        when a peer is stuck, and frees. */
     void (*close) (void **self_p);
 } hd_driver_ops_t;
 

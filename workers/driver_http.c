@@ -3,7 +3,10 @@
     worker's zmq_poll loop: libcurl tells us its sockets and its next
     timeout (CURLMOPT_SOCKETFUNCTION / TIMERFUNCTION), poll_items() hands
     them to zmq_poll as plain file descriptors, progress() feeds back what
-    was ready and completes the transfers that ended. */
+    was ready and completes the transfers that ended. The URL, response
+    excerpts, redirect targets and libcurl's errors pass through
+    herald_redact before they become a result text: no credential or token
+    in a URL reaches a log or a task's last_error. */
 #include <ctype.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -18,6 +21,7 @@
 
 #include "driver.h"
 #include "herald_clock.h"
+#include "herald_redact.h"
 #include "template.h"
 
 #define S_BODY_SHOWN        200             /* response bytes quoted in an error */
@@ -39,6 +43,7 @@ typedef struct s_transfer_s {
     char retry_after [64];              /* Retry-After of the last response, "" if none */
     char response [S_BODY_SHOWN + 1];   /* first bytes of the response body */
     size_t response_len;
+    bool response_cut;                  /* the body was longer */
     char errbuf [CURL_ERROR_SIZE];
 } s_transfer_t;
 
@@ -50,7 +55,7 @@ typedef struct {
 struct hd_http_s {
     char channel [HERALD_NAME_MAX];
     herald_http_config_t cfg;           /* copy of the channel's http settings */
-    char shown_url [320];               /* url without its query, for messages */
+    char shown_url [320];               /* url without its query, redacted, for messages */
     char *body_tmpl;                    /* body template, NULL: the event's data as is */
     char *header_lines [HERALD_MAX_HEADERS];    /* "Name: value", secrets resolved */
     int header_count;
@@ -140,6 +145,7 @@ s_write_cb (char *data, size_t size, size_t nmemb, void *userp)
     size_t keep = len < room ? len : room;
     memcpy (transfer->response + transfer->response_len, data, keep);
     transfer->response_len += keep;
+    transfer->response_cut |= keep < len;
     transfer->response [transfer->response_len] = '\0';
     return len;                 /* the rest is read and dropped */
 }
@@ -193,10 +199,11 @@ s_classify (hd_http_t *self, s_transfer_t *transfer, CURLcode code, hd_result_t 
         bool permanent = code == CURLE_UNSUPPORTED_PROTOCOL || code == CURLE_TOO_MANY_REDIRECTS
                       || code == CURLE_URL_MALFORMAT;
         result->outcome = permanent ? HD_FAILED : HD_RETRY;
-        hd_text_one_line (transfer->errbuf);
-        if (transfer->errbuf [0] && strcmp (transfer->errbuf, curl_easy_strerror (code)) != 0)
+        char shown [CURL_ERROR_SIZE];
+        herald_redact (transfer->errbuf, shown, sizeof shown);
+        if (shown [0] && strcmp (transfer->errbuf, curl_easy_strerror (code)) != 0)
             snprintf (result->text, sizeof result->text, "%s %s: %s (%s)", method, url,
-                      curl_easy_strerror (code), transfer->errbuf);
+                      curl_easy_strerror (code), shown);
         else
             snprintf (result->text, sizeof result->text, "%s %s: %s", method, url,
                       curl_easy_strerror (code));
@@ -211,10 +218,12 @@ s_classify (hd_http_t *self, s_transfer_t *transfer, CURLcode code, hd_result_t 
         char *location = NULL;
         curl_easy_getinfo (transfer->easy, CURLINFO_REDIRECT_URL, &location);
         result->outcome = HD_FAILED;
+        char shown [320];
         if (location && !self->cfg.follow_redirects)
             snprintf (result->text, sizeof result->text,
-                      "%s %s: HTTP %ld: redirect to %.300s not followed "
-                      "(set follow_redirects to allow)", method, url, status, location);
+                      "%s %s: HTTP %ld: redirect to %s not followed "
+                      "(set follow_redirects to allow)", method, url, status,
+                      herald_redact (location, shown, sizeof shown));
         else
             snprintf (result->text, sizeof result->text, "%s %s: HTTP %ld", method, url, status);
         return;
@@ -231,9 +240,11 @@ s_classify (hd_http_t *self, s_transfer_t *transfer, CURLcode code, hd_result_t 
     }
     else
         result->outcome = HD_FAILED;    /* other 4xx, and anything unexpected */
-    hd_text_one_line (transfer->response);
-    snprintf (result->text, sizeof result->text, "%s %s: HTTP %ld: %s", method, url, status,
-              transfer->response_len ? transfer->response : "(empty body)");
+    /*  The server's bytes: one printable line, capped, secrets out. */
+    char shown [S_BODY_SHOWN + 8];
+    herald_redact_bytes (transfer->response, transfer->response_len, shown, sizeof shown);
+    snprintf (result->text, sizeof result->text, "%s %s: HTTP %ld: %s%s", method, url, status,
+              shown [0] ? shown : "(empty body)", transfer->response_cut ? "..." : "");
 }
 
 static void
@@ -277,7 +288,6 @@ s_drain (hd_http_t *self)
         memcpy (task_id, transfer->task_id, sizeof task_id);
         uint32_t attempt = transfer->attempt;
         s_transfer_destroy (&transfer);
-        hd_text_one_line (result.text);
         self->complete (self->ctx, task_id, attempt, &result);
     }
 }
@@ -398,7 +408,6 @@ s_fail_now (hd_http_t *self, const hd_task_t *task, const char *text)
 {
     hd_result_t result = { .outcome = HD_FAILED, .delay_ms = 0 };
     snprintf (result.text, sizeof result.text, "%s", text);
-    hd_text_one_line (result.text);
     self->complete (self->ctx, task->task_id, task->attempt, &result);
 }
 
@@ -573,8 +582,9 @@ s_open (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx,
 {
     const herald_http_config_t *cfg = &channel->http;
     if (strncasecmp (cfg->url, "http://", 7) != 0 && strncasecmp (cfg->url, "https://", 8) != 0) {
-        snprintf (err, errlen, "channel %s: http.url \"%.200s\" must start with http:// or https://",
-                  channel->name, cfg->url);
+        char shown [256];
+        snprintf (err, errlen, "channel %s: http.url \"%s\" must start with http:// or https://",
+                  channel->name, herald_redact (cfg->url, shown, sizeof shown));
         return NULL;
     }
     static const char *methods [] = { "GET", "POST", "PUT", "PATCH", "DELETE" };
@@ -606,11 +616,9 @@ s_open (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx,
         self->cfg.connect_timeout_ms = S_DEFAULT_CONNECT;
     if (self->cfg.timeout_ms <= 0)
         self->cfg.timeout_ms = S_DEFAULT_TIMEOUT;
-    size_t shown = strcspn (cfg->url, "?#");
-    if (shown >= sizeof self->shown_url)
-        shown = sizeof self->shown_url - 1;
-    memcpy (self->shown_url, cfg->url, shown);
-    self->shown_url [shown] = '\0';
+    char without_query [sizeof cfg->url];
+    snprintf (without_query, sizeof without_query, "%.*s", (int) strcspn (cfg->url, "?#"), cfg->url);
+    herald_redact (without_query, self->shown_url, sizeof self->shown_url);
     self->timer_deadline = -1;
     self->complete = complete;
     self->ctx = ctx;

@@ -1,196 +1,149 @@
-/*  driver_smtp: email through an SMTP relay with libcurl (easy interface).
-    Synchronous: one mail at a time per worker process; run more worker
-    processes for concurrency. Each mail is multipart/alternative (text and
-    HTML, quoted-printable, UTF-8) rendered from the channel's templates.
-    Event data can never add a header, a recipient or an SMTP command: header
-    values are rendered with CR/LF/NUL replaced, the recipient must be one
-    plain address, and the envelope addresses hold no control characters. */
+/*  driver_smtp: email through an SMTP relay with libcurl.
+
+    Asynchronous for the worker: start() renders the message (mail.h, the
+    bytes the file driver writes) and queues it; sender threads send the
+    queue, each with its own libcurl handle, whose relay connection the
+    next mail on that thread reuses; a finished mail is handed back through
+    a pipe that poll_items() gives to the worker's zmq_poll, and progress()
+    completes it on the worker's thread. So however slow the relay, the
+    worker heartbeats, takes tasks and reports: libcurl's multi interface
+    cannot give that for SMTP, because it waits for the relay's answer to
+    the end of DATA inside the call (smtp_done, in 7.88 and still in 8.x).
+
+    At most min(capacity, S_MAX_SENDERS) mails are on the wire at once,
+    senders started as needed; more wait in the queue (their smtp.timeout
+    starts when they are sent). A connection whose conversation failed is
+    never reused. close() shuts every relay socket down, so no sender waits
+    on a stuck relay (not even for libcurl's QUIT), and joins them.
+
+    Event data can never add a recipient or an SMTP command: the envelope
+    has exactly one plain address (mail.h) and libcurl dot-stuffs the
+    body. Server replies and libcurl's errors pass through herald_redact. */
 #include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
-#include <time.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <curl/curl.h>
-#include <jansson.h>
 
 #include "driver.h"
+#include "herald_clock.h"
+#include "herald_redact.h"
 #include "herald_text.h"
-#include "template.h"
+#include "mail.h"
 
-#define S_QP_LINE_MAX     76        /* RFC 2045: encoded lines, soft break included */
-#define S_WORD_INPUT_MAX  45        /* RFC 2047: 45 bytes -> 60 base64 chars, word <= 75 */
-#define S_ADDRESS_MAX     254       /* RFC 5321 path limit */
 #define S_DEFAULT_TIMEOUT 60000
+#define S_MAX_SENDERS     64        /* sender threads per worker process, whatever the capacity */
+#define S_SENDER_STACK    (512 * 1024)
+#define S_REPLY_MAX       256       /* server reply bytes kept for a result text */
 
-typedef struct {
-    char channel [HERALD_NAME_MAX];     /* for error texts */
-    herald_smtp_config_t cfg;           /* copy of the channel's smtp settings */
-    char sender [S_ADDRESS_MAX + 1];    /* envelope sender: the address inside cfg.from */
-    char *text_tmpl;                    /* text/plain template, NULL if not configured */
-    char *html_tmpl;                    /* text/html template, NULL if not configured */
-    char *password;                     /* from getenv(cfg.password_env), NULL without AUTH */
-    CURL *curl;                         /* reused: keeps the relay connection warm */
-    hd_complete_fn *complete;
-    void *ctx;
-    char last_reply [256];              /* last server reply line before QUIT */
+typedef struct hd_smtp_s hd_smtp_t;
+
+/*  One mail: rendered on the worker's thread, sent on a sender thread,
+    completed on the worker's thread. */
+typedef struct s_mail_s {
+    struct s_mail_s *next;
+    char task_id [HP_MAX_ID + 1];
+    uint32_t attempt;
+    char rcpt_to [HD_MAIL_ADDRESS_MAX + 3];     /* "<address>", the one envelope recipient */
+    herald_text_t message;              /* what DATA sends (libcurl dot-stuffs it) */
+    size_t sent;                        /* bytes of message handed to libcurl */
+    hd_result_t result;                 /* set by the sender */
+    char last_reply [S_REPLY_MAX];      /* last server reply line before QUIT, raw */
     char last_command [16];             /* verb of the last command sent ("RCPT TO") */
-    char error_reply [256];             /* first 4xx/5xx reply of the transfer, "" if none */
+    char error_reply [S_REPLY_MAX];     /* first 4xx/5xx reply of the transfer, "" if none */
     char error_command [16];            /* the command error_reply answered */
     char errbuf [CURL_ERROR_SIZE];
-} hd_smtp_t;
+} s_mail_t;
 
+/*  A FIFO of mails. */
 typedef struct {
-    const char *data;
-    size_t len;
-    size_t pos;
-} s_upload_t;
+    s_mail_t *head;
+    s_mail_t *tail;
+} s_list_t;
 
-//  --------------------------------------------------------------------------
-//  Encodings
+struct hd_smtp_s {
+    char channel [HERALD_NAME_MAX];     /* for error texts */
+    herald_smtp_config_t cfg;           /* copy of the channel's smtp settings */
+    char shown_url [512];               /* cfg.url redacted, for result texts */
+    char mail_from [HD_MAIL_ADDRESS_MAX + 3];   /* "<sender>" */
+    hd_mail_t *mail;                    /* the message renderer */
+    char *password;                     /* from getenv(cfg.password_env), NULL without AUTH */
+    hd_complete_fn *complete;
+    void *ctx;
+    int in_progress;                    /* started, not completed (worker's thread only) */
+    int max_senders;
+    int wake [2];                       /* pipe: a byte per finished mail, [0] polled */
 
-/*  Appends body as quoted-printable (RFC 2045) with CRLF line ends: LF and
-    CRLF are hard line breaks, encoded lines are at most 76 characters. */
+    /*  Shared with the senders, under lock. */
+    pthread_mutex_t lock;
+    pthread_cond_t work;                /* signalled when todo grows or on stop */
+    bool lock_ready;
+    s_list_t todo;                      /* queued, not taken by a sender */
+    s_list_t done;                      /* sent (or failed), not completed */
+    int queued;                         /* mails in todo */
+    int idle;                           /* senders waiting for work */
+    bool stopping;
+    pthread_t senders [S_MAX_SENDERS];
+    int sender_count;
+    curl_socket_t *sockets;             /* every socket libcurl opened and has not closed */
+    int socket_count;
+    int socket_cap;
+};
+
 static void
-s_encode_qp (herald_text_t *out, const char *body)
+s_list_push (s_list_t *list, s_mail_t *mail)
 {
-    static const char hex [] = "0123456789ABCDEF";
-    size_t line_len = 0;
-    for (const char *p = body; *p; p++) {
-        unsigned char c = (unsigned char) *p;
-        if (c == '\n' || (c == '\r' && p [1] == '\n')) {
-            if (c == '\r')
-                p++;
-            herald_text_append (out, "\r\n", 2);
-            line_len = 0;
-            continue;
-        }
-        bool at_line_end = p [1] == '\0' || p [1] == '\n' || (p [1] == '\r' && p [2] == '\n');
-        char token [3];
-        size_t token_len = 1;
-        if ((c >= 33 && c <= 126 && c != '=') || ((c == ' ' || c == '\t') && !at_line_end))
-            token [0] = (char) c;
-        else {
-            token [0] = '=';
-            token [1] = hex [c >> 4];
-            token [2] = hex [c & 15];
-            token_len = 3;
-        }
-        if (line_len + token_len > S_QP_LINE_MAX - 1) {
-            herald_text_append (out, "=\r\n", 3);
-            line_len = 0;
-        }
-        herald_text_append (out, token, token_len);
-        line_len += token_len;
+    mail->next = NULL;
+    if (list->tail)
+        list->tail->next = mail;
+    else
+        list->head = mail;
+    list->tail = mail;
+}
+
+static s_mail_t *
+s_list_pop (s_list_t *list)
+{
+    s_mail_t *mail = list->head;
+    if (mail) {
+        list->head = mail->next;
+        if (!list->head)
+            list->tail = NULL;
+        mail->next = NULL;
     }
+    return mail;
 }
 
 static void
-s_encode_base64 (herald_text_t *out, const unsigned char *data, size_t len)
+s_mail_destroy (s_mail_t **mail_p)
 {
-    static const char alphabet [] =
-        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    for (size_t i = 0; i < len; i += 3) {
-        unsigned long group = (unsigned long) data [i] << 16;
-        if (i + 1 < len)
-            group |= (unsigned long) data [i + 1] << 8;
-        if (i + 2 < len)
-            group |= data [i + 2];
-        char quad [4] = {
-            alphabet [(group >> 18) & 63], alphabet [(group >> 12) & 63],
-            i + 1 < len ? alphabet [(group >> 6) & 63] : '=',
-            i + 2 < len ? alphabet [group & 63] : '='
-        };
-        herald_text_append (out, quad, 4);
-    }
-}
-
-/*  Appends a header value: as is when short plain ASCII, else as RFC 2047
-    encoded words (UTF-8, base64) folded on continuation lines. value holds
-    no control characters (rendered in HD_ESCAPE_HEADER mode). */
-static void
-s_encode_header_value (herald_text_t *out, const char *value)
-{
-    size_t len = strlen (value);
-    bool plain = len <= 200;
-    for (size_t i = 0; plain && i < len; i++)
-        if ((unsigned char) value [i] >= 0x80)
-            plain = false;
-    if (plain) {
-        herald_text_append (out, value, len);
-        return;
-    }
-    size_t pos = 0;
-    while (pos < len) {
-        size_t chunk = len - pos < S_WORD_INPUT_MAX ? len - pos : S_WORD_INPUT_MAX;
-        /*  Never split a UTF-8 sequence across two encoded words. */
-        while (chunk > 1 && pos + chunk < len
-        &&     ((unsigned char) value [pos + chunk] & 0xC0) == 0x80)
-            chunk--;
-        if (pos > 0)
-            herald_text_append (out, "\r\n ", 3);
-        herald_text_puts (out, "=?UTF-8?B?");
-        s_encode_base64 (out, (const unsigned char *) value + pos, chunk);
-        herald_text_puts (out, "?=");
-        pos += chunk;
+    if (mail_p && *mail_p) {
+        free ((*mail_p)->message.data);
+        free (*mail_p);
+        *mail_p = NULL;
     }
 }
 
 //  --------------------------------------------------------------------------
-//  Addresses
-
-/*  True if address is one plain mailbox: local@domain, printable ASCII, no
-    spaces, commas, angle brackets, quotes or other specials. */
-static bool
-s_valid_address (const char *address)
-{
-    size_t len = strlen (address);
-    if (len < 3 || len > S_ADDRESS_MAX)
-        return false;
-    const char *at = strchr (address, '@');
-    if (!at || at == address || at [1] == '\0' || strchr (at + 1, '@') || at - address > 64)
-        return false;
-    for (const char *p = address; *p; p++) {
-        unsigned char c = (unsigned char) *p;
-        if (c <= 0x20 || c >= 0x7f || strchr ("<>,;:\"()[]\\", c))
-            return false;
-    }
-    return true;
-}
-
-/*  Takes the envelope sender out of a From value: "Shop <shop@example.com>"
-    or "shop@example.com". Returns 0 or -1. */
-static int
-s_parse_from (const char *from, char *address, size_t size)
-{
-    for (const char *p = from; *p; p++)
-        if ((unsigned char) *p < 0x20 || *p == 0x7f)
-            return -1;
-    const char *open = strrchr (from, '<');
-    const char *start = open ? open + 1 : from;
-    const char *end = open ? strchr (start, '>') : from + strlen (from);
-    if (!end || (open && end [1] != '\0') || (size_t) (end - start) >= size)
-        return -1;
-    memcpy (address, start, (size_t) (end - start));
-    address [end - start] = '\0';
-    return s_valid_address (address) ? 0 : -1;
-}
-
-//  --------------------------------------------------------------------------
-//  libcurl callbacks
+//  libcurl callbacks (sender threads)
 
 static size_t
 s_read (char *buffer, size_t size, size_t nitems, void *userp)
 {
-    s_upload_t *upload = userp;
+    s_mail_t *mail = userp;
     size_t room = size * nitems;
-    size_t left = upload->len - upload->pos;
+    size_t left = mail->message.len - mail->sent;
     size_t count = left < room ? left : room;
-    memcpy (buffer, upload->data + upload->pos, count);
-    upload->pos += count;
+    memcpy (buffer, mail->message.data + mail->sent, count);
+    mail->sent += count;
     return count;
 }
 
@@ -201,21 +154,20 @@ s_read (char *buffer, size_t size, size_t nitems, void *userp)
 static int
 s_debug (CURL *curl, curl_infotype type, char *data, size_t size, void *userp)
 {
-    hd_smtp_t *self = userp;
-    if (type == CURLINFO_HEADER_IN && strcmp (self->last_command, "QUIT") != 0) {
+    s_mail_t *mail = userp;
+    if (type == CURLINFO_HEADER_IN && strcmp (mail->last_command, "QUIT") != 0) {
         size_t len = 0;
         while (len < size && data [len] != '\r' && data [len] != '\n')
             len++;
-        if (len >= sizeof self->last_reply)
-            len = sizeof self->last_reply - 1;
         if (len == 0)
             return 0;
-        memcpy (self->last_reply, data, len);
-        self->last_reply [len] = '\0';
-        hd_text_one_line (self->last_reply);
-        if ((data [0] == '4' || data [0] == '5') && !self->error_reply [0]) {
-            memcpy (self->error_reply, self->last_reply, len + 1);
-            memcpy (self->error_command, self->last_command, sizeof self->error_command);
+        if (len >= sizeof mail->last_reply)
+            len = sizeof mail->last_reply - 1;
+        memcpy (mail->last_reply, data, len);
+        mail->last_reply [len] = '\0';
+        if ((data [0] == '4' || data [0] == '5') && !mail->error_reply [0]) {
+            memcpy (mail->error_reply, mail->last_reply, len + 1);
+            memcpy (mail->error_command, mail->last_command, sizeof mail->error_command);
         }
     }
     else
@@ -229,7 +181,7 @@ s_debug (CURL *curl, curl_infotype type, char *data, size_t size, void *userp)
             size_t len = strlen (verbs [i][0]);
             if (size >= len && strncasecmp (data, verbs [i][0], len) == 0
             &&  (size == len || !isalpha ((unsigned char) data [len]))) {
-                snprintf (self->last_command, sizeof self->last_command, "%s", verbs [i][1]);
+                snprintf (mail->last_command, sizeof mail->last_command, "%s", verbs [i][1]);
                 break;
             }
         }
@@ -237,148 +189,117 @@ s_debug (CURL *curl, curl_infotype type, char *data, size_t size, void *userp)
     return 0;
 }
 
-//  --------------------------------------------------------------------------
-//  Building the message
-
-static void
-s_format_date (char *buf, size_t size)
+/*  Opens the sockets libcurl asks for and remembers them, so close() can
+    shut them down under a sender that waits on a stuck relay. */
+static curl_socket_t
+s_open_socket (void *userp, curlsocktype purpose, struct curl_sockaddr *address)
 {
-    static const char *days [] = { "Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat" };
-    static const char *months [] = { "Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec" };
-    time_t now = time (NULL);
-    struct tm tm;
-    gmtime_r (&now, &tm);
-    snprintf (buf, size, "%s, %02d %s %04d %02d:%02d:%02d +0000",
-              days [tm.tm_wday % 7], tm.tm_mday, months [tm.tm_mon % 12], tm.tm_year + 1900,
-              tm.tm_hour, tm.tm_min, tm.tm_sec);
+    hd_smtp_t *self = userp;
+    curl_socket_t fd = CURL_SOCKET_BAD;
+    pthread_mutex_lock (&self->lock);
+    if (self->socket_count == self->socket_cap) {
+        int cap = self->socket_cap ? self->socket_cap * 2 : 16;
+        curl_socket_t *grown = realloc (self->sockets, (size_t) cap * sizeof *grown);
+        if (grown) {
+            self->sockets = grown;
+            self->socket_cap = cap;
+        }
+    }
+    if (!self->stopping && self->socket_count < self->socket_cap) {
+        fd = socket (address->family, address->socktype | SOCK_CLOEXEC, address->protocol);
+        if (fd != CURL_SOCKET_BAD)
+            self->sockets [self->socket_count++] = fd;
+    }
+    pthread_mutex_unlock (&self->lock);
+    return fd;
 }
 
-/*  True if task_id is usable in a Message-ID and a header: [A-Za-z0-9._-]. */
-static bool
-s_valid_task_id (const char *task_id)
-{
-    size_t len = strlen (task_id);
-    return len > 0 && len <= HP_MAX_ID
-        && strspn (task_id, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-                            "0123456789._-") == len;
-}
-
-static void
-s_append_part (herald_text_t *mail, const char *boundary, const char *type, const herald_text_t *body)
-{
-    herald_text_printf (mail, "--%s\r\n", boundary);
-    herald_text_printf (mail, "Content-Type: %s; charset=utf-8\r\n", type);
-    herald_text_puts (mail, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-    herald_text_append (mail, body->data ? body->data : "", body->len);
-    herald_text_puts (mail, "\r\n");
-}
-
-/*  Renders and assembles the whole message for task. Returns 0, or -1 with
-    a permanent error in err (bad event, bad recipient, template field). */
 static int
-s_build (hd_smtp_t *self, const hd_task_t *task, herald_text_t *mail, char *to, size_t to_size,
-         char *err, size_t errlen)
+s_close_socket (void *userp, curl_socket_t fd)
 {
-    json_error_t jerr;
-    json_t *event = json_loadb (task->event_json, task->event_len, 0, &jerr);
-    if (!event) {
-        snprintf (err, errlen, "invalid event JSON: %s (offset %d)", jerr.text, jerr.position);
-        return -1;
-    }
-    char why [256];
-    char *rcpt = NULL, *subject = NULL, *text = NULL, *html = NULL;
-    herald_text_t text_qp = { 0 }, html_qp = { 0 };
-    int rc = -1;
+    hd_smtp_t *self = userp;
+    pthread_mutex_lock (&self->lock);
+    for (int i = 0; i < self->socket_count; i++)
+        if (self->sockets [i] == fd) {
+            self->sockets [i] = self->sockets [--self->socket_count];
+            break;
+        }
+    pthread_mutex_unlock (&self->lock);
+    return close (fd);
+}
 
-    if (!(rcpt = hd_template_render (self->cfg.to, event, HD_ESCAPE_HEADER, why, sizeof why))) {
-        snprintf (err, errlen, "smtp.to: %s", why);
-        goto done;
-    }
-    if (!s_valid_address (rcpt) || strlen (rcpt) >= to_size) {
-        snprintf (err, errlen, "invalid recipient \"%.200s\": not one plain address", rcpt);
-        goto done;
-    }
-    snprintf (to, to_size, "%s", rcpt);
-    if (!(subject = hd_template_render (self->cfg.subject, event, HD_ESCAPE_HEADER,
-                                        why, sizeof why))) {
-        snprintf (err, errlen, "smtp.subject: %s", why);
-        goto done;
-    }
-    if (self->text_tmpl
-    && !(text = hd_template_render (self->text_tmpl, event, HD_ESCAPE_NONE, why, sizeof why))) {
-        snprintf (err, errlen, "%.300s: %s", self->cfg.text_template, why);
-        goto done;
-    }
-    if (self->html_tmpl
-    && !(html = hd_template_render (self->html_tmpl, event, HD_ESCAPE_HTML, why, sizeof why))) {
-        snprintf (err, errlen, "%.300s: %s", self->cfg.html_template, why);
-        goto done;
-    }
-    if (text)
-        s_encode_qp (&text_qp, text);
-    if (html)
-        s_encode_qp (&html_qp, html);
-
-    char date [64];
-    s_format_date (date, sizeof date);
-    herald_text_printf (mail, "From: %s\r\n", self->cfg.from);
-    herald_text_printf (mail, "To: %s\r\n", rcpt);
-    herald_text_puts (mail, "Subject: ");
-    s_encode_header_value (mail, subject);
-    herald_text_puts (mail, "\r\n");
-    herald_text_printf (mail, "Date: %s\r\n", date);
-    herald_text_printf (mail, "Message-ID: <%s@herald>\r\n", task->task_id);
-    herald_text_puts (mail, "MIME-Version: 1.0\r\n");
-    herald_text_printf (mail, "X-Herald-Task-Id: %s\r\n", task->task_id);
-    herald_text_printf (mail, "X-Herald-Attempt: %u\r\n", task->attempt);
-    if (text && html) {
-        /*  "=_" never occurs in quoted-printable text; check anyway. */
-        char boundary [96];
-        unsigned salt = 0;
-        do
-            snprintf (boundary, sizeof boundary, "=_herald_%.40s_%u", task->task_id, salt++);
-        while ((text_qp.data && strstr (text_qp.data, boundary))
-        ||     (html_qp.data && strstr (html_qp.data, boundary)));
-        herald_text_printf (mail, "Content-Type: multipart/alternative; boundary=\"%s\"\r\n\r\n",
-                       boundary);
-        herald_text_puts (mail, "This is a multi-part message in MIME format.\r\n");
-        s_append_part (mail, boundary, "text/plain", &text_qp);
-        s_append_part (mail, boundary, "text/html", &html_qp);
-        herald_text_printf (mail, "--%s--\r\n", boundary);
-    }
-    else {
-        herald_text_printf (mail, "Content-Type: %s; charset=utf-8\r\n", text ? "text/plain" : "text/html");
-        herald_text_puts (mail, "Content-Transfer-Encoding: quoted-printable\r\n\r\n");
-        const herald_text_t *body = text ? &text_qp : &html_qp;
-        herald_text_append (mail, body->data ? body->data : "", body->len);
-        herald_text_puts (mail, "\r\n");
-    }
-    if (mail->failed || text_qp.failed || html_qp.failed)
-        snprintf (err, errlen, "out of memory building the message");
-    else
-        rc = 0;
-done:
-    free (rcpt);
-    free (subject);
-    free (text);
-    free (html);
-    free (text_qp.data);
-    free (html_qp.data);
-    json_decref (event);
-    return rc;
+/*  Called by libcurl at least once a second, also while it waits for a
+    reply: a non-zero return aborts the transfer when we are closing. */
+static int
+s_progress_check (void *userp, curl_off_t dltotal, curl_off_t dlnow, curl_off_t ultotal,
+                  curl_off_t ulnow)
+{
+    hd_smtp_t *self = userp;
+    pthread_mutex_lock (&self->lock);
+    bool stopping = self->stopping;
+    pthread_mutex_unlock (&self->lock);
+    return stopping ? 1 : 0;
 }
 
 //  --------------------------------------------------------------------------
-//  Sending
+//  Sending (sender threads)
 
-/*  Sets up the transfer for one message. Returns the first failing CURLcode. */
-static CURLcode
-s_setup (hd_smtp_t *self, struct curl_slist *rcpt, s_upload_t *upload, const char *mail_from)
+/*  Classifies a finished transfer into mail->result. */
+static void
+s_classify (hd_smtp_t *self, CURL *curl, s_mail_t *mail, CURLcode code)
 {
-    CURL *curl = self->curl;
+    hd_result_t *result = &mail->result;
+    const char *url = self->shown_url;
+    long reply = 0;
+    curl_easy_getinfo (curl, CURLINFO_RESPONSE_CODE, &reply);
+    if (mail->error_reply [0])
+        reply = strtol (mail->error_reply, NULL, 10);   /* not the reply to a later QUIT */
+    char shown [S_REPLY_MAX + 8];
+    result->delay_ms = 0;
+
+    if (code == CURLE_OK) {
+        result->outcome = HD_DONE;
+        herald_redact (mail->last_reply, shown, sizeof shown);
+        snprintf (result->text, sizeof result->text, "%s: %s", url, shown [0] ? shown : "accepted");
+        return;
+    }
+    if (reply >= 400 && reply <= 599) {
+        /*  The server said no: 4xx is worth another try, 5xx is final. */
+        result->outcome = reply < 500 ? HD_RETRY : HD_FAILED;
+        herald_redact (mail->error_reply, shown, sizeof shown);
+        snprintf (result->text, sizeof result->text, "%s: %s (%s)", url,
+                  shown [0] ? shown : curl_easy_strerror (code),
+                  mail->error_command [0] ? mail->error_command : "reply");
+        return;
+    }
+    /*  Transport: refused, DNS, timeout, TLS handshake or verification,
+        STARTTLS not offered (never a silent fallback to plaintext). */
+    result->outcome = HD_RETRY;
+    if (code == CURLE_OPERATION_TIMEDOUT) {
+        snprintf (result->text, sizeof result->text,
+                  "%s: timed out after %lld ms (smtp.timeout) %s%s", url,
+                  (long long) self->cfg.timeout_ms,
+                  mail->last_command [0] ? "waiting for the reply to " : "connecting",
+                  mail->last_command);
+        return;
+    }
+    herald_redact (mail->errbuf, shown, sizeof shown);
+    if (shown [0] && strcmp (mail->errbuf, curl_easy_strerror (code)) != 0)
+        snprintf (result->text, sizeof result->text, "%s: %s (%s)", url,
+                  curl_easy_strerror (code), shown);
+    else
+        snprintf (result->text, sizeof result->text, "%s: %s", url, curl_easy_strerror (code));
+}
+
+/*  Sets up curl for mail. Returns the first failing CURLcode. */
+static CURLcode
+s_setup (hd_smtp_t *self, CURL *curl, s_mail_t *mail, struct curl_slist *rcpt)
+{
     CURLcode rc = CURLE_OK;
     long use_ssl = self->cfg.tls == HERALD_TLS_NONE ? (long) CURLUSESSL_NONE : (long) CURLUSESSL_ALL;
+    /*  Bounds each reply, and the QUIT libcurl waits for when it closes a
+        connection, by the same timeout (libcurl's default is 120 s). */
+    long response_s = (long) ((self->cfg.timeout_ms + 999) / 1000);
     if (!rc) rc = curl_easy_setopt (curl, CURLOPT_URL, self->cfg.url);
     if (!rc) rc = curl_easy_setopt (curl, CURLOPT_PROTOCOLS_STR, "smtp,smtps");
     if (!rc) rc = curl_easy_setopt (curl, CURLOPT_USE_SSL, use_ssl);
@@ -390,76 +311,185 @@ s_setup (hd_smtp_t *self, struct curl_slist *rcpt, s_upload_t *upload, const cha
         rc = curl_easy_setopt (curl, CURLOPT_USERNAME, self->cfg.username);
         if (!rc) rc = curl_easy_setopt (curl, CURLOPT_PASSWORD, self->password);
     }
-    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_MAIL_FROM, mail_from);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_MAIL_FROM, self->mail_from);
     if (!rc) rc = curl_easy_setopt (curl, CURLOPT_MAIL_RCPT, rcpt);
     if (!rc) rc = curl_easy_setopt (curl, CURLOPT_READFUNCTION, s_read);
-    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_READDATA, upload);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_READDATA, mail);
     if (!rc) rc = curl_easy_setopt (curl, CURLOPT_UPLOAD, 1L);
-    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t) upload->len);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_INFILESIZE_LARGE, (curl_off_t) mail->message.len);
     if (!rc) rc = curl_easy_setopt (curl, CURLOPT_TIMEOUT_MS, (long) self->cfg.timeout_ms);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_SERVER_RESPONSE_TIMEOUT, response_s);
     if (!rc) rc = curl_easy_setopt (curl, CURLOPT_NOSIGNAL, 1L);
-    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_ERRORBUFFER, self->errbuf);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_ERRORBUFFER, mail->errbuf);
     if (!rc) rc = curl_easy_setopt (curl, CURLOPT_DEBUGFUNCTION, s_debug);
-    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_DEBUGDATA, self);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_DEBUGDATA, mail);
     if (!rc) rc = curl_easy_setopt (curl, CURLOPT_VERBOSE, 1L);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_OPENSOCKETFUNCTION, s_open_socket);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_OPENSOCKETDATA, self);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_CLOSESOCKETFUNCTION, s_close_socket);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_CLOSESOCKETDATA, self);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_XFERINFOFUNCTION, s_progress_check);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_XFERINFODATA, self);
+    if (!rc) rc = curl_easy_setopt (curl, CURLOPT_NOPROGRESS, 0L);
     return rc;
 }
 
-/*  Sends one message and classifies the outcome into result. */
+/*  Sends mail on curl (whose live connection, if any, is reused). */
 static void
-s_send (hd_smtp_t *self, const char *to, const herald_text_t *mail, hd_result_t *result)
+s_send (hd_smtp_t *self, CURL *curl, s_mail_t *mail)
 {
-    char mail_from [S_ADDRESS_MAX + 3];
-    char rcpt_to [S_ADDRESS_MAX + 3];
-    snprintf (mail_from, sizeof mail_from, "<%s>", self->sender);
-    snprintf (rcpt_to, sizeof rcpt_to, "<%s>", to);
-    struct curl_slist *rcpt = curl_slist_append (NULL, rcpt_to);
-    s_upload_t upload = { mail->data, mail->len, 0 };
-    self->last_reply [0] = '\0';
-    self->last_command [0] = '\0';
-    self->error_reply [0] = '\0';
-    self->error_command [0] = '\0';
-    self->errbuf [0] = '\0';
-    curl_easy_reset (self->curl);
-
-    CURLcode rc = rcpt ? s_setup (self, rcpt, &upload, mail_from) : CURLE_OUT_OF_MEMORY;
-    if (!rc)
-        rc = curl_easy_perform (self->curl);
-    long code = 0;
-    curl_easy_getinfo (self->curl, CURLINFO_RESPONSE_CODE, &code);
+    curl_easy_reset (curl);     /* keeps the connection, forgets the last mail's options */
+    struct curl_slist *rcpt = curl_slist_append (NULL, mail->rcpt_to);
+    CURLcode code = rcpt ? s_setup (self, curl, mail, rcpt) : CURLE_OUT_OF_MEMORY;
+    if (code == CURLE_OK)
+        code = curl_easy_perform (curl);
+    if (code != CURLE_OK) {
+        /*  Never reuse a connection whose conversation failed: libcurl
+            keeps one that timed out waiting for the answer to the end of
+            DATA, and the next mail's MAIL FROM would wait behind it. A
+            shut socket reads as dead, so libcurl drops it (without QUIT). */
+        curl_socket_t fd = CURL_SOCKET_BAD;
+        if (curl_easy_getinfo (curl, CURLINFO_ACTIVESOCKET, &fd) == CURLE_OK && fd != CURL_SOCKET_BAD)
+            shutdown (fd, SHUT_RDWR);
+    }
+    s_classify (self, curl, mail, code);
     curl_slist_free_all (rcpt);
-    if (self->error_reply [0])
-        code = strtol (self->error_reply, NULL, 10);    /* not the reply to a later QUIT */
+}
 
-    result->delay_ms = 0;
-    if (rc == CURLE_OK) {
-        result->outcome = HD_DONE;
-        snprintf (result->text, sizeof result->text, "%s: %s", self->cfg.url,
-                  self->last_reply [0] ? self->last_reply : "accepted");
-        return;
+static void *
+s_sender (void *arg)
+{
+    hd_smtp_t *self = arg;
+    CURL *curl = curl_easy_init ();     /* one per sender: its connection outlives a mail */
+    pthread_mutex_lock (&self->lock);
+    while (true) {
+        while (!self->todo.head && !self->stopping) {
+            self->idle++;
+            pthread_cond_wait (&self->work, &self->lock);
+            self->idle--;
+        }
+        if (self->stopping)
+            break;
+        s_mail_t *mail = s_list_pop (&self->todo);
+        self->queued--;
+        pthread_mutex_unlock (&self->lock);
+
+        if (curl)
+            s_send (self, curl, mail);
+        else {
+            mail->result.outcome = HD_RETRY;
+            snprintf (mail->result.text, sizeof mail->result.text, "%s: cannot initialise libcurl",
+                      self->shown_url);
+        }
+        pthread_mutex_lock (&self->lock);
+        s_list_push (&self->done, mail);
+        ssize_t rc = write (self->wake [1], "", 1);     /* full pipe: already awake */
+        (void) rc;
     }
-    if (code >= 400 && code <= 599) {
-        /*  The server said no: 4xx is worth another try, 5xx is final. */
-        result->outcome = code < 500 ? HD_RETRY : HD_FAILED;
-        snprintf (result->text, sizeof result->text, "%s: %s (%s)", self->cfg.url,
-                  self->error_reply [0] ? self->error_reply : curl_easy_strerror (rc),
-                  self->error_command [0] ? self->error_command : "reply");
-        return;
-    }
-    /*  Transport: refused, DNS, timeout, TLS handshake or verification,
-        STARTTLS not offered (never a silent fallback to plaintext). */
-    result->outcome = HD_RETRY;
-    hd_text_one_line (self->errbuf);
-    if (self->errbuf [0] && strcmp (self->errbuf, curl_easy_strerror (rc)) != 0)
-        snprintf (result->text, sizeof result->text, "%s: %s (%s)", self->cfg.url,
-                  curl_easy_strerror (rc), self->errbuf);
-    else
-        snprintf (result->text, sizeof result->text, "%s: %s", self->cfg.url,
-                  curl_easy_strerror (rc));
+    pthread_mutex_unlock (&self->lock);
+    if (curl)
+        curl_easy_cleanup (curl);
+    return NULL;
 }
 
 //  --------------------------------------------------------------------------
-//  Driver operations
+//  Driver operations (worker's thread)
+
+static void
+s_complete_now (hd_smtp_t *self, const hd_task_t *task, hd_outcome_t outcome, const char *text)
+{
+    hd_result_t result = { .outcome = outcome, .delay_ms = 0 };
+    snprintf (result.text, sizeof result.text, "%s", text);
+    self->complete (self->ctx, task->task_id, task->attempt, &result);
+}
+
+static int
+s_start (void *self_, const hd_task_t *task)
+{
+    hd_smtp_t *self = self_;
+    s_mail_t *mail = calloc (1, sizeof *mail);
+    if (!mail)
+        return -1;
+    char err [HP_MAX_TEXT];
+    char rcpt [HD_MAIL_ADDRESS_MAX + 1];
+    if (hd_mail_render (self->mail, task, herald_clock_wall_ms (), &mail->message,
+                        rcpt, sizeof rcpt, err, sizeof err) != 0) {
+        /*  A problem of the event is final; running out of memory is not. */
+        s_complete_now (self, task, mail->message.failed ? HD_RETRY : HD_FAILED, err);
+        s_mail_destroy (&mail);
+        return 0;
+    }
+    snprintf (mail->task_id, sizeof mail->task_id, "%s", task->task_id);
+    mail->attempt = task->attempt;
+    snprintf (mail->rcpt_to, sizeof mail->rcpt_to, "<%s>", rcpt);
+
+    pthread_mutex_lock (&self->lock);
+    s_list_push (&self->todo, mail);
+    self->queued++;
+    if (self->queued > self->idle && self->sender_count < self->max_senders) {
+        pthread_attr_t attr;
+        pthread_attr_init (&attr);
+        pthread_attr_setstacksize (&attr, S_SENDER_STACK);
+        if (pthread_create (&self->senders [self->sender_count], &attr, s_sender, self) == 0)
+            self->sender_count++;
+        pthread_attr_destroy (&attr);
+    }
+    int senders = self->sender_count;
+    if (senders == 0) {
+        /*  No thread to send it: give it back now rather than never. */
+        s_list_pop (&self->todo);
+        self->queued--;
+    }
+    else
+        pthread_cond_signal (&self->work);
+    pthread_mutex_unlock (&self->lock);
+    if (senders == 0) {
+        s_mail_destroy (&mail);
+        return -1;
+    }
+    self->in_progress++;
+    return 0;
+}
+
+static int
+s_poll_items (void *self_, zmq_pollitem_t *items, int max, long *timeout_ms)
+{
+    hd_smtp_t *self = self_;
+    if (max < 1)
+        return 0;
+    items [0] = (zmq_pollitem_t) { NULL, self->wake [0], ZMQ_POLLIN, 0 };
+    return 1;
+}
+
+/*  Completes every mail the senders finished. */
+static void
+s_progress (void *self_, const zmq_pollitem_t *items, int count)
+{
+    hd_smtp_t *self = self_;
+    char drain [256];
+    while (read (self->wake [0], drain, sizeof drain) > 0)
+        ;
+    pthread_mutex_lock (&self->lock);
+    s_list_t done = self->done;
+    self->done = (s_list_t) { NULL, NULL };
+    pthread_mutex_unlock (&self->lock);
+    s_mail_t *mail;
+    while ((mail = s_list_pop (&done))) {
+        self->in_progress--;
+        self->complete (self->ctx, mail->task_id, mail->attempt, &mail->result);
+        s_mail_destroy (&mail);
+    }
+}
+
+static int
+s_in_progress (void *self_)
+{
+    hd_smtp_t *self = self_;
+    return self->in_progress;
+}
+
+//  --------------------------------------------------------------------------
+//  Open and close
 
 static void s_close (void **self_p);
 
@@ -469,11 +499,12 @@ s_open (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx,
 {
     const herald_smtp_config_t *cfg = &channel->smtp;
     const char *name = channel->name;
+    char shown [256];
     bool smtps = strncasecmp (cfg->url, "smtps://", 8) == 0;
     bool smtp = strncasecmp (cfg->url, "smtp://", 7) == 0;
     if (!smtp && !smtps) {
-        snprintf (err, errlen, "channel %s: smtp.url \"%.200s\" must start with smtp:// or smtps://",
-                  name, cfg->url);
+        snprintf (err, errlen, "channel %s: smtp.url \"%s\" must start with smtp:// or smtps://",
+                  name, herald_redact (cfg->url, shown, sizeof shown));
         return NULL;
     }
     const char *authority = cfg->url + (smtps ? 8 : 7);
@@ -509,38 +540,28 @@ s_open (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx,
         snprintf (err, errlen, "channel %s: out of memory", name);
         return NULL;
     }
+    self->wake [0] = self->wake [1] = -1;
     snprintf (self->channel, sizeof self->channel, "%s", name);
     self->cfg = *cfg;
     if (self->cfg.timeout_ms <= 0)
         self->cfg.timeout_ms = S_DEFAULT_TIMEOUT;
+    herald_redact (cfg->url, self->shown_url, sizeof self->shown_url);
     self->complete = complete;
     self->ctx = ctx;
+    self->max_senders = channel->capacity < 1 ? 1
+                      : channel->capacity > S_MAX_SENDERS ? S_MAX_SENDERS : channel->capacity;
+    /*  Before any thread: libcurl's global state is set up once, here. */
     curl_global_init (CURL_GLOBAL_DEFAULT);
 
     char why [HERALD_ERR_MAX];
-    if (s_parse_from (cfg->from, self->sender, sizeof self->sender)) {
-        snprintf (err, errlen, "channel %s: smtp.from \"%.200s\" is not an address "
-                  "(\"shop@example.com\" or \"Shop <shop@example.com>\")", name, cfg->from);
+    hd_mail_config_t mail = {
+        cfg->from, cfg->to, cfg->subject, cfg->text_template, cfg->html_template
+    };
+    if (!(self->mail = hd_mail_new (&mail, why, sizeof why))) {
+        snprintf (err, errlen, "channel %s: %s", name, why);
         goto fail;
     }
-    if (hd_template_check (cfg->to, why, sizeof why)) {
-        snprintf (err, errlen, "channel %s: smtp.to: %s", name, why);
-        goto fail;
-    }
-    if (hd_template_check (cfg->subject, why, sizeof why)) {
-        snprintf (err, errlen, "channel %s: smtp.subject: %s", name, why);
-        goto fail;
-    }
-    if (cfg->text_template [0]
-    && !(self->text_tmpl = hd_template_load (cfg->text_template, why, sizeof why))) {
-        snprintf (err, errlen, "channel %s: smtp.text_template: %s", name, why);
-        goto fail;
-    }
-    if (cfg->html_template [0]
-    && !(self->html_tmpl = hd_template_load (cfg->html_template, why, sizeof why))) {
-        snprintf (err, errlen, "channel %s: smtp.html_template: %s", name, why);
-        goto fail;
-    }
+    snprintf (self->mail_from, sizeof self->mail_from, "<%s>", hd_mail_sender (self->mail));
     if (cfg->username [0]) {
         if (!cfg->password_env [0]) {
             snprintf (err, errlen, "channel %s: smtp.username is set but smtp.password_env is not",
@@ -558,39 +579,24 @@ s_open (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx,
             goto fail;
         }
     }
-    if (!(self->curl = curl_easy_init ())) {
-        snprintf (err, errlen, "channel %s: cannot initialise libcurl", name);
+    if (pipe2 (self->wake, O_NONBLOCK | O_CLOEXEC) != 0) {
+        snprintf (err, errlen, "channel %s: pipe: %s", name, strerror (errno));
+        self->wake [0] = self->wake [1] = -1;
         goto fail;
     }
+    if (pthread_mutex_init (&self->lock, NULL) != 0)
+        goto no_thread;
+    if (pthread_cond_init (&self->work, NULL) != 0) {
+        pthread_mutex_destroy (&self->lock);
+        goto no_thread;
+    }
+    self->lock_ready = true;
     return self;
+no_thread:
+    snprintf (err, errlen, "channel %s: cannot create a lock", name);
 fail:
     s_close ((void **) &self);
     return NULL;
-}
-
-static int
-s_start (void *self_, const hd_task_t *task)
-{
-    hd_smtp_t *self = self_;
-    hd_result_t result = { .outcome = HD_FAILED };
-    herald_text_t mail = { 0 };
-    char to [S_ADDRESS_MAX + 1];
-
-    if (!s_valid_task_id (task->task_id))
-        snprintf (result.text, sizeof result.text, "invalid task id for a Message-ID");
-    else
-    if (s_build (self, task, &mail, to, sizeof to, result.text, sizeof result.text) == 0)
-        s_send (self, to, &mail, &result);
-    free (mail.data);
-    hd_text_one_line (result.text);
-    self->complete (self->ctx, task->task_id, task->attempt, &result);
-    return 0;
-}
-
-static int
-s_in_progress (void *self)
-{
-    return 0;                   /* synchronous: done when start() returns */
 }
 
 static void
@@ -599,19 +605,41 @@ s_close (void **self_p)
     if (!self_p || !*self_p)
         return;
     hd_smtp_t *self = *self_p;
-    if (self->curl)
-        curl_easy_cleanup (self->curl);
+    if (self->lock_ready) {
+        /*  Stop the senders where they are: a mail in progress fails at
+            once on its shut socket (or at libcurl's next progress call),
+            and its sender exits. What they were sending is abandoned. */
+        pthread_mutex_lock (&self->lock);
+        self->stopping = true;
+        for (int i = 0; i < self->socket_count; i++)
+            shutdown (self->sockets [i], SHUT_RDWR);
+        pthread_cond_broadcast (&self->work);
+        pthread_mutex_unlock (&self->lock);
+        for (int i = 0; i < self->sender_count; i++)
+            pthread_join (self->senders [i], NULL);
+        s_mail_t *mail;
+        while ((mail = s_list_pop (&self->todo)))
+            s_mail_destroy (&mail);
+        while ((mail = s_list_pop (&self->done)))
+            s_mail_destroy (&mail);
+        pthread_cond_destroy (&self->work);
+        pthread_mutex_destroy (&self->lock);
+    }
+    if (self->wake [0] >= 0)
+        close (self->wake [0]);
+    if (self->wake [1] >= 0)
+        close (self->wake [1]);
+    hd_mail_destroy (&self->mail);
     if (self->password) {
         explicit_bzero (self->password, strlen (self->password));
         free (self->password);
     }
-    free (self->text_tmpl);
-    free (self->html_tmpl);
+    free (self->sockets);
     free (self);
     curl_global_cleanup ();
     *self_p = NULL;
 }
 
 const hd_driver_ops_t hd_smtp_ops = {
-    "smtp", s_open, s_start, NULL, NULL, s_in_progress, s_close
+    "smtp", s_open, s_start, s_poll_items, s_progress, s_in_progress, s_close
 };

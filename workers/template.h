@@ -43,10 +43,4 @@ char *
 char *
     hd_json_quote (const char *text, size_t len);
 
-/*  Makes text safe to report, in place: control characters become spaces,
-    bytes that are not valid UTF-8 become '?', trailing spaces go. Result
-    texts of the drivers pass through this before complete(). */
-void
-    hd_text_one_line (char *text);
-
 #endif

@@ -12,6 +12,7 @@
 
 #include "herald_clock.h"
 #include "herald_log.h"
+#include "herald_redact.h"
 #include "herald_wire.h"
 #include "worker.h"
 
@@ -171,14 +172,19 @@ s_reconnect (herald_worker_t *self)
     s_send_ready (self);
 }
 
+//  Logs and sends a delivery's outcome. Its text may quote a URL or what a
+//  server said: it leaves as one bounded printable line without secrets.
 static void
 s_report (herald_worker_t *self, const char *task_id, uint32_t attempt,
           const hd_result_t *result)
 {
+    char text[HP_MAX_TEXT];
+    herald_redact_bytes (result->text, strnlen (result->text, sizeof result->text),
+                         text, sizeof text);
     hp_msg_t msg = {
         .task_id = hp_str (task_id),
         .attempt = attempt,
-        .text = hp_strn (result->text, strnlen (result->text, sizeof result->text - 1))
+        .text = hp_str (text)
     };
     switch (result->outcome) {
         case HD_DONE:
@@ -204,7 +210,7 @@ s_report (herald_worker_t *self, const char *task_id, uint32_t attempt,
         herald_warn ("delivery not done", "channel=%s task_id=%s attempt=%u outcome=%s "
                      "delay_ms=%lld error=%s", self->channel->name, task_id, attempt,
                      s_outcome_name (result->outcome), (long long) msg.delay_ms,
-                     herald_log_quote (msg.text.len? result->text: "-", q, sizeof q));
+                     herald_log_quote (msg.text.len? text: "-", q, sizeof q));
     }
     if (!self->socket) {
         herald_debug ("result dropped, not connected", "task_id=%s attempt=%u", task_id, attempt);

@@ -1,9 +1,10 @@
 /*  herald_worker: the worker runtime. One DEALER to the broker, one zmq_poll
-    loop, no threads and no sleeps: it registers (READY channel capacity
-    name), starts each TASK in the channel's driver, reports DONE / RETRY /
-    THROTTLED / FAILED, heartbeats, re-registers when the broker restarts or
-    goes silent, and on stop lets in-progress deliveries finish before it
-    says DISCONNECT. */
+    loop on one thread, no sleeps (a driver may keep threads of its own
+    behind a descriptor the loop polls, driver.h): it registers (READY
+    channel capacity name), starts each TASK in the channel's driver,
+    reports DONE / RETRY / THROTTLED / FAILED (texts redacted), heartbeats,
+    re-registers when the broker restarts or goes silent, and on stop lets
+    in-progress deliveries finish before it says DISCONNECT. */
 #ifndef HERALD_WORKER_H
 #define HERALD_WORKER_H
 

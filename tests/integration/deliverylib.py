@@ -111,10 +111,11 @@ class Mail:
 
 class SmtpServer(Server):
     def __init__(self, h, name="smtp", tls_cert=None, tls_key=None, implicit_tls=False, auth=None,
-                 port=0):
+                 port=0, data_delay=None):
         """port 0: the OS chooses; a port number: restart on that port.
         Give a restarted server another name: the server numbers its mails
-        from 1 and would overwrite the first server's files."""
+        from 1 and would overwrite the first server's files. data_delay:
+        seconds the server waits before answering DATA (a slow relay)."""
         self.out_dir = os.path.join(h.tmp, "%s-mails" % name)
         argv = [os.path.join(SERVERS, "smtp_server.py"), "--out-dir", self.out_dir]
         if tls_cert:
@@ -123,6 +124,8 @@ class SmtpServer(Server):
             argv += ["--implicit-tls"]
         if auth:
             argv += ["--auth", auth]
+        if data_delay:
+            argv += ["--data-delay", str(data_delay)]
         Server.__init__(self, h, name, argv, port=port)
 
     @property

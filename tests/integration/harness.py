@@ -18,6 +18,8 @@ Runs under Debian's /usr/bin/python3 with the standard library only.
 """
 
 import atexit
+import email
+import email.policy
 import json
 import os
 import shutil
@@ -503,6 +505,18 @@ def _order_id_of(obj):
     return None
 
 
+def _eml_text(path):
+    """The decoded text/plain part of an .eml (quoted-printable, maybe inside
+    multipart/alternative), or None."""
+    try:
+        with open(path, "rb") as f:
+            msg = email.message_from_bytes(f.read(), policy=email.policy.default)
+        part = msg.get_body(preferencelist=("plain",))
+        return part.get_content() if part is not None else None
+    except Exception:
+        return None
+
+
 def read_delivery(path):
     """Reads a file-driver delivery. .json: {"task_id", "attempt", "channel",
     "delivered_at", "event": {CloudEvents envelope}}; .eml: RFC 5322 with
@@ -514,6 +528,7 @@ def read_delivery(path):
         raw = f.read().decode("utf-8", "replace")
     if path.endswith(".eml"):
         head, _, body = raw.replace("\r\n", "\n").partition("\n\n")
+        body = _eml_text(path) or body
         key = None
         for line in head.split("\n"):
             if line[:1] in (" ", "\t") and key:

@@ -8,10 +8,11 @@ Listens on 127.0.0.1 and records every request as one JSON line in --log
 
 Behaviour is set with --mode at start or at run time with
   POST /_control  {"mode": M, "retry_after": "2", "times": N, "hang_seconds": 30,
-                   "location": "/elsewhere"}
+                   "location": "/elsewhere", "body": "text"}
 where M is "ok" (200), "hang" (wait hang_seconds, then 200), "redirect" (302 to
 location, default /redirected), "429"/"503" (with Retry-After if retry_after is
-set) or any other status code such as "500" or "400". With "times" the mode
+set) or any other status code such as "500" or "400"; "body" replaces the text
+of those error answers (null: the default). With "times" the mode
 applies to the next N requests, then goes back to "ok". Omitted keys keep their
 value. GET /_requests returns the recorded list; /_control and /_requests are
 not recorded. The real port is written to --port-file (atomically) once
@@ -35,6 +36,7 @@ class State:
         self.times = None
         self.hang_seconds = 30.0
         self.location = "/redirected"
+        self.error_body = None
         self.requests = []
         self.active = 0
         self.log = open(log_path, "a", encoding="utf-8") if log_path else None
@@ -50,11 +52,13 @@ class State:
                 self.hang_seconds = float(spec["hang_seconds"])
             if "location" in spec:
                 self.location = str(spec["location"])
+            if "body" in spec:
+                self.error_body = None if spec["body"] is None else str(spec["body"])
 
     def take(self):
         """The behaviour for one request (consumes one of "times")."""
         with self.lock:
-            snap = (self.mode, self.retry_after, self.hang_seconds, self.location)
+            snap = (self.mode, self.retry_after, self.hang_seconds, self.location, self.error_body)
             if self.times is not None:
                 self.times -= 1
                 if self.times <= 0:
@@ -109,7 +113,7 @@ class Handler(BaseHTTPRequestHandler):
                 data = json.dumps(state.requests).encode()
             return self._send(200, data, [("Content-Type", "application/json")])
 
-        mode, retry_after, hang, location, active = state.take()
+        mode, retry_after, hang, location, error_body, active = state.take()
         try:
             status = 200
             if mode == "ok" or mode == "hang":
@@ -139,7 +143,9 @@ class Handler(BaseHTTPRequestHandler):
             if status == 200:
                 self._send(200, b'{"ok": true}\n', [("Content-Type", "application/json")])
             else:
-                self._send(status, ("simulated status %d (mode %s)\n" % (status, mode)).encode(),
+                text = error_body if error_body is not None else \
+                    "simulated status %d (mode %s)\n" % (status, mode)
+                self._send(status, text.encode("utf-8", "surrogateescape"),
                            [("Content-Type", "text/plain")] + extra)
         except (BrokenPipeError, ConnectionResetError):
             pass

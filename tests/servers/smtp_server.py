@@ -8,6 +8,11 @@ The sidecar is written first and both files appear atomically (tmp + rename),
 so a test that sees NNNNNN.eml can read both.
 
 Recipients whose local part starts with "tempfail" get 451, "permfail" 550.
+With --data-delay S the server waits S seconds after the message's final
+dot before it stores the mail and answers (a slow relay: greylisting, content
+scanning); a client that hangs up during the wait gets no mail stored.
+Every DATA received is counted in --out-dir/data-count (one line per DATA,
+written before the wait), so a test sees duplicates that were never stored.
 The real port is written to --port-file (atomically) once listening.
 Stops cleanly on SIGTERM or SIGINT. Run with Debian's /usr/bin/python3.
 """
@@ -34,8 +39,9 @@ def write_atomic(path, data):
 
 
 class Handler:
-    def __init__(self, out_dir):
+    def __init__(self, out_dir, data_delay=0.0):
         self.out_dir = out_dir
+        self.data_delay = data_delay
         self.seq = 0
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -49,6 +55,10 @@ class Handler:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        with open(os.path.join(self.out_dir, "data-count"), "a") as f:
+            f.write("%s\n" % ",".join(envelope.rcpt_tos))
+        if self.data_delay > 0:
+            await asyncio.sleep(self.data_delay)
         self.seq += 1
         base = os.path.join(self.out_dir, "%06d" % self.seq)
         login = None
@@ -92,6 +102,8 @@ def main():
     ap.add_argument("--implicit-tls", action="store_true",
                     help="with --tls-cert: TLS from the first byte (smtps) instead of STARTTLS")
     ap.add_argument("--auth", metavar="USER:PASS", help="require AUTH (PLAIN/LOGIN) with these credentials")
+    ap.add_argument("--data-delay", type=float, default=0.0, metavar="SECONDS",
+                    help="wait this long after the message's final dot before storing and answering")
     ap.add_argument("--quiet", action="store_true", help="no log lines on stderr")
     args = ap.parse_args()
 
@@ -116,7 +128,9 @@ def main():
         kwargs["auth_required"] = True
         kwargs["auth_require_tls"] = ctx is not None
 
-    handler = Handler(args.out_dir)
+    if args.data_delay < 0:
+        ap.error("--data-delay must be >= 0, got %s" % args.data_delay)
+    handler = Handler(args.out_dir, args.data_delay)
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", args.port))

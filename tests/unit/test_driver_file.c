@@ -276,9 +276,16 @@ Test (driver_file, header_injection_cannot_add_headers)
     snprintf (s_fx.channel.smtp.subject, sizeof s_fx.channel.smtp.subject,
               "Hi {{data.customer.name}}");
     s_open ();
+    /*  A recipient with a line break is no recipient: nothing written. */
+    const char *evil_email =
+        "{\"specversion\":\"1.0\",\"id\":\"e-2\",\"source\":\"shop\",\"type\":\"order.confirmed\","
+        "\"data\":{\"customer\":{\"email\":\"a@b.c\\r\\nBcc: evil@x.y\",\"name\":\"Eve\"}}}";
+    s_deliver ("t-evil-email", 1, evil_email);
+    cr_assert_eq (s_fx.result.outcome, HD_FAILED, "%s", s_fx.result.text);
+    cr_assert (strstr (s_fx.result.text, "invalid recipient"), "%s", s_fx.result.text);
     const char *evil =
         "{\"specversion\":\"1.0\",\"id\":\"e-2\",\"source\":\"shop\",\"type\":\"order.confirmed\","
-        "\"data\":{\"customer\":{\"email\":\"a@b.c\\r\\nBcc: evil@x.y\","
+        "\"data\":{\"customer\":{\"email\":\"a@b.c\","
         "\"name\":\"Eve\\r\\nX-Evil: 1\\nReply-To: x@y\\rCc: z@z\\u0007Sender: n@n\"}}}";
     s_deliver ("t-evil", 1, evil);
     cr_assert_eq (s_fx.result.outcome, HD_DONE, "%s", s_fx.result.text);
@@ -288,7 +295,7 @@ Test (driver_file, header_injection_cannot_add_headers)
     end[2] = '\0';     //  the header section, each line ending in CRLF
     static const char *allowed[] = {
         "From: ", "To: ", "Subject: ", "Date: ", "Message-ID: ", "MIME-Version: ",
-        "Content-Type: ", "Content-Transfer-Encoding: ", "X-Herald-Attempt: "
+        "X-Herald-Task-Id: ", "X-Herald-Attempt: ", "Content-Type: ", "Content-Transfer-Encoding: "
     };
     int lines = 0;
     for (char *line = text; *line; ) {
@@ -305,8 +312,11 @@ Test (driver_file, header_injection_cannot_add_headers)
         lines++;
         line = eol + 2;
     }
-    cr_assert_eq (lines, 9);
+    cr_assert_eq (lines, 10);
     free (text);
+    char listing[512];
+    s_listing (s_fx.channel.dir, listing, sizeof listing);
+    cr_assert_str_eq (listing, "t-evil.eml", "the bad recipient's mail was not written");
 }
 
 Test (driver_file, event_without_recipient_fails)
@@ -408,4 +418,35 @@ Test (driver_file, missing_dir_setting_fails_open)
     s_fx.driver = hd_file_ops.open (&s_fx.channel, s_complete, NULL, err, sizeof err);
     cr_assert_null (s_fx.driver);
     cr_assert (strstr (err, "dir"), "%s", err);
+}
+
+Test (driver_file, both_templates_make_the_multipart_mail_smtp_sends)
+{
+    char text_path[256], html_path[256];
+    snprintf (text_path, sizeof text_path, "%s/body.txt", s_fx.root);
+    snprintf (html_path, sizeof html_path, "%s/body.html", s_fx.root);
+    FILE *file = fopen (text_path, "w");
+    cr_assert_not_null (file);
+    fputs ("Hello {{data.customer.name}}\n", file);
+    fclose (file);
+    file = fopen (html_path, "w");
+    cr_assert_not_null (file);
+    fputs ("<p>Hello {{data.customer.name}}</p>\n", file);
+    fclose (file);
+    s_channel ("email", "out");
+    snprintf (s_fx.channel.smtp.text_template, sizeof s_fx.channel.smtp.text_template, "%s", text_path);
+    snprintf (s_fx.channel.smtp.html_template, sizeof s_fx.channel.smtp.html_template, "%s", html_path);
+    s_open ();
+    s_deliver ("t-12", 1, s_event);
+    cr_assert_eq (s_fx.result.outcome, HD_DONE, "%s", s_fx.result.text);
+    char *text = s_file ("t-12.eml");
+    cr_assert (strstr (text, "\r\nContent-Type: multipart/alternative; boundary=\"=_herald_t-12_0\"\r\n"),
+               "%s", text);
+    const char *plain = strstr (text, "Content-Type: text/plain; charset=utf-8\r\n"
+                                      "Content-Transfer-Encoding: quoted-printable\r\n\r\nHello Ann\r\n");
+    const char *html = strstr (text, "Content-Type: text/html; charset=utf-8\r\n"
+                                     "Content-Transfer-Encoding: quoted-printable\r\n\r\n<p>Hello Ann</p>\r\n");
+    cr_assert (plain && html && plain < html, "text part then html part: %s", text);
+    cr_assert (strstr (text, "\r\n--=_herald_t-12_0--\r\n"), "%s", text);
+    free (text);
 }

@@ -1,13 +1,17 @@
-/*  test_driver_smtp: the smtp driver against a real SMTP server
-    (tests/servers/smtp_server.py, aiosmtpd) that stores what it receives;
-    the stored mails are parsed and checked here. */
+/*  test_driver_smtp: the smtp driver (libcurl multi in a zmq_poll loop)
+    against a real SMTP server (tests/servers/smtp_server.py, aiosmtpd) that
+    stores what it receives; the stored mails are parsed and checked here,
+    and compared with what the file driver writes for the same task. */
 #include <criterion/criterion.h>
 #include <jansson.h>
 #include <stdlib.h>
 #include <string.h>
+#include <zmq.h>
 
 #include "driver.h"
 #include "server_helper.h"
+
+#define S_MAX_RESULTS 16
 
 static char s_dir [64];             /* per-test scratch directory */
 static char s_out [128];            /* where the server stores mails */
@@ -18,12 +22,17 @@ typedef struct {
     char task_id [HP_MAX_ID + 1];
     uint32_t attempt;
     hd_result_t result;
+    hd_result_t all [S_MAX_RESULTS];    /* every result, in completion order */
+    char all_ids [S_MAX_RESULTS][HP_MAX_ID + 1];
 } s_outcome_t;
 
 static void
 s_complete (void *ctx, const char *task_id, uint32_t attempt, const hd_result_t *result)
 {
     s_outcome_t *outcome = ctx;
+    cr_assert_lt (outcome->calls, S_MAX_RESULTS);
+    snprintf (outcome->all_ids [outcome->calls], sizeof outcome->all_ids [0], "%s", task_id);
+    outcome->all [outcome->calls] = *result;
     outcome->calls++;
     snprintf (outcome->task_id, sizeof outcome->task_id, "%s", task_id);
     outcome->attempt = attempt;
@@ -116,14 +125,42 @@ s_open (const herald_channel_t *channel, s_outcome_t *outcome)
     return driver;
 }
 
-/*  Delivers one task synchronously; returns the outcome. */
+/*  Runs the poll loop the worker runs until outcome has want results, or
+    timeout_ms passes. */
+static void
+s_run (void *driver, s_outcome_t *outcome, int want, int timeout_ms)
+{
+    int64_t deadline = srv_now_ms () + timeout_ms;
+    while (outcome->calls < want) {
+        int64_t left = deadline - srv_now_ms ();
+        cr_assert_gt (left, 0, "only %d of %d mails completed in time", outcome->calls, want);
+        zmq_pollitem_t items [64];
+        long timeout = 1000;
+        int count = hd_smtp_ops.poll_items (driver, items, 64, &timeout);
+        if (timeout < 0 || timeout > left)
+            timeout = (long) left;
+        int rc = zmq_poll (items, count, timeout);
+        cr_assert_geq (rc, 0, "zmq_poll: %s", zmq_strerror (zmq_errno ()));
+        hd_smtp_ops.progress (driver, items, count);
+    }
+}
+
+/*  Starts one task; does not wait. */
+static void
+s_start_task (void *driver, const char *task_id, uint32_t attempt, const char *event)
+{
+    hd_task_t task = { task_id, attempt, "email", event, strlen (event) };
+    cr_assert_eq (hd_smtp_ops.start (driver, &task), 0);
+}
+
+/*  Delivers one task through the poll loop; returns the outcome. */
 static s_outcome_t
 s_deliver (void *driver, s_outcome_t *outcome, const char *task_id, uint32_t attempt,
            const char *event)
 {
     memset (outcome, 0, sizeof *outcome);
-    hd_task_t task = { task_id, attempt, "email", event, strlen (event) };
-    cr_assert_eq (hd_smtp_ops.start (driver, &task), 0);
+    s_start_task (driver, task_id, attempt, event);
+    s_run (driver, outcome, 1, 20000);
     cr_assert_eq (outcome->calls, 1, "complete() was not called exactly once");
     cr_assert_str_eq (outcome->task_id, task_id);
     cr_assert_eq (outcome->attempt, attempt);
@@ -163,8 +200,8 @@ s_mail_exists (int seq)
     return access (path, F_OK) == 0;
 }
 
-/*  The value of header name in the header block of mail (unfolded only if
-    it fits one line), or NULL. Caller frees. */
+/*  The value of header name in the header block of mail, unfolded (RFC
+    5322: CRLF before a space or tab goes), or NULL. Caller frees. */
 static char *
 s_header (const char *mail, const char *name)
 {
@@ -178,7 +215,15 @@ s_header (const char *mail, const char *name)
             while (*value == ' ')
                 value++;
             const char *eol = strstr (value, "\r\n");
-            return strndup (value, (size_t) (eol - value));
+            while (eol [2] == ' ' || eol [2] == '\t')
+                eol = strstr (eol + 2, "\r\n");
+            char *unfolded = strndup (value, (size_t) (eol - value));
+            char *o = unfolded;
+            for (const char *p = unfolded; *p; p++)
+                if (*p != '\r' && *p != '\n')
+                    *o++ = *p;
+            *o = '\0';
+            return unfolded;
         }
         line = strstr (line, "\r\n");
         if (line)
@@ -445,7 +490,8 @@ Test (driver_smtp, line_breaks_in_the_recipient_fail_the_task)
         s_outcome_t result = s_deliver (driver, &outcome, "task-rcpt", 1, event);
         free (event);
         cr_assert_eq (result.result.outcome, HD_FAILED, "\"%s\" was accepted", bad [i]);
-        cr_assert (strstr (result.result.text, "invalid recipient"), "%s", result.result.text);
+        cr_assert (strstr (result.result.text, *bad [i] ? "invalid recipient" : "no recipient"),
+                   "%s", result.result.text);
     }
     /*  The next good mail is number 1: nothing above reached the server. */
     char *event = s_event ("Ada", "ada@example.com", "n");
@@ -719,5 +765,282 @@ Test (driver_smtp, connection_refused_is_retried)
     cr_log_info ("result: %s", result.result.text);
     cr_assert_eq (result.result.outcome, HD_RETRY, "%s", result.result.text);
     cr_assert (strstr (result.result.text, "connect"), "%s", result.result.text);
+    hd_smtp_ops.close (&driver);
+}
+
+//  --------------------------------------------------------------------------
+//  A slow or stuck relay never holds the worker's loop
+
+Test (driver_smtp, mails_go_in_parallel_up_to_the_capacity)
+{
+    const char *args [] = { "--data-delay", "1", NULL };
+    int port = s_start_server (args);
+    herald_channel_t channel;
+    s_channel (&channel, port, HERALD_TLS_NONE);
+    channel.capacity = 4;
+    s_outcome_t outcome = { 0 };
+    void *driver = s_open (&channel, &outcome);
+    char *event = s_event ("Ada", "ada@example.com", "n");
+    int64_t started = srv_now_ms ();
+    const char *ids [] = { "par-1", "par-2", "par-3", "par-4" };
+    for (int i = 0; i < 4; i++)
+        s_start_task (driver, ids [i], 1, event);
+    /*  start() returned at once: nothing has been sent yet. */
+    cr_assert_lt (srv_now_ms () - started, 500);
+    cr_assert_eq (outcome.calls, 0);
+    cr_assert_eq (hd_smtp_ops.in_progress (driver), 4);
+    s_run (driver, &outcome, 4, 15000);
+    int64_t took = srv_now_ms () - started;
+    free (event);
+    cr_log_info ("4 mails through a 1 s relay: %lld ms", (long long) took);
+    cr_assert_lt (took, 2500, "4 mails through a 1 s relay took %lld ms: not in parallel",
+                  (long long) took);
+    cr_assert_eq (hd_smtp_ops.in_progress (driver), 0);
+    for (int i = 0; i < 4; i++)
+        cr_assert_eq (outcome.all [i].outcome, HD_DONE, "%s", outcome.all [i].text);
+    /*  Four mails, each Message-ID once. */
+    bool seen [4] = { false };
+    for (int seq = 1; seq <= 4; seq++) {
+        char *mail = s_mail (seq);
+        char *id = s_header (mail, "Message-ID");
+        for (int i = 0; i < 4; i++) {
+            char want [64];
+            snprintf (want, sizeof want, "<%s@herald>", ids [i]);
+            if (strcmp (id, want) == 0) {
+                cr_assert_not (seen [i], "%s twice", id);
+                seen [i] = true;
+            }
+        }
+        free (id);
+        free (mail);
+    }
+    cr_assert (seen [0] && seen [1] && seen [2] && seen [3]);
+    cr_assert_not (s_mail_exists (5));
+    hd_smtp_ops.close (&driver);
+}
+
+/*  The client port the relay saw for mail seq. */
+static int
+s_peer_port (int seq)
+{
+    json_t *side = s_sidecar (seq);
+    int port = (int) json_integer_value (json_array_get (json_object_get (side, "peer"), 1));
+    json_decref (side);
+    return port;
+}
+
+Test (driver_smtp, the_relay_connection_is_reused)
+{
+    int port = s_start_server (NULL);
+    herald_channel_t channel;
+    s_channel (&channel, port, HERALD_TLS_NONE);
+    s_outcome_t outcome;
+    void *driver = s_open (&channel, &outcome);
+    char *event = s_event ("Ada", "ada@example.com", "n");
+    for (int i = 0; i < 3; i++)
+        cr_assert_eq (s_deliver (driver, &outcome, "reuse", (uint32_t) i + 1, event).result.outcome,
+                      HD_DONE, "%s", outcome.result.text);
+    free (event);
+    int first = s_peer_port (1);
+    cr_assert_gt (first, 0);
+    cr_assert_eq (s_peer_port (2), first, "mail 2 came on a new connection");
+    cr_assert_eq (s_peer_port (3), first, "mail 3 came on a new connection");
+    hd_smtp_ops.close (&driver);
+}
+
+Test (driver_smtp, a_relay_slower_than_the_timeout_is_a_retry_naming_it)
+{
+    const char *args [] = { "--data-delay", "30", NULL };
+    int port = s_start_server (args);
+    herald_channel_t channel;
+    s_channel (&channel, port, HERALD_TLS_NONE);
+    channel.smtp.timeout_ms = 1000;
+    s_outcome_t outcome;
+    void *driver = s_open (&channel, &outcome);
+    char *event = s_event ("Ada", "ada@example.com", "n");
+    int64_t started = srv_now_ms ();
+    s_outcome_t result = s_deliver (driver, &outcome, "task-slow", 1, event);
+    int64_t took = srv_now_ms () - started;
+    free (event);
+    cr_log_info ("result after %lld ms: %s", (long long) took, result.result.text);
+    cr_assert_eq (result.result.outcome, HD_RETRY, "%s", result.result.text);
+    cr_assert (strstr (result.result.text, "timed out after 1000 ms (smtp.timeout) waiting for "
+                       "the reply to DATA"), "%s", result.result.text);
+    cr_assert_lt (took, 4000);
+    /*  The timed-out connection is not reused: the next mail times out
+        waiting for DATA again, not for a MAIL FROM the relay never reads. */
+    event = s_event ("Ada", "ada@example.com", "n");
+    result = s_deliver (driver, &outcome, "task-slow-2", 1, event);
+    free (event);
+    cr_log_info ("second: %s", result.result.text);
+    cr_assert (strstr (result.result.text, "waiting for the reply to DATA"), "%s", result.result.text);
+    hd_smtp_ops.close (&driver);
+    cr_assert_not (s_mail_exists (1));
+}
+
+Test (driver_smtp, close_does_not_wait_for_a_stuck_relay)
+{
+    int port = s_start_server (NULL);
+    herald_channel_t channel;
+    s_channel (&channel, port, HERALD_TLS_NONE);
+    channel.smtp.timeout_ms = 10000;
+    s_outcome_t outcome;
+    void *driver = s_open (&channel, &outcome);
+    char *event = s_event ("Ada", "ada@example.com", "n");
+    cr_assert_eq (s_deliver (driver, &outcome, "task-kept", 1, event).result.outcome, HD_DONE);
+    free (event);
+    /*  The kept connection's relay stops answering: libcurl's QUIT on
+        close would wait for it up to the response timeout. */
+    cr_assert_eq (kill (s_server, SIGSTOP), 0);
+    int64_t started = srv_now_ms ();
+    hd_smtp_ops.close (&driver);
+    int64_t took = srv_now_ms () - started;
+    kill (s_server, SIGCONT);
+    cr_assert_lt (took, 1000, "close waited %lld ms for a stuck relay", (long long) took);
+}
+
+//  --------------------------------------------------------------------------
+//  The renderer's guarantees, through the relay
+
+Test (driver_smtp, a_display_name_from_event_data_adds_no_recipient_and_no_header)
+{
+    int port = s_start_server (NULL);
+    herald_channel_t channel;
+    s_channel (&channel, port, HERALD_TLS_NONE);
+    snprintf (channel.smtp.to, sizeof channel.smtp.to,
+              "{{data.customer.name}} <{{data.customer.email}}>");
+    s_outcome_t outcome;
+    void *driver = s_open (&channel, &outcome);
+    char *event = s_event ("Eve, evil@example.com\r\nBcc: evil2@example.com\n\"q\\\" <evil3@example.com>",
+                           "ada@example.com", "n");
+    s_outcome_t result = s_deliver (driver, &outcome, "task-name", 1, event);
+    free (event);
+    cr_assert_eq (result.result.outcome, HD_DONE, "%s", result.result.text);
+    char *mail = s_mail (1);
+    cr_assert_not (s_header_line_starts (mail, "Bcc:"), "a Bcc header was injected:\n%s", mail);
+    char *to = s_header (mail, "To");
+    /*  One quoted display name (its quote and backslash escaped), one address. */
+    cr_assert_str_eq (to, "\"Eve, evil@example.com  Bcc: evil2@example.com \\\"q\\\\\\\" "
+                          "<evil3@example.com>\" <ada@example.com>");
+    free (to);
+    free (mail);
+    json_t *side = s_sidecar (1);
+    json_t *rcpts = json_object_get (side, "rcpt_tos");
+    cr_assert_eq (json_array_size (rcpts), 1);
+    cr_assert_str_eq (json_string_value (json_array_get (rcpts, 0)), "ada@example.com");
+    json_decref (side);
+
+    /*  A plain name stays plain, a non-ASCII one is encoded. */
+    event = s_event ("Ada Lovelace", "ada@example.com", "n");
+    cr_assert_eq (s_deliver (driver, &outcome, "task-plain-name", 1, event).result.outcome, HD_DONE);
+    free (event);
+    event = s_event ("Zo\xc3\xab", "zoe@example.com", "n");
+    cr_assert_eq (s_deliver (driver, &outcome, "task-utf8-name", 1, event).result.outcome, HD_DONE);
+    free (event);
+    mail = s_mail (2);
+    to = s_header (mail, "To");
+    cr_assert_str_eq (to, "Ada Lovelace <ada@example.com>");
+    free (to);
+    free (mail);
+    mail = s_mail (3);
+    to = s_header (mail, "To");
+    cr_assert_str_eq (to, "=?UTF-8?B?Wm/Dqw==?= <zoe@example.com>");
+    free (to);
+    free (mail);
+    hd_smtp_ops.close (&driver);
+}
+
+Test (driver_smtp, no_line_of_the_message_is_longer_than_76_bytes)
+{
+    int port = s_start_server (NULL);
+    herald_channel_t channel;
+    s_channel (&channel, port, HERALD_TLS_NONE);
+    snprintf (channel.smtp.to, sizeof channel.smtp.to,
+              "{{data.customer.name}} <{{data.customer.email}}>");
+    s_outcome_t outcome;
+    void *driver = s_open (&channel, &outcome);
+    char name [400];
+    memset (name, 'N', sizeof name - 1);
+    name [sizeof name - 1] = '\0';
+    char *event = s_event (name, "ada@example.com", name);
+    s_outcome_t result = s_deliver (driver, &outcome, "task-long", 1, event);
+    free (event);
+    cr_assert_eq (result.result.outcome, HD_DONE, "%s", result.result.text);
+    char *mail = s_mail (1);
+    for (const char *line = mail; *line; ) {
+        const char *eol = strstr (line, "\r\n");
+        cr_assert_not_null (eol, "the message does not end in CRLF");
+        cr_assert_leq (eol - line, 76, "line of %d bytes: %.80s", (int) (eol - line), line);
+        cr_assert_null (memchr (line, '\n', (size_t) (eol - line)), "bare LF");
+        cr_assert_null (memchr (line, '\r', (size_t) (eol - line)), "bare CR");
+        line = eol + 2;
+    }
+    free (mail);
+    hd_smtp_ops.close (&driver);
+}
+
+/*  mail without its Date header line. Caller frees. */
+static char *
+s_without_date (const char *mail)
+{
+    char *copy = strdup (mail);
+    char *date = strstr (copy, "\r\nDate: ");
+    cr_assert_not_null (date, "no Date header");
+    char *eol = strstr (date + 2, "\r\n");
+    memmove (date, eol, strlen (eol) + 1);
+    return copy;
+}
+
+static void
+s_file_complete (void *ctx, const char *task_id, uint32_t attempt, const hd_result_t *result)
+{
+    *(hd_result_t *) ctx = *result;
+}
+
+Test (driver_smtp, the_file_driver_writes_the_bytes_the_relay_receives)
+{
+    int port = s_start_server (NULL);
+    herald_channel_t channel;
+    s_channel (&channel, port, HERALD_TLS_NONE);
+    s_outcome_t outcome;
+    void *driver = s_open (&channel, &outcome);
+    const char *notes [] = {
+        "plain",
+        "one\n.\nRCPT TO:<evil@example.com>\r\n.\r\nbare\rcr end",
+        "caf\xc3\xa9 <b>&</b> = and a long line that goes on and on and on and on and on and "
+        "on and on and on and on and on and on and on and on and on and on"
+    };
+    herald_channel_t file_channel = channel;
+    file_channel.driver = HERALD_DRIVER_FILE;
+    snprintf (file_channel.dir, sizeof file_channel.dir, "%s/outbox", s_dir);
+    hd_result_t file_result;
+    char err [HERALD_ERR_MAX] = "";
+    void *file = hd_file_ops.open (&file_channel, s_file_complete, &file_result, err, sizeof err);
+    cr_assert_not_null (file, "%s", err);
+    for (int i = 0; i < 3; i++) {
+        char *event = s_event ("Zo\xc3\xab \"Z\" <b>", "zoe@example.com", notes [i]);
+        char task_id [32];
+        snprintf (task_id, sizeof task_id, "same-%d", i);
+        cr_assert_eq (s_deliver (driver, &outcome, task_id, 2, event).result.outcome, HD_DONE);
+        hd_task_t task = { task_id, 2, "email", event, strlen (event) };
+        cr_assert_eq (hd_file_ops.start (file, &task), 0);
+        cr_assert_eq (file_result.outcome, HD_DONE, "%s", file_result.text);
+        free (event);
+
+        char path [256];
+        snprintf (path, sizeof path, "%s/outbox/%s.eml", s_dir, task_id);
+        size_t file_len = 0;
+        char *written = srv_read_file (path, &file_len);
+        cr_assert_not_null (written, "%s", path);
+        char *sent = s_mail (i + 1);
+        char *a = s_without_date (sent), *b = s_without_date (written);
+        cr_assert_str_eq (a, b, "relay received:\n%s\nfile driver wrote:\n%s", a, b);
+        cr_assert_eq (strlen (written), file_len, "NUL byte in the file");
+        free (a);
+        free (b);
+        free (sent);
+        free (written);
+    }
+    hd_file_ops.close (&file);
     hd_smtp_ops.close (&driver);
 }

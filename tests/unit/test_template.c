@@ -215,16 +215,6 @@ Test (template, load_reads_files_and_names_the_path_on_error)
     srv_remove_dir (dir);
 }
 
-Test (template, one_line_texts_are_valid_utf8)
-{
-    char text [] = "caf\xc3\xa9 \xe2\x82\xac ok\r\nnext\t\x01 bad \xff\xc3x cut \xe2\x82   ";
-    hd_text_one_line (text);
-    cr_assert_str_eq (text, "caf\xc3\xa9 \xe2\x82\xac ok  next   bad ??x cut ??");
-    char surrogate [] = "\xed\xa0\x80 \xf4\x90\x80\x80 \xf0\x9f\x98\x80";
-    hd_text_one_line (surrogate);
-    cr_assert_str_eq (surrogate, "??? ???? \xf0\x9f\x98\x80");
-}
-
 Test (template, fallback_for_missing_or_null_fields)
 {
     json_t *event = json_loads ("{\"data\": {\"name\": null, \"city\": \"Paris\"}}", 0, NULL);

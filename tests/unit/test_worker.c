@@ -564,3 +564,32 @@ Test (worker, stop_gives_up_after_the_shutdown_budget)
     s_fx.running = false;
     cr_assert_eq (s_fx.rc, 0);
 }
+
+/*  A synchronous driver whose result quotes a URL with credentials and a
+    webhook token, and a server's answer with a token and a line break. */
+static int
+s_leaky_start (void *self_, const hd_task_t *task)
+{
+    fake_driver_t *self = self_;
+    hd_result_t result = { .outcome = HD_RETRY };
+    snprintf (result.text, sizeof result.text,
+              "POST https://user:pa55@hooks.slack.com/services/T000/B000/XXXXXXXX: HTTP 500: "
+              "{\"token\":\"s3cr3t\"}\r\nX-Evil: 1");
+    self->complete (self->ctx, task->task_id, task->attempt, &result);
+    return 0;
+}
+
+static const hd_driver_ops_t s_leaky_ops = {
+    "leaky", s_fake_open, s_leaky_start, NULL, NULL, s_fake_in_progress, s_fake_close
+};
+
+Test (worker, reported_errors_carry_no_secret_and_one_line)
+{
+    s_start_worker_with (0, &s_leaky_ops);
+    s_expect_ready ("bench", 4);
+    s_send_task ("k-1", 1, "bench", s_event);
+    char error[HP_MAX_TEXT];
+    s_expect_result (HP_RETRY, "k-1", 1, error, sizeof error);
+    cr_assert_str_eq (error, "POST https://***@hooks.slack.com/services/T000/B000/***: HTTP 500: "
+                             "{\"token\":\"***\"}  X-Evil: 1");
+}
