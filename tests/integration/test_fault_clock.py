@@ -116,7 +116,7 @@ def part23(t):
     server = HttpServer(h0)
     http = '{ url: "%s/hook", timeout: 10s }' % server.url
     h0.write_config(channels=("hook",), driver="http",
-                    channel_extra={"hook": {"lease": "5s", "retry": "{ max_attempts: 10, backoff: 1s..2s }",
+                    channel_extra={"hook": {"lease": "5s", "retry": "{ max_attempts: 10, backoff: 1s..5s }",
                                             "http": http}})
     h = h0
     offset = os.path.join(h.tmp, "clock.offset")
