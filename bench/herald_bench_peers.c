@@ -47,6 +47,7 @@ typedef struct {
     long events;                    /* per end-to-end run */
     long backlog_events;            /* shape 5 */
     int rounds;
+    bool shape[6];                  /* shape[1..5]: run it */
     char json[PATH_MAX];            /* --json FILE, or "" */
     char bin_dir[PATH_MAX];
     char base_dir[512];             /* where the temp dir is made */
@@ -79,7 +80,7 @@ s_usage (FILE *out)
         "\n"
         "Herald side by side with Redis 7 streams (XADD, appendfsync always) and the machine's\n"
         "floor (a ZeroMQ ROUTER that appends each batch to a file with one write + fdatasync),\n"
-        "all on tcp://127.0.0.1, the same ~520-byte order event, stores on the same disk:\n"
+        "all on tcp://127.0.0.1, the same ~500-byte order event, stores on the same disk:\n"
         "  1. ACKed events/s, one producer with 1,000 publishes outstanding\n"
         "  2. 8 producer processes x 1 outstanding: total events/s (the checkout shape)\n"
         "  3. ACK latency p50 / p99 / p99.9 at 1 outstanding\n"
@@ -95,6 +96,7 @@ s_usage (FILE *out)
         "  --events N          events per end-to-end run (default 100000; quick 3000)\n"
         "  --backlog-tasks N   tasks queued in 5 (default 1000000; quick 30000)\n"
         "  --rounds R          turns per system in 1, 2 and 4 (default 3, 2 for 4; quick 1)\n"
+        "  --shapes LIST       run only these shapes, e.g. 2,3 (default 1,2,3,4,5)\n"
         "  --json FILE         also write the results as JSON\n"
         "  --tmp DIR           where the temp dir (every store) goes (default $TMPDIR or /tmp)\n"
         "  --bin-dir DIR       where the Herald and bench binaries are (default: this one's)\n"
@@ -117,14 +119,36 @@ s_parse_long (const char *text, const char *name, long min, long max, long *valu
     return 0;
 }
 
+//  "2,3" into shape[]: true for each listed. 0, or -1 (and a message).
+static int
+s_parse_shapes (const char *text, bool shape[6])
+{
+    memset (shape, 0, 6 * sizeof (bool));
+    bool any = false;
+    for (const char *at = text; *at; at++) {
+        if (*at >= '1' && *at <= '5' && (at[1] == ',' || at[1] == '\0'))
+            shape[*at - '0'] = any = true;
+        else
+        if (*at != ',' || at == text) {
+            any = false;
+            break;
+        }
+    }
+    if (!any)
+        fprintf (stderr, "herald_bench_peers: --shapes: expected numbers from 1 to 5 separated "
+                 "by commas, e.g. 2,3; got '%s'\n", text);
+    return any? 0: -1;
+}
+
 //  0 to run, 1 to exit 0 (help, version), -1 usage error.
 static int
 s_options (peers_options_t *opt, int argc, char **argv)
 {
-    enum { O_QUICK = 1, O_SECONDS, O_EVENTS, O_BACKLOG, O_ROUNDS, O_JSON, O_TMP, O_BIN, O_KEEP,
+    enum { O_QUICK = 1, O_SHAPES, O_SECONDS, O_EVENTS, O_BACKLOG, O_ROUNDS, O_JSON, O_TMP, O_BIN, O_KEEP,
            O_HELP, O_VERSION };
     static const struct option longopts[] = {
         { "quick", no_argument, NULL, O_QUICK },
+        { "shapes", required_argument, NULL, O_SHAPES },
         { "seconds", required_argument, NULL, O_SECONDS },
         { "events", required_argument, NULL, O_EVENTS },
         { "backlog-tasks", required_argument, NULL, O_BACKLOG },
@@ -138,6 +162,8 @@ s_options (peers_options_t *opt, int argc, char **argv)
         { NULL, 0, NULL, 0 }
     };
     memset (opt, 0, sizeof *opt);
+    for (int s = 1; s <= 5; s++)
+        opt->shape[s] = true;
     long seconds = -1, events = -1, backlog = -1, rounds = -1;
     const char *tmp = getenv ("TMPDIR");
     if (!tmp || !*tmp || strlen (tmp) >= sizeof opt->base_dir)
@@ -154,6 +180,7 @@ s_options (peers_options_t *opt, int argc, char **argv)
     while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
             case O_QUICK:   opt->quick = true; break;
+            case O_SHAPES:  if (s_parse_shapes (optarg, opt->shape)) return -1; break;
             case O_SECONDS: if (s_parse_long (optarg, "--seconds", 1, 3600, &seconds)) return -1; break;
             case O_EVENTS:  if (s_parse_long (optarg, "--events", 100, 100000000, &events)) return -1; break;
             case O_BACKLOG: if (s_parse_long (optarg, "--backlog-tasks", 3, 100000000, &backlog)) return -1; break;
@@ -189,8 +216,10 @@ s_options (peers_options_t *opt, int argc, char **argv)
 
 //  ---------------------------------------------------------------- processes
 
+//  Starts argv as name (how the tables call it), its output to
+//  dir/log_name.log in the run's temp dir.
 static peers_proc_t *
-s_start (peers_run_t *self, const char *name, char *const argv[])
+s_start (peers_run_t *self, const char *name, const char *log_name, char *const argv[])
 {
     int slot = -1;
     for (int i = 0; i < PEERS_PROCS_MAX && slot < 0; i++)
@@ -199,7 +228,7 @@ s_start (peers_run_t *self, const char *name, char *const argv[])
     if (slot < 0)
         return NULL;
     char log[PATH_MAX + 64];
-    snprintf (log, sizeof log, "%s/%s.log", self->dir, name);
+    snprintf (log, sizeof log, "%s/%s.log", self->dir, log_name);
     self->procs[slot] = peers_proc_start (name, argv, log, false);
     return self->procs[slot];
 }
@@ -274,6 +303,40 @@ s_redis_ready (peers_run_t *self, peers_side_t *side)
     return rc;
 }
 
+//  Reads back from the running server the settings the comparison rests
+//  on, into text; -1 if it is not fsyncing every write.
+static int
+s_redis_settings (peers_side_t *side, char *text, size_t size)
+{
+    static const char *const keys[] = { "appendonly", "appendfsync", "save",
+                                        "auto-aof-rewrite-percentage" };
+    char host[64];
+    int port;
+    snprintf (text, size, "?");
+    if (peers_endpoint_split (side->endpoint, host, sizeof host, &port) != 0)
+        return -1;
+    redisContext *redis = redisConnect (host, port);
+    size_t at = 0;
+    int rc = redis && !redis->err? 0: -1;
+    for (size_t k = 0; k < sizeof keys / sizeof keys[0] && rc == 0; k++) {
+        redisReply *reply = redisCommand (redis, "CONFIG GET %s", keys[k]);
+        if (reply && reply->type == REDIS_REPLY_ARRAY && reply->elements == 2) {
+            const char *value = reply->element[1]->str? reply->element[1]->str: "";
+            at += (size_t) snprintf (text + at, at < size? size - at: 0, "%s%s '%s'",
+                                     k? ", ": "", keys[k], value);
+            if ((k == 0 && strcmp (value, "yes") != 0) || (k == 1 && strcmp (value, "always") != 0))
+                rc = -1;
+        }
+        else
+            rc = -1;
+        if (reply)
+            freeReplyObject (reply);
+    }
+    if (redis)
+        redisFree (redis);
+    return rc;
+}
+
 //  Debian's redis-server: appendonly with an fsync per write, no RDB
 //  snapshots, no automatic AOF rewrite (a background rewrite would load
 //  the disk while another system takes its turn); its dir beside Herald's.
@@ -313,13 +376,20 @@ s_start_redis (peers_run_t *self)
     snprintf (side->endpoint, sizeof side->endpoint, "tcp://127.0.0.1:%d", port);
     snprintf (side->stream, sizeof side->stream, "orders");
     char *argv[] = { (char *) path, conf, NULL };
-    peers_proc_t *proc = s_start (self, "redis-server", argv);
+    peers_proc_t *proc = s_start (self, "redis-server", "redis-server", argv);
     if (!proc || s_wait_ready (proc, s_redis_ready, self, side) != 0)
         return -1;
     side->servers[0] = proc;
     side->server_count = 1;
-    printf ("started    redis-server %s, pid %d, %s, dir %s\n", self->report.redis_version,
-            (int) peers_proc_pid (proc), side->endpoint, dir);
+    char settings[256];
+    if (s_redis_settings (side, settings, sizeof settings) != 0) {
+        fprintf (stderr, "herald_bench_peers: redis-server does not fsync every write: %s\n",
+                 settings);
+        return -1;
+    }
+    printf ("started    redis-server %s, pid %d, %s, dir %s\n           %s\n",
+            self->report.redis_version, (int) peers_proc_pid (proc), side->endpoint, dir,
+            settings);
     return 0;
 }
 
@@ -348,7 +418,7 @@ s_start_floor (peers_run_t *self)
     snprintf (program, sizeof program, "%s/herald_floor_server", self->opt.bin_dir);
     snprintf (file, sizeof file, "%s/floor.data", self->dir);
     char *argv[] = { program, "--endpoint", side->endpoint, "--file", file, NULL };
-    peers_proc_t *proc = port > 0? s_start (self, "herald_floor_server", argv): NULL;
+    peers_proc_t *proc = port > 0? s_start (self, "herald_floor_server", "herald_floor_server", argv): NULL;
     if (!proc || s_wait_ready (proc, s_floor_ready, self, side) != 0)
         return -1;
     side->servers[0] = proc;
@@ -431,16 +501,18 @@ s_start_herald (peers_run_t *self, const char *name, bool workers)
     char program[PATH_MAX + 32], log_name[64];
     snprintf (program, sizeof program, "%s/herald-broker", self->opt.bin_dir);
     char *argv[] = { program, "-c", config, NULL };
-    snprintf (log_name, sizeof log_name, "%s-broker", name);
-    self->broker = s_start (self, log_name, argv);
+    snprintf (log_name, sizeof log_name, "%s/broker", name);
+    self->broker = s_start (self, "herald-broker", log_name, argv);
     if (!self->broker)
         return -1;
     side->servers[side->server_count++] = self->broker;
     for (int c = 0; workers && c < PEERS_CHANNELS; c++) {
         snprintf (program, sizeof program, "%s/herald-worker", self->opt.bin_dir);
         char *wargv[] = { program, "-c", config, "--channel", (char *) s_channels[c], NULL };
-        snprintf (log_name, sizeof log_name, "%s-worker-%s", name, s_channels[c]);
-        peers_proc_t *worker = s_start (self, log_name, wargv);
+        char worker_name[32];
+        snprintf (worker_name, sizeof worker_name, "worker-%s", s_channels[c]);
+        snprintf (log_name, sizeof log_name, "%s/%s", name, worker_name);
+        peers_proc_t *worker = s_start (self, worker_name, log_name, wargv);
         if (!worker)
             return -1;
         side->servers[side->server_count++] = worker;
@@ -474,26 +546,31 @@ s_phase_ingest (peers_run_t *self)
 {
     peers_options_t *opt = &self->opt;
     peers_report_t *rep = &self->report;
+    if (!opt->shape[1] && !opt->shape[2] && !opt->shape[3])
+        return 0;
     if (s_start_floor (self) != 0 || s_start_herald (self, "herald-ingest", false) != 0)
         return -1;
     peers_side_t *sides[PEERS_SYSTEMS] = { &self->sides[PEERS_REDIS], &self->sides[PEERS_FLOOR],
                                            &self->sides[PEERS_HERALD] };
-    printf ("\n== 1. one producer, %ld outstanding: %d round(s) x 3 systems, %.1f s each\n",
-            rep->window, opt->rounds, opt->seconds / opt->rounds);
-    fflush (stdout);
-    if (peers_shape_pipelined (&self->env, sides, PEERS_SYSTEMS, opt->rounds, opt->seconds,
-                               rep->window, rep->pipelined) != 0)
-        return -1;
-    printf ("\n== 2. %d producer processes x 1 outstanding: %d round(s) x 3 systems, %.1f s each\n",
-            rep->producer_count, opt->rounds, opt->seconds / opt->rounds);
-    fflush (stdout);
-    if (peers_shape_producers (&self->env, sides, PEERS_SYSTEMS, opt->rounds, opt->seconds,
-                               rep->producer_count, rep->producers) != 0)
-        return -1;
-    printf ("\n== 3. ACK latency, 1 outstanding: blocks of 200 round trips taken turn about, "
-            "%.0f s per system\n", opt->seconds);
-    fflush (stdout);
-    if (peers_shape_latency (&self->env, sides, PEERS_SYSTEMS, opt->seconds, rep->latency) != 0)
+    int rc = 0;
+    if (opt->shape[1]) {
+        printf ("\n== 1. one producer, %ld outstanding: %d round(s) x 3 systems, %.1f s each\n",
+                rep->window, opt->rounds, opt->seconds / opt->rounds);
+        rc = peers_shape_pipelined (&self->env, sides, PEERS_SYSTEMS, opt->rounds, opt->seconds,
+                                    rep->window, rep->pipelined);
+    }
+    if (rc == 0 && opt->shape[2]) {
+        printf ("\n== 2. %d producer processes x 1 outstanding: %d round(s) x 3 systems, "
+                "%.1f s each\n", rep->producer_count, opt->rounds, opt->seconds / opt->rounds);
+        rc = peers_shape_producers (&self->env, sides, PEERS_SYSTEMS, opt->rounds, opt->seconds,
+                                    rep->producer_count, rep->producers);
+    }
+    if (rc == 0 && opt->shape[3]) {
+        printf ("\n== 3. ACK latency, 1 outstanding: blocks of 200 round trips taken turn "
+                "about, %.0f s per system\n", opt->seconds);
+        rc = peers_shape_latency (&self->env, sides, PEERS_SYSTEMS, opt->seconds, rep->latency);
+    }
+    if (rc != 0)
         return -1;
     s_stop (self, &self->sides[PEERS_FLOOR].servers[0]);
     self->sides[PEERS_FLOOR].server_count = 0;
@@ -507,6 +584,8 @@ s_phase_end_to_end (peers_run_t *self)
 {
     peers_options_t *opt = &self->opt;
     peers_report_t *rep = &self->report;
+    if (!opt->shape[4])
+        return 0;
     if (s_start_herald (self, "herald-e2e", true) != 0)
         return -1;
     int rounds = opt->quick? 1: opt->rounds > 1? opt->rounds - 1: 1;
@@ -528,6 +607,8 @@ static int
 s_phase_backlog (peers_run_t *self)
 {
     peers_report_t *rep = &self->report;
+    if (!self->opt.shape[5])
+        return 0;
     if (s_start_herald (self, "herald-backlog", false) != 0)
         return -1;
     printf ("\n== 5. Herald's broker RSS: %ld events x 3 channels = %ld tasks queued, "

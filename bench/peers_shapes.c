@@ -157,6 +157,7 @@ int
 peers_shape_pipelined (peers_env_t *env, peers_side_t **sides, int n, int rounds,
                        double seconds, long window, peers_result_t *out)
 {
+    fflush (stdout);                //  the caller's heading, before the wait
     peers_target_t *targets[PEERS_SYSTEMS] = { NULL };
     int rc = 0;
     for (int i = 0; i < n && rc == 0; i++) {
@@ -221,6 +222,7 @@ int
 peers_shape_producers (peers_env_t *env, peers_side_t **sides, int n, int rounds,
                        double seconds, int producers, peers_result_t *out)
 {
+    fflush (stdout);                //  the caller's heading, before the wait
     for (int i = 0; i < n; i++)
         memset (&out[i], 0, sizeof out[i]);
     peers_proc_t *procs[64] = { NULL };
@@ -291,6 +293,7 @@ int
 peers_shape_latency (peers_env_t *env, peers_side_t **sides, int n, double seconds,
                      peers_result_t *out)
 {
+    fflush (stdout);                //  the caller's heading, before the wait
     peers_target_t *targets[PEERS_SYSTEMS] = { NULL };
     double *samples[PEERS_SYSTEMS] = { NULL };
     long counts[PEERS_SYSTEMS] = { 0 }, capacity = 0;
@@ -502,6 +505,7 @@ int
 peers_shape_end_to_end (peers_env_t *env, peers_side_t **sides, int n, int rounds,
                         long events, long window, peers_result_t *out)
 {
+    fflush (stdout);                //  the caller's heading, before the wait
     for (int i = 0; i < n; i++)
         memset (&out[i], 0, sizeof out[i]);
     int rc = 0;
