@@ -36,6 +36,8 @@
 #define PEERS_STOP_MS       10000   /* SIGTERM, then SIGKILL after this */
 #define PEERS_QUEUE_WINDOW  100000  /* broker.queue_window in Herald's config (its default) */
 #define PEERS_BACKLOG_TASKS 1000000
+#define PEERS_MAX_PENDING   100000000   /* the ingest shapes queue all they publish (no
+                                           workers): no busy NACK from the backlog cap */
 
 static volatile sig_atomic_t s_interrupted = 0;
 
@@ -485,6 +487,7 @@ s_start_herald (peers_run_t *self, const char *name, bool workers)
              "  listen: { producers: \"%s\", workers: \"tcp://127.0.0.1:%d\", admin: \"%s\" }\n"
              "  store: \"%s/herald.db\"\n"
              "  queue_window: %d\n"
+             "  max_pending_events: %d\n"
              "events:\n"
              "  order.confirmed:\n"
              "    key: order_id\n"
@@ -495,7 +498,7 @@ s_start_herald (peers_run_t *self, const char *name, bool workers)
              "  inventory: { driver: noop }\n"
              "  courier:   { driver: noop }\n"
              "workers: { email: 1, inventory: 1, courier: 1 }\n",
-             side->endpoint, ports[1], admin, dir, PEERS_QUEUE_WINDOW);
+             side->endpoint, ports[1], admin, dir, PEERS_QUEUE_WINDOW, PEERS_MAX_PENDING);
     if (fclose (f) != 0)
         return -1;
     char program[PATH_MAX + 32], log_name[64];
