@@ -17,6 +17,7 @@
 #include <ftw.h>
 #include <getopt.h>
 #include <hiredis/hiredis.h>
+#include <jansson.h>
 #include <limits.h>
 #include <signal.h>
 #include <stdio.h>
@@ -437,28 +438,21 @@ s_start_floor (peers_run_t *self)
 static int
 s_herald_ready (peers_run_t *self, peers_side_t *side)
 {
+    (void) self;
     int code = 0;
     char *body = NULL;
-    if (herald_admin (side->admin, "status", "{}", 500, &code, &body) != HERALD_OK || code != 200) {
-        free (body);
-        return -1;
-    }
-    int rc = 0;
-    if (side->server_count > 1) {
-        //  "workers": 1 once per channel; a plain count keeps this free of a parser.
-        const char *at = body;
-        int connected = 0;
-        while ((at = strstr (at, "\"workers\":")) != NULL) {
-            at += 10;
-            while (*at == ' ')
-                at++;
-            connected += *at >= '1' && *at <= '9';
-        }
-        rc = connected >= PEERS_CHANNELS? 0: -1;
-    }
+    herald_status_t st = herald_admin (side->admin, "status", "{}", 500, &code, &body);
+    json_t *root = st == HERALD_OK && code == 200 && body? json_loads (body, 0, NULL): NULL;
     free (body);
-    (void) self;
-    return rc;
+    if (!root)
+        return -1;
+    json_t *channels = json_object_get (root, "channels");
+    int connected = 0;
+    for (size_t c = 0; c < json_array_size (channels); c++)
+        connected += json_integer_value (json_object_get (json_array_get (channels, c),
+                                                          "workers")) > 0;
+    json_decref (root);
+    return side->server_count == 1 || connected >= PEERS_CHANNELS? 0: -1;
 }
 
 //  A fresh broker (its own store under dir/name), and with workers one

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -49,6 +50,7 @@ peers_proc_start (const char *name, char *const argv[], const char *log, bool pi
     }
     fflush (stdout);
     fflush (stderr);
+    pid_t parent = getpid ();
     self->pid = fork ();
     if (self->pid < 0) {
         fprintf (stderr, "herald_bench_peers: fork: %s\n", strerror (errno));
@@ -57,8 +59,12 @@ peers_proc_start (const char *name, char *const argv[], const char *log, bool pi
     }
     if (self->pid == 0) {
         //  Its own process group: a terminal's Ctrl-C reaches only the
-        //  bench, which stops its children in order.
+        //  bench, which stops its children in order. If the bench itself is
+        //  killed, its children get SIGTERM instead of running on.
         setpgid (0, 0);
+        prctl (PR_SET_PDEATHSIG, SIGTERM);
+        if (getppid () != parent)
+            _exit (127);
         signal (SIGINT, SIG_DFL);
         signal (SIGTERM, SIG_DFL);
         signal (SIGPIPE, SIG_DFL);
