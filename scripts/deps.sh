@@ -1,6 +1,9 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Herald needs to build, test and run, if any is missing.
 set -euo pipefail
+# redis-server and libhiredis-dev are for scripts/bench-peers.sh, which starts its own
+# redis-server on a free port (on a machine with systemd, Debian's package also enables
+# a system service on port 6379, which the bench does not use).
 packages=(cmake make gcc pkg-config libzmq3-dev libcurl4-openssl-dev libyaml-dev
           libcriterion-dev libsqlite3-dev libjansson-dev sqlite3 openssl python3 python3-aiosmtpd
           redis-server libhiredis-dev)
