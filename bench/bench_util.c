@@ -1,5 +1,7 @@
 /*  bench_util: see bench_util.h. */
 #include <math.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -43,6 +45,21 @@ bench_percentile (const double *sorted, long n, double q)
 }
 
 int
+bench_order_event (char *buf, size_t size, unsigned long long order, const char *time)
+{
+    int len = snprintf (buf, size,
+        "{\"specversion\":\"1.0\",\"id\":\"bench-%llu\",\"source\":\"herald-bench\","
+        "\"type\":\"order.confirmed\",\"time\":\"%s\",\"datacontenttype\":\"application/json\","
+        "\"data\":{\"order_id\":%llu,\"customer\":{\"name\":\"Bench Customer\","
+        "\"email\":\"customer%llu@example.com\"},\"items\":[{\"sku\":\"SKU-1042\","
+        "\"qty\":2,\"price\":\"19.90\"},{\"sku\":\"SKU-7\",\"qty\":1,\"price\":\"5.00\"}],"
+        "\"total\":\"44.80\",\"currency\":\"EUR\",\"shipping\":{\"method\":\"standard\","
+        "\"address\":{\"street\":\"1 Rue de la Paix\",\"city\":\"Paris\",\"zip\":\"75002\","
+        "\"country\":\"FR\"}}}}", order, time, order, order);
+    return len < 0 || (size_t) len >= size? -1: len;
+}
+
+int
 bench_fill_file (int fd, long bytes)
 {
     char *block = malloc (FILL_BLOCK);
@@ -57,4 +74,28 @@ bench_fill_file (int fd, long bytes)
     if (rc == 0 && fsync (fd) != 0)
         rc = -1;
     return rc;
+}
+
+void
+bench_describe_disk (const char *path, char *out, size_t size)
+{
+    snprintf (out, size, "unknown");
+    FILE *mounts = fopen ("/proc/self/mounts", "r");
+    if (!mounts)
+        return;
+    char line[4096];
+    size_t best = 0;
+    while (fgets (line, sizeof line, mounts)) {
+        char dev[256], dir[256], type[32];
+        if (sscanf (line, "%255s %255s %31s", dev, dir, type) != 3)
+            continue;
+        size_t len = strlen (dir);
+        bool covers = strcmp (dir, "/") == 0
+            || (strncmp (path, dir, len) == 0 && (path[len] == '/' || path[len] == '\0'));
+        if (covers && len >= best) {
+            best = len;
+            snprintf (out, size, "%s on %s (%s)", dev, dir, type);
+        }
+    }
+    fclose (mounts);
 }

@@ -223,31 +223,6 @@ s_options (bench_options_t *opt, int argc, char **argv)
     return 0;
 }
 
-//  The mount holding path, from /proc/self/mounts: "device on mountpoint (type)".
-static void
-s_describe_disk (const char *path, char *out, size_t size)
-{
-    snprintf (out, size, "unknown");
-    FILE *mounts = fopen ("/proc/self/mounts", "r");
-    if (!mounts)
-        return;
-    char line[4096];
-    size_t best = 0;
-    while (fgets (line, sizeof line, mounts)) {
-        char dev[256], dir[256], type[32];
-        if (sscanf (line, "%255s %255s %31s", dev, dir, type) != 3)
-            continue;
-        size_t len = strlen (dir);
-        bool covers = strcmp (dir, "/") == 0
-            || (strncmp (path, dir, len) == 0 && (path[len] == '/' || path[len] == '\0'));
-        if (covers && (len >= best)) {
-            best = len;
-            snprintf (out, size, "%s on %s (%s)", dev, dir, type);
-        }
-    }
-    fclose (mounts);
-}
-
 static int
 s_write_config (bench_t *self)
 {
@@ -571,7 +546,7 @@ s_start (bench_t *self)
         return -1;
     }
     char disk[600];
-    s_describe_disk (self->dir, disk, sizeof disk);
+    bench_describe_disk (self->dir, disk, sizeof disk);
     printf ("temp dir   %s\n", self->dir);
     printf ("store on   %s\n", disk);
     printf ("binaries   %s\n", self->opt.bin_dir);
@@ -624,17 +599,7 @@ s_start (bench_t *self)
 static void
 s_event (bench_t *self, char *buf, size_t size)
 {
-    uint64_t n = ++self->next_order;
-    snprintf (buf, size,
-        "{\"specversion\":\"1.0\",\"id\":\"bench-%d-%" PRIu64 "\",\"source\":\"herald-bench\","
-        "\"type\":\"order.confirmed\",\"time\":\"%s\",\"datacontenttype\":\"application/json\","
-        "\"data\":{\"order_id\":%" PRIu64 ",\"customer\":{\"name\":\"Bench Customer\","
-        "\"email\":\"customer%" PRIu64 "@example.com\"},\"items\":[{\"sku\":\"SKU-1042\","
-        "\"qty\":2,\"price\":\"19.90\"},{\"sku\":\"SKU-7\",\"qty\":1,\"price\":\"5.00\"}],"
-        "\"total\":\"44.80\",\"currency\":\"EUR\",\"shipping\":{\"method\":\"standard\","
-        "\"address\":{\"street\":\"1 Rue de la Paix\",\"city\":\"Paris\",\"zip\":\"75002\","
-        "\"country\":\"FR\"}}}}",
-        (int) getpid (), n, self->now_text, n, n);
+    bench_order_event (buf, size, (unsigned long long) ++self->next_order, self->now_text);
 }
 
 static void

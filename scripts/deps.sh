@@ -2,11 +2,15 @@
 # Installs the Debian packages Herald needs to build, test and run, if any is missing.
 set -euo pipefail
 # libsystemd-dev: the broker's sd_notify; systemd: systemd-analyze for the
-# install test (man-db: its man page check); python3-zmq: the Python example;
-# groff-base: the man page test.
+# install test (man-db: its man page check); python3-zmq: the Python example and
+# hostile-peer tests; groff-base: the man page test.
+# redis-server and libhiredis-dev are for scripts/bench-peers.sh, which starts its own
+# redis-server on a free port (on a machine with systemd, Debian's package also enables
+# a system service on port 6379, which the bench does not use).
 packages=(cmake make gcc pkg-config libzmq3-dev libcurl4-openssl-dev libyaml-dev
           libcriterion-dev libsqlite3-dev libjansson-dev sqlite3 openssl python3 python3-aiosmtpd
-          libsystemd-dev systemd man-db python3-zmq groff-base binutils)
+          libsystemd-dev systemd man-db python3-zmq groff-base binutils
+          redis-server libhiredis-dev)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

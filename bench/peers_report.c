@@ -1,0 +1,314 @@
+/*  peers_report: see peers_report.h. */
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <string.h>
+
+#include "peers_report.h"
+
+#define REPORT_ROWS     7
+
+/*  The broker's documented memory bound is base + what the queues may hold
+    (issue 9, point 7: "base + broker.queue_window x event size", each
+    channel keeping up to queue_window tasks). README.md gives no base yet:
+    NAN means "not documented", and shape 5 then gets no verdict. When the
+    README gives one, put its base (MiB) here and check s_rss_bound_mib
+    against the README's formula. */
+#define REPORT_RSS_BASE_MIB     NAN
+
+static double
+s_rss_bound_mib (const peers_report_t *self)
+{
+    return REPORT_RSS_BASE_MIB + (double) self->queue_window * PEERS_CHANNELS
+                               * self->event_bytes / 1048576.0;
+}
+
+typedef struct {
+    const char *label;
+    double value[PEERS_SYSTEMS];    /* NAN: not measured or not applicable */
+    const char *unit;
+    const char *target;             /* the issue's target, as text */
+    int verdict;                    /* 1 met, 0 missed, -1 no verdict */
+} s_row_t;
+
+static double
+s_rate (const peers_result_t *r)
+{
+    return r->measured? r->rate: NAN;
+}
+
+static double
+s_ratio (double a, double b)
+{
+    return isnan (a) || isnan (b) || b <= 0? NAN: a / b;
+}
+
+//  1 if every ratio given is on the right side of its bound, 0 if one is
+//  not, -1 if one is unknown.
+static int
+s_verdict (double ratio, double bound, bool at_least)
+{
+    if (isnan (ratio))
+        return -1;
+    return at_least? ratio >= bound: ratio <= bound;
+}
+
+static int
+s_both (int a, int b)
+{
+    return a < 0 || b < 0? -1: a && b;
+}
+
+static void
+    s_number (char *buf, size_t size, double value);
+
+//  The rows of the table, from the results.
+static void
+s_rows (const peers_report_t *self, s_row_t rows[REPORT_ROWS])
+{
+    memset (rows, 0, sizeof (s_row_t) * REPORT_ROWS);
+    for (int r = 0; r < REPORT_ROWS; r++)
+        for (int s = 0; s < PEERS_SYSTEMS; s++)
+            rows[r].value[s] = NAN;
+    static char label1[64], label2[64];
+    char window[32];
+    s_number (window, sizeof window, (double) self->window);
+    snprintf (label1, sizeof label1, "1. ACKed events/s, %s outstanding", window);
+    snprintf (label2, sizeof label2, "2. %d processes x 1 outstanding, events/s", self->producer_count);
+    rows[0].label = label1;
+    rows[1].label = label2;
+    rows[2].label = "3. ACK latency p50, 1 outstanding, us";
+    rows[3].label = "3. ACK latency p99, 1 outstanding, us";
+    rows[4].label = "3. ACK latency p99.9, 1 outstanding, us";
+    rows[5].label = "4. end to end, 3 channels, events/s";
+    rows[6].label = "5. broker RSS with the backlog, MiB";
+    for (int s = 0; s < PEERS_SYSTEMS; s++) {
+        rows[0].value[s] = s_rate (&self->pipelined[s]);
+        rows[1].value[s] = s_rate (&self->producers[s]);
+        const peers_result_t *lat = &self->latency[s];
+        rows[2].value[s] = lat->measured? lat->p50_us: NAN;
+        rows[3].value[s] = lat->measured? lat->p99_us: NAN;
+        rows[4].value[s] = lat->measured? lat->p999_us: NAN;
+        rows[5].value[s] = s_rate (&self->end_to_end[s]);
+    }
+    if (self->backlog_measured)
+        rows[6].value[PEERS_HERALD] = (double) self->backlog.rss_kib / 1024.0;
+
+    const double *h = NULL;
+    rows[0].target = ">= 4x Redis";
+    h = rows[0].value;
+    rows[0].verdict = s_verdict (s_ratio (h[PEERS_HERALD], h[PEERS_REDIS]), 4.0, true);
+    h = rows[1].value;
+    rows[1].target = ">= 0.9x floor and >= 1.2x Redis";
+    rows[1].verdict = s_both (s_verdict (s_ratio (h[PEERS_HERALD], h[PEERS_FLOOR]), 0.9, true),
+                              s_verdict (s_ratio (h[PEERS_HERALD], h[PEERS_REDIS]), 1.2, true));
+    h = rows[2].value;
+    rows[2].target = "<= 1.2x floor";
+    rows[2].verdict = s_verdict (s_ratio (h[PEERS_HERALD], h[PEERS_FLOOR]), 1.2, false);
+    h = rows[3].value;
+    rows[3].target = "<= 1.5x floor";
+    rows[3].verdict = s_verdict (s_ratio (h[PEERS_HERALD], h[PEERS_FLOOR]), 1.5, false);
+    rows[4].verdict = -1;
+    rows[4].target = "";
+    h = rows[5].value;
+    rows[5].target = ">= 4x Redis";
+    rows[5].verdict = s_verdict (s_ratio (h[PEERS_HERALD], h[PEERS_REDIS]), 4.0, true);
+    //  README.md gives no bound yet (issue 9 point 7 adds "base +
+    //  queue_window x event size"): no verdict until it does.
+    static char bound[96];
+    double bound_mib = s_rss_bound_mib (self);
+    if (isnan (bound_mib))
+        snprintf (bound, sizeof bound, "within the documented bound: none documented yet");
+    else
+        snprintf (bound, sizeof bound, "within the documented bound, %.0f MiB", bound_mib);
+    rows[6].target = bound;
+    rows[6].verdict = s_verdict (s_ratio (rows[6].value[PEERS_HERALD], bound_mib), 1.0, false);
+}
+
+//  value with thousands separators and no decimals, or "-".
+static void
+s_number (char *buf, size_t size, double value)
+{
+    if (isnan (value)) {
+        snprintf (buf, size, "-");
+        return;
+    }
+    char digits[32];
+    snprintf (digits, sizeof digits, "%.0f", value);
+    size_t len = strlen (digits), at = 0;
+    for (size_t i = 0; i < len && at + 2 < size; i++) {
+        if (i > 0 && (len - i) % 3 == 0 && digits[i - 1] != '-')
+            buf[at++] = ',';
+        buf[at++] = digits[i];
+    }
+    buf[at] = '\0';
+}
+
+static void
+s_ratio_text (char *buf, size_t size, double ratio)
+{
+    if (isnan (ratio))
+        snprintf (buf, size, "-");
+    else
+        snprintf (buf, size, "%.2fx", ratio);
+}
+
+static void
+s_print_cpu (FILE *out, const char *shape, const peers_result_t *results, bool floor)
+{
+    bool any = false;
+    for (int s = 0; s < PEERS_SYSTEMS; s++)
+        any = any || results[s].measured;
+    if (any)
+        fprintf (out, "  %s\n", shape);
+    for (int s = 0; s < PEERS_SYSTEMS; s++) {
+        const peers_result_t *r = &results[s];
+        if (!r->measured || (s == PEERS_FLOOR && !floor))
+            continue;
+        fprintf (out, "    %-7s", peers_system_label ((peers_system_t) s));
+        for (int c = 0; c < r->cpu_count; c++)
+            fprintf (out, "%s %s %.0f%%", c? ",": "", r->cpu[c].name,
+                     100.0 * r->cpu[c].seconds / r->wall_s);
+        fprintf (out, "\n");
+    }
+}
+
+void
+peers_report_print (const peers_report_t *self, FILE *out)
+{
+    s_row_t rows[REPORT_ROWS];
+    s_rows (self, rows);
+    fprintf (out, "\n== results%s: Redis %s (appendonly yes, appendfsync always), the floor "
+             "(ZeroMQ ROUTER + one write + fdatasync per batch), Herald %s\n",
+             self->quick? " (--quick: small counts, indicative only)": "", self->redis_version,
+             HERALD_VERSION);
+    fprintf (out, "   stores on %s; all over tcp://127.0.0.1\n\n", self->disk);
+    fprintf (out, "%-44s %10s %10s %10s %13s %13s  %s\n", "shape", "Redis", "floor", "Herald",
+             "Herald/Redis", "Herald/floor", "target (issue 9)");
+    fprintf (out, "%-44s %10s %10s %10s %13s %13s  %s\n", "--------------------------------------------",
+             "----------", "----------", "----------", "-------------", "-------------",
+             "--------------------------------------");
+    for (int r = 0; r < REPORT_ROWS; r++) {
+        char v[PEERS_SYSTEMS][32], hr[32], hf[32];
+        for (int s = 0; s < PEERS_SYSTEMS; s++)
+            s_number (v[s], sizeof v[s], rows[r].value[s]);
+        s_ratio_text (hr, sizeof hr, s_ratio (rows[r].value[PEERS_HERALD], rows[r].value[PEERS_REDIS]));
+        s_ratio_text (hf, sizeof hf, s_ratio (rows[r].value[PEERS_HERALD], rows[r].value[PEERS_FLOOR]));
+        const char *verdict = rows[r].verdict > 0? ": met": rows[r].verdict == 0? ": MISSED": "";
+        fprintf (out, "%-44s %10s %10s %10s %13s %13s  %s%s\n", rows[r].label,
+                 v[PEERS_REDIS], v[PEERS_FLOOR], v[PEERS_HERALD], hr, hf,
+                 rows[r].target, rows[r].target[0]? verdict: "");
+    }
+    if (self->backlog_measured) {
+        double queues_mib = (double) self->queue_window * PEERS_CHANNELS * self->event_bytes
+                          / 1048576.0;
+        fprintf (out, "\n5. %ld tasks queued (%ld events x %d channels, no worker connected): "
+                 "VmRSS %.0f MiB, VmHWM %.0f MiB.\n   Documented bound: base %s + queue_window "
+                 "%ld x %d channels x %d-byte events (%.0f MiB).\n", self->backlog.tasks,
+                 self->backlog.events, PEERS_CHANNELS, (double) self->backlog.rss_kib / 1024.0,
+                 (double) self->backlog.hwm_kib / 1024.0,
+                 isnan (REPORT_RSS_BASE_MIB)? "(not in README.md yet)": "from README.md",
+                 self->queue_window, PEERS_CHANNELS, self->event_bytes, queues_mib);
+    }
+    fprintf (out, "\nCPU used, %% of one core over each system's measured time:\n");
+    s_print_cpu (out, "1. pipelined", self->pipelined, true);
+    s_print_cpu (out, "2. producer processes", self->producers, true);
+    s_print_cpu (out, "3. latency", self->latency, true);
+    s_print_cpu (out, "4. end to end", self->end_to_end, false);
+    fprintf (out, "\nHow: shapes 1 and 2 ran in %d round(s), shape 4 in %d, each system taking "
+             "its turn in every round\n(order rotated); shape 3 in blocks of 200 round trips "
+             "taken turn about; %.0f s per system per shape\nfor 1 to 3; %ld events per "
+             "end-to-end run. Shapes 1 to 3: Herald without workers and Redis without\n"
+             "consumers (ingest alone); shape 4: a fresh broker with one noop worker per channel. "
+             "Ratios are\nHerald's figure over the other's (for latency, lower is better).\n",
+             self->rounds, self->rounds_end_to_end, self->seconds, self->events);
+    fflush (out);
+}
+
+static json_t *
+s_result_json (const peers_result_t *r)
+{
+    if (!r->measured)
+        return json_null ();
+    json_t *cpu = json_object ();
+    for (int c = 0; c < r->cpu_count; c++)
+        json_object_set_new (cpu, r->cpu[c].name, json_real (r->cpu[c].seconds));
+    json_t *o = json_pack ("{s:I, s:I, s:f, s:o}", "count", (json_int_t) r->count,
+                           "refused", (json_int_t) r->refused, "seconds", r->wall_s,
+                           "cpu_seconds", cpu);
+    if (r->rate > 0)
+        json_object_set_new (o, "events_per_s", json_real (r->rate));
+    if (r->p50_us > 0) {
+        json_object_set_new (o, "p50_us", json_real (r->p50_us));
+        json_object_set_new (o, "p99_us", json_real (r->p99_us));
+        json_object_set_new (o, "p999_us", json_real (r->p999_us));
+    }
+    return o;
+}
+
+static json_t *
+s_shape_json (const peers_result_t *results)
+{
+    json_t *o = json_object ();
+    for (int s = 0; s < PEERS_SYSTEMS; s++)
+        json_object_set_new (o, peers_system_name ((peers_system_t) s),
+                             s_result_json (&results[s]));
+    return o;
+}
+
+static json_t *
+s_number_json (double value)
+{
+    return isnan (value)? json_null (): json_real (value);
+}
+
+int
+peers_report_json (const peers_report_t *self, const char *path)
+{
+    json_t *shapes = json_pack ("{s:o, s:o, s:o, s:o}",
+        "pipelined", s_shape_json (self->pipelined),
+        "producers", s_shape_json (self->producers),
+        "latency", s_shape_json (self->latency),
+        "end_to_end", s_shape_json (self->end_to_end));
+    json_object_set_new (shapes, "backlog", !self->backlog_measured? json_null ():
+        json_pack ("{s:{s:I, s:I, s:I, s:I, s:f, s:o}}", "herald",
+                   "events", (json_int_t) self->backlog.events,
+                   "tasks", (json_int_t) self->backlog.tasks,
+                   "vmrss_kib", (json_int_t) self->backlog.rss_kib,
+                   "vmhwm_kib", (json_int_t) self->backlog.hwm_kib,
+                   "events_per_s", self->backlog.rate,
+                   "documented_bound_mib", s_number_json (s_rss_bound_mib (self))));
+    s_row_t rows[REPORT_ROWS];
+    s_rows (self, rows);
+    json_t *table = json_array ();
+    for (int r = 0; r < REPORT_ROWS; r++) {
+        const double *v = rows[r].value;
+        json_array_append_new (table, json_pack ("{s:s, s:o, s:o, s:o, s:o, s:o, s:s, s:o}",
+            "shape", rows[r].label,
+            "redis", s_number_json (v[PEERS_REDIS]),
+            "floor", s_number_json (v[PEERS_FLOOR]),
+            "herald", s_number_json (v[PEERS_HERALD]),
+            "herald_over_redis", s_number_json (s_ratio (v[PEERS_HERALD], v[PEERS_REDIS])),
+            "herald_over_floor", s_number_json (s_ratio (v[PEERS_HERALD], v[PEERS_FLOOR])),
+            "target", rows[r].target,
+            "met", rows[r].verdict < 0? json_null (): json_boolean (rows[r].verdict)));
+    }
+    json_t *root = json_pack ("{s:s, s:s, s:b, s:f, s:i, s:I, s:i, s:I, s:I, s:s, s:o, s:o}",
+        "herald_version", HERALD_VERSION,
+        "redis_version", self->redis_version,
+        "quick", self->quick,
+        "seconds", self->seconds,
+        "rounds", self->rounds,
+        "window", (json_int_t) self->window,
+        "producers", self->producer_count,
+        "events", (json_int_t) self->events,
+        "queue_window", (json_int_t) self->queue_window,
+        "disk", self->disk,
+        "table", table,
+        "shapes", shapes);
+    int rc = root && json_dump_file (root, path, JSON_INDENT (2)) == 0? 0: -1;
+    if (rc)
+        fprintf (stderr, "herald_bench_peers: --json %s: cannot write: %s\n", path, strerror (errno));
+    json_decref (root);
+    return rc;
+}

@@ -1,0 +1,127 @@
+"""test_bench_peers: herald_bench_peers --quick (what scripts/bench-peers.sh
+runs) produces its table with every row filled for the systems that row
+compares, writes the same figures as JSON, refuses bad options naming them,
+and leaves no process and no temp dir behind. Speed is never asserted: only
+that each figure was measured."""
+
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import harness
+
+# label -> which of (Redis, floor, Herald) that row measures
+ROWS = [
+    ("1. ACKed events/s, 1,000 outstanding", (True, True, True)),
+    ("2. 8 processes x 1 outstanding, events/s", (True, True, True)),
+    ("3. ACK latency p50, 1 outstanding, us", (True, True, True)),
+    ("3. ACK latency p99, 1 outstanding, us", (True, True, True)),
+    ("3. ACK latency p99.9, 1 outstanding, us", (True, True, True)),
+    ("4. end to end, 3 channels, events/s", (True, False, True)),
+    ("5. broker RSS with the backlog, MiB", (False, False, True)),
+]
+RUN_TIMEOUT = 150       # seconds; --quick takes 15-30 s on the 2-core machine
+
+
+def run(argv, timeout):
+    """Runs argv; on timeout SIGTERM (the bench then stops its own
+    children by PID), then SIGKILL. Returns (returncode, stdout, stderr)."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGTERM)
+        try:
+            out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        raise harness.TestFailure("%s ran past %d s\n%s\n%s" % (argv[0], timeout, out[-3000:],
+                                                                 err[-2000:]))
+    return p.returncode, out, err
+
+
+def number(text):
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
+def body(t):
+    bench = harness.binary("herald_bench_peers")
+
+    rc, out, err = run([bench, "--help"], 10)
+    t.check(rc == 0 and all(o in out for o in ("--quick", "--seconds", "--events", "--json")),
+            "--help exits 0 and lists --quick, --seconds, --events, --json", out + err)
+    for bad, name in (("--seconds=0", "--seconds"), ("--shapes=7", "--shapes"),
+                      ("--events=x", "--events")):
+        rc, out, err = run([bench, bad], 10)
+        t.check(rc == harness.EX_USAGE and name in err,
+                "%s is refused with exit 64 and a message naming %s" % (bad, name),
+                "exit %d: %s" % (rc, err))
+
+    tmp = tempfile.mkdtemp(prefix="test-bench-peers-")
+    try:
+        result = os.path.join(tmp, "result.json")
+        t.note("running %s --quick" % bench)
+        started = time.monotonic()
+        rc, out, err = run([bench, "--quick", "--json", result, "--tmp", tmp], RUN_TIMEOUT)
+        t.note("--quick took %.0f s" % (time.monotonic() - started))
+        t.require(rc == 0, "--quick exits 0", "exit %d\n%s\n%s" % (rc, out[-3000:], err[-3000:]))
+
+        for shape in ("== 1.", "== 2.", "== 3.", "== 4.", "== 5."):
+            t.check(shape in out, "progress of shape %s printed" % shape[3:], out[-2000:])
+        t.check("Herald/Redis" in out and "Herald/floor" in out and "target (issue 9)" in out,
+                "the table has the ratio and target columns", out[-3000:])
+
+        for label, measured in ROWS:
+            line = next((l for l in out.splitlines() if l.startswith(label)), None)
+            if not t.check(line is not None, "row '%s' is printed" % label, out[-3000:]):
+                continue
+            cells = line[len(label):].split()
+            values = [number(c) for c in cells[:3]]
+            want = [v is not None and v > 0 if m else cells[i] == "-"
+                    for i, (v, m) in enumerate(zip(values, measured))]
+            t.check(len(cells) >= 5 and all(want),
+                    "row '%s': a figure for each system it compares, '-' for the others" % label,
+                    line)
+
+        t.check(re.search(r"^CPU used", out, re.M) and re.search(r"herald-broker \d+%", out)
+                and re.search(r"redis-server \d+%", out)
+                and re.search(r"herald_floor_server \d+%", out),
+                "the CPU of each server process is printed", out[-2500:])
+        t.check("How:" in out, "the output says how the systems were interleaved", out[-1500:])
+
+        with open(result) as f:
+            data = json.load(f)
+        table = data.get("table", [])
+        t.check([r.get("shape") for r in table] == [label for label, _ in ROWS],
+                "--json: the same rows as the table", [r.get("shape") for r in table])
+        for row, (label, measured) in zip(table, ROWS):
+            values = [row.get(s) for s in ("redis", "floor", "herald")]
+            ok = all((isinstance(v, (int, float)) and v > 0) if m else v is None
+                     for v, m in zip(values, measured))
+            t.check(ok, "--json row '%s': figures where measured, null elsewhere" % label, row)
+        backlog = ((data.get("shapes") or {}).get("backlog") or {}).get("herald") or {}
+        t.check(backlog.get("tasks", 0) >= 30000 and backlog.get("vmhwm_kib", 0) > 0,
+                "--json: the backlog's task count and the broker's VmHWM", backlog)
+
+        pids = [int(p) for p in re.findall(r"^started .*?, pid (\d+),", out, re.M)]
+        t.check(len(pids) >= 5, "every server start is reported with its pid", pids)
+        left = [p for p in pids if os.path.exists("/proc/%d" % p)]
+        t.check(not left, "no process of the run is left", left)
+        m = re.search(r"^temp dir\s+(\S+)", out, re.M)
+        t.check(m and not os.path.exists(m.group(1)), "the run's temp dir is removed",
+                m.group(1) if m else out[:500])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    harness.Test("bench_peers", budget=240).run(body)
