@@ -1,460 +1,118 @@
-/*  broker: the loop and its named actions. */
+/*  broker: the loop. It owns the sockets and the store's descriptors, and
+    passes what arrives to the core (core.h), which decides; the core's
+    effects come back through core_io_t. One turn: wait for a socket, the
+    journal's writer, the index, or the core's next deadline; read what
+    arrived; let the core act; hand what it staged to the journal's writer;
+    send parked replies. The writer syncs one batch while the loop reads and
+    stages the next (pipelined group commit). */
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <zmq.h>
 
-#include "broker_internal.h"
+#include "broker.h"
+#include "core.h"
 #include "herald_clock.h"
 #include "herald_log.h"
+#include "herald_ratelimit.h"
 #include "herald_wire.h"
 #include "notify.h"
+#include "outbox.h"
+#include "store.h"
 
 #define DRAIN_WORKER_MAX    8192    /* worker messages handled per turn */
-#define ADMIN_MAX           16      /* admin requests handled per turn */
+#define DRAIN_ADMIN_MAX     16      /* admin requests handled per turn */
+#define POLL_MAX_MS         1000
 
-#define PRUNE_EVERY_MS      60000
+struct broker {
+    const herald_config_t *config;
+    void *ctx;
+    void *producers;                /* ROUTER */
+    void *workers;                  /* ROUTER */
+    void *admin;                    /* ROUTER */
+    outbox_t *outbox;               /* replies to producers, parked per peer */
+    store_t *store;
+    core_t *core;
+    herald_ratelimit_t malformed;   /* log lines about malformed messages */
+    broker_status_t fatal;
+};
 
-/*  Random numbers: xorshift128+, seeded from getrandom. */
-
-uint64_t
-broker_random (broker_t *self)
-{
-    uint64_t s1 = self->rng[0];
-    const uint64_t s0 = self->rng[1];
-    self->rng[0] = s0;
-    s1 ^= s1 << 23;
-    self->rng[1] = s1 ^ s0 ^ (s1 >> 17) ^ (s0 >> 26);
-    return self->rng[1] + s0;
-}
-
-static double
-s_random01 (broker_t *self)
-{
-    return (double) (broker_random (self) >> 11) / 9007199254740992.0;
-}
-
-/*  Sending. */
-
-int
-broker_send (void *socket, const char *identity, size_t identity_len, const hp_msg_t *msg)
-{
-    return hw_send (socket, hp_strn (identity, identity_len), msg, ZMQ_DONTWAIT);
-}
-
-/*  Outcomes waiting for the commit. */
-
-static outcome_t *
-s_outcome_new (broker_t *self, outcome_kind_t kind, const task_t *task)
-{
-    if (self->outcome_count == self->outcome_cap) {
-        size_t cap = self->outcome_cap? self->outcome_cap * 2: 1024;
-        outcome_t *grown = realloc (self->outcomes, cap * sizeof *grown);
-        if (!grown)
-            return NULL;
-        self->outcomes = grown;
-        self->outcome_cap = cap;
-    }
-    if (self->outcome_count == 0)
-        self->outcomes_since = herald_clock_mono_ms ();
-    outcome_t *outcome = &self->outcomes[self->outcome_count++];
-    outcome->kind = kind;
-    outcome->rowid = task->rowid;
-    outcome->attempts = task->attempts;
-    outcome->not_before = 0;
-    outcome->at = herald_clock_wall_ms ();
-    outcome->log_attempt = false;
-    outcome->outcome[0] = '\0';
-    outcome->error[0] = '\0';
-    return outcome;
-}
-
-/*  A delivery attempt ended without success: retry later or give up. */
-static void
-s_attempt_failed (broker_t *self, task_t *task, const char *outcome_name, const char *error,
-                  int64_t requested_delay_ms, bool permanent, int64_t now)
-{
-    const herald_channel_t *channel = &self->config->channels[task->channel];
-    bool dead = permanent || task->attempts >= (uint32_t) channel->max_attempts;
-    outcome_t *outcome = s_outcome_new (self, dead? OUTCOME_DEAD: OUTCOME_RESCHEDULE, task);
-    if (!outcome) {
-        herald_error ("out of memory recording an outcome", "task_id=%s", task->key);
-        dispatch_enqueue (self->dispatch, task, now + STORE_RETRY_MS, now, false);
-        return;
-    }
-    outcome->log_attempt = true;
-    snprintf (outcome->outcome, sizeof outcome->outcome, "%s", outcome_name);
-    char quoted[HP_MAX_TEXT + 16];
-    if (dead) {
-        if (permanent)
-            snprintf (outcome->error, sizeof outcome->error, "%s", error);
-        else
-            snprintf (outcome->error, sizeof outcome->error, "gave up after %u attempts: %s",
-                      task->attempts, error);
-        herald_warn ("task dead", "task_id=%s channel=%s attempt=%u error=%s", task->key,
-                     channel->name, task->attempts,
-                     herald_log_quote (outcome->error, quoted, sizeof quoted));
-        self->stats[task->channel].open--;
-        self->stats[task->channel].dead++;
-        /*  Its history row is the attempt log; the error stays on the task. */
-        task_destroy (&task);
-        return;
-    }
-    /*  A worker's "not before" is a hint, held to the channel's backoff
-        maximum: a bogus 2^53 ms must not park a task for ever. */
-    int64_t delay = requested_delay_ms > 0? requested_delay_ms
-                  : dispatch_backoff_ms (channel, task->attempts, s_random01 (self));
-    if (delay > channel->backoff_max_ms)
-        delay = channel->backoff_max_ms;
-    outcome->not_before = outcome->at + delay;
-    snprintf (outcome->error, sizeof outcome->error, "%s", error);
-    herald_info ("task will retry", "task_id=%s channel=%s attempt=%u outcome=%s delay_ms=%lld error=%s",
-                 task->key, channel->name, task->attempts, outcome_name, (long long) delay,
-                 herald_log_quote (error, quoted, sizeof quoted));
-    dispatch_enqueue (self->dispatch, task, now + delay, now, false);
-}
-
-/*  Takes back every lease of a worker that died or vanished. */
-static void
-s_worker_lost (broker_t *self, worker_t **worker_p, const char *why, int64_t now)
-{
-    worker_t *worker = *worker_p;
-    herald_warn ("worker lost", "worker=%s channel=%s leases=%u reason=\"%s\"", worker->name,
-                 self->config->channels[worker->channel].name, worker->lease_count, why);
-    /*  Which of its tasks killed it cannot be told when it held several:
-        none is charged, all become suspects and are delivered alone from
-        now on. A worker lost while holding one task alone charges that task,
-        so a payload that kills every worker ends dead after its attempts,
-        without dragging innocent tasks along. */
-    bool alone = worker->lease_count == 1;
-    task_t *task;
-    while ((task = dispatch_worker_pop_lease (self->dispatch, worker))) {
-        task->suspect = true;
-        if (alone)
-            s_attempt_failed (self, task, "worker-lost", why, 0, false, now);
-        else {
-            task->attempts--;
-            dispatch_enqueue (self->dispatch, task, 0, now, true);
-        }
-    }
-    dispatch_worker_remove (self->dispatch, worker_p);
-}
-
-/*  A worker leaving in good order: its unfinished leases were not tried
-    to the end, so they go back at the head of the queue uncharged. */
-static void
-s_worker_leaving (broker_t *self, worker_t **worker_p, int64_t now)
-{
-    worker_t *worker = *worker_p;
-    herald_info ("worker left", "worker=%s channel=%s handed_back=%u", worker->name,
-                 self->config->channels[worker->channel].name, worker->lease_count);
-    task_t *task;
-    while ((task = dispatch_worker_pop_lease (self->dispatch, worker))) {
-        task->attempts--;
-        dispatch_enqueue (self->dispatch, task, 0, now, true);
-    }
-    dispatch_worker_remove (self->dispatch, worker_p);
-}
-
-/*  Worker messages. */
+//  --------------------------------------------------------------------------
+//  What the core asks for
 
 static void
-s_register_worker (broker_t *self, const hw_msg_t *in, const hp_msg_t *msg, int64_t now)
-{
-    char channel_name[HERALD_NAME_MAX], name[HP_MAX_ID + 1];
-    hp_str_copy (msg->channel, channel_name, sizeof channel_name);
-    hp_str_copy (msg->worker, name, sizeof name);
-    int channel = herald_config_channel_index (self->config, channel_name);
-    if (channel < 0) {
-        herald_warn ("worker refused: unknown channel", "worker=%s channel=%s", name, channel_name);
-        return;
-    }
-    worker_t *existing = dispatch_worker_find (self->dispatch, in->identity.ptr, in->identity.len);
-    if (existing)
-        s_worker_leaving (self, &existing, now);
-    /*  A worker's word is checked against the configuration: its credit
-        is at most the channel's capacity, and a channel takes at most
-        max_workers registrations (a peer opening connections by the
-        thousand must not crowd out the real workers). */
-    const herald_channel_t *cfg = &self->config->channels[channel];
-    dispatch_counts_t counts;
-    dispatch_counts (self->dispatch, channel, &counts);
-    if (counts.workers >= cfg->max_workers) {
-        if (herald_ratelimit_allow (&self->worker_refusals, now))
-            herald_warn ("worker refused: channel has max_workers registered", "worker=%s channel=%s"
-                         " max_workers=%d not_logged=%llu", name, channel_name, cfg->max_workers,
-                         (unsigned long long) self->worker_refusals.suppressed);
-        return;
-    }
-    uint32_t capacity = msg->capacity;
-    if (capacity > (uint32_t) cfg->capacity) {
-        herald_info ("worker capacity lowered to the channel's", "worker=%s channel=%s asked=%u"
-                     " capacity=%d", name, channel_name, capacity, cfg->capacity);
-        capacity = (uint32_t) cfg->capacity;
-    }
-    worker_t *worker = dispatch_worker_add (self->dispatch, in->identity.ptr, in->identity.len,
-                                            channel, capacity, name, now);
-    if (!worker) {
-        herald_error ("worker refused: too many workers", "worker=%s", name);
-        return;
-    }
-    herald_info ("worker registered", "worker=%s channel=%s capacity=%u", name, channel_name,
-                 capacity);
-}
-
-static void
-s_task_answered (broker_t *self, worker_t *worker, const hp_msg_t *msg, int64_t now)
-{
-    task_t *task = dispatch_complete (self->dispatch, worker, msg->task_id, msg->attempt);
-    if (!task) {
-        char id[HP_MAX_ID + 1];
-        herald_info ("stale answer ignored", "worker=%s task_id=%s attempt=%u answer=%s",
-                     worker->name, hp_str_copy (msg->task_id, id, sizeof id), msg->attempt,
-                     hp_command_name (msg->command));
-        return;
-    }
-    char error[HP_MAX_TEXT + 1];
-    hp_str_copy (msg->text, error, sizeof error);
-    if (msg->command == HP_DONE) {
-        outcome_t *outcome = s_outcome_new (self, OUTCOME_DONE, task);
-        if (!outcome) {
-            dispatch_enqueue (self->dispatch, task, now + STORE_RETRY_MS, now, false);
-            return;
-        }
-        herald_debug ("task done", "task_id=%s attempt=%u", task->key, task->attempts);
-        self->stats[task->channel].open--;
-        self->stats[task->channel].done++;
-        task_destroy (&task);
-    }
-    else
-    if (msg->command == HP_RETRY)
-        s_attempt_failed (self, task, "retry", error, msg->delay_ms, false, now);
-    else
-    if (msg->command == HP_THROTTLED) {
-        /*  The downstream's Retry-After pauses the whole channel, at most
-            for the channel's backoff maximum. */
-        int64_t delay = msg->delay_ms > 0? msg->delay_ms: 1000;
-        int64_t cap = self->config->channels[task->channel].backoff_max_ms;
-        if (delay > cap)
-            delay = cap;
-        dispatch_pause (self->dispatch, task->channel, now + delay);
-        s_attempt_failed (self, task, "throttled", error, delay, false, now);
-    }
-    else
-        s_attempt_failed (self, task, "failed", error, 0, true, now);
-}
-
-static void
-s_worker_message (broker_t *self, const hw_msg_t *in, int64_t now)
-{
-    hp_msg_t msg;
-    hp_error_t err;
-    if (hw_decode (in, &msg, &err) != 0) {
-        herald_warn ("malformed worker message dropped", "code=%d error=\"%s\"", err.code, err.text);
-        return;
-    }
-    if (msg.command == HP_READY) {
-        s_register_worker (self, in, &msg, now);
-        return;
-    }
-    worker_t *worker = dispatch_worker_find (self->dispatch, in->identity.ptr, in->identity.len);
-    if (!worker) {
-        /*  Not registered here (we restarted, or it was declared dead):
-            it must say READY again. */
-        if (msg.command != HP_DISCONNECT) {
-            hp_msg_t reply = { .command = HP_DISCONNECT };
-            broker_send (self->workers, in->identity.ptr, in->identity.len, &reply);
-        }
-        return;
-    }
-    worker->last_recv = now;
-    switch (msg.command) {
-        case HP_DONE:
-        case HP_RETRY:
-        case HP_THROTTLED:
-        case HP_FAILED:
-            s_task_answered (self, worker, &msg, now);
-            break;
-        case HP_HEARTBEAT:
-            break;
-        case HP_DISCONNECT:
-            s_worker_leaving (self, &worker, now);
-            break;
-        default:
-            herald_warn ("unexpected worker command dropped", "command=%s",
-                         hp_command_name (msg.command));
-    }
-}
-
-static void
-s_drain_workers (broker_t *self, int64_t now)
-{
-    for (int i = 0; i < DRAIN_WORKER_MAX; i++) {
-        hw_msg_t in;
-        int rc = hw_recv (self->workers, true, &in, ZMQ_DONTWAIT);
-        if (rc == 0)
-            s_worker_message (self, &in, now);
-        hw_msg_close (&in);
-        if (rc != 0)
-            break;
-    }
-}
-
-
-
-
-
-/*  Dispatch: as many deliveries as credit, limits and rate allow. */
-
-static void
-s_dispatch (broker_t *self, int64_t now)
-{
-    task_t *task;
-    while ((task = dispatch_next (self->dispatch, now))) {
-        worker_t *worker = task->worker;
-        char attempt_note[16];
-        snprintf (attempt_note, sizeof attempt_note, "%u", task->attempts);
-        hp_msg_t msg = {
-            .command = HP_TASK,
-            .task_id = hp_str (task->key),
-            .attempt = task->attempts,
-            .channel = hp_str (self->config->channels[task->channel].name),
-            .body = hp_strn (task->event->data, task->event->len),
-        };
-        if (broker_send (self->workers, worker->identity, worker->identity_len, &msg) == 0) {
-            worker->last_send = now;
-            continue;
-        }
-        /*  The worker is gone (or its pipe is full): take the task back
-            uncharged. A worker stopping in good order sends DISCONNECT and
-            closes: the DISCONNECT may still wait in our queue, so read it
-            before deciding the worker was lost. */
-        int err = errno;
-        char identity[sizeof worker->identity];
-        size_t identity_len = worker->identity_len;
-        memcpy (identity, worker->identity, identity_len);
-        task_t *undo = dispatch_complete (self->dispatch, worker, hp_str (task->key), task->attempts);
-        if (undo) {
-            undo->attempts--;
-            dispatch_enqueue (self->dispatch, undo, 0, now, true);
-        }
-        s_drain_workers (self, now);
-        worker = dispatch_worker_find (self->dispatch, identity, identity_len);
-        if (worker)
-            s_worker_lost (self, &worker, err == EHOSTUNREACH? "worker unreachable": "worker pipe full",
-                           now);
-    }
-}
-
-/*  Timers: heartbeats, silent workers, expired leases, due retries, pruning. */
-
-static void
-s_timers (broker_t *self, int64_t now)
-{
-    const herald_broker_config_t *cfg = &self->config->broker;
-    task_t *task;
-    while ((task = dispatch_expired (self->dispatch, now))) {
-        char error[128];
-        snprintf (error, sizeof error, "lease expired after %lld ms without an answer",
-                  (long long) self->config->channels[task->channel].lease_ms);
-        s_attempt_failed (self, task, "lease-expired", error, 0, false, now);
-    }
-    dispatch_promote (self->dispatch, now);
-    if (now >= self->next_heartbeat) {
-        int64_t silence_limit = cfg->heartbeat_ms * cfg->heartbeat_liveness;
-        for (int i = 0; ; ) {
-            worker_t *worker = dispatch_worker_at (self->dispatch, i);
-            if (!worker)
-                break;
-            if (now - worker->last_recv > silence_limit) {
-                char why[96];
-                snprintf (why, sizeof why, "silent for %lld ms (heartbeat)",
-                          (long long) (now - worker->last_recv));
-                s_worker_lost (self, &worker, why, now);
-                continue;   /* the table was compacted: same index, next worker */
-            }
-            if (now - worker->last_send >= cfg->heartbeat_ms) {
-                hp_msg_t beat = { .command = HP_HEARTBEAT };
-                if (broker_send (self->workers, worker->identity, worker->identity_len, &beat) == 0)
-                    worker->last_send = now;
-            }
-            i++;
-        }
-        self->next_heartbeat = now + cfg->heartbeat_ms;
-    }
-    if (now >= self->next_prune) {
-        int64_t cutoff = herald_clock_wall_ms () - cfg->dedup_retention_ms;
-        int pruned = store_prune (self->store, cutoff, 1000);
-        if (pruned > 0)
-            herald_info ("old events pruned", "count=%d", pruned);
-        self->next_prune = now + (pruned == 1000? 1000: PRUNE_EVERY_MS);
-    }
-}
-
-/*  Admin requests are served between commits, so they see committed state. */
-static void
-s_drain_admin (broker_t *self)
-{
-    for (int i = 0; i < ADMIN_MAX; i++) {
-        hw_msg_t in;
-        if (hw_recv (self->admin, true, &in, ZMQ_DONTWAIT) != 0) {
-            hw_msg_close (&in);
-            break;
-        }
-        hp_msg_t msg;
-        hp_error_t err;
-        hp_msg_t reply = { .command = HP_ADMIN_REPLY };
-        char *body = NULL;
-        char error_body[300];
-        bool decoded = hw_decode (&in, &msg, &err) == 0;
-        if (!decoded || msg.command != HP_ADMIN) {
-            if (decoded)
-                snprintf (err.text, sizeof err.text, "command %s is not accepted on the admin endpoint",
-                          hp_command_name (msg.command));
-            snprintf (error_body, sizeof error_body, "{\"error\": \"%s\"}", err.text);
-            reply.corr = msg.corr.ptr? msg.corr: hp_str ("-");
-            reply.code = HP_CODE_BAD_REQUEST;
-            reply.body = hp_str (error_body);
-        }
-        else {
-            reply.corr = msg.corr;
-            reply.code = admin_handle (self, msg.verb, msg.body, &body);
-            reply.body = hp_str (body? body: "{}");
-        }
-        broker_send (self->admin, in.identity.ptr, in.identity.len, &reply);
-        free (body);
-        hw_msg_close (&in);
-    }
-}
-
-/*  Construction. */
-
-static void
-s_recover_counts (void *ctx, const char *channel, const store_counts_t *counts)
+s_io_reply (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg)
 {
     broker_t *self = ctx;
-    int c = herald_config_channel_index (self->config, channel);
-    if (c < 0)
-        return;     /* tasks of a channel no longer configured stay in the store */
-    self->stats[c] = (channel_stats_t) { .open = counts->pending, .done = counts->done,
-                                         .dead = counts->dead, .loaded_upto = 0,
-                                         .backlog = counts->pending > 0 };
-    if (counts->pending > 0)
-        herald_info ("recovering unfinished tasks", "channel=%s pending=%lld retrying=%lld",
-                     channel, (long long) counts->pending, (long long) counts->retrying);
+    outbox_send (self->outbox, identity, identity_len, msg);
 }
 
 static int
-s_recover (broker_t *self, char *err, size_t errlen)
+s_io_to_worker (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg)
 {
-    if (store_count (self->store, herald_clock_wall_ms (), s_recover_counts, self) != 0) {
-        snprintf (err, errlen, "%s", store_errstr (self->store));
-        return -1;
-    }
-    broker_refill (self, herald_clock_mono_ms ());
-    return 0;
+    broker_t *self = ctx;
+    return hw_send (self->workers, hp_strn (identity, identity_len), msg, ZMQ_DONTWAIT);
+}
+
+static void
+s_io_admin_reply (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg)
+{
+    broker_t *self = ctx;
+    hw_send (self->admin, hp_strn (identity, identity_len), msg, ZMQ_DONTWAIT);
+}
+
+static uint64_t
+s_io_append (void *ctx, const void *payload, uint32_t len)
+{
+    broker_t *self = ctx;
+    return store_append (self->store, payload, len);
+}
+
+static journal_status_t
+s_io_append_status (void *ctx)
+{
+    broker_t *self = ctx;
+    return store_append_status (self->store);
+}
+
+static void
+s_io_query (void *ctx, index_msg_t *msg)
+{
+    broker_t *self = ctx;
+    store_post (self->store, msg);
+}
+
+static void
+s_io_status (void *ctx, json_t *reply)
+{
+    broker_t *self = ctx;
+    outbox_stats_t out;
+    outbox_stats (self->outbox, &out);
+    json_object_set_new (reply, "producers", json_pack ("{s:I, s:I, s:I, s:I}",
+        "unread_replies", (json_int_t) out.parked,
+        "peers_not_reading", (json_int_t) out.peers_waiting,
+        "dropped", (json_int_t) out.dropped,
+        "replies_lost", (json_int_t) out.lost));
+    json_t *broker = json_object_get (reply, "broker");
+    json_object_set_new (broker, "journal_bytes", json_integer ((json_int_t) store_journal_bytes (self->store)));
+    json_object_set_new (broker, "index_bytes", json_integer ((json_int_t) store_index_bytes (self->store)));
+    json_object_set_new (broker, "index_lag_bytes", json_integer ((json_int_t) store_index_lag (self->store)));
+}
+
+//  --------------------------------------------------------------------------
+//  Construction
+
+static void
+s_recover_counts (void *ctx, const char *channel, int64_t pending, int64_t done, int64_t dead)
+{
+    core_recover_counts (ctx, channel, pending, done, dead);
+}
+
+static void
+s_recover_key (void *ctx, uint64_t seq, const char *key, size_t len)
+{
+    core_recover_key (ctx, seq, key, len);
 }
 
 broker_t *
@@ -467,23 +125,40 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         return NULL;
     }
     self->config = config;
-    if (getrandom (self->rng, sizeof self->rng, 0) != (ssize_t) sizeof self->rng)
-        self->rng[0] = (uint64_t) herald_clock_wall_ms (), self->rng[1] = 0x9e3779b97f4a7c15ULL;
-    self->batch = calloc ((size_t) config->broker.batch_max, sizeof *self->batch);
-    self->dispatch = dispatch_new (config);
+    self->malformed = herald_ratelimit (20, 1000);
     self->ctx = zmq_ctx_new ();
-    if (!self->batch || !self->dispatch || !self->ctx) {
+    if (!self->ctx) {
         snprintf (err, errlen, "out of memory");
         broker_destroy (&self);
         return NULL;
     }
-    self->store = store_open (config->broker.store, err, errlen);
+    store_options_t store_options = {
+        .path = config->broker.store,
+        .segment_size = config->broker.journal_segment_bytes,
+        .journal_max = config->broker.journal_max_bytes,
+        .retention_ms = config->broker.dedup_retention_ms,
+    };
+    index_info_t info;
+    bool corrupt;
+    self->store = store_open (&store_options, &info, &corrupt, err, errlen);
     if (!self->store) {
         *status = BROKER_ERR_STORE;
         broker_destroy (&self);
         return NULL;
     }
-    if (s_recover (self, err, errlen) != 0) {
+    core_io_t io = {
+        .ctx = self, .reply = s_io_reply, .to_worker = s_io_to_worker, .admin_reply = s_io_admin_reply,
+        .append = s_io_append, .append_status = s_io_append_status, .query = s_io_query,
+        .status = s_io_status,
+    };
+    core_start_t start = { .next_seq = info.next_seq, .boots = info.boots };
+    self->core = core_new (config, &io, &start);
+    if (!self->core) {
+        snprintf (err, errlen, "out of memory");
+        broker_destroy (&self);
+        return NULL;
+    }
+    if (store_recover (self->store, s_recover_counts, s_recover_key, self->core, err, errlen) != 0) {
         *status = BROKER_ERR_STORE;
         broker_destroy (&self);
         return NULL;
@@ -491,17 +166,16 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
     /*  Transport cap: above max_event_bytes we still want to answer with a
         NACK 413, so only absurd messages are cut off by libzmq itself. */
     long long transport_max = (long long) config->broker.max_event_bytes * 4 + 65536;
-    hw_options_t options = { .hwm = config->broker.hwm, .max_msg_size = transport_max,
-                             .linger_ms = 1000 };
+    hw_options_t options = { .hwm = config->broker.hwm, .max_msg_size = transport_max, .linger_ms = 1000 };
     hw_options_t admin_options = { .hwm = 1000, .max_msg_size = 1 << 20, .linger_ms = 1000 };
-    self->producers = hw_socket_new (self->ctx, HW_PRODUCER_ROUTER, config->broker.producers,
-                                     &options, err, errlen);
+    self->producers = hw_socket_new (self->ctx, HW_PRODUCER_ROUTER, config->broker.producers, &options,
+                                     err, errlen);
     if (self->producers)
-        self->workers = hw_socket_new (self->ctx, HW_WORKER_ROUTER, config->broker.workers,
-                                       &options, err, errlen);
+        self->workers = hw_socket_new (self->ctx, HW_WORKER_ROUTER, config->broker.workers, &options,
+                                       err, errlen);
     if (self->workers)
-        self->admin = hw_socket_new (self->ctx, HW_ADMIN_ROUTER, config->broker.admin,
-                                     &admin_options, err, errlen);
+        self->admin = hw_socket_new (self->ctx, HW_ADMIN_ROUTER, config->broker.admin, &admin_options,
+                                     err, errlen);
     if (!self->admin) {
         *status = BROKER_ERR_BIND;
         broker_destroy (&self);
@@ -514,11 +188,12 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         broker_destroy (&self);
         return NULL;
     }
-    self->refusals = herald_ratelimit (20, 1000);
-    self->worker_refusals = herald_ratelimit (5, 10000);
-    self->started_mono = herald_clock_mono_ms ();
-    self->next_heartbeat = self->started_mono + config->broker.heartbeat_ms;
-    self->next_prune = self->started_mono + 5000;
+    if (store_start (self->store, err, errlen) != 0) {
+        *status = BROKER_ERR_STORE;
+        broker_destroy (&self);
+        return NULL;
+    }
+    core_started (self->core, herald_clock_mono_ms ());
     *status = BROKER_OK;
     return self;
 }
@@ -529,13 +204,11 @@ broker_destroy (broker_t **self_p)
     if (!self_p || !*self_p)
         return;
     broker_t *self = *self_p;
-    for (int i = 0; i < self->batch_count; i++)
-        if (self->batch[i].event && --self->batch[i].event->refs <= 0)
-            free (self->batch[i].event);
-    free (self->batch);
-    free (self->outcomes);
+    /*  The store first (it writes what is staged), the core after (the
+        store's threads post to nobody once stopped). */
+    store_destroy (&self->store);
+    core_destroy (&self->core);
     outbox_destroy (&self->outbox);
-    dispatch_destroy (&self->dispatch);
     if (self->producers)
         zmq_close (self->producers);
     if (self->workers)
@@ -544,117 +217,195 @@ broker_destroy (broker_t **self_p)
         zmq_close (self->admin);
     if (self->ctx)
         zmq_ctx_term (self->ctx);
-    store_destroy (&self->store);
     free (self);
     *self_p = NULL;
 }
 
-/*  The loop. */
+//  --------------------------------------------------------------------------
+//  The loop
 
-static long
-s_poll_timeout (broker_t *self, int64_t now, bool stopping)
+static bool
+s_log_malformed (broker_t *self, int64_t now)
 {
-    int64_t next = self->next_heartbeat;
-    int64_t deadline = dispatch_next_deadline (self->dispatch, now);
-    if (deadline < next)
-        next = deadline;
-    bool parked = outbox_parked (self->outbox) > 0;
-    if (parked || (self->store_full && self->outcome_count > 0)) {
-        int64_t soon = now + (parked? 5: STORE_RETRY_MS);
-        if (soon < next)
-            next = soon;
+    bool allow = herald_ratelimit_allow (&self->malformed, now);
+    if (allow && self->malformed.suppressed > 0)
+        herald_info ("malformed messages not logged", "count=%llu",
+                     (unsigned long long) self->malformed.suppressed);
+    return allow;
+}
+
+static void
+s_drain_producers (broker_t *self, int64_t now)
+{
+    for (int i = 0; i < self->config->broker.batch_max && core_accepting (self->core); i++) {
+        hw_msg_t in;
+        if (hw_recv (self->producers, true, &in, ZMQ_DONTWAIT) != 0) {
+            hw_msg_close (&in);
+            break;
+        }
+        hp_msg_t msg;
+        hp_error_t err;
+        if (hw_decode (&in, &msg, &err) != 0) {
+            if (s_log_malformed (self, now))
+                herald_info ("malformed publish refused", "code=%d error=\"%s\"", err.code, err.text);
+            hp_msg_t nack = { .command = HP_NACK, .code = err.code, .text = hp_str (err.text),
+                              .corr = msg.command == HP_PUBLISH && msg.corr.ptr? msg.corr: hp_str ("-") };
+            outbox_send (self->outbox, in.identity.ptr, in.identity.len, &nack);
+        }
+        else
+        if (msg.command != HP_PUBLISH) {
+            char reason[96];
+            snprintf (reason, sizeof reason, "command %s is not accepted on the producer endpoint",
+                      hp_command_name (msg.command));
+            hp_msg_t nack = { .command = HP_NACK, .code = HP_CODE_BAD_REQUEST, .text = hp_str (reason),
+                              .corr = msg.corr.ptr? msg.corr: hp_str ("-") };
+            outbox_send (self->outbox, in.identity.ptr, in.identity.len, &nack);
+        }
+        else
+            core_publish (self->core, in.identity.ptr, in.identity.len, &msg, now);
+        hw_msg_close (&in);
     }
-    if (self->outcome_count > 0 && !self->store_full && self->outcomes_since + OUTCOME_FLUSH_MS < next)
-        next = self->outcomes_since + OUTCOME_FLUSH_MS;
-    if (stopping && now + 50 < next)
-        next = now + 50;
-    if (next <= now)
-        return 0;
-    return (long) (next - now);
+}
+
+static void
+s_drain_workers (broker_t *self, int64_t now)
+{
+    for (int i = 0; i < DRAIN_WORKER_MAX; i++) {
+        hw_msg_t in;
+        if (hw_recv (self->workers, true, &in, ZMQ_DONTWAIT) != 0) {
+            hw_msg_close (&in);
+            break;
+        }
+        hp_msg_t msg;
+        hp_error_t err;
+        if (hw_decode (&in, &msg, &err) != 0) {
+            if (s_log_malformed (self, now))
+                herald_warn ("malformed worker message dropped", "code=%d error=\"%s\"", err.code, err.text);
+        }
+        else
+            core_worker (self->core, in.identity.ptr, in.identity.len, &msg, now);
+        hw_msg_close (&in);
+    }
+}
+
+static void
+s_drain_admin (broker_t *self, int64_t now)
+{
+    for (int i = 0; i < DRAIN_ADMIN_MAX; i++) {
+        hw_msg_t in;
+        if (hw_recv (self->admin, true, &in, ZMQ_DONTWAIT) != 0) {
+            hw_msg_close (&in);
+            break;
+        }
+        hp_msg_t msg;
+        hp_error_t err;
+        bool decoded = hw_decode (&in, &msg, &err) == 0;
+        if (!decoded || msg.command != HP_ADMIN) {
+            if (decoded)
+                snprintf (err.text, sizeof err.text, "command %s is not accepted on the admin endpoint",
+                          hp_command_name (msg.command));
+            char body[300];
+            snprintf (body, sizeof body, "{\"error\": \"%s\"}", err.text);
+            hp_msg_t reply = { .command = HP_ADMIN_REPLY, .corr = msg.corr.ptr? msg.corr: hp_str ("-"),
+                               .code = HP_CODE_BAD_REQUEST, .body = hp_str (body) };
+            hw_send (self->admin, in.identity, &reply, ZMQ_DONTWAIT);
+        }
+        else
+            core_admin (self->core, in.identity.ptr, in.identity.len, &msg, now);
+        hw_msg_close (&in);
+    }
+}
+
+/*  What the journal's writer and the index's thread have done. */
+static void
+s_store_news (broker_t *self, int64_t now)
+{
+    if (store_append_status (self->store) == JOURNAL_IO && self->fatal == BROKER_OK) {
+        core_journal_failed (self->core, store_errstr (self->store));
+        self->fatal = BROKER_ERR_IO;
+        return;
+    }
+    core_durable (self->core, store_durable (self->store), now);
+    index_msg_t *msg;
+    while ((msg = store_take (self->store)))
+        core_index (self->core, msg, now);
 }
 
 broker_status_t
 broker_run (broker_t *self, volatile sig_atomic_t *stop)
 {
     const herald_broker_config_t *cfg = &self->config->broker;
-    herald_info ("broker ready", "producers=%s workers=%s admin=%s store=%s", cfg->producers,
-                 cfg->workers, cfg->admin, cfg->store);
+    char qstore[HERALD_PATH_MAX + 8];
+    herald_info ("broker ready", "producers=%s workers=%s admin=%s store=%s", cfg->producers, cfg->workers,
+                 cfg->admin, herald_log_quote (cfg->store, qstore, sizeof qstore));
     bool stopping = false;
-    int64_t stop_deadline = 0;
+    int64_t next_deadline = herald_clock_mono_ms ();
     while (self->fatal == BROKER_OK) {
         int64_t now = herald_clock_mono_ms ();
         if (*stop && !stopping) {
             stopping = true;
-            stop_deadline = now + cfg->shutdown_timeout_ms;
-            dispatch_counts_t counts;
-            size_t in_flight = 0;
-            for (int c = 0; c < self->config->channel_count; c++) {
-                dispatch_counts (self->dispatch, c, &counts);
-                in_flight += counts.in_flight;
-            }
-            herald_info ("stopping: no new events; waiting for deliveries in flight",
-                         "in_flight=%zu timeout_ms=%lld", in_flight, (long long) cfg->shutdown_timeout_ms);
             notify_stopping ();
+            core_stop (self->core, now);
         }
-        if (stopping) {
-            size_t in_flight = 0;
-            dispatch_counts_t counts;
-            for (int c = 0; c < self->config->channel_count; c++) {
-                dispatch_counts (self->dispatch, c, &counts);
-                in_flight += counts.in_flight;
-            }
-            bool drained = in_flight == 0 && self->outcome_count == 0
-                        && outbox_parked (self->outbox) == 0;
-            if (drained || now >= stop_deadline) {
-                if (!drained)
-                    herald_warn ("shutdown timeout: leaving deliveries in flight to be redelivered",
-                                 "in_flight=%zu", in_flight);
-                break;
-            }
-        }
+        if (stopping && core_stopped (self->core, now))
+            break;
         zmq_pollitem_t items[] = {
             { self->workers, 0, ZMQ_POLLIN, 0 },
             { self->admin, 0, ZMQ_POLLIN, 0 },
+            { NULL, store_journal_fd (self->store), ZMQ_POLLIN, 0 },
+            { NULL, store_index_fd (self->store), ZMQ_POLLIN, 0 },
             { self->producers, 0, ZMQ_POLLIN, 0 },
         };
-        /*  Reading producers never pauses for everyone: a producer that does
-            not read its replies is dealt with alone (outbox.h). */
-        int count = stopping? 2: 3;
-        int rc = zmq_poll (items, count, s_poll_timeout (self, now, stopping));
+        int count = core_accepting (self->core)? 5: 4;
+        long timeout = next_deadline > now? (long) (next_deadline - now): 0;
+        if (outbox_parked (self->outbox) > 0 && timeout > 5)
+            timeout = 5;
+        if (timeout > POLL_MAX_MS)
+            timeout = POLL_MAX_MS;
+        int rc = zmq_poll (items, count, timeout);
         if (rc < 0 && errno != EINTR) {
             herald_error ("poll failed", "error=\"%s\"", zmq_strerror (errno));
             self->fatal = BROKER_ERR_INTERNAL;
             break;
         }
         now = herald_clock_mono_ms ();
+        if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
+            store_journal_clear (self->store);
+        s_store_news (self, now);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             s_drain_workers (self, now);
-        if (rc > 0 && count == 3 && (items[2].revents & ZMQ_POLLIN))
-            broker_drain_producers (self);
-        /*  Admin requests read the store: they see every outcome so far. */
-        bool admin_waiting = rc > 0 && (items[1].revents & ZMQ_POLLIN);
-        broker_commit (self, now, stopping || admin_waiting);
-        if (self->fatal != BROKER_OK)
-            break;
-        broker_flush_outbox (self);
-        if (admin_waiting)
-            s_drain_admin (self);
-        s_timers (self, now);
-        broker_refill (self, now);
-        if (!stopping)
-            s_dispatch (self, now);
+        if (rc > 0 && count == 5 && (items[4].revents & ZMQ_POLLIN))
+            s_drain_producers (self, now);
+        if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
+            s_drain_admin (self, now);
+        next_deadline = core_tick (self->core, now);
+        if (core_flush_due (self->core, now, false))
+            store_flush (self->store);
+        outbox_flush (self->outbox);
+        if (core_failed (self->core) && self->fatal == BROKER_OK)
+            self->fatal = store_append_status (self->store) == JOURNAL_IO? BROKER_ERR_IO: BROKER_ERR_STORE;
     }
-    /*  Whatever is staged gets committed (or refused) before we go. */
-    broker_commit (self, herald_clock_mono_ms (), true);
-    broker_flush_outbox (self);
+    /*  Whatever is staged gets written and answered before we go. */
+    if (self->fatal == BROKER_OK) {
+        store_flush (self->store);
+        int64_t until = herald_clock_mono_ms () + 2000;
+        while (herald_clock_mono_ms () < until && store_durable (self->store) < store_end (self->store)
+               && store_append_status (self->store) != JOURNAL_IO) {
+            zmq_pollitem_t item = { NULL, store_journal_fd (self->store), ZMQ_POLLIN, 0 };
+            zmq_poll (&item, 1, 50);
+            store_journal_clear (self->store);
+        }
+        s_store_news (self, herald_clock_mono_ms ());
+    }
+    outbox_flush (self->outbox);
     /*  Give producers a moment to read the last replies: a peer that sees
         the connection close drops what it had not read yet. */
     int64_t grace_end = herald_clock_mono_ms () + 300;
     while (outbox_parked (self->outbox) > 0 && herald_clock_mono_ms () < grace_end) {
         zmq_poll (NULL, 0, 5);
-        broker_flush_outbox (self);
+        outbox_flush (self->outbox);
     }
     zmq_poll (NULL, 0, 300);
-    herald_info ("broker stopped", "events_accepted=%lld", (long long) self->events_accepted);
+    herald_info ("broker stopped", "events_accepted=%lld", (long long) core_events_accepted (self->core));
     return self->fatal;
 }

@@ -75,12 +75,14 @@ dispatch_destroy (dispatch_t **self_p)
 }
 
 blob_t *
-blob_new (const char *data, size_t len)
+blob_new (uint64_t seq, const char *uid, const char *data, size_t len)
 {
     blob_t *blob = malloc (sizeof *blob + len + 1);
     if (!blob)
         return NULL;
     blob->refs = 0;
+    blob->seq = seq;
+    snprintf (blob->uid, sizeof blob->uid, "%s", uid);
     blob->len = len;
     memcpy (blob->data, data, len);
     blob->data[len] = '\0';
@@ -88,21 +90,18 @@ blob_new (const char *data, size_t len)
 }
 
 task_t *
-task_new (int64_t rowid, int channel, const char *key, uint32_t attempts, blob_t *event)
+task_new (blob_t *event, int ch, int channel, const char *channel_name, uint32_t attempts)
 {
     task_t *task = calloc (1, sizeof *task);
     if (!task)
         return NULL;
-    task->rowid = rowid;
+    task->seq = event->seq;
+    task->ch = ch;
     task->channel = channel;
     task->attempts = attempts;
     task->event = event;
     event->refs++;
-    size_t len = strlen (key);
-    if (len > HP_MAX_ID)
-        len = HP_MAX_ID;
-    memcpy (task->key, key, len);
-    task->key[len] = '\0';
+    snprintf (task->key, sizeof task->key, "%s.%s", event->uid, channel_name);
     return task;
 }
 
@@ -343,7 +342,7 @@ s_pick_worker (dispatch_t *self, int channel, channel_state_t *ch, bool idle_onl
         for (int n = 0; n < count; n++) {
             int i = (ch->rr + n) % count;
             worker_t *worker = self->workers[i];
-            if (worker->channel == channel && !worker->solo
+            if (worker->channel == channel && !worker->solo && !worker->blocked
             &&  (pass == 1 || avoid == 0 || worker->serial != avoid)
             &&  (idle_only? worker->lease_count == 0: worker->lease_count < worker->capacity)) {
                 ch->rr = (i + 1) % count;
@@ -459,12 +458,12 @@ dispatch_next_deadline (dispatch_t *self, int64_t now)
 }
 
 bool
-dispatch_leased (dispatch_t *self, int64_t rowid)
+dispatch_leased (dispatch_t *self, uint64_t seq, int ch)
 {
     for (int i = 0; i < self->worker_count; i++) {
         worker_t *worker = self->workers[i];
         for (uint32_t j = 0; j < worker->lease_count; j++)
-            if (worker->leases[j]->rowid == rowid)
+            if (worker->leases[j]->seq == seq && worker->leases[j]->ch == ch)
                 return true;
     }
     return false;

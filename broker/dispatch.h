@@ -18,6 +18,8 @@
 /*  An event body shared by the tasks of its fan-out. */
 typedef struct {
     int refs;
+    uint64_t seq;                   /* the event's number */
+    char uid[33];                   /* task ids are uid.channel */
     size_t len;
     char data[];                    /* NUL-terminated JSON envelope */
 } blob_t;
@@ -25,9 +27,11 @@ typedef struct {
 typedef struct worker worker_t;
 
 typedef struct task {
-    int64_t rowid;                  /* tasks.id in the store */
+    uint64_t seq;                   /* its event */
+    int ch;                         /* its place in the event's fan-out */
     int channel;                    /* index into config->channels */
     uint32_t attempts;              /* attempts made (the fencing token of the last) */
+    uint32_t throttled;             /* of them, answered THROTTLED: not charged to the budget */
     int64_t due_ms;                 /* delayed: monotonic time it becomes ready */
     int64_t lease_deadline;         /* leased: monotonic time the lease expires */
     worker_t *worker;               /* lease holder, NULL when not leased */
@@ -48,6 +52,8 @@ struct worker {
     task_t **leases;                /* capacity slots, lease_count used */
     uint32_t lease_count;
     bool solo;                      /* holds one suspect task and gets nothing else meanwhile */
+    bool blocked;                   /* a send to it failed: gets nothing until the loop decides */
+    int blocked_errno;              /* why (EAGAIN: pipe full, EHOSTUNREACH: gone) */
     uint64_t serial;                /* unique per registration, never reused */
     int64_t last_recv;              /* monotonic ms of the last message from it */
     int64_t last_send;              /* monotonic ms of the last message to it */
@@ -69,11 +75,13 @@ void
 
 /*  Blobs: new with refs = 0 (each task takes a reference). NULL on OOM. */
 blob_t *
-    blob_new (const char *data, size_t len);
+    blob_new (uint64_t seq, const char *uid, const char *data, size_t len);
 
-/*  A task not yet queued. Takes a reference on event. NULL on OOM. */
+/*  A task not yet queued, for the event's ch-th channel (config index
+    channel). Takes a reference on event; its key is uid.channel-name.
+    NULL on OOM. */
 task_t *
-    task_new (int64_t rowid, int channel, const char *key, uint32_t attempts, blob_t *event);
+    task_new (blob_t *event, int ch, int channel, const char *channel_name, uint32_t attempts);
 
 /*  Frees a task that is in no queue, dropping its event reference. */
 void
@@ -139,9 +147,9 @@ void
 int64_t
     dispatch_next_deadline (dispatch_t *self, int64_t now);
 
-/*  True if the task with that store rowid is leased to a worker now. */
+/*  True if the task (event seq, place ch) is leased to a worker now. */
 bool
-    dispatch_leased (dispatch_t *self, int64_t rowid);
+    dispatch_leased (dispatch_t *self, uint64_t seq, int ch);
 
 /*  Per channel counts. */
 void

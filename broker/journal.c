@@ -21,7 +21,7 @@
 #define S_ZERO_CHUNK    (1u << 20)      /* zero-fill writes */
 #define S_READ_CHUNK    (1u << 20)      /* reader's buffer */
 #define S_STAGE_MAX     (64u << 20)     /* staged bytes before appends wait for the writer */
-#define S_SPARES_KEPT   4               /* released segments kept for reuse beyond the next one */
+#define S_SPARES_KEPT   2               /* released segments kept for reuse beyond the next one */
 #define S_PREPARE_RETRY_MS 1000
 
 typedef struct {
@@ -63,6 +63,8 @@ struct journal {
     uint64_t end;                       /* next append position (owner) */
     _Atomic uint64_t durable;
     _Atomic int fatal;                  /* JOURNAL_IO once a write or sync failed (writer) */
+    _Atomic int write_full;             /* the writer waits for room to write a batch */
+    char write_full_errstr[1200];
     journal_status_t refusal;           /* why the last append was refused (owner) */
     char fatal_errstr[1200];            /* set once before fatal */
     char errstr[1200];                  /* journal_errstr's answer (owner) */
@@ -501,6 +503,13 @@ s_write_batch (journal_t *self, const buffer_t *buf)
             return -1;
         }
         if (s_pwrite_all (fd, buf->data + done, n, (off_t) (lsn % self->segment_size)) != 0) {
+            if (errno == ENOSPC || errno == EDQUOT) {
+                /*  A copy-on-write filesystem needs room even to overwrite:
+                    nothing is lost, the batch is written again later. */
+                snprintf (self->write_full_errstr, sizeof self->write_full_errstr,
+                          "journal %s: no space to write (%s)", self->dir, strerror (errno));
+                return 1;
+            }
             char path[1100];
             s_segment_path (self, lsn - lsn % self->segment_size, path, sizeof path);
             s_set_fatal (self, "journal %s: write at offset %" PRIu64 " failed: %s", path,
@@ -552,6 +561,31 @@ s_writer (void *arg)
         self->writer_busy = true;
         pthread_mutex_unlock (&self->lock);
         int rc = atomic_load (&self->fatal)? -1: s_write_batch (self, &batch);
+        while (rc == 1 && !atomic_load (&self->fatal)) {
+            if (!atomic_load (&self->write_full))
+                herald_error ("journal: disk full, the batch waits for room", "dir=%s", self->dir);
+            atomic_store (&self->write_full, 1);
+            pthread_mutex_lock (&self->lock);
+            bool stop = self->stopping;
+            if (!stop) {
+                struct timespec until;
+                clock_gettime (CLOCK_REALTIME, &until);
+                until.tv_sec += 1;
+                pthread_cond_timedwait (&self->write_wake, &self->lock, &until);
+            }
+            stop = self->stopping;
+            pthread_mutex_unlock (&self->lock);
+            if (stop) {
+                s_set_fatal (self, "%s", self->write_full_errstr);
+                rc = -1;
+                break;
+            }
+            rc = s_write_batch (self, &batch);
+        }
+        if (rc == 0 && atomic_load (&self->write_full)) {
+            atomic_store (&self->write_full, 0);
+            herald_info ("journal: room again, writing resumed", "dir=%s", self->dir);
+        }
         pthread_mutex_lock (&self->lock);
         self->writing = batch;
         self->writer_busy = false;
@@ -945,6 +979,8 @@ journal_append (journal_t *self, const void *payload, uint32_t len)
 {
     if (atomic_load (&self->fatal))
         return s_refuse (self, JOURNAL_IO);
+    if (atomic_load (&self->write_full))
+        return s_refuse (self, JOURNAL_FULL);
     uint64_t total = s_align8 (JOURNAL_HEADER + (uint64_t) len);
     if (total > self->segment_size)
         return s_refuse (self, JOURNAL_BUSY);
@@ -1061,6 +1097,9 @@ journal_errstr (journal_t *self)
     journal_status_t status = journal_status (self);
     if (status == JOURNAL_IO)
         snprintf (self->errstr, sizeof self->errstr, "%s", self->fatal_errstr);
+    else
+    if (status == JOURNAL_FULL && atomic_load (&self->write_full))
+        snprintf (self->errstr, sizeof self->errstr, "%s", self->write_full_errstr);
     else
     if (status == JOURNAL_FULL) {
         pthread_mutex_lock (&self->seg_lock);

@@ -71,6 +71,7 @@ typedef struct {
     int max_workers;                /* worker registrations the broker accepts for the channel, default 64 */
     /* retry policy, owned by the broker */
     int max_attempts;               /* default 8; then the task is dead */
+    int max_throttled;              /* THROTTLED answers (not counted as attempts) before the task is dead, default 200 */
     int64_t backoff_min_ms;         /* first retry delay cap, default 500ms */
     int64_t backoff_max_ms;         /* delay cap, default 10m */
     int64_t lease_ms;               /* a delivery not answered by then goes elsewhere, default 60s */
@@ -110,9 +111,11 @@ typedef struct {
     char producers[256];            /* endpoint producers connect to */
     char workers[256];              /* endpoint workers connect to */
     char admin[256];                /* endpoint for herald status / dead / track */
-    char store[HERALD_PATH_MAX];    /* SQLite file */
+    char store[HERALD_PATH_MAX];    /* the index (SQLite file); the journal is STORE.journal/ */
+    size_t journal_segment_bytes;   /* journal segment size, default 32 MiB */
+    size_t journal_max_bytes;       /* journal bytes kept before new events get 503 busy (the index is behind), default 4 GiB */
     size_t max_event_bytes;         /* larger events get NACK 413, default 256 KiB */
-    int batch_max;                  /* most events in one commit, default 2048 */
+    int batch_max;                  /* most publishes read per turn; two batches may wait for the disk, then producers wait; default 2048 */
     int64_t dedup_retention_ms;     /* idempotency window, default 7 days */
     int64_t heartbeat_ms;           /* heartbeat interval both ways, default 1s */
     int heartbeat_liveness;         /* missed heartbeats before a peer is dead, default 3 */

@@ -1,8 +1,10 @@
 """test_fault_corrupt_store: a corrupt store is detected at start, with a
 clear error naming the file, and never served.
 
-A real store is made first (broker, 300 events, clean stop, so the WAL is
-checkpointed into the main file); then each case damages a copy of it, and
+A real store is made first (broker, 300 events, clean stop, so the index
+holds everything and its WAL is checkpointed into the main file); then each
+case damages a copy of the index file (without the journal, which a clean
+stop leaves with nothing to replay), and
 herald-broker must exit 74 (EX_IOERR) by itself, quickly, with an error on
 stderr naming the store file, without ever answering on its endpoints:
   - garbage: the file replaced by random bytes;
@@ -66,7 +68,11 @@ def make_cases(golden, killed_dir, rng):
         # sqlite3 (what the broker's own next start would do), then damage
         for name in os.listdir(killed_dir):
             if name.startswith("herald.db"):
-                shutil.copy(os.path.join(killed_dir, name), os.path.join(dst, name))
+                src = os.path.join(killed_dir, name)
+                if os.path.isdir(src):
+                    shutil.copytree(src, os.path.join(dst, name))
+                else:
+                    shutil.copy(src, os.path.join(dst, name))
         db = sqlite3.connect(os.path.join(dst, "herald.db"))
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         db.close()
@@ -115,7 +121,11 @@ def body(t):
     for name, make in make_cases(golden, killed_dir, rng).items():
         for f in os.listdir(h.tmp):
             if f.startswith("herald.db"):
-                os.unlink(os.path.join(h.tmp, f))
+                p = os.path.join(h.tmp, f)
+                if os.path.isdir(p):
+                    shutil.rmtree(p)        # the journal: the index stands alone here
+                else:
+                    os.unlink(p)
         make(h.tmp)
         before = open(store, "rb").read()
         proc = faultlib.spawn(h, "broker-%s" % name, [harness.binary("herald-broker"), "-c", h.config])

@@ -17,7 +17,10 @@ store files (HERALD_FAULT_ENOSPC), and says which mode ran.
      seconds), the NACKed orders published again are new events (they were
      not stored: duplicate false), and everything ends delivered and done;
   4. the broker stops cleanly (SIGTERM, exit 0) and the store passes
-     SQLite's integrity check and holds every ACKed event."""
+     SQLite's integrity check and holds every ACKed event.
+The journal's segments (1 MiB here) are made ahead, so what fills first is
+the room for the next segment or the index's file; either way publishes get
+507 and what was ACKed stays."""
 
 import errno
 import json
@@ -30,7 +33,7 @@ import time
 import faultlib
 import harness
 
-FS_SIZE = os.environ.get("HERALD_FAULT_FS_SIZE", "4m")
+FS_SIZE = os.environ.get("HERALD_FAULT_FS_SIZE", "16m")
 ROOM = faultlib.env_int("HERALD_FAULT_ROOM_KIB", 384) * 1024    # left free after the ballast
 CHUNK = 100
 
@@ -102,7 +105,8 @@ def publish_chunk(h, first, count, timeout_ms=5000):
 
 
 def body(t):
-    h = t.deployment()
+    # small journal segments: the filesystem holds a few of them
+    h = t.deployment(broker={"journal_segment": "1MiB"})
     store_dir = os.path.join(h.tmp, "store")
     ballast = os.path.join(store_dir, "ballast")
     enospc = os.path.join(h.tmp, "enospc")

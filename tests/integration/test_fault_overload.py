@@ -177,9 +177,11 @@ def body(t):
                 "%d missing, e.g. %s" % (len(lost), sorted(lost)[:5]))
         not_done = db.execute("SELECT count(*) FROM tasks WHERE state <> 1").fetchone()[0]
         t.check(not_done == 0, "every task of every stored event is done (delivered)", not_done)
-        tasks = db.execute("SELECT count(*) FROM tasks").fetchone()[0]
-        t.check(tasks == 3 * len(stored), "three tasks per stored event (%d events)" % len(stored),
-                tasks)
+        # a task done at its first attempt has no row of its own: the index
+        # counts tasks per channel
+        done = db.execute("SELECT coalesce (sum (done), 0) FROM counts").fetchone()[0]
+        t.check(done == 3 * len(stored), "three tasks done per stored event (%d events)" % len(stored),
+                done)
         t.check(len(stored) == len(ids),
                 "every stored event was ACKed to its producer (no ACK lost: %d stored, %d ACKed)"
                 % (len(stored), len(ids)))

@@ -257,7 +257,7 @@ Test (config_errors, unknown_key)
                     "t.yaml:9: broker.stroe: unknown key (known keys: listen, store,");
     s_expect_error ("channels:\n  email:\n    driver: file\n    dir: out\n    retry: { max_attempt: 3 }\n"
                     S_EVENTS,
-                    "t.yaml:5: channels.email.retry.max_attempt: unknown key (known keys: max_attempts, backoff)");
+                    "t.yaml:5: channels.email.retry.max_attempt: unknown key (known keys: max_attempts, max_throttled, backoff)");
     s_expect_error (S_CHANNELS S_EVENTS "logging: debug\n", "t.yaml:7: logging: unknown key");
 }
 
@@ -297,7 +297,7 @@ Test (config_errors, out_of_range)
     s_expect_error (S_CHANNELS S_EVENTS "broker: { batch_max: 99999999999999999999 }\n",
                     "t.yaml:7: broker.batch_max: must be an integer");
     s_expect_error (S_CHANNELS S_EVENTS "broker: { max_event_bytes: 128MiB }\n",
-                    "t.yaml:7: broker.max_event_bytes: must be between 1KiB and 64MiB, got 128MiB");
+                    "t.yaml:7: broker.max_event_bytes: must be between 1KiB and 16MiB, got 128MiB");
     s_expect_error (S_CHANNELS S_EVENTS "broker: { heartbeat: 5ms }\n",
                     "t.yaml:7: broker.heartbeat: must be between 10ms and 1m, got 5ms");
     s_expect_error (S_CHANNELS S_EVENTS "broker: { max_pending_events: -5 }\n",

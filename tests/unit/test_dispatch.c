@@ -14,7 +14,7 @@ setup (void)
 {
     fixture_config (&config);
     d = dispatch_new (&config);
-    blob = blob_new ("{}", 2);
+    blob = blob_new (0, "uid0", "{}", 2);
     blob->refs = 1;     /* the test's own reference */
 }
 
@@ -28,12 +28,14 @@ teardown (void)
 
 TestSuite (dispatch, .init = setup, .fini = teardown);
 
+/*  A task of its own event (seq = id). */
 static task_t *
-queue_task (int64_t rowid, int channel, int64_t due, int64_t now)
+queue_task (uint64_t id, int channel, int64_t due, int64_t now)
 {
-    char key[128];
-    snprintf (key, sizeof key, "uid%lld.%s", (long long) rowid, config.channels[channel].name);
-    task_t *task = task_new (rowid, channel, key, 0, blob);
+    char uid[33];
+    snprintf (uid, sizeof uid, "uid%llu", (unsigned long long) id);
+    blob_t *event = blob_new (id, uid, "{}", 2);
+    task_t *task = task_new (event, 0, channel, config.channels[channel].name, 0);
     dispatch_enqueue (d, task, due, now, false);
     return task;
 }
@@ -53,14 +55,14 @@ Test (dispatch, never_more_than_the_credit)
     task_t *b = dispatch_next (d, 0);
     cr_assert (a && b);
     cr_assert_null (dispatch_next (d, 0), "third task beyond a credit of 2");
-    cr_assert_eq (a->rowid, 1);
-    cr_assert_eq (b->rowid, 2);
+    cr_assert_eq (a->seq, 1);
+    cr_assert_eq (b->seq, 2);
     cr_assert_eq (a->attempts, 1);
     task_t *done = dispatch_complete (d, w, hp_str (a->key), 1);
     cr_assert_eq (done, a);
     task_destroy (&done);
     task_t *c = dispatch_next (d, 0);
-    cr_assert (c && c->rowid == 3, "credit returned by DONE");
+    cr_assert (c && c->seq == 3, "credit returned by DONE");
 }
 
 Test (dispatch, only_workers_of_the_channel)
@@ -177,10 +179,10 @@ Test (dispatch, delayed_tasks_wait_for_their_time)
     cr_assert_null (dispatch_next (d, 199));
     dispatch_promote (d, 200);
     task_t *task = dispatch_next (d, 200);
-    cr_assert (task && task->rowid == 2);
+    cr_assert (task && task->seq == 2);
     dispatch_promote (d, 600);
     task = dispatch_next (d, 600);
-    cr_assert (task && task->rowid == 1);
+    cr_assert (task && task->seq == 1);
 }
 
 Test (dispatch, handed_back_work_goes_first)
@@ -192,7 +194,7 @@ Test (dispatch, handed_back_work_goes_first)
     task_t *back = dispatch_worker_pop_lease (d, w);
     cr_assert_eq (back, first);
     dispatch_enqueue (d, back, 0, 0, true);
-    cr_assert_eq (dispatch_next (d, 0)->rowid, 1);
+    cr_assert_eq (dispatch_next (d, 0)->seq, 1);
 }
 
 Test (dispatch, removing_a_worker_never_loses_its_leases)
@@ -226,9 +228,9 @@ Test (dispatch, backoff_full_jitter_bounds)
 
 Test (dispatch, shared_event_freed_with_last_task)
 {
-    blob_t *shared = blob_new ("{\"x\":1}", 7);
-    task_t *a = task_new (1, 0, "k.email", 0, shared);
-    task_t *b = task_new (2, 1, "k.inventory", 0, shared);
+    blob_t *shared = blob_new (1, "k", "{\"x\":1}", 7);
+    task_t *a = task_new (shared, 0, 0, "email", 0);
+    task_t *b = task_new (shared, 1, 1, "inventory", 0);
     cr_assert_eq (shared->refs, 2);
     task_destroy (&a);
     cr_assert_null (a);
@@ -250,7 +252,7 @@ Test (dispatch, throttled_channel_pauses_until_retry_after)
     cr_assert_null (dispatch_next (d, 1999));
     cr_assert_eq (dispatch_next_deadline (d, 10), 2000);
     task = dispatch_next (d, 2000);
-    cr_assert (task && task->rowid == 1);
+    cr_assert (task && task->seq == 1);
 }
 
 Test (dispatch, suspect_task_is_delivered_alone)
@@ -269,7 +271,7 @@ Test (dispatch, suspect_task_is_delivered_alone)
     cr_assert_eq (solo->worker, idle);
     cr_assert (idle->solo);
     task_t *next = dispatch_next (d, 0);
-    cr_assert (next && next->rowid == 3);
+    cr_assert (next && next->seq == 3);
     cr_assert_eq (next->worker, busy, "the solo worker gets nothing else meanwhile");
     task_t *done = dispatch_complete (d, idle, hp_str (solo->key), 1);
     cr_assert_eq (done, solo);
