@@ -77,6 +77,7 @@ s_status (broker_t *self, char **body)
             "store", self->config->broker.store,
             "store_full", self->store_full,
         "channels", channels);
+    json_object_set_new (reply, "security", security_status (self->security));
     return s_reply (body, reply);
 }
 

@@ -162,6 +162,8 @@ s_register_worker (broker_t *self, const hw_msg_t *in, const hp_msg_t *msg, int6
     char channel_name[HERALD_NAME_MAX], name[HP_MAX_ID + 1];
     hp_str_copy (msg->channel, channel_name, sizeof channel_name);
     hp_str_copy (msg->worker, name, sizeof name);
+    if (!security_may_serve (self->security, self->workers, in, channel_name))
+        return;
     int channel = herald_config_channel_index (self->config, channel_name);
     if (channel < 0) {
         herald_warn ("worker refused: unknown channel", "worker=%s channel=%s", name, channel_name);
@@ -265,7 +267,7 @@ s_drain_workers (broker_t *self, int64_t now)
     for (int i = 0; i < DRAIN_WORKER_MAX; i++) {
         hw_msg_t in;
         int rc = hw_recv (self->workers, true, &in, ZMQ_DONTWAIT);
-        if (rc == 0)
+        if (rc == 0 && security_admit (self->security, ENDPOINT_WORKERS, &in))
             s_worker_message (self, &in, now);
         hw_msg_close (&in);
         if (rc != 0)
@@ -374,6 +376,10 @@ s_drain_admin (broker_t *self)
             hw_msg_close (&in);
             break;
         }
+        if (!security_admit (self->security, ENDPOINT_ADMIN, &in)) {
+            hw_msg_close (&in);
+            continue;
+        }
         hp_msg_t msg;
         hp_error_t err;
         hp_msg_t reply = { .command = HP_ADMIN_REPLY };
@@ -391,7 +397,9 @@ s_drain_admin (broker_t *self)
         }
         else {
             reply.corr = msg.corr;
-            reply.code = admin_handle (self, msg.verb, msg.body, &body);
+            reply.code = security_admin_check (self->security, &in, msg.verb, &body);
+            if (reply.code == 0)
+                reply.code = admin_handle (self, msg.verb, msg.body, &body);
             reply.body = hp_str (body? body: "{}");
         }
         broker_send (self->admin, in.identity.ptr, in.identity.len, &reply);
@@ -448,6 +456,12 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         broker_destroy (&self);
         return NULL;
     }
+    self->security = security_new (self->ctx, config, err, errlen);
+    if (!self->security) {
+        *status = BROKER_ERR_CONFIG;
+        broker_destroy (&self);
+        return NULL;
+    }
     self->store = store_open (config->broker.store, err, errlen);
     if (!self->store) {
         *status = BROKER_ERR_STORE;
@@ -465,11 +479,15 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
     hw_options_t options = { .hwm = config->broker.hwm, .max_msg_size = transport_max,
                              .linger_ms = 1000 };
     hw_options_t admin_options = { .hwm = 1000, .max_msg_size = 1 << 20, .linger_ms = 1000 };
+    hw_options_t producer_options = options, worker_options = options;
+    security_socket_options (self->security, ENDPOINT_PRODUCERS, &producer_options);
+    security_socket_options (self->security, ENDPOINT_WORKERS, &worker_options);
+    security_socket_options (self->security, ENDPOINT_ADMIN, &admin_options);
     self->producers = hw_socket_new (self->ctx, HW_PRODUCER_ROUTER, config->broker.producers,
-                                     &options, err, errlen);
+                                     &producer_options, err, errlen);
     if (self->producers)
         self->workers = hw_socket_new (self->ctx, HW_WORKER_ROUTER, config->broker.workers,
-                                       &options, err, errlen);
+                                       &worker_options, err, errlen);
     if (self->workers)
         self->admin = hw_socket_new (self->ctx, HW_ADMIN_ROUTER, config->broker.admin,
                                      &admin_options, err, errlen);
@@ -508,11 +526,18 @@ broker_destroy (broker_t **self_p)
         zmq_close (self->workers);
     if (self->admin)
         zmq_close (self->admin);
+    security_destroy (&self->security);
     if (self->ctx)
         zmq_ctx_term (self->ctx);
     store_destroy (&self->store);
     free (self);
     *self_p = NULL;
+}
+
+void
+broker_watch_reload (broker_t *self, volatile sig_atomic_t *reload)
+{
+    self->reload = reload;
 }
 
 /*  The loop. */
@@ -547,6 +572,10 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
     bool stopping = false;
     int64_t stop_deadline = 0;
     while (self->fatal == BROKER_OK) {
+        if (self->reload && *self->reload) {
+            *self->reload = 0;
+            security_reload (self->security);
+        }
         int64_t now = herald_clock_mono_ms ();
         if (*stop && !stopping) {
             stopping = true;

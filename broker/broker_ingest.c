@@ -186,7 +186,7 @@ broker_drain_producers (broker_t *self)
     while (self->batch_count < self->config->broker.batch_max) {
         hw_msg_t in;
         int rc = hw_recv (self->producers, true, &in, ZMQ_DONTWAIT);
-        if (rc == 0)
+        if (rc == 0 && security_admit (self->security, ENDPOINT_PRODUCERS, &in))
             s_producer_message (self, &in);
         hw_msg_close (&in);
         if (rc != 0)

@@ -9,6 +9,7 @@
 #include "broker.h"
 #include "dispatch.h"
 #include "herald_proto.h"
+#include "security.h"
 #include "store.h"
 #include "validate.h"
 
@@ -84,6 +85,8 @@ struct broker {
     bool store_full;                /* the last commit failed for lack of space */
     int64_t events_accepted;        /* since start */
     broker_status_t fatal;          /* set when the loop must end */
+    security_t *security;           /* CURVE, ZAP, connection limits (security.c) */
+    volatile sig_atomic_t *reload;  /* set by SIGHUP: reload the security section, or NULL */
 };
 
 #define STORE_RETRY_MS      1000    /* after a full disk, try committing again */

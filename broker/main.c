@@ -17,12 +17,15 @@
 #define EXIT_CONFIG     78
 
 static volatile sig_atomic_t s_stop = 0;
+static volatile sig_atomic_t s_reload = 0;
 
 static void
 s_on_signal (int signum)
 {
-    (void) signum;
-    s_stop = 1;
+    if (signum == SIGHUP)
+        s_reload = 1;
+    else
+        s_stop = 1;
 }
 
 static void
@@ -45,9 +48,15 @@ s_usage (FILE *out)
         "is finished and acknowledged, deliveries in flight are awaited for up to\n"
         "broker.shutdown_timeout.\n"
         "\n"
+        "SIGHUP re-reads the configuration's security section: client keys added\n"
+        "to or removed from its lists take effect without a restart; connections\n"
+        "of removed keys are closed, the others stay. An invalid file is refused\n"
+        "(logged) and the running lists are kept.\n"
+        "\n"
         "Exit status: 0 stopped cleanly, 64 usage, 71 an endpoint could not be\n"
         "bound, 74 store unusable or failed (corrupt file, fsync error), 78\n"
-        "configuration error, 70 internal error.\n");
+        "configuration error (also: the broker's secret key open to others or\n"
+        "unreadable, CURVE asked for on a libzmq without it), 70 internal error.\n");
 }
 
 int
@@ -103,6 +112,7 @@ main (int argc, char **argv)
     sigemptyset (&action.sa_mask);
     sigaction (SIGTERM, &action, NULL);
     sigaction (SIGINT, &action, NULL);
+    sigaction (SIGHUP, &action, NULL);
     signal (SIGPIPE, SIG_IGN);
 
     broker_status_t status;
@@ -111,8 +121,10 @@ main (int argc, char **argv)
         herald_error ("broker cannot start", "error=\"%s\"", err);
         fprintf (stderr, "herald-broker: %s\n", err);
         return status == BROKER_ERR_BIND? EXIT_OSERR
-             : status == BROKER_ERR_STORE? EXIT_IOERR: EXIT_SOFTWARE;
+             : status == BROKER_ERR_STORE? EXIT_IOERR
+             : status == BROKER_ERR_CONFIG? EXIT_CONFIG: EXIT_SOFTWARE;
     }
+    broker_watch_reload (broker, &s_reload);
     status = broker_run (broker, &s_stop);
     broker_destroy (&broker);
     return status == BROKER_OK? 0: status == BROKER_ERR_IO? EXIT_IOERR: EXIT_SOFTWARE;

@@ -9,6 +9,14 @@
 #include "herald_wire.h"
 
 #define S_HANDSHAKE_IVL_MS     5000     /* a peer that does not finish ZMTP in time is dropped */
+#define S_MONITOR_EVENTS       (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED \
+                                | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL \
+                                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+
+/*  In libzmq 4.3 the option works but its name is in the draft API only. */
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZMQ_ZAP_ENFORCE_DOMAIN 93
+#endif
 #define S_RECONNECT_IVL_MS     100
 #define S_RECONNECT_IVL_MAX_MS 2000
 #define S_ZMTP_HEARTBEAT_MS    5000     /* tcp only: detects half-open connections */
@@ -24,6 +32,39 @@ static int
 s_set_int (void *socket, int option, int value)
 {
     return zmq_setsockopt (socket, option, &value, sizeof value);
+}
+
+static int
+s_set_text (void *socket, int option, const char *value)
+{
+    return zmq_setsockopt (socket, option, value, strlen (value));
+}
+
+/*  CURVE server (ROUTER) or client (DEALER) options. 0 / -1 (errno). */
+static int
+s_set_curve (void *socket, bool router, const hw_options_t *options)
+{
+    if (!zmq_has ("curve")) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    if (router) {
+        if (!options->curve_secret || !options->zap_domain || !*options->zap_domain) {
+            errno = EINVAL;
+            return -1;
+        }
+        return s_set_int (socket, ZMQ_CURVE_SERVER, 1)
+            || s_set_text (socket, ZMQ_CURVE_SECRETKEY, options->curve_secret)
+            || s_set_text (socket, ZMQ_ZAP_DOMAIN, options->zap_domain)
+            || s_set_int (socket, ZMQ_ZAP_ENFORCE_DOMAIN, 1)? -1: 0;
+    }
+    if (!options->curve_public || !options->curve_secret || !options->curve_server) {
+        errno = EINVAL;
+        return -1;
+    }
+    return s_set_text (socket, ZMQ_CURVE_SERVERKEY, options->curve_server)
+        || s_set_text (socket, ZMQ_CURVE_PUBLICKEY, options->curve_public)
+        || s_set_text (socket, ZMQ_CURVE_SECRETKEY, options->curve_secret)? -1: 0;
 }
 
 /*  Writes "what endpoint: strerror" into err and closes socket. Returns NULL
@@ -69,12 +110,27 @@ hw_socket_new (void *ctx, hw_role_t role, const char *endpoint,
         return s_fail (socket, "set ZMQ_MAXMSGSIZE for", endpoint, err, errlen);
     if (s_set_int (socket, ZMQ_LINGER, options->linger_ms))
         return s_fail (socket, "set ZMQ_LINGER for", endpoint, err, errlen);
+    int handshake_ivl = options->handshake_ivl_ms > 0? options->handshake_ivl_ms: S_HANDSHAKE_IVL_MS;
+    if (s_set_int (socket, ZMQ_HANDSHAKE_IVL, handshake_ivl))
+        return s_fail (socket, "set ZMQ_HANDSHAKE_IVL for", endpoint, err, errlen);
+    if (options->curve_secret && s_set_curve (socket, router, options) != 0) {
+        if (errno == ENOTSUP && err && errlen) {
+            snprintf (err, errlen, "CURVE for %s: this libzmq has no CURVE support (zmq_has (\"curve\") "
+                      "is false): install a libzmq built with libsodium", endpoint);
+            s_set_int (socket, ZMQ_LINGER, 0);
+            zmq_close (socket);
+            errno = ENOTSUP;
+            return NULL;
+        }
+        return s_fail (socket, "set CURVE keys for", endpoint, err, errlen);
+    }
+    if (options->monitor && zmq_socket_monitor (socket, options->monitor, S_MONITOR_EVENTS))
+        return s_fail (socket, "monitor", endpoint, err, errlen);
 
     if (router) {
         /*  A reply to a peer that has gone fails with EHOSTUNREACH instead of
             vanishing, and a full peer gives EAGAIN (with ZMQ_DONTWAIT). */
-        if (s_set_int (socket, ZMQ_ROUTER_MANDATORY, 1)
-        ||  s_set_int (socket, ZMQ_HANDSHAKE_IVL, S_HANDSHAKE_IVL_MS))
+        if (s_set_int (socket, ZMQ_ROUTER_MANDATORY, 1))
             return s_fail (socket, "set ROUTER options for", endpoint, err, errlen);
     }
     else {
@@ -126,6 +182,8 @@ hw_recv (void *socket, bool router, hw_msg_t *in, int flags)
     in->count = 0;
     in->identity = hp_strn (NULL, 0);
     in->too_many_frames = false;
+    in->user_id = NULL;
+    in->peer_fd = -1;
 
     const size_t keep = (router? 1: 0) + HP_MAX_FRAMES;
     bool more = true;
@@ -162,6 +220,12 @@ hw_recv (void *socket, bool router, hw_msg_t *in, int flags)
     if (router) {
         in->identity = hp_strn (zmq_msg_data (&in->parts[0]), zmq_msg_size (&in->parts[0]));
         start = 1;
+        /*  The routing id frame is made by the ROUTER itself; the frames
+            after it carry the connection's metadata. */
+        if (in->part_count > 1) {
+            in->user_id = zmq_msg_gets (&in->parts[1], "User-Id");
+            in->peer_fd = zmq_msg_get (&in->parts[1], ZMQ_SRCFD);
+        }
     }
     for (size_t i = start; i < in->part_count; i++)
         in->frames[in->count++] = (hp_frame_t) {
@@ -178,6 +242,8 @@ hw_msg_close (hw_msg_t *in)
     in->part_count = 0;
     in->count = 0;
     in->identity = hp_strn (NULL, 0);
+    in->user_id = NULL;
+    in->peer_fd = -1;
 }
 
 int
