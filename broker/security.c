@@ -181,7 +181,7 @@ security_admit (security_t *self, endpoint_t endpoint, const hw_msg_t *in)
     }
     const char *removed = entry? NULL: allowlist_removed_name (self->allowlist, key);
     refusal_reason_t reason = entry? REFUSAL_WRONG_ROLE: removed? REFUSAL_REMOVED_KEY: REFUSAL_UNKNOWN_KEY;
-    refusals_add (self->refusals, endpoint, reason, "key=%.8s... name=%s action=\"message dropped, connection closed\"",
+    refusals_add (self->refusals, endpoint, reason, "key=\"%s\" name=%s action=\"message dropped, connection closed\"",
                   key, entry? entry->name: removed? removed: "-");
     s_close_connection (self, in);
     return false;
@@ -218,7 +218,7 @@ security_may_serve (security_t *self, void *socket, const hw_msg_t *in, const ch
     snprintf (reason, sizeof reason, "key '%s' may serve %s, not %s (security.workers)",
               entry? entry->name: "?", allowed, channel);
     char quoted[sizeof reason + 16];
-    refusals_add (self->refusals, ENDPOINT_WORKERS, REFUSAL_CHANNEL, "key=%.8s... name=%s channel=%s error=%s",
+    refusals_add (self->refusals, ENDPOINT_WORKERS, REFUSAL_CHANNEL, "key=\"%s\" name=%s channel=%s error=%s",
                   in->user_id? in->user_id: "-", entry? entry->name: "-", channel,
                   herald_log_quote (reason, quoted, sizeof quoted));
     hp_msg_t nack = { .command = HP_NACK, .corr = hp_str ("READY"), .code = HP_CODE_FORBIDDEN,
@@ -250,7 +250,7 @@ security_admin_check (security_t *self, const hw_msg_t *in, hp_str_t verb, char 
     char text[300];
     snprintf (text, sizeof text, "key '%s' (%s) may not use '%s': it needs %s", entry? entry->name: "?",
               role, name, needed & HERALD_ROLE_ADMIN_READ? "admin_read or admin_operate": "admin_operate");
-    refusals_add (self->refusals, ENDPOINT_ADMIN, REFUSAL_ADMIN_VERB, "key=%.8s... name=%s verb=\"%s\" role=\"%s\"",
+    refusals_add (self->refusals, ENDPOINT_ADMIN, REFUSAL_ADMIN_VERB, "key=\"%s\" name=%s verb=\"%s\" role=\"%s\"",
                   in->user_id? in->user_id: "-", entry? entry->name: "-", name, role);
     json_t *reply = json_pack ("{s:s}", "error", text);
     *body = json_dumps (reply, JSON_COMPACT);
@@ -274,7 +274,7 @@ s_on_closed (void *arg, int fd, endpoint_t endpoint, const char *key)
     security_t *self = arg;
     const char *name = allowlist_removed_name (self->allowlist, key);
     refusals_add (self->refusals, endpoint, REFUSAL_REMOVED_KEY,
-                  "key=%.8s... name=%s action=\"connection closed at reload\" fd=%d", key, name? name: "-", fd);
+                  "key=\"%s\" name=%s action=\"connection closed at reload\" fd=%d", key, name? name: "-", fd);
 }
 
 int

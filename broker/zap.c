@@ -276,15 +276,15 @@ s_decide (zap_t *self, zmq_msg_t *frames, size_t count, char user_id[HERALD_KEY_
         const char *removed = allowlist_removed_name (self->allowlist, key);
         if (removed)
             refusals_add (self->options.refusals, endpoint, REFUSAL_REMOVED_KEY,
-                          "key=%.8s... name=%s address=%s", key, removed, address);
+                          "key=\"%s\" name=%s address=%s", key, removed, address);
         else
             refusals_add (self->options.refusals, endpoint, REFUSAL_UNKNOWN_KEY,
-                          "key=%.8s... address=%s", key, address);
+                          "key=\"%s\" address=%s", key, address);
         return "400";
     }
     if (!allowlist_permits (entry, endpoint)) {
         refusals_add (self->options.refusals, endpoint, REFUSAL_WRONG_ROLE,
-                      "key=%.8s... name=%s address=%s", key, entry->name, address);
+                      "key=\"%s\" name=%s address=%s", key, entry->name, address);
         return "400";
     }
     memcpy (user_id, key, HERALD_KEY_TEXT);

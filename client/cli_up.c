@@ -18,6 +18,7 @@
 
 #include "cli.h"
 #include "herald_clock.h"
+#include "herald_keys.h"
 #include "herald_log.h"
 
 #define S_CMD                   "up"
@@ -57,6 +58,8 @@ typedef struct {
     bool starting;              /* waiting for the broker: an exit is fatal, not restarted */
     bool stopping;              /* SIGINT/SIGTERM seen: no more restarts */
     bool hurry;                 /* a second stop signal: kill now */
+    char admin_key[HERALD_PATH_MAX];    /* CURVE: the key of the start-up probe */
+    char worker_keys[HERALD_MAX_CHANNELS][HERALD_PATH_MAX]; /* CURVE: --key for each channel's workers */
 } s_up_t;
 
 static void
@@ -71,6 +74,12 @@ s_help (FILE *out)
         "1 s, doubling to 30 s while it keeps dying (reset once it stayed up 60 s).\n"
         "SIGINT/SIGTERM stops the workers, then the broker, each given\n"
         "broker.shutdown_timeout_ms before SIGKILL; a second signal kills at once.\n"
+        "SIGHUP is passed to the broker, which reloads the security section's key lists.\n"
+        "\n"
+        "With security.broker_key (CURVE), each worker gets --key with the .secret beside\n"
+        "the first key its channel lists in security.workers, and the start-up probe uses\n"
+        "the .secret beside the first admin_read (else admin_operate) key; a missing or\n"
+        "unreadable one, or one group or others may read, is a configuration error (78).\n"
         "Logs (logfmt) go to stderr, interleaved with the children's.\n"
         "\n"
         "  -c, --config FILE    configuration (default $HERALD_CONFIG, else etc/herald.yaml)\n"
@@ -104,7 +113,7 @@ static int
 s_spawn (s_up_t *self, s_child_t *child)
 {
     const char *path = child->kind == S_BROKER? self->broker_bin: self->worker_bin;
-    char *argv[7];
+    char *argv[9];
     int argc = 0;
     argv[argc++] = (char *) (child->kind == S_BROKER? "herald-broker": "herald-worker");
     argv[argc++] = (char *) "-c";
@@ -112,6 +121,10 @@ s_spawn (s_up_t *self, s_child_t *child)
     if (child->kind == S_WORKER) {
         argv[argc++] = (char *) "--channel";
         argv[argc++] = self->config->channels[child->channel].name;
+        if (self->worker_keys[child->channel][0]) {
+            argv[argc++] = (char *) "--key";
+            argv[argc++] = self->worker_keys[child->channel];
+        }
     }
     argv[argc] = NULL;
 
@@ -220,6 +233,13 @@ s_handle_signals (s_up_t *self)
                 reap = true;
                 continue;
             }
+            if (info[i].ssi_signo == SIGHUP) {
+                pid_t broker = self->children[0].pid;
+                herald_info ("reload: SIGHUP passed to the broker", "child_pid=%d", (int) broker);
+                if (broker > 0)
+                    kill (broker, SIGHUP);
+                continue;
+            }
             if (self->stopping)
                 self->hurry = true;
             else {
@@ -294,10 +314,11 @@ s_start_broker (s_up_t *self)
     self->starting = true;
     if (s_spawn (self, broker) != 0)
         return EX_UNAVAILABLE;
-    herald_client_t *admin = herald_client_new (self->config->broker.admin);
-    if (!admin)
-        return cli_fail (S_CMD, EX_CONFIG, "cannot use admin endpoint '%s': %s",
-                         self->config->broker.admin, strerror (errno));
+    herald_client_t *admin = NULL;
+    cli_keys_t keys = { .key = self->admin_key[0]? self->admin_key: NULL, .role = CLI_AS_ADMIN_READ };
+    int made = cli_client_new (S_CMD, self->config->broker.admin, self->config, &keys, &admin);
+    if (made != 0)
+        return made;
     int64_t deadline = herald_clock_mono_ms () + S_READY_TIMEOUT_MS;
     int rc = EX_UNAVAILABLE;
     for (;;) {
@@ -369,6 +390,40 @@ s_find_binaries (s_up_t *self, const char *bin_dir)
         fprintf (stderr, "herald up: %s: %s (use --bin-dir DIR)\n", missing, strerror (errno));
         return -1;
     }
+    return 0;
+}
+
+//  CURVE: finds and checks the keys of the probe and of every channel's
+//  workers before anything starts. 0, or prints why and returns 78.
+static int
+s_find_keys (s_up_t *self)
+{
+    const herald_security_config_t *sec = &self->config->security;
+    if (!sec->curve)
+        return 0;
+    char err[HERALD_ERR_MAX];
+    herald_keypair_t pair;
+    if (cli_default_key (self->config, CLI_AS_ADMIN_READ, self->admin_key, sizeof self->admin_key) != 0)
+        return cli_fail (S_CMD, EX_CONFIG, "%s has CURVE on: herald up needs an admin key to see the broker "
+                         "start: put the .secret beside the first key of security.admin_read (or "
+                         "admin_operate) there", self->config_path);
+    if (herald_keys_load_secret (self->admin_key, &pair, err, sizeof err) != 0)
+        return cli_fail (S_CMD, EX_CONFIG, "%s", err);
+    for (int c = 0; c < self->config->channel_count; c++) {
+        if (self->config->workers[c] <= 0)
+            continue;
+        const char *name = self->config->channels[c].name;
+        if (!sec->worker_file[c][0])
+            return cli_fail (S_CMD, EX_CONFIG, "%s: security.workers.%s lists no key, so %s's %d worker(s) "
+                             "cannot connect: add one (herald keygen) or set workers.%s: 0",
+                             self->config_path, name, name, self->config->workers[c], name);
+        herald_keys_sibling (sec->worker_file[c], ".public", ".secret", self->worker_keys[c],
+                             sizeof self->worker_keys[c]);
+        if (herald_keys_load_secret (self->worker_keys[c], &pair, err, sizeof err) != 0)
+            return cli_fail (S_CMD, EX_CONFIG, "the %s workers' key (the .secret beside %s, the first "
+                             "key of security.workers.%s): %s", name, sec->worker_file[c], name, err);
+    }
+    explicit_bzero (&pair, sizeof pair);
     return 0;
 }
 
@@ -446,6 +501,11 @@ cli_up (int argc, char **argv)
     if (s_find_binaries (&self, bin_dir) != 0) {
         free (self.config);
         return EX_UNAVAILABLE;
+    }
+    int keys_rc = s_find_keys (&self);
+    if (keys_rc != 0) {
+        free (self.config);
+        return keys_rc;
     }
     herald_log_init ("up", HERALD_LOG_INFO);
 

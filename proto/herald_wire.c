@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "herald_wire.h"
@@ -287,4 +288,117 @@ hw_send (void *socket, hp_str_t identity, const hp_msg_t *msg, int flags)
             return -1;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/*  Handshake watch                                                          */
+
+struct hw_watch {
+    void *socket;               /* PAIR connected to the watched socket's monitor */
+    char endpoint[64];
+    bool failed;                /* the latest handshake failed */
+    char reason[200];
+};
+
+hw_watch_t *
+hw_watch_new (void *ctx, hw_options_t *options)
+{
+    hw_watch_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    snprintf (self->endpoint, sizeof self->endpoint, "inproc://herald-watch-%p", (void *) self);
+    /*  Connected before the monitor exists: libzmq's monitor blocks its
+        I/O thread on an event nobody can take, and an unlimited pipe keeps
+        a watch nobody reads from doing so too. */
+    self->socket = zmq_socket (ctx, ZMQ_PAIR);
+    int unlimited = 0;
+    if (!self->socket || zmq_setsockopt (self->socket, ZMQ_RCVHWM, &unlimited, sizeof unlimited)
+    ||  zmq_connect (self->socket, self->endpoint)) {
+        hw_watch_destroy (&self);
+        return NULL;
+    }
+    options->monitor = self->endpoint;
+    return self;
+}
+
+static void
+s_watch_event (hw_watch_t *self, uint16_t event, uint32_t value)
+{
+    switch (event) {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+            self->failed = false;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            self->failed = true;
+            snprintf (self->reason, sizeof self->reason,
+                      "the broker refused this client's key (ZAP %u): it is not in the broker's "
+                      "security lists for this endpoint", (unsigned) value);
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            self->failed = true;
+            if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+                snprintf (self->reason, sizeof self->reason,
+                          "security mismatch: the broker uses CURVE and this client has no key, or "
+                          "the other way round (--key, security.broker_key)");
+            else
+            if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
+                snprintf (self->reason, sizeof self->reason,
+                          "CURVE handshake failed: the broker's key does not match (--server-key)");
+            else
+                snprintf (self->reason, sizeof self->reason, "handshake failed: protocol error 0x%x",
+                          (unsigned) value);
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self->failed = true;
+            snprintf (self->reason, sizeof self->reason,
+                      "the broker closed the connection during the CURVE handshake: wrong broker key "
+                      "(--server-key)?");
+            break;
+        default:
+            break;
+    }
+}
+
+bool
+hw_watch_failed (hw_watch_t *self, char *text, size_t size)
+{
+    if (!self)
+        return false;
+    for (;;) {
+        zmq_msg_t head, address;
+        zmq_msg_init (&head);
+        if (zmq_msg_recv (&head, self->socket, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close (&head);
+            break;
+        }
+        zmq_msg_init (&address);
+        if (zmq_msg_more (&head) && zmq_msg_recv (&address, self->socket, 0) != -1
+        &&  zmq_msg_size (&head) == 6) {
+            uint16_t event;
+            uint32_t value;
+            memcpy (&event, zmq_msg_data (&head), 2);
+            memcpy (&value, (const char *) zmq_msg_data (&head) + 2, 4);
+            s_watch_event (self, event, value);
+        }
+        zmq_msg_close (&head);
+        zmq_msg_close (&address);
+    }
+    if (self->failed && text && size)
+        snprintf (text, size, "%s", self->reason);
+    return self->failed;
+}
+
+void
+hw_watch_destroy (hw_watch_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    hw_watch_t *self = *self_p;
+    if (self->socket) {
+        int linger = 0;
+        zmq_setsockopt (self->socket, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close (self->socket);
+    }
+    free (self);
+    *self_p = NULL;
 }

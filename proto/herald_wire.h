@@ -78,4 +78,22 @@ int
 int
     hw_send (void *socket, hp_str_t identity, const hp_msg_t *msg, int flags);
 
+/*  Watches a DEALER's handshakes, to tell a user why its connection does
+    not come up (the broker refused its key, the broker's key is wrong, one
+    side has no CURVE). hw_watch_new connects to a fresh inproc endpoint and
+    sets options->monitor to it: pass those options to hw_socket_new. */
+typedef struct hw_watch hw_watch_t;
+
+hw_watch_t *
+    hw_watch_new (void *ctx, hw_options_t *options);
+
+/*  Reads the events so far. True, with the reason in text, if the latest
+    handshake failed (and none succeeded since). */
+bool
+    hw_watch_failed (hw_watch_t *self, char *text, size_t size);
+
+/*  Closes the watch (after the watched socket). NULL-safe, nulls the pointer. */
+void
+    hw_watch_destroy (hw_watch_t **self_p);
+
 #endif
