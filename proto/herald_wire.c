@@ -10,6 +10,7 @@
 #include "herald_wire.h"
 
 #define S_HANDSHAKE_IVL_MS     5000     /* a peer that does not finish ZMTP in time is dropped */
+#define S_BACKLOG              1024     /* listen queue: a burst of connects is not met with dropped SYNs */
 #define S_MONITOR_EVENTS       (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED \
                                 | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL \
                                 | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
@@ -131,7 +132,8 @@ hw_socket_new (void *ctx, hw_role_t role, const char *endpoint,
     if (router) {
         /*  A reply to a peer that has gone fails with EHOSTUNREACH instead of
             vanishing, and a full peer gives EAGAIN (with ZMQ_DONTWAIT). */
-        if (s_set_int (socket, ZMQ_ROUTER_MANDATORY, 1))
+        if (s_set_int (socket, ZMQ_ROUTER_MANDATORY, 1)
+        ||  s_set_int (socket, ZMQ_BACKLOG, S_BACKLOG))
             return s_fail (socket, "set ROUTER options for", endpoint, err, errlen);
     }
     else {
