@@ -94,10 +94,11 @@ int
 int
     cli_default_key (const herald_config_t *config, cli_role_t role, char *out, size_t size);
 
-/*  Connects a client to endpoint: with CURVE when keys->key, $HERALD_KEY or
-    config (may be NULL) asks for it, the broker's key from --server-key or
-    the config's security.broker_key (its .public). Returns 0 with *client,
-    or prints why and returns the exit code (78 for key problems). */
+/*  Connects a client to endpoint: with CURVE when keys->key, $HERALD_KEY
+    (ignored when config, which may be NULL, has no CURVE) or config asks for
+    it, the broker's key from --server-key or the config's
+    security.broker_key (its .public). Returns 0 with *client, or prints why
+    and returns the exit code (78 for key problems). */
 int
     cli_client_new (const char *cmd, const char *endpoint, const herald_config_t *config,
                     const cli_keys_t *keys, herald_client_t **client);

@@ -170,10 +170,12 @@ cli_client_new (const char *cmd, const char *endpoint, const herald_config_t *co
     if (!keys)
         keys = &none;
     const char *key = keys->key;
-    const char *env = getenv (CLI_KEY_ENV);
-    if (!key && env && *env)
-        key = env;
     bool curve = config && config->security.curve;
+    /*  $HERALD_KEY is the key for CURVE brokers: a configuration without
+        CURVE ignores it (an explicit --key is still used). */
+    const char *env = getenv (CLI_KEY_ENV);
+    if (!key && env && *env && (curve || !config))
+        key = env;
     char conventional[HERALD_PATH_MAX];
     if (!key && curve) {
         if (cli_default_key (config, keys->role, conventional, sizeof conventional) != 0)

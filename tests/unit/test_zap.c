@@ -131,6 +131,7 @@ s_client (const s_pair_t *pair, const char *server_key)
 static int
 s_receive (hw_msg_t *in, int ms)
 {
+    memset (in, 0, sizeof *in);     /* safe to close when nothing came */
     zmq_pollitem_t item = { s_router, 0, ZMQ_POLLIN, 0 };
     if (zmq_poll (&item, 1, ms) <= 0)
         return -1;
