@@ -63,7 +63,7 @@ struct _herald_worker_t {
     bool curve;                         /* CURVE: keys and server_key are set */
     herald_keypair_t keys;              /* CURVE: this worker's key pair */
     char server_key[HERALD_KEY_LEN + 1];/* CURVE: the broker's public key */
-    hw_watch_t *watch;                  /* CURVE: the socket's handshakes, for the log */
+    hw_watch_t *watch;                  /* the socket's handshakes: why a connection fails, for the log */
 };
 
 static void s_on_complete (void *ctx, const char *task_id, uint32_t attempt,
@@ -142,8 +142,9 @@ s_connect (herald_worker_t *self, char *err, size_t errlen)
         options.curve_public = self->keys.public_key;
         options.curve_secret = self->keys.secret_key;
         options.curve_server = self->server_key;
-        self->watch = hw_watch_new (self->ctx, &options);
     }
+    /*  Without keys too: a CURVE broker refuses us, and the log says why. */
+    self->watch = hw_watch_new (self->ctx, &options);
     self->socket = hw_socket_new (self->ctx, HW_WORKER_DEALER, self->endpoint, &options, err, errlen);
     if (!self->socket)
         hw_watch_destroy (&self->watch);

@@ -213,7 +213,7 @@ Test (zap, a_reload_removes_a_key)
 Test (zap, connections_above_the_cap_are_closed)
 {
     s_start (3);
-    int port = atoi (strrchr (s_endpoint, ':') + 1);
+    int port = (int) strtol (strrchr (s_endpoint, ':') + 1, NULL, 10);
     int raw[6];
     for (int i = 0; i < 6; i++) {
         raw[i] = socket (AF_INET, SOCK_STREAM, 0);
