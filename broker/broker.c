@@ -19,6 +19,7 @@
 #include "herald_wire.h"
 #include "notify.h"
 #include "outbox.h"
+#include "security.h"
 #include "store.h"
 
 #define DRAIN_WORKER_MAX    8192    /* worker messages handled per turn */
@@ -35,6 +36,8 @@ struct broker {
     store_t *store;
     core_t *core;
     herald_ratelimit_t malformed;   /* log lines about malformed messages */
+    security_t *security;           /* CURVE, ZAP, connection limits (security.c) */
+    volatile sig_atomic_t *reload;  /* set by SIGHUP: reload the security section, or NULL */
     broker_status_t fatal;
 };
 
@@ -94,6 +97,7 @@ s_io_status (void *ctx, json_t *reply)
         "peers_not_reading", (json_int_t) out.peers_waiting,
         "dropped", (json_int_t) out.dropped,
         "replies_lost", (json_int_t) out.lost));
+    json_object_set_new (reply, "security", security_status (self->security));
     json_t *broker = json_object_get (reply, "broker");
     json_object_set_new (broker, "journal_bytes", json_integer ((json_int_t) store_journal_bytes (self->store)));
     json_object_set_new (broker, "index_bytes", json_integer ((json_int_t) store_index_bytes (self->store)));
@@ -129,6 +133,12 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
     self->ctx = zmq_ctx_new ();
     if (!self->ctx) {
         snprintf (err, errlen, "out of memory");
+        broker_destroy (&self);
+        return NULL;
+    }
+    self->security = security_new (self->ctx, config, err, errlen);
+    if (!self->security) {
+        *status = BROKER_ERR_CONFIG;
         broker_destroy (&self);
         return NULL;
     }
@@ -168,11 +178,15 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
     long long transport_max = (long long) config->broker.max_event_bytes * 4 + 65536;
     hw_options_t options = { .hwm = config->broker.hwm, .max_msg_size = transport_max, .linger_ms = 1000 };
     hw_options_t admin_options = { .hwm = 1000, .max_msg_size = 1 << 20, .linger_ms = 1000 };
-    self->producers = hw_socket_new (self->ctx, HW_PRODUCER_ROUTER, config->broker.producers, &options,
-                                     err, errlen);
+    hw_options_t producer_options = options, worker_options = options;
+    security_socket_options (self->security, ENDPOINT_PRODUCERS, &producer_options);
+    security_socket_options (self->security, ENDPOINT_WORKERS, &worker_options);
+    security_socket_options (self->security, ENDPOINT_ADMIN, &admin_options);
+    self->producers = hw_socket_new (self->ctx, HW_PRODUCER_ROUTER, config->broker.producers,
+                                     &producer_options, err, errlen);
     if (self->producers)
-        self->workers = hw_socket_new (self->ctx, HW_WORKER_ROUTER, config->broker.workers, &options,
-                                       err, errlen);
+        self->workers = hw_socket_new (self->ctx, HW_WORKER_ROUTER, config->broker.workers,
+                                       &worker_options, err, errlen);
     if (self->workers)
         self->admin = hw_socket_new (self->ctx, HW_ADMIN_ROUTER, config->broker.admin, &admin_options,
                                      err, errlen);
@@ -215,10 +229,17 @@ broker_destroy (broker_t **self_p)
         zmq_close (self->workers);
     if (self->admin)
         zmq_close (self->admin);
+    security_destroy (&self->security);
     if (self->ctx)
         zmq_ctx_term (self->ctx);
     free (self);
     *self_p = NULL;
+}
+
+void
+broker_watch_reload (broker_t *self, volatile sig_atomic_t *reload)
+{
+    self->reload = reload;
 }
 
 //  --------------------------------------------------------------------------
@@ -242,6 +263,10 @@ s_drain_producers (broker_t *self, int64_t now)
         if (hw_recv (self->producers, true, &in, ZMQ_DONTWAIT) != 0) {
             hw_msg_close (&in);
             break;
+        }
+        if (!security_admit (self->security, ENDPOINT_PRODUCERS, &in)) {
+            hw_msg_close (&in);
+            continue;
         }
         hp_msg_t msg;
         hp_error_t err;
@@ -276,14 +301,27 @@ s_drain_workers (broker_t *self, int64_t now)
             hw_msg_close (&in);
             break;
         }
+        if (!security_admit (self->security, ENDPOINT_WORKERS, &in)) {
+            hw_msg_close (&in);
+            continue;
+        }
         hp_msg_t msg;
         hp_error_t err;
         if (hw_decode (&in, &msg, &err) != 0) {
             if (s_log_malformed (self, now))
                 herald_warn ("malformed worker message dropped", "code=%d error=\"%s\"", err.code, err.text);
         }
-        else
+        else {
+            /*  A worker key serves only its own channels. */
+            char channel[HERALD_NAME_MAX];
+            if (msg.command == HP_READY
+            &&  !security_may_serve (self->security, self->workers, &in,
+                                     hp_str_copy (msg.channel, channel, sizeof channel))) {
+                hw_msg_close (&in);
+                continue;
+            }
             core_worker (self->core, in.identity.ptr, in.identity.len, &msg, now);
+        }
         hw_msg_close (&in);
     }
 }
@@ -296,6 +334,10 @@ s_drain_admin (broker_t *self, int64_t now)
         if (hw_recv (self->admin, true, &in, ZMQ_DONTWAIT) != 0) {
             hw_msg_close (&in);
             break;
+        }
+        if (!security_admit (self->security, ENDPOINT_ADMIN, &in)) {
+            hw_msg_close (&in);
+            continue;
         }
         hp_msg_t msg;
         hp_error_t err;
@@ -310,8 +352,19 @@ s_drain_admin (broker_t *self, int64_t now)
                                .code = HP_CODE_BAD_REQUEST, .body = hp_str (body) };
             hw_send (self->admin, in.identity, &reply, ZMQ_DONTWAIT);
         }
-        else
-            core_admin (self->core, in.identity.ptr, in.identity.len, &msg, now);
+        else {
+            /*  The key's role decides which verbs it may use. */
+            char *body = NULL;
+            int code = security_admin_check (self->security, &in, msg.verb, &body);
+            if (code != 0) {
+                hp_msg_t reply = { .command = HP_ADMIN_REPLY, .corr = msg.corr, .code = code,
+                                   .body = hp_str (body? body: "{}") };
+                hw_send (self->admin, in.identity, &reply, ZMQ_DONTWAIT);
+            }
+            else
+                core_admin (self->core, in.identity.ptr, in.identity.len, &msg, now);
+            free (body);
+        }
         hw_msg_close (&in);
     }
 }
@@ -341,6 +394,12 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
     bool stopping = false;
     int64_t next_deadline = herald_clock_mono_ms ();
     while (self->fatal == BROKER_OK) {
+        if (self->reload && *self->reload) {
+            *self->reload = 0;
+            notify_reloading ();
+            security_reload (self->security);
+            notify_ready ();
+        }
         int64_t now = herald_clock_mono_ms ();
         if (*stop && !stopping) {
             stopping = true;

@@ -16,6 +16,7 @@ typedef enum {
     BROKER_ERR_BIND,        /* an endpoint could not be bound */
     BROKER_ERR_STORE,       /* the store could not be opened (corrupt, unreadable) */
     BROKER_ERR_IO,          /* the store failed durably (fsync): stopped rather than pretend */
+    BROKER_ERR_CONFIG,      /* security cannot start: secret key unreadable or open to others, no CURVE */
     BROKER_ERR_INTERNAL
 } broker_status_t;
 
@@ -32,5 +33,10 @@ broker_status_t
 
 void
     broker_destroy (broker_t **self_p);
+
+/*  broker_run reloads the security section (key lists) of the configuration
+    file whenever *reload becomes non-zero (SIGHUP), and clears it. */
+void
+    broker_watch_reload (broker_t *self, volatile sig_atomic_t *reload);
 
 #endif

@@ -23,12 +23,15 @@
 #define EXIT_CONFIG     78
 
 static volatile sig_atomic_t s_stop = 0;
+static volatile sig_atomic_t s_reload = 0;
 
 static void
 s_on_signal (int signum)
 {
-    (void) signum;
-    s_stop = 1;
+    if (signum == SIGHUP)
+        s_reload = 1;
+    else
+        s_stop = 1;
 }
 
 static void
@@ -60,10 +63,17 @@ s_usage (FILE *out)
         "is finished and acknowledged, deliveries in flight are awaited for up to\n"
         "broker.shutdown_timeout.\n"
         "\n"
+        "SIGHUP re-reads the configuration's security section: client keys added\n"
+        "to or removed from its lists take effect without a restart; connections\n"
+        "of removed keys are closed, the others stay. An invalid file is refused\n"
+        "(logged) and the running lists are kept.\n"
+        "\n"
         "Exit status: 0 stopped cleanly (--check-config: the configuration is\n"
         "ready), 64 usage, 71 an endpoint could not be bound, 74 store unusable or\n"
         "failed (corrupt file, fsync error), 75 another broker holds the store\n"
-        "(try again once it stopped), 78 configuration error, 70 internal error.\n"
+        "(try again once it stopped), 78 configuration error (also: the broker's\n"
+        "secret key open to others or unreadable, CURVE asked for on a libzmq\n"
+        "without it), 70 internal error.\n"
         "Start-up errors are log lines (logfmt or json) on stderr.\n");
 }
 
@@ -208,6 +218,7 @@ main (int argc, char **argv)
     sigemptyset (&action.sa_mask);
     sigaction (SIGTERM, &action, NULL);
     sigaction (SIGINT, &action, NULL);
+    sigaction (SIGHUP, &action, NULL);
     signal (SIGPIPE, SIG_IGN);
 
     herald_lockfile_t *lock = NULL;
@@ -221,8 +232,10 @@ main (int argc, char **argv)
         herald_error ("broker cannot start", "error=%s", herald_log_quote (err, quoted, sizeof quoted));
         herald_lockfile_destroy (&lock);
         return status == BROKER_ERR_BIND? EXIT_OSERR
-             : status == BROKER_ERR_STORE? EXIT_IOERR: EXIT_SOFTWARE;
+             : status == BROKER_ERR_STORE? EXIT_IOERR
+             : status == BROKER_ERR_CONFIG? EXIT_CONFIG: EXIT_SOFTWARE;
     }
+    broker_watch_reload (broker, &s_reload);
     notify_ready ();        //  bound and recovered: a Type=notify unit is started
     status = broker_run (broker, &s_stop);
     broker_destroy (&broker);

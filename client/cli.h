@@ -14,6 +14,21 @@
 
 #define CLI_DEFAULT_CONFIG      "etc/herald.yaml"
 #define CLI_CONFIG_ENV          "HERALD_CONFIG"
+#define CLI_KEY_ENV             "HERALD_KEY"
+
+/*  What a command connects as, for the default-key convention. */
+typedef enum {
+    CLI_AS_PRODUCER,            /* security.producers */
+    CLI_AS_ADMIN_READ,          /* security.admin_read, else admin_operate */
+    CLI_AS_ADMIN_OPERATE        /* security.admin_operate, else admin_read */
+} cli_role_t;
+
+/*  A command's CURVE options: --key FILE and --server-key FILE. */
+typedef struct {
+    const char *key;            /* --key: this client's .secret, NULL = $HERALD_KEY or the convention */
+    const char *server_key;     /* --server-key: the broker's .public, NULL = from the config */
+    cli_role_t role;
+} cli_keys_t;
 
 /*  Subcommands: argv[0] is the subcommand name; each returns an exit code. */
 int
@@ -28,6 +43,8 @@ int
     cli_check_config (int argc, char **argv);
 int
     cli_up (int argc, char **argv);
+int
+    cli_keygen (int argc, char **argv);
 
 /*  Prints "herald CMD: message" and a hint to --help on stderr.
     Returns EX_USAGE. */
@@ -77,13 +94,34 @@ int
 int
     cli_exit_code (herald_status_t status);
 
+/*  The .secret a command uses by default when config has CURVE on and no
+    --key or $HERALD_KEY is given: the one beside the first .public listed
+    for role that exists. Writes it into out; -1 if there is none. */
+int
+    cli_default_key (const herald_config_t *config, cli_role_t role, char *out, size_t size);
+
+/*  Connects a client to endpoint: with CURVE when keys->key, $HERALD_KEY
+    (ignored when config, which may be NULL, has no CURVE) or config asks for
+    it, the broker's key from --server-key or the config's
+    security.broker_key (its .public). Returns 0 with *client, or prints why
+    and returns the exit code (78 for key problems). */
+int
+    cli_client_new (const char *cmd, const char *endpoint, const herald_config_t *config,
+                    const cli_keys_t *keys, herald_client_t **client);
+
+/*  Prints why a client call failed ("broker at EP: ...") and returns the
+    exit code; for a refusal by the broker's security, its reason. */
+int
+    cli_client_fail (const char *cmd, const char *endpoint, herald_client_t *client,
+                     herald_status_t status, int timeout_ms);
+
 /*  Sends one admin request to endpoint. On success returns 0 with *code and
     the parsed *body (caller json_decref's; NULL if the body is not JSON).
     On failure prints why and returns the exit code. */
 int
-    cli_admin_call (const char *cmd, const char *endpoint, const char *verb,
-                    const char *args_json, int timeout_ms, int *code,
-                    json_t **body, char **raw);
+    cli_admin_call (const char *cmd, const char *endpoint, const herald_config_t *config,
+                    const cli_keys_t *keys, const char *verb, const char *args_json,
+                    int timeout_ms, int *code, json_t **body, char **raw);
 
 /*  Wall-clock milliseconds as RFC 3339 into buf ("-" for 0). */
 const char *

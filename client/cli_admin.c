@@ -23,6 +23,8 @@ typedef struct {
     const char *endpoint;
     const char *channel;
     const char *id;
+    const char *key;            /* --key FILE */
+    const char *server_key;     /* --server-key FILE */
     long timeout_ms;
     long limit;
     bool json;
@@ -38,11 +40,22 @@ s_help_common (FILE *out)
         "  -e, --endpoint EP    admin endpoint, instead of the config's broker.listen.admin\n"
         "      --timeout MS     wait at most MS for the broker's answer (default %d)\n"
         "      --json           print the broker's JSON reply as is\n"
+        "  -k, --key FILE       this client's CURVE key (NAME.secret from herald keygen), for a\n"
+        "                       broker with security.broker_key; default $HERALD_KEY, else the\n"
+        "                       .secret beside the first key of security.admin_read (status,\n"
+        "                       track, dead list) or security.admin_operate (dead show, retry,\n"
+        "                       purge), when it exists\n"
+        "      --server-key F   the broker's public key (default: the .public beside the\n"
+        "                       config's security.broker_key)\n"
         "  -h, --help           this help\n"
         "  -V, --version        the version\n"
         "\n"
+        "Roles: status, track and dead list need a key in admin_read or admin_operate;\n"
+        "dead show (it prints customer data), retry and purge need admin_operate.\n"
+        "\n"
         "Exit status: 0 ok; 64 usage; 65 not found or refused; 69 broker not answering;\n"
-        "75 broker internal error (try again); 78 configuration error.\n",
+        "75 broker internal error (try again); 77 not allowed (the key's role, or the\n"
+        "broker refused the key); 78 configuration error (also a key file open to others).\n",
         S_DEFAULT_TIMEOUT);
 }
 
@@ -104,6 +117,8 @@ s_parse (const char *cmd, int argc, char **argv, unsigned allow,
         { "limit",    required_argument, NULL, 'l' },
         { "all",      no_argument,       NULL, 'a' },
         { "json",     no_argument,       NULL, 'j' },
+        { "key",      required_argument, NULL, 'k' },
+        { "server-key", required_argument, NULL, 'S' },
         { "help",     no_argument,       NULL, 'h' },
         { "version",  no_argument,       NULL, 'V' },
         { NULL, 0, NULL, 0 }
@@ -112,10 +127,12 @@ s_parse (const char *cmd, int argc, char **argv, unsigned allow,
     options->timeout_ms = S_DEFAULT_TIMEOUT;
     cli_getopt_reset ();
     int c;
-    while ((c = getopt_long (argc, argv, ":c:e:hV", longopts, NULL)) != -1) {
+    while ((c = getopt_long (argc, argv, ":c:e:k:hV", longopts, NULL)) != -1) {
         switch (c) {
             case 'c': options->config = optarg; break;
             case 'e': options->endpoint = optarg; break;
+            case 'k': options->key = optarg; break;
+            case 'S': options->server_key = optarg; break;
             case 'j': options->json = true; break;
             case 'h': help (stdout); return 0;
             case 'V': return cli_version ();
@@ -170,16 +187,20 @@ s_request (const char *cmd, const s_options_t *options, const char *verb, json_t
         return cli_fail (cmd, EX_OSERR, "out of memory");
     herald_config_t *config = NULL;
     const char *endpoint = options->endpoint;
-    if (!endpoint) {
+    if (!endpoint || options->config) {
         config = cli_config_load (cmd, options->config);
         if (!config) {
             free (args_text);
             return EX_CONFIG;
         }
-        endpoint = config->broker.admin;
+        if (!endpoint)
+            endpoint = config->broker.admin;
     }
+    bool reads = strcmp (verb, "status") == 0 || strcmp (verb, "track") == 0 || strcmp (verb, "dead.list") == 0;
+    cli_keys_t keys = { .key = options->key, .server_key = options->server_key,
+                        .role = reads? CLI_AS_ADMIN_READ: CLI_AS_ADMIN_OPERATE };
     int code = 0;
-    int rc = cli_admin_call (cmd, endpoint, verb, args_text, (int) options->timeout_ms,
+    int rc = cli_admin_call (cmd, endpoint, config, &keys, verb, args_text, (int) options->timeout_ms,
                              &code, body, raw);
     free (args_text);
     free (config);
@@ -191,6 +212,9 @@ s_request (const char *cmd, const s_options_t *options, const char *verb, json_t
     const char *error = json_string_value (json_object_get (*body, "error"));
     if (code == HP_CODE_NOT_FOUND)
         rc = cli_fail (cmd, EX_DATAERR, "%s", not_found);
+    else
+    if (code == HP_CODE_FORBIDDEN)
+        rc = cli_fail (cmd, EX_NOPERM, "not allowed (%d): %s", code, error? error: *raw);
     else
     if (code >= 400 && code < 500)
         rc = cli_fail (cmd, EX_DATAERR, "refused (%d): %s", code, error? error: *raw);
@@ -259,6 +283,43 @@ s_print_raw (const char *raw)
         putchar ('\n');
 }
 
+//  The security line of `herald status`: mode, keys, connections, refusals.
+static void
+s_print_security (const json_t *security)
+{
+    if (!json_is_object (security))
+        return;
+    char mode[32];
+    s_cell (security, "mode", mode, sizeof mode);
+    if (strcmp (mode, "curve") == 0)
+        printf ("security CURVE, %lld keys, %lld reloads", s_int (security, "keys"), s_int (security, "reloads"));
+    else
+    if (strcmp (mode, "plaintext") == 0)
+        printf ("security PLAINTEXT (no CURVE, by security.plaintext)");
+    else
+        printf ("security local endpoints only (no CURVE)");
+    json_t *connections = json_object_get (security, "connections");
+    printf ("; connections producers %lld, workers %lld, admin %lld (max %lld each)",
+            s_int (connections, "producers"), s_int (connections, "workers"), s_int (connections, "admin"),
+            s_int (security, "max_connections"));
+    json_t *refused = json_object_get (security, "refused");
+    long long total = s_int (refused, "total");
+    if (total == 0) {
+        printf ("; refused none\n");
+        return;
+    }
+    printf ("; refused %lld:", total);
+    const char *key;
+    json_t *value;
+    int shown = 0;
+    json_object_foreach (refused, key, value) {
+        if (!json_is_integer (value) || json_integer_value (value) == 0 || strcmp (key, "total") == 0)
+            continue;
+        printf ("%s %s %lld", shown++? ",": "", key, (long long) json_integer_value (value));
+    }
+    putchar ('\n');
+}
+
 int
 cli_status (int argc, char **argv)
 {
@@ -308,6 +369,7 @@ cli_status (int argc, char **argv)
                     "%lld dropped since start (%lld replies lost to them)\n",
                     s_int (producers, "peers_not_reading"), s_int (producers, "unread_replies"),
                     s_int (producers, "dropped"), s_int (producers, "replies_lost"));
+        s_print_security (json_object_get (body, "security"));
     }
     json_decref (body);
     free (raw);
@@ -440,7 +502,8 @@ static int
 s_find_subcommand (int argc, char **argv)
 {
     static const char *takes_value[] = {
-        "-c", "--config", "-e", "--endpoint", "--timeout", "--channel", "--limit", NULL
+        "-c", "--config", "-e", "--endpoint", "--timeout", "--channel", "--limit", "-k", "--key",
+        "--server-key", NULL
     };
     for (int i = 1; i < argc; i++) {
         const char *arg = argv[i];

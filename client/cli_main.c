@@ -17,6 +17,7 @@ static const s_command_t s_commands[] = {
     { "track",        cli_track,        "where one event is, channel by channel" },
     { "check-config", cli_check_config, "validate and explain a configuration file" },
     { "up",           cli_up,           "run the broker and the workers, restart crashed ones" },
+    { "keygen",       cli_keygen,       "make a CURVE key pair: NAME.public and NAME.secret (mode 0600)" },
 };
 
 static void
@@ -36,12 +37,19 @@ s_help (FILE *out)
         "Configuration: -c FILE, else $HERALD_CONFIG, else ./etc/herald.yaml. Endpoints\n"
         "come from it (broker.listen.*); --endpoint overrides (then no file is needed).\n"
         "\n"
+        "Security: with security.broker_key in the configuration every endpoint uses\n"
+        "CURVE; publish and the admin commands then take this client's key with\n"
+        "--key FILE or $HERALD_KEY (a NAME.secret from `herald keygen`), else the\n"
+        "NAME.secret beside the first key the configuration lists for their role.\n"
+        "\n"
         "Exit status (sysexits):\n"
         "  0   success\n"
         "  64  usage error (bad option or argument)\n"
         "  65  bad input: the broker refused it (NACK 4xx), invalid JSON, not found\n"
         "  69  broker unavailable (no connection or no answer)\n"
+        "  73  keygen: a key file exists or cannot be created\n"
         "  75  temporary failure (timeout, busy or storage NACK): try again\n"
+        "  77  not allowed: the broker refused this client's key, or its role\n"
         "  78  configuration error (FILE:LINE: key: what)\n");
 }
 

@@ -31,11 +31,12 @@ typedef struct {
     const char *data;
     const char *id;         /* --id: the event's id (one event only) */
     const char *file;       /* path, or "-" for stdin */
+    const herald_config_t *loaded;  /* the configuration, or NULL with --endpoint alone */
+    cli_keys_t keys;        /* --key, --server-key */
     long timeout_ms;
     long window;
     bool json;
     bool quiet;
-    const herald_config_t *loaded;  /* for what is true of each event type; NULL with --endpoint */
 } s_options_t;
 
 static void
@@ -66,6 +67,11 @@ s_help (FILE *out)
         "      --json           machine-readable output: {\"event_id\",\"duplicate\",\"durability\"}\n"
         "                       per acked event (with \"line\" in lines mode)\n"
         "  -q, --quiet          lines mode: do not print the event ids\n"
+        "  -k, --key FILE       this producer's CURVE key (NAME.secret from herald keygen), for\n"
+        "                       a broker with security.broker_key; default $HERALD_KEY, else\n"
+        "                       the .secret beside the first key of security.producers, if any\n"
+        "      --server-key F   the broker's public key (default: the .public beside the\n"
+        "                       config's security.broker_key)\n"
         "  -h, --help           this help\n"
         "  -V, --version        the version\n"
         "\n"
@@ -79,7 +85,8 @@ s_help (FILE *out)
         "it twice: the message gives the id used and how to publish again safely.\n"
         "\n"
         "Exit status: 0 every event ACKed; 64 usage; 65 a NACK 4xx, invalid JSON or no input;\n"
-        "69 broker unreachable; 75 timeout or busy/storage NACK (publish again); 78 config.\n",
+        "69 broker unreachable; 75 timeout or busy/storage NACK (publish again); 77 the\n"
+        "broker's security refused this client's key; 78 config (also a key file open to others).\n",
         S_DEFAULT_TIMEOUT, S_DEFAULT_WINDOW, S_MAX_WINDOW);
 }
 
@@ -180,15 +187,21 @@ s_publish_one (const s_options_t *options, const char *endpoint)
         return cli_fail (S_CMD, EX_DATAERR, "--data: %s%s", error.text,
                          options->type? "": " (give --type T)");
     }
-    herald_client_t *client = herald_client_new (endpoint);
-    if (!client) {
+    herald_client_t *client;
+    int rc = cli_client_new (S_CMD, endpoint, options->loaded, &options->keys, &client);
+    if (rc != 0) {
         free (event);
-        return cli_fail (S_CMD, EX_USAGE, "cannot use endpoint '%s': %s", endpoint, strerror (errno));
+        return rc;
     }
     herald_reply_t reply;
     herald_status_t status = herald_publish (client, event, (int) options->timeout_ms, &reply);
-    herald_client_destroy (&client);
     free (event);
+    if (status == HERALD_E_DENIED) {
+        rc = cli_client_fail (S_CMD, endpoint, client, status, (int) options->timeout_ms);
+        herald_client_destroy (&client);
+        return rc;
+    }
+    herald_client_destroy (&client);
 
     if (status == HERALD_OK) {
         if (options->json)
@@ -309,6 +322,7 @@ typedef struct {
     bool input_done;
     bool aborted;           /* stopped sending: broker unreachable or socket error */
     bool unreachable;
+    bool denied;            /* the broker's security refused our key */
     bool answered;          /* any reply ever came */
     long long line_no;
     long long abort_line;
@@ -386,6 +400,12 @@ s_send_event (s_run_t *self, const char *event, const herald_event_info_t *info)
     self->aborted = true;
     self->abort_line = self->line_no;
     self->events--;         //  not sent: counted in the summary as "stopped at line"
+    if (status == HERALD_E_DENIED) {
+        self->denied = true;
+        fprintf (stderr, "herald publish: broker at %s: %s; stopping at line %lld\n",
+                 self->endpoint, herald_client_error (self->client), self->line_no);
+    }
+    else
     if (status == HERALD_E_UNAVAILABLE) {
         self->unreachable = true;
         fprintf (stderr, "herald publish: broker at %s: not reachable within %ld ms; stopping at line %lld\n",
@@ -564,6 +584,8 @@ s_summary (s_run_t *self)
         fprintf (stderr, "herald publish: the timed-out events may or may not be stored; publishing "
                  "those lines again is safe (each has an idempotency key: its type's key or its own id)\n");
 
+    if (self->denied)
+        return EX_NOPERM;
     if (self->unreachable && !self->answered)
         return EX_UNAVAILABLE;
     if (self->nacked_4xx || self->invalid)
@@ -594,14 +616,12 @@ s_publish_lines (const s_options_t *options, const char *endpoint, size_t line_c
     }
     run.reader.line = malloc (line_cap + 1);
     run.slots = calloc (run.window, sizeof *run.slots);
-    run.client = herald_client_new (endpoint);
     int rc = 0;
     if (!run.reader.line || !run.slots)
         rc = cli_fail (S_CMD, EX_OSERR, "out of memory");
     else
-    if (!run.client)
-        rc = cli_fail (S_CMD, EX_USAGE, "cannot use endpoint '%s': %s", endpoint, strerror (errno));
-    else {
+        rc = cli_client_new (S_CMD, endpoint, options->loaded, &options->keys, &run.client);
+    if (rc == 0) {
         run.started = herald_clock_mono_ms ();
         run.next_progress = run.started + S_PROGRESS_MS;
         for (;;) {
@@ -664,6 +684,8 @@ cli_publish (int argc, char **argv)
         { "window",   required_argument, NULL, 'w' },
         { "json",     no_argument,       NULL, 'j' },
         { "quiet",    no_argument,       NULL, 'q' },
+        { "key",      required_argument, NULL, 'k' },
+        { "server-key", required_argument, NULL, 'S' },
         { "help",     no_argument,       NULL, 'h' },
         { "version",  no_argument,       NULL, 'V' },
         { NULL, 0, NULL, 0 }
@@ -672,7 +694,7 @@ cli_publish (int argc, char **argv)
     int inputs = 0;
     cli_getopt_reset ();
     int c;
-    while ((c = getopt_long (argc, argv, ":c:e:t:s:i:d:f:qhV", longopts, NULL)) != -1) {
+    while ((c = getopt_long (argc, argv, ":c:e:t:s:i:d:f:k:qhV", longopts, NULL)) != -1) {
         switch (c) {
             case 'c': options.config = optarg; break;
             case 'e': options.endpoint = optarg; break;
@@ -683,6 +705,8 @@ cli_publish (int argc, char **argv)
             case 'f': options.file = optarg; inputs++; break;
             case 'j': options.json = true; break;
             case 'q': options.quiet = true; break;
+            case 'k': options.keys.key = optarg; break;
+            case 'S': options.keys.server_key = optarg; break;
             case 'T':
                 if (cli_parse_long (optarg, 1, 3600000, &options.timeout_ms) != 0)
                     return cli_usage_error (S_CMD, "--timeout: expected milliseconds (1..3600000), got '%s'", optarg);
@@ -737,6 +761,7 @@ cli_publish (int argc, char **argv)
             line_cap = config->broker.max_event_bytes;
     }
     options.loaded = config;
+    options.keys.role = CLI_AS_PRODUCER;
     int rc = options.data? s_publish_one (&options, endpoint)
                          : s_publish_lines (&options, endpoint, line_cap);
     free (config);

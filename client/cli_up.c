@@ -29,6 +29,7 @@
 #include "cli.h"
 #include "cli_relay.h"
 #include "herald_clock.h"
+#include "herald_keys.h"
 #include "herald_lockfile.h"
 #include "herald_log.h"
 
@@ -78,6 +79,8 @@ typedef struct {
     bool stopping;              /* SIGINT/SIGTERM seen (or a fatal exit): no more restarts */
     bool hurry;                 /* a second stop signal: kill now */
     int fatal;                  /* exit code imposed by a child's exit (78), 0 = none */
+    char admin_key[HERALD_PATH_MAX];    /* CURVE: the key of the start-up probe */
+    char worker_keys[HERALD_MAX_CHANNELS][HERALD_PATH_MAX]; /* CURVE: --key for each channel's workers */
     char fatal_message[1536];
 } s_up_t;
 
@@ -107,6 +110,11 @@ s_help (FILE *out)
         "One stack per store: herald up holds a lock on STORE.up.lock (beside\n"
         "broker.store, holding its pid) and refuses to start while another herald up\n"
         "holds it; the broker itself holds STORE.lock.\n"
+        "\n"
+        "With security.broker_key (CURVE), each worker gets --key with the .secret beside\n"
+        "the first key its channel lists in security.workers, and the start-up probe uses\n"
+        "the .secret beside the first admin_read (else admin_operate) key; a missing or\n"
+        "unreadable one, or one group or others may read, is a configuration error (78).\n"
         "\n"
         "Logs go to stderr, the children's relayed line by line with ours.\n"
         "\n"
@@ -160,7 +168,7 @@ static int
 s_spawn (s_up_t *self, s_child_t *child)
 {
     const char *path = child->kind == S_BROKER? self->broker_bin: self->worker_bin;
-    char *argv[9];
+    char *argv[11];
     int argc = 0;
     argv[argc++] = (char *) (child->kind == S_BROKER? "herald-broker": "herald-worker");
     argv[argc++] = (char *) "-c";
@@ -168,6 +176,10 @@ s_spawn (s_up_t *self, s_child_t *child)
     if (child->kind == S_WORKER) {
         argv[argc++] = (char *) "--channel";
         argv[argc++] = self->config->channels[child->channel].name;
+        if (self->worker_keys[child->channel][0]) {
+            argv[argc++] = (char *) "--key";
+            argv[argc++] = self->worker_keys[child->channel];
+        }
     }
     if (self->log_format) {
         argv[argc++] = (char *) "--log-format";
@@ -550,6 +562,40 @@ s_find_binaries (s_up_t *self, const char *bin_dir)
     return 0;
 }
 
+//  CURVE: finds and checks the keys of the probe and of every channel's
+//  workers before anything starts. 0, or prints why and returns 78.
+static int
+s_find_keys (s_up_t *self)
+{
+    const herald_security_config_t *sec = &self->config->security;
+    if (!sec->curve)
+        return 0;
+    char err[HERALD_ERR_MAX];
+    herald_keypair_t pair;
+    if (cli_default_key (self->config, CLI_AS_ADMIN_READ, self->admin_key, sizeof self->admin_key) != 0)
+        return cli_fail (S_CMD, EX_CONFIG, "%s has CURVE on: herald up needs an admin key to see the broker "
+                         "start: put the .secret beside the first key of security.admin_read (or "
+                         "admin_operate) there", self->config_path);
+    if (herald_keys_load_secret (self->admin_key, &pair, err, sizeof err) != 0)
+        return cli_fail (S_CMD, EX_CONFIG, "%s", err);
+    for (int c = 0; c < self->config->channel_count; c++) {
+        if (self->config->workers[c] <= 0)
+            continue;
+        const char *name = self->config->channels[c].name;
+        if (!sec->worker_file[c][0])
+            return cli_fail (S_CMD, EX_CONFIG, "%s: security.workers.%s lists no key, so %s's %d worker(s) "
+                             "cannot connect: add one (herald keygen) or set workers.%s: 0",
+                             self->config_path, name, name, self->config->workers[c], name);
+        herald_keys_sibling (sec->worker_file[c], ".public", ".secret", self->worker_keys[c],
+                             sizeof self->worker_keys[c]);
+        if (herald_keys_load_secret (self->worker_keys[c], &pair, err, sizeof err) != 0)
+            return cli_fail (S_CMD, EX_CONFIG, "the %s workers' key (the .secret beside %s, the first "
+                             "key of security.workers.%s): %s", name, sec->worker_file[c], name, err);
+    }
+    explicit_bzero (&pair, sizeof pair);
+    return 0;
+}
+
 //  One stack per store: a second herald up on the same store would take
 //  the first one's broker for its own and attach more workers to it. 0, or
 //  the exit code (message printed).
@@ -688,6 +734,11 @@ cli_up (int argc, char **argv)
         free (self.config);
         return problems < 0? EX_OSERR: EX_CONFIG;
     }
+    int keys_rc = s_find_keys (&self);
+    if (keys_rc != 0) {
+        free (self.config);
+        return keys_rc;
+    }
     int rc = s_lock_stack (&self);
     if (rc != 0) {
         free (self.config);
@@ -734,12 +785,12 @@ cli_up (int argc, char **argv)
     ||  (self.signal_fd = signalfd (-1, &mask, SFD_NONBLOCK | SFD_CLOEXEC)) < 0
     ||  sigaction (SIGHUP, &ignore, &old_hangup) != 0)
         rc = cli_fail (S_CMD, EX_OSERR, "cannot watch signals: %s", strerror (errno));
-    else
-    if (!(self.admin = herald_client_new (self.config->broker.admin)))
-        rc = cli_fail (S_CMD, EX_CONFIG, "cannot use admin endpoint '%s': %s",
-                       self.config->broker.admin, strerror (errno));
-    else
-        rc = s_run (&self);
+    else {
+        cli_keys_t keys = { .key = self.admin_key[0]? self.admin_key: NULL, .role = CLI_AS_ADMIN_READ };
+        rc = cli_client_new (S_CMD, self.config->broker.admin, self.config, &keys, &self.admin);
+        if (rc == 0)
+            rc = s_run (&self);
+    }
     if (self.signal_fd >= 0)
         close (self.signal_fd);
     //  Unblocked while still ignored: a late SIGHUP is dropped, not fatal

@@ -11,6 +11,7 @@
 
 #include "herald.h"
 #include "herald_clock.h"
+#include "herald_keys.h"
 #include "herald_proto.h"
 #include "herald_wire.h"
 
@@ -22,20 +23,32 @@ struct herald_client {
     void *socket;               /* DEALER connected to the broker */
     uint64_t last_corr;         /* last correlation id handed out */
     size_t outstanding;         /* publishes sent and not yet answered */
+    hw_watch_t *watch;          /* CURVE: the handshakes, to say why a connection fails */
+    char error[256];            /* herald_client_error */
 };
 
-herald_client_t *
-herald_client_new (const char *endpoint)
+/*  The one constructor: keys NULL for the NULL mechanism. */
+static herald_client_t *
+s_client_new (const char *endpoint, const herald_keypair_t *keys, const char *server_key,
+              char *err, size_t errlen)
 {
+    char spare[256];
+    if (!err || errlen == 0)
+        err = spare, errlen = sizeof spare;
+    err[0] = '\0';
     if (!endpoint || !*endpoint) {
+        snprintf (err, errlen, "no endpoint");
         errno = EINVAL;
         return NULL;
     }
     herald_client_t *self = calloc (1, sizeof *self);
-    if (!self)
+    if (!self) {
+        snprintf (err, errlen, "out of memory");
         return NULL;
+    }
     self->ctx = zmq_ctx_new ();
     if (!self->ctx) {
+        snprintf (err, errlen, "cannot make a ZeroMQ context: %s", zmq_strerror (errno));
         free (self);
         return NULL;
     }
@@ -44,17 +57,79 @@ herald_client_new (const char *endpoint)
         .max_msg_size = HERALD_CLIENT_MAX_MSG,
         .linger_ms = 0          /* never block the caller's exit on a dead broker */
     };
-    char err[256];
-    self->socket = hw_socket_new (self->ctx, HW_CLIENT_DEALER, endpoint, &options,
-                                  err, sizeof err);
+    if (keys) {
+        options.curve_public = keys->public_key;
+        options.curve_secret = keys->secret_key;
+        options.curve_server = server_key;
+    }
+    /*  Without keys too: a broker with CURVE refuses a client without one,
+        and the watch lets us say so instead of "unavailable". */
+    self->watch = hw_watch_new (self->ctx, &options);
+    self->socket = hw_socket_new (self->ctx, HW_CLIENT_DEALER, endpoint, &options, err, errlen);
     if (!self->socket) {
         int saved = errno ? errno : EINVAL;
+        hw_watch_destroy (&self->watch);
         zmq_ctx_term (self->ctx);
         free (self);
         errno = saved;
         return NULL;
     }
     return self;
+}
+
+herald_client_t *
+herald_client_new (const char *endpoint)
+{
+    return s_client_new (endpoint, NULL, NULL, NULL, 0);
+}
+
+herald_client_t *
+herald_client_new_curve_keys (const char *endpoint, const char *public_key, const char *secret_key,
+                              const char *server_key, char *err, size_t errlen)
+{
+    char spare[256];
+    if (!err || errlen == 0)
+        err = spare, errlen = sizeof spare;
+    const char *bad = !herald_keys_valid (public_key)? "the public key"
+                    : !herald_keys_valid (secret_key)? "the secret key"
+                    : !herald_keys_valid (server_key)? "the broker's key": NULL;
+    if (bad) {
+        snprintf (err, errlen, "%s is not a CURVE key (40 Z85 characters)", bad);
+        errno = EINVAL;
+        return NULL;
+    }
+    herald_keypair_t keys;
+    memcpy (keys.public_key, public_key, sizeof keys.public_key);
+    memcpy (keys.secret_key, secret_key, sizeof keys.secret_key);
+    herald_client_t *self = s_client_new (endpoint, &keys, server_key, err, errlen);
+    explicit_bzero (&keys, sizeof keys);
+    return self;
+}
+
+herald_client_t *
+herald_client_new_curve (const char *endpoint, const char *secret_file, const char *server_key_file,
+                         char *err, size_t errlen)
+{
+    char spare[256];
+    if (!err || errlen == 0)
+        err = spare, errlen = sizeof spare;
+    herald_keypair_t keys;
+    char server_key[HERALD_KEY_LEN + 1];
+    if (herald_keys_load_secret (secret_file, &keys, err, errlen) != 0
+    ||  herald_keys_load_public (server_key_file, server_key, err, errlen) != 0) {
+        explicit_bzero (&keys, sizeof keys);
+        errno = EINVAL;
+        return NULL;
+    }
+    herald_client_t *self = s_client_new (endpoint, &keys, server_key, err, errlen);
+    explicit_bzero (&keys, sizeof keys);
+    return self;
+}
+
+const char *
+herald_client_error (herald_client_t *self)
+{
+    return self? self->error: "";
 }
 
 void
@@ -64,6 +139,7 @@ herald_client_destroy (herald_client_t **self_p)
         return;
     herald_client_t *self = *self_p;
     zmq_close (self->socket);
+    hw_watch_destroy (&self->watch);    /* after the socket: its monitor must not lose its reader */
     while (zmq_ctx_term (self->ctx) == -1 && errno == EINTR)
         ;
     free (self);
@@ -95,6 +171,7 @@ herald_strerror (herald_status_t status)
         case HERALD_E_PROTOCOL:     return "malformed reply from the broker";
         case HERALD_E_NOMEM:        return "out of memory";
         case HERALD_E_SYSTEM:       return "socket error";
+        case HERALD_E_DENIED:       return "refused by the broker's security";
     }
     return "unknown status";
 }
@@ -133,6 +210,7 @@ static herald_status_t
 s_send (herald_client_t *self, const hp_msg_t *msg, int64_t deadline)
 {
     hp_str_t no_identity = { NULL, 0 };
+    self->error[0] = '\0';
     for (;;) {
         if (hw_send (self->socket, no_identity, msg, ZMQ_DONTWAIT) == 0)
             return HERALD_OK;
@@ -144,7 +222,8 @@ s_send (herald_client_t *self, const hp_msg_t *msg, int64_t deadline)
         if (rc < 0)
             return HERALD_E_SYSTEM;
         if (rc == 0)
-            return HERALD_E_UNAVAILABLE;
+            return hw_watch_failed (self->watch, self->error, sizeof self->error)?
+                   HERALD_E_DENIED: HERALD_E_UNAVAILABLE;
     }
 }
 

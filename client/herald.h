@@ -34,7 +34,9 @@ typedef enum {
     HERALD_E_UNAVAILABLE,   /* no connection to the broker within the timeout */
     HERALD_E_PROTOCOL,      /* the broker's reply was malformed */
     HERALD_E_NOMEM,
-    HERALD_E_SYSTEM         /* socket error: errno says which */
+    HERALD_E_SYSTEM,        /* socket error: errno says which */
+    HERALD_E_DENIED         /* the broker's security refused this client (its CURVE key, or no key):
+                               herald_client_error says why */
 } herald_status_t;
 
 typedef struct herald_client herald_client_t;
@@ -53,6 +55,26 @@ typedef struct {
     or NULL (errno set). Connection happens in the background. */
 HERALD_EXPORT herald_client_t *
     herald_client_new (const char *endpoint);
+
+/*  Connects with CURVE, for a broker with a security section: this client's
+    key pair comes from secret_file (NAME.secret made by `herald keygen`;
+    refused if group or others may read it), the broker's public key from
+    server_key_file (the broker.public beside security.broker_key). Returns
+    a client, or NULL with the reason in err (errno set). */
+herald_client_t *
+    herald_client_new_curve (const char *endpoint, const char *secret_file,
+                             const char *server_key_file, char *err, size_t errlen);
+
+/*  Same with the keys themselves: Z85 text, 40 characters each. */
+herald_client_t *
+    herald_client_new_curve_keys (const char *endpoint, const char *public_key,
+                                  const char *secret_key, const char *server_key,
+                                  char *err, size_t errlen);
+
+/*  Why the last call failed, when more is known than its status (the
+    broker refused the key, the broker's key is wrong); "" otherwise. */
+const char *
+    herald_client_error (herald_client_t *self);
 
 /*  Closes the connection; NULL-safe, nulls the pointer. */
 HERALD_EXPORT void

@@ -68,6 +68,51 @@ s_explain_channel (herald_text_t *out, const herald_config_t *cfg, int index)
     herald_text_printf (out, "    workers    %d process%s\n", cfg->workers[index], cfg->workers[index] == 1? "": "es");
 }
 
+/*  Appends the keys holding role (and, for workers, channel c) to out. */
+static void
+s_explain_keys (herald_text_t *out, const herald_config_t *cfg, unsigned role, int channel)
+{
+    int shown = 0;
+    for (int i = 0; i < cfg->security.key_count; i++) {
+        const herald_client_key_t *key = &cfg->security.keys[i];
+        if (!(key->roles & role) || (channel >= 0 && !(key->channels & (UINT32_C (1) << channel))))
+            continue;
+        herald_text_printf (out, "%s%s", shown++? ", ": "", key->name);
+    }
+    herald_text_printf (out, "%s\n", shown? "": "(nobody)");
+}
+
+/*  Appends the security section: mode, keys by role, limits. */
+static void
+s_explain_security (herald_text_t *out, const herald_config_t *cfg)
+{
+    const herald_security_config_t *sec = &cfg->security;
+    char a[32];
+    herald_text_printf (out, "security\n");
+    if (sec->curve) {
+        herald_text_printf (out, "  mode       CURVE on every endpoint, clients checked against the key lists "
+                    "(ZAP); broker key %s, clients use %s\n", sec->broker_key, sec->broker_public);
+        herald_text_printf (out, "  publish    ");
+        s_explain_keys (out, cfg, HERALD_ROLE_PRODUCER, -1);
+        for (int c = 0; c < cfg->channel_count; c++) {
+            herald_text_printf (out, "  serve      %s: ", cfg->channels[c].name);
+            s_explain_keys (out, cfg, HERALD_ROLE_WORKER, c);
+        }
+        herald_text_printf (out, "  read       (status, track, dead list) ");
+        s_explain_keys (out, cfg, HERALD_ROLE_ADMIN_READ | HERALD_ROLE_ADMIN_OPERATE, -1);
+        herald_text_printf (out, "  operate    (also dead show, retry, purge) ");
+        s_explain_keys (out, cfg, HERALD_ROLE_ADMIN_OPERATE, -1);
+    }
+    else
+    if (sec->plaintext)
+        herald_text_printf (out, "  mode       PLAINTEXT (security.plaintext): no CURVE; anyone who can reach an "
+                    "endpoint may publish, serve channels and administer\n");
+    else
+        herald_text_printf (out, "  mode       no security section: loopback and ipc endpoints only, no CURVE\n");
+    herald_text_printf (out, "  limits     %d connections per endpoint, handshake within %s\n",
+                cfg->broker.max_connections, config_format_duration (cfg->broker.handshake_timeout_ms, a, sizeof a));
+}
+
 char *
 herald_config_explain (const herald_config_t *self)
 {
@@ -105,6 +150,7 @@ herald_config_explain (const herald_config_t *self)
     herald_text_printf (&out, "channels (%d)\n", self->channel_count);
     for (int i = 0; i < self->channel_count; i++)
         s_explain_channel (&out, self, i);
+    s_explain_security (&out, self);
     if (out.failed) {
         free (out.data);
         return NULL;

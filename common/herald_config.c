@@ -7,6 +7,7 @@
 
     YAML is external input: nothing here asserts on it. Errors read
     "FILE:LINE: key.path: what is wrong" and parsing stops at the first one. */
+#include <arpa/inet.h>
 #include <assert.h>
 #include <errno.h>
 #include <inttypes.h>
@@ -20,6 +21,7 @@
 #include <strings.h>
 
 #include "config_internal.h"
+#include "herald_keys.h"
 
 #define S_MAX_FILE      (4 * 1024 * 1024)
 
@@ -41,6 +43,7 @@ typedef enum {
     S_HEADER,           /* http.headers.NAME: "value" or {env: VAR} */
     S_PATHLIST,         /* sequence of dotted paths (events.*.required) */
     S_FANOUT,           /* sequence of channel names (events.*.fanout) */
+    S_KEYLIST,          /* sequence of .public key files granting row.role (security.*) */
     /* scalars */
     S_STR,              /* text without control characters; choices restrict it */
     S_PATH,             /* dotted path into the event data */
@@ -60,7 +63,8 @@ typedef enum {
     S_IN_CONFIG,        /* offsets into herald_config_t */
     S_IN_BROKER,        /* herald_broker_config_t */
     S_IN_CHANNEL,       /* herald_channel_t of the channel being read */
-    S_IN_EVENT          /* herald_event_type_t of the event type being read */
+    S_IN_EVENT,         /* herald_event_type_t of the event type being read */
+    S_IN_SECURITY       /* herald_security_config_t */
 } s_scope_t;
 
 typedef struct {
@@ -75,6 +79,7 @@ typedef struct {
     const char *fallback;           /* compiled-in default as YAML text, NULL for none */
     const char *const *choices;     /* S_ENUM names, S_STR allowed values, S_URL schemes */
     bool nonempty;                  /* "" is refused */
+    unsigned role;                  /* S_KEYLIST: the herald_role_t its keys get */
 } s_row_t;
 
 /*  Designated initializers naming a row's target field. */
@@ -82,6 +87,7 @@ typedef struct {
 #define S_BROKER(field)  .scope = S_IN_BROKER, S_FIELD (herald_broker_config_t, field)
 #define S_CHAN(field)    .scope = S_IN_CHANNEL, S_FIELD (herald_channel_t, field)
 #define S_EVT(field)     .scope = S_IN_EVENT, S_FIELD (herald_event_type_t, field)
+#define S_SEC(field)     .scope = S_IN_SECURITY, S_FIELD (herald_security_config_t, field)
 
 static const char *const s_endpoint_schemes[] = { "tcp://", "ipc://", "inproc://", NULL };
 static const char *const s_driver_names[] = { "file", "noop", "smtp", "http", NULL };
@@ -121,6 +127,10 @@ static const s_row_t s_schema[] = {
       .min = 64 * 1024 * 1024, .max = (long long) 1 << 50, .fallback = "4GiB" },
     { .pattern = "broker.max_unread_replies", .type = S_INT, S_BROKER (max_unread_replies), .min = 1,
       .max = 10000000, .fallback = "10000" },
+    { .pattern = "broker.max_connections", .type = S_INT, S_BROKER (max_connections), .min = 1, .max = 1000000,
+      .fallback = "1024" },
+    { .pattern = "broker.handshake_timeout", .type = S_DURATION, S_BROKER (handshake_timeout_ms), .min = 100,
+      .max = 60 * S_MS_SECOND, .fallback = "5s" },
 
     { .pattern = "channels", .type = S_DICT },
     { .pattern = "channels.*", .type = S_CHANNEL },
@@ -181,6 +191,17 @@ static const s_row_t s_schema[] = {
 
     { .pattern = "workers", .type = S_DICT },
     { .pattern = "workers.*", .type = S_WORKERS, .min = 0, .max = 64 },
+
+    /*  After channels: security.workers names them. Checked as a whole by
+        s_finish_security once the tree is read. */
+    { .pattern = "security", .type = S_MAP },
+    { .pattern = "security.broker_key", .type = S_STR, S_SEC (broker_key), .nonempty = true },
+    { .pattern = "security.plaintext", .type = S_BOOL, S_SEC (plaintext) },
+    { .pattern = "security.producers", .type = S_KEYLIST, .role = HERALD_ROLE_PRODUCER },
+    { .pattern = "security.workers", .type = S_DICT },
+    { .pattern = "security.workers.*", .type = S_KEYLIST, .role = HERALD_ROLE_WORKER },
+    { .pattern = "security.admin_read", .type = S_KEYLIST, .role = HERALD_ROLE_ADMIN_READ },
+    { .pattern = "security.admin_operate", .type = S_KEYLIST, .role = HERALD_ROLE_ADMIN_OPERATE },
 };
 
 #define S_SCHEMA_ROWS (sizeof s_schema / sizeof s_schema[0])
@@ -469,7 +490,7 @@ s_type_desc (s_type_t type)
     switch (type) {
         case S_MAP: case S_DICT: case S_CHANNEL: case S_EVENT:
             return "a mapping";
-        case S_PATHLIST: case S_FANOUT:
+        case S_PATHLIST: case S_FANOUT: case S_KEYLIST:
             return "a list";
         case S_INT: case S_WORKERS:
             return "an integer";
@@ -697,6 +718,8 @@ s_base (s_loader_t *self, s_scope_t scope)
             return self->channel;
         case S_IN_EVENT:
             return self->event;
+        case S_IN_SECURITY:
+            return &self->cfg->security;
         default:
             return self->cfg;
     }
@@ -1048,6 +1071,82 @@ s_apply_workers (s_loader_t *self, const s_row_t *row, const config_node_t *node
     return s_set_scalar (self, &count, node->text, node->line, path, self->cfg);
 }
 
+/*  The file of the first key a list names, kept for the default-key
+    convention (the .secret beside it). */
+static char *
+s_first_key_file (herald_security_config_t *sec, unsigned role, int channel)
+{
+    switch (role) {
+        case HERALD_ROLE_PRODUCER:      return sec->producer_file;
+        case HERALD_ROLE_ADMIN_READ:    return sec->admin_read_file;
+        case HERALD_ROLE_ADMIN_OPERATE: return sec->admin_operate_file;
+        default:                        return sec->worker_file[channel];
+    }
+}
+
+/*  security.producers, security.workers.CHANNEL, security.admin_read and
+    security.admin_operate: lists of .public files. Each file is read here, so
+    a missing or malformed key is a configuration error naming both files; a
+    key listed in several places gets the union of the roles. */
+static int
+s_apply_keys (s_loader_t *self, const s_row_t *row, const config_node_t *node, const char *path)
+{
+    herald_security_config_t *sec = &self->cfg->security;
+    char shown[80];
+    int channel = 0;
+    if (row->role == HERALD_ROLE_WORKER) {
+        channel = herald_config_channel_index (self->cfg, node->key);
+        if (channel < 0)
+            return s_fail (self, node->line, path, "unknown channel '%s'",
+                           s_show (node->key, shown, sizeof shown));
+    }
+    if (s_require_kind (self, row, node, path, CONFIG_NODE_SEQ))
+        return -1;
+    for (const config_node_t *item = node->first; item; item = item->next) {
+        if (item->kind != CONFIG_NODE_SCALAR)
+            return s_fail (self, item->line, path, "entries must be .public key files, got %s",
+                           s_kind_desc (item->kind));
+        s_show (item->text, shown, sizeof shown);
+        if (strlen (item->text) != item->len || s_has_control (item->text))
+            return s_fail (self, item->line, path, "must not contain control characters or NUL bytes");
+        if (item->len >= HERALD_PATH_MAX)
+            return s_fail (self, item->line, path, "path too long (at most %d characters)", HERALD_PATH_MAX - 1);
+        if (item->len <= 7 || strcmp (item->text + item->len - 7, ".public") != 0)
+            return s_fail (self, item->line, path,
+                           "must list .public key files (made by herald keygen NAME), got '%s'", shown);
+        for (const config_node_t *earlier = node->first; earlier != item; earlier = earlier->next)
+            if (strcmp (earlier->text, item->text) == 0)
+                return s_fail (self, item->line, path, "lists '%s' twice", shown);
+        char key[HERALD_KEY_TEXT];
+        char key_err[HERALD_ERR_MAX];
+        if (herald_keys_load_public (item->text, key, key_err, sizeof key_err) != 0)
+            return s_fail (self, item->line, path, "%s", key_err);
+        herald_client_key_t *entry = NULL;
+        for (int i = 0; i < sec->key_count && !entry; i++)
+            if (strcmp (sec->keys[i].key, key) == 0)
+                entry = &sec->keys[i];
+        if (!entry) {
+            if (sec->key_count >= HERALD_MAX_KEYS)
+                return s_fail (self, item->line, path, "too many keys (at most %d in all lists)",
+                               HERALD_MAX_KEYS);
+            entry = &sec->keys[sec->key_count++];
+            memset (entry, 0, sizeof *entry);
+            const char *base = strrchr (item->text, '/');
+            base = base? base + 1: item->text;
+            snprintf (entry->name, sizeof entry->name, "%.*s", (int) (strlen (base) - 7), base);
+            memcpy (entry->key, key, sizeof entry->key);
+            entry->line = item->line;
+        }
+        entry->roles |= row->role;
+        if (row->role == HERALD_ROLE_WORKER)
+            entry->channels |= UINT32_C (1) << channel;
+        char *first = s_first_key_file (sec, row->role, channel);
+        if (!*first)
+            memcpy (first, item->text, item->len + 1);
+    }
+    return 0;
+}
+
 static int
 s_apply (s_loader_t *self, const s_row_t *row, const config_node_t *node, const char *path)
 {
@@ -1086,6 +1185,8 @@ s_apply (s_loader_t *self, const s_row_t *row, const config_node_t *node, const 
         case S_PATHLIST:
         case S_FANOUT:
             return s_apply_list (self, row, node, path);
+        case S_KEYLIST:
+            return s_apply_keys (self, row, node, path);
         default:
             if (s_require_kind (self, row, node, path, CONFIG_NODE_SCALAR))
                 return -1;
@@ -1093,6 +1194,70 @@ s_apply (s_loader_t *self, const s_row_t *row, const config_node_t *node, const 
                 return s_fail (self, node->line, path, "must not contain NUL bytes");
             return s_set_scalar (self, row, node->text, node->line, path, s_base (self, row->scope));
     }
+}
+
+/*  The security section as a whole, and fail closed without it: no
+    non-loopback tcp endpoint unless CURVE is on or plaintext is chosen. */
+static int
+s_finish_security (s_loader_t *self, const config_node_t *root)
+{
+    herald_security_config_t *sec = &self->cfg->security;
+    const config_node_t *node = config_node_child (root, "security");
+    char shown[80];
+    if (node) {
+        sec->present = true;
+        const config_node_t *key = config_node_child (node, "broker_key");
+        const config_node_t *plain = config_node_child (node, "plaintext");
+        if (key && sec->plaintext)
+            return s_fail (self, plain->line, "security.plaintext",
+                           "true turns CURVE off, but broker_key turns it on: keep only one of them");
+        if (!key && !sec->plaintext)
+            return s_fail (self, node->line, "security.broker_key",
+                           "is required: the broker's .secret key file (herald keygen etc/keys/broker); "
+                           "or plaintext: true to accept anyone without CURVE");
+        static const char *const lists[] = { "producers", "workers", "admin_read", "admin_operate", NULL };
+        for (int i = 0; sec->plaintext && lists[i]; i++) {
+            const config_node_t *list = config_node_child (node, lists[i]);
+            char list_path[CONFIG_PATH_LEN];
+            config_path_join (list_path, sizeof list_path, "security", lists[i]);
+            if (list)
+                return s_fail (self, list->line, list_path,
+                               "needs broker_key: with plaintext: true anyone may connect, so a key list "
+                               "would protect nothing");
+        }
+        if (key) {
+            s_show (sec->broker_key, shown, sizeof shown);
+            if (herald_keys_sibling (sec->broker_key, ".secret", ".public", sec->broker_public,
+                                     sizeof sec->broker_public) != 0)
+                return s_fail (self, key->line, "security.broker_key",
+                               "must name a .secret file (made by herald keygen NAME), got '%s'", shown);
+            char key_err[HERALD_ERR_MAX];
+            if (herald_keys_load_public (sec->broker_public, sec->broker_public_key, key_err,
+                                         sizeof key_err) != 0)
+                return s_fail (self, key->line, "security.broker_key",
+                               "the broker's public key beside it: %s", key_err);
+            sec->curve = true;
+        }
+    }
+    if (sec->curve || sec->plaintext)
+        return 0;
+    const config_node_t *listen = config_node_child (config_node_child (root, "broker"), "listen");
+    const herald_broker_config_t *broker = &self->cfg->broker;
+    const char *names[] = { "producers", "workers", "admin" };
+    const char *values[] = { broker->producers, broker->workers, broker->admin };
+    for (int i = 0; i < 3; i++) {
+        if (herald_endpoint_is_local (values[i]))
+            continue;
+        const config_node_t *at = config_node_child (listen, names[i]);
+        char key_path[CONFIG_PATH_LEN];
+        config_path_join (key_path, sizeof key_path, "broker.listen", names[i]);
+        return s_fail (self, at? at->line: 0, key_path,
+                       "%s is reachable from the network: without a security section Herald binds only "
+                       "loopback (127.0.0.1, ::1, localhost) and ipc:// endpoints; add a security section "
+                       "with CURVE keys (README, \"Security\") or security: { plaintext: true }",
+                       s_show (values[i], shown, sizeof shown));
+    }
+    return 0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1144,6 +1309,8 @@ herald_config_parse (herald_config_t *self, const char *text, size_t len,
         rc = s_walk_map (&loader, root, "", "");
     if (rc == 0)
         rc = config_check_endpoints (cfg, root, name, err, errlen);
+    if (rc == 0)
+        rc = s_finish_security (&loader, root);
     config_node_destroy (&root);
     if (rc == 0)
         memcpy (self, cfg, sizeof *cfg);
@@ -1221,4 +1388,46 @@ config_tls_name (herald_tls_mode_t mode)
     if ((int) mode < 0 || (size_t) mode >= sizeof s_tls_names / sizeof s_tls_names[0] - 1)
         return "unknown";
     return s_tls_names[mode];
+}
+
+bool
+herald_endpoint_is_local (const char *endpoint)
+{
+    if (!endpoint)
+        return false;
+    if (strncmp (endpoint, "ipc://", 6) == 0 || strncmp (endpoint, "inproc://", 9) == 0)
+        return true;
+    if (strncmp (endpoint, "tcp://", 6) != 0)
+        return false;
+    const char *host = endpoint + 6;
+    const char *colon = strrchr (host, ':');
+    char buf[64];
+    size_t len = colon? (size_t) (colon - host): 0;
+    if (len == 0 || len >= sizeof buf)
+        return false;
+    memcpy (buf, host, len);
+    buf[len] = '\0';
+    if (strcmp (buf, "localhost") == 0)
+        return true;
+    struct in_addr v4;
+    if (inet_pton (AF_INET, buf, &v4) == 1)
+        return (ntohl (v4.s_addr) >> 24) == 127;
+    struct in6_addr v6;
+    if (len > 2 && buf[0] == '[' && buf[len - 1] == ']') {
+        buf[len - 1] = '\0';
+        if (inet_pton (AF_INET6, buf + 1, &v6) == 1)
+            return IN6_IS_ADDR_LOOPBACK (&v6) || (IN6_IS_ADDR_V4MAPPED (&v6) && v6.s6_addr[12] == 127);
+    }
+    return false;       /* *, 0.0.0.0, interface names, other hosts and addresses */
+}
+
+const herald_client_key_t *
+herald_config_find_key (const herald_config_t *self, const char *z85)
+{
+    if (!self || !z85)
+        return NULL;
+    for (int i = 0; i < self->security.key_count; i++)
+        if (strcmp (self->security.keys[i].key, z85) == 0)
+            return &self->security.keys[i];
+    return NULL;
 }

@@ -15,6 +15,8 @@
 #define HERALD_NAME_MAX         64      /* channel and event type names, incl. NUL */
 #define HERALD_PATH_MAX         1024
 #define HERALD_ERR_MAX          512
+#define HERALD_MAX_KEYS         128     /* distinct client keys in the security section */
+#define HERALD_KEY_TEXT         41      /* a Z85 CURVE key (40 characters) and its NUL */
 
 typedef enum {
     HERALD_DRIVER_FILE = 0,     /* writes each delivery as a file */
@@ -124,7 +126,42 @@ typedef struct {
     int max_pending_events;         /* undelivered tasks a channel may hold; above: NACK 503 busy, default 1000000, 0 = no limit */
     int hwm;                        /* ZeroMQ send/receive high-water marks per peer, default 10000 */
     int max_unread_replies;         /* replies parked for one producer whose pipe is full; above it the producer is dropped, default 10000 */
+    int max_connections;            /* open connections per endpoint; above, new ones are closed, default 1024 */
+    int64_t handshake_timeout_ms;   /* a peer must finish the ZeroMQ (and CURVE) handshake by then, default 5s */
 } herald_broker_config_t;
+
+/*  What a client key may do: bits of herald_client_key_t.roles. */
+typedef enum {
+    HERALD_ROLE_PRODUCER      = 1,  /* security.producers: may publish */
+    HERALD_ROLE_WORKER        = 2,  /* security.workers.CHANNEL: may serve the channels in .channels */
+    HERALD_ROLE_ADMIN_READ    = 4,  /* security.admin_read: status, track, dead list */
+    HERALD_ROLE_ADMIN_OPERATE = 8   /* security.admin_operate: also dead show, retry, purge */
+} herald_role_t;
+
+typedef struct {
+    char name[HERALD_NAME_MAX];     /* key file name without directory and .public: the client in logs */
+    char key[HERALD_KEY_TEXT];      /* Z85 CURVE public key, read from the file at load */
+    unsigned roles;                 /* herald_role_t bits, from every list naming this key */
+    uint32_t channels;              /* HERALD_ROLE_WORKER: bit i allows channels[i] */
+    int line;                       /* configuration line that first listed it */
+} herald_client_key_t;
+
+/*  security: CURVE on every endpoint with per-role allowlists, or an explicit
+    plaintext: true. Without the section only loopback and ipc are bound. */
+typedef struct {
+    bool present;                   /* the file has a security section */
+    bool curve;                     /* broker_key set: CURVE and ZAP on every endpoint */
+    bool plaintext;                 /* plaintext: true: non-loopback tcp without CURVE, by choice */
+    char broker_key[HERALD_PATH_MAX];       /* the broker's .secret file (only the broker reads it) */
+    char broker_public[HERALD_PATH_MAX];    /* the .public beside it, what clients use */
+    char broker_public_key[HERALD_KEY_TEXT];/* read from broker_public at load */
+    herald_client_key_t keys[HERALD_MAX_KEYS]; /* every listed key once, roles merged */
+    int key_count;
+    char producer_file[HERALD_PATH_MAX];    /* first producers entry, "" if none */
+    char admin_read_file[HERALD_PATH_MAX];  /* first admin_read entry */
+    char admin_operate_file[HERALD_PATH_MAX]; /* first admin_operate entry */
+    char worker_file[HERALD_MAX_CHANNELS][HERALD_PATH_MAX]; /* first security.workers.C entry, by channel */
+} herald_security_config_t;
 
 typedef struct {
     char path[HERALD_PATH_MAX];     /* file this was loaded from, "" for defaults */
@@ -134,6 +171,7 @@ typedef struct {
     herald_channel_t channels[HERALD_MAX_CHANNELS];
     int channel_count;
     int workers[HERALD_MAX_CHANNELS]; /* processes `herald up` starts, by channel index */
+    herald_security_config_t security;
 } herald_config_t;
 
 /*  Fills self with compiled-in defaults: no events, no channels. */
@@ -190,5 +228,14 @@ int
 /*  "a string or a number": the types in words, for error messages. */
 const char *
     herald_field_types_describe (unsigned types, char *buf, size_t size);
+/*  True for endpoints only this host can reach: ipc://, inproc://, and tcp://
+    on 127.0.0.0/8, ::1 or localhost. Anything else (*, 0.0.0.0, interface
+    names, other addresses) is reachable from the network. */
+bool
+    herald_endpoint_is_local (const char *endpoint);
+
+/*  The key in self->security.keys with that Z85 text, or NULL. */
+const herald_client_key_t *
+    herald_config_find_key (const herald_config_t *self, const char *z85);
 
 #endif

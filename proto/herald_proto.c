@@ -491,6 +491,7 @@ hp_code_name (int code)
         case HP_CODE_OK:            return "ok";
         case HP_CODE_BAD_REQUEST:   return "bad-request";
         case HP_CODE_UNAUTHORIZED:  return "unauthorized";
+        case HP_CODE_FORBIDDEN:     return "forbidden";
         case HP_CODE_NOT_FOUND:     return "not-found";
         case HP_CODE_TOO_LARGE:     return "too-large";
         case HP_CODE_INVALID_EVENT: return "invalid-event";

@@ -41,6 +41,7 @@ typedef enum {
     HP_CODE_OK            = 200,
     HP_CODE_BAD_REQUEST   = 400,  /* malformed frames, invalid JSON */
     HP_CODE_UNAUTHORIZED  = 401,
+    HP_CODE_FORBIDDEN     = 403,  /* the client's key may not do this (admin verb, worker channel) */
     HP_CODE_NOT_FOUND     = 404,  /* admin: no such task / event */
     HP_CODE_TOO_LARGE     = 413,  /* event above broker.max_event_bytes */
     HP_CODE_INVALID_EVENT = 422,  /* not valid CloudEvents, missing required field */

@@ -4,11 +4,21 @@
 #include <errno.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "herald_wire.h"
 
 #define S_HANDSHAKE_IVL_MS     5000     /* a peer that does not finish ZMTP in time is dropped */
+#define S_BACKLOG              1024     /* listen queue: a burst of connects is not met with dropped SYNs */
+#define S_MONITOR_EVENTS       (ZMQ_EVENT_ACCEPTED | ZMQ_EVENT_DISCONNECTED \
+                                | ZMQ_EVENT_HANDSHAKE_SUCCEEDED | ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL \
+                                | ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL | ZMQ_EVENT_HANDSHAKE_FAILED_AUTH)
+
+/*  In libzmq 4.3 the option works but its name is in the draft API only. */
+#ifndef ZMQ_ZAP_ENFORCE_DOMAIN
+#define ZMQ_ZAP_ENFORCE_DOMAIN 93
+#endif
 #define S_RECONNECT_IVL_MS     100
 #define S_RECONNECT_IVL_MAX_MS 2000
 #define S_ZMTP_HEARTBEAT_MS    5000     /* tcp only: detects half-open connections */
@@ -24,6 +34,39 @@ static int
 s_set_int (void *socket, int option, int value)
 {
     return zmq_setsockopt (socket, option, &value, sizeof value);
+}
+
+static int
+s_set_text (void *socket, int option, const char *value)
+{
+    return zmq_setsockopt (socket, option, value, strlen (value));
+}
+
+/*  CURVE server (ROUTER) or client (DEALER) options. 0 / -1 (errno). */
+static int
+s_set_curve (void *socket, bool router, const hw_options_t *options)
+{
+    if (!zmq_has ("curve")) {
+        errno = ENOTSUP;
+        return -1;
+    }
+    if (router) {
+        if (!options->curve_secret || !options->zap_domain || !*options->zap_domain) {
+            errno = EINVAL;
+            return -1;
+        }
+        return s_set_int (socket, ZMQ_CURVE_SERVER, 1)
+            || s_set_text (socket, ZMQ_CURVE_SECRETKEY, options->curve_secret)
+            || s_set_text (socket, ZMQ_ZAP_DOMAIN, options->zap_domain)
+            || s_set_int (socket, ZMQ_ZAP_ENFORCE_DOMAIN, 1)? -1: 0;
+    }
+    if (!options->curve_public || !options->curve_secret || !options->curve_server) {
+        errno = EINVAL;
+        return -1;
+    }
+    return s_set_text (socket, ZMQ_CURVE_SERVERKEY, options->curve_server)
+        || s_set_text (socket, ZMQ_CURVE_PUBLICKEY, options->curve_public)
+        || s_set_text (socket, ZMQ_CURVE_SECRETKEY, options->curve_secret)? -1: 0;
 }
 
 /*  Writes "what endpoint: strerror" into err and closes socket. Returns NULL
@@ -69,12 +112,28 @@ hw_socket_new (void *ctx, hw_role_t role, const char *endpoint,
         return s_fail (socket, "set ZMQ_MAXMSGSIZE for", endpoint, err, errlen);
     if (s_set_int (socket, ZMQ_LINGER, options->linger_ms))
         return s_fail (socket, "set ZMQ_LINGER for", endpoint, err, errlen);
+    int handshake_ivl = options->handshake_ivl_ms > 0? options->handshake_ivl_ms: S_HANDSHAKE_IVL_MS;
+    if (s_set_int (socket, ZMQ_HANDSHAKE_IVL, handshake_ivl))
+        return s_fail (socket, "set ZMQ_HANDSHAKE_IVL for", endpoint, err, errlen);
+    if (options->curve_secret && s_set_curve (socket, router, options) != 0) {
+        if (errno == ENOTSUP && err && errlen) {
+            snprintf (err, errlen, "CURVE for %s: this libzmq has no CURVE support (zmq_has (\"curve\") "
+                      "is false): install a libzmq built with libsodium", endpoint);
+            s_set_int (socket, ZMQ_LINGER, 0);
+            zmq_close (socket);
+            errno = ENOTSUP;
+            return NULL;
+        }
+        return s_fail (socket, "set CURVE keys for", endpoint, err, errlen);
+    }
+    if (options->monitor && zmq_socket_monitor (socket, options->monitor, S_MONITOR_EVENTS))
+        return s_fail (socket, "monitor", endpoint, err, errlen);
 
     if (router) {
         /*  A reply to a peer that has gone fails with EHOSTUNREACH instead of
             vanishing, and a full peer gives EAGAIN (with ZMQ_DONTWAIT). */
         if (s_set_int (socket, ZMQ_ROUTER_MANDATORY, 1)
-        ||  s_set_int (socket, ZMQ_HANDSHAKE_IVL, S_HANDSHAKE_IVL_MS))
+        ||  s_set_int (socket, ZMQ_BACKLOG, S_BACKLOG))
             return s_fail (socket, "set ROUTER options for", endpoint, err, errlen);
     }
     else {
@@ -126,6 +185,8 @@ hw_recv (void *socket, bool router, hw_msg_t *in, int flags)
     in->count = 0;
     in->identity = hp_strn (NULL, 0);
     in->too_many_frames = false;
+    in->user_id = NULL;
+    in->peer_fd = -1;
 
     const size_t keep = (router? 1: 0) + HP_MAX_FRAMES;
     bool more = true;
@@ -162,6 +223,12 @@ hw_recv (void *socket, bool router, hw_msg_t *in, int flags)
     if (router) {
         in->identity = hp_strn (zmq_msg_data (&in->parts[0]), zmq_msg_size (&in->parts[0]));
         start = 1;
+        /*  The routing id frame is made by the ROUTER itself; the frames
+            after it carry the connection's metadata. */
+        if (in->part_count > 1) {
+            in->user_id = zmq_msg_gets (&in->parts[1], "User-Id");
+            in->peer_fd = zmq_msg_get (&in->parts[1], ZMQ_SRCFD);
+        }
     }
     for (size_t i = start; i < in->part_count; i++)
         in->frames[in->count++] = (hp_frame_t) {
@@ -178,6 +245,8 @@ hw_msg_close (hw_msg_t *in)
     in->part_count = 0;
     in->count = 0;
     in->identity = hp_strn (NULL, 0);
+    in->user_id = NULL;
+    in->peer_fd = -1;
 }
 
 int
@@ -221,4 +290,117 @@ hw_send (void *socket, hp_str_t identity, const hp_msg_t *msg, int flags)
             return -1;
     }
     return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/*  Handshake watch                                                          */
+
+struct hw_watch {
+    void *socket;               /* PAIR connected to the watched socket's monitor */
+    char endpoint[64];
+    bool failed;                /* the latest handshake failed */
+    char reason[200];
+};
+
+hw_watch_t *
+hw_watch_new (void *ctx, hw_options_t *options)
+{
+    hw_watch_t *self = calloc (1, sizeof *self);
+    if (!self)
+        return NULL;
+    snprintf (self->endpoint, sizeof self->endpoint, "inproc://herald-watch-%p", (void *) self);
+    /*  Connected before the monitor exists: libzmq's monitor blocks its
+        I/O thread on an event nobody can take, and an unlimited pipe keeps
+        a watch nobody reads from doing so too. */
+    self->socket = zmq_socket (ctx, ZMQ_PAIR);
+    int unlimited = 0;
+    if (!self->socket || zmq_setsockopt (self->socket, ZMQ_RCVHWM, &unlimited, sizeof unlimited)
+    ||  zmq_connect (self->socket, self->endpoint)) {
+        hw_watch_destroy (&self);
+        return NULL;
+    }
+    options->monitor = self->endpoint;
+    return self;
+}
+
+static void
+s_watch_event (hw_watch_t *self, uint16_t event, uint32_t value)
+{
+    switch (event) {
+        case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
+            self->failed = false;
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
+            self->failed = true;
+            snprintf (self->reason, sizeof self->reason,
+                      "the broker refused this client's key (ZAP %u): it is not in the broker's "
+                      "security lists for this endpoint", (unsigned) value);
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
+            self->failed = true;
+            if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
+                snprintf (self->reason, sizeof self->reason,
+                          "security mismatch: the broker uses CURVE and this client has no key, or "
+                          "the other way round (--key, security.broker_key)");
+            else
+            if (value == ZMQ_PROTOCOL_ERROR_ZMTP_CRYPTOGRAPHIC)
+                snprintf (self->reason, sizeof self->reason,
+                          "CURVE handshake failed: the broker's key does not match (--server-key)");
+            else
+                snprintf (self->reason, sizeof self->reason, "handshake failed: protocol error 0x%x",
+                          (unsigned) value);
+            break;
+        case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            self->failed = true;
+            snprintf (self->reason, sizeof self->reason,
+                      "the broker closed the connection during the CURVE handshake: wrong broker key "
+                      "(--server-key)?");
+            break;
+        default:
+            break;
+    }
+}
+
+bool
+hw_watch_failed (hw_watch_t *self, char *text, size_t size)
+{
+    if (!self)
+        return false;
+    for (;;) {
+        zmq_msg_t head, address;
+        zmq_msg_init (&head);
+        if (zmq_msg_recv (&head, self->socket, ZMQ_DONTWAIT) == -1) {
+            zmq_msg_close (&head);
+            break;
+        }
+        zmq_msg_init (&address);
+        if (zmq_msg_more (&head) && zmq_msg_recv (&address, self->socket, 0) != -1
+        &&  zmq_msg_size (&head) == 6) {
+            uint16_t event;
+            uint32_t value;
+            memcpy (&event, zmq_msg_data (&head), 2);
+            memcpy (&value, (const char *) zmq_msg_data (&head) + 2, 4);
+            s_watch_event (self, event, value);
+        }
+        zmq_msg_close (&head);
+        zmq_msg_close (&address);
+    }
+    if (self->failed && text && size)
+        snprintf (text, size, "%s", self->reason);
+    return self->failed;
+}
+
+void
+hw_watch_destroy (hw_watch_t **self_p)
+{
+    if (!self_p || !*self_p)
+        return;
+    hw_watch_t *self = *self_p;
+    if (self->socket) {
+        int linger = 0;
+        zmq_setsockopt (self->socket, ZMQ_LINGER, &linger, sizeof linger);
+        zmq_close (self->socket);
+    }
+    free (self);
+    *self_p = NULL;
 }

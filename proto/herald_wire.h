@@ -22,11 +22,24 @@ typedef struct {
     int hwm;                /* send and receive high-water mark, 0 = libzmq default */
     long long max_msg_size; /* ZMQ_MAXMSGSIZE, -1 = unlimited */
     int linger_ms;          /* ZMQ_LINGER */
+    int handshake_ivl_ms;   /* ZMQ_HANDSHAKE_IVL: a peer must finish ZMTP (and CURVE) by then; 0 = 5 s */
+    const char *monitor;    /* inproc:// endpoint that gets the socket's connection events
+                               (zmq_socket_monitor, set before bind), NULL = none */
+    /*  CURVE (RFC 26), all Z85 text, NULL = the NULL mechanism. ROUTER roles
+        are servers: curve_secret and zap_domain (every client is checked by
+        the ZAP handler; ZMQ_ZAP_ENFORCE_DOMAIN is on, so no handler means no
+        connection). DEALER roles are clients: curve_public, curve_secret and
+        curve_server (the broker's public key). */
+    const char *curve_public;
+    const char *curve_secret;
+    const char *curve_server;
+    const char *zap_domain;
 } hw_options_t;
 
 /*  Creates a socket for role, applies options, binds (ROUTER roles) or
     connects (DEALER roles) to endpoint. Returns the socket, or NULL with
-    a message naming the endpoint and errno text in err. */
+    a message naming the endpoint and errno text in err (also when CURVE is
+    asked for and this libzmq has none: zmq_has ("curve")). */
 void *
     hw_socket_new (void *ctx, hw_role_t role, const char *endpoint,
                    const hw_options_t *options, char *err, size_t errlen);
@@ -39,6 +52,9 @@ typedef struct {
     hp_frame_t frames[HP_MAX_FRAMES];
     size_t count;               /* frames after the identity */
     bool too_many_frames;       /* more than HP_MAX_FRAMES: the rest was drained and dropped */
+    const char *user_id;        /* ROUTER: the User-Id the ZAP handler gave the peer's connection,
+                                   NULL without one; borrowed until hw_msg_close */
+    int peer_fd;                /* ROUTER: the connection's descriptor (ZMQ_SRCFD), -1 unknown */
 } hw_msg_t;
 
 /*  Receives one whole multipart message (draining extra frames). For ROUTER
@@ -61,5 +77,23 @@ int
     EHOSTUNREACH for an unknown peer on a ROUTER_MANDATORY socket). */
 int
     hw_send (void *socket, hp_str_t identity, const hp_msg_t *msg, int flags);
+
+/*  Watches a DEALER's handshakes, to tell a user why its connection does
+    not come up (the broker refused its key, the broker's key is wrong, one
+    side has no CURVE). hw_watch_new connects to a fresh inproc endpoint and
+    sets options->monitor to it: pass those options to hw_socket_new. */
+typedef struct hw_watch hw_watch_t;
+
+hw_watch_t *
+    hw_watch_new (void *ctx, hw_options_t *options);
+
+/*  Reads the events so far. True, with the reason in text, if the latest
+    handshake failed (and none succeeded since). */
+bool
+    hw_watch_failed (hw_watch_t *self, char *text, size_t size);
+
+/*  Closes the watch (after the watched socket). NULL-safe, nulls the pointer. */
+void
+    hw_watch_destroy (hw_watch_t **self_p);
 
 #endif

@@ -13,6 +13,7 @@
 #include <string.h>
 
 #include "herald_config.h"
+#include "herald_keys.h"
 #include "herald_log.h"
 #include "worker.h"
 
@@ -81,8 +82,8 @@ static void
 s_usage (FILE *out)
 {
     fprintf (out,
-        "usage: herald-worker -c FILE --channel NAME [--endpoint EP] [--log-level L]\n"
-        "                     [--log-format F]\n"
+        "usage: herald-worker -c FILE --channel NAME [--endpoint EP] [--key FILE]\n"
+        "                     [--server-key FILE] [--log-level L] [--log-format F]\n"
         "\n"
         "Runs one worker process for a channel: registers with the broker, delivers\n"
         "the channel's tasks through its driver (file, noop, smtp, http) and reports\n"
@@ -92,6 +93,13 @@ s_usage (FILE *out)
         "  -c, --config FILE     configuration file (herald.yaml)\n"
         "  -n, --channel NAME    channel to serve, as named under channels:\n"
         "  -e, --endpoint EP     broker endpoint (default: broker.listen.workers)\n"
+        "  -k, --key FILE        this worker's CURVE key (NAME.secret from herald keygen, mode\n"
+        "                        0600), for a broker with security.broker_key; default: the\n"
+        "                        .secret beside the channel's first key in security.workers\n"
+        "                        (what herald up passes). The key must be listed for this\n"
+        "                        channel, or the broker refuses the worker (logged here)\n"
+        "      --server-key FILE the broker's public key (default: the .public beside\n"
+        "                        security.broker_key)\n"
         "  -l, --log-level L     debug | info | warn | error (default info,\n"
         "                        or HERALD_LOG_LEVEL)\n"
         "      --log-format F    logfmt | json (default logfmt, or HERALD_LOG_FORMAT)\n"
@@ -99,13 +107,14 @@ s_usage (FILE *out)
         "  -V, --version         print the version\n"
         "\n"
         "Exit codes: 0 stopped, 64 usage, 70 internal error, 78 configuration error\n"
-        "(the log line says which file, key or variable).\n");
+        "(the log line says which file, key or variable; also: the key missing, or\n"
+        "readable by group or others).\n");
 }
 
 static int
 s_usage_error (void)
 {
-    fprintf (stderr, "usage: herald-worker -c FILE --channel NAME [--endpoint EP] [--log-level L]\n"
+    fprintf (stderr, "usage: herald-worker -c FILE --channel NAME [--endpoint EP] [--key FILE] [--log-level L]\n"
                      "Try 'herald-worker --help' for more information.\n");
     return EXIT_USAGE;
 }
@@ -136,6 +145,8 @@ main (int argc, char **argv)
     const char *endpoint = NULL;
     const char *level_text = NULL;
     const char *format_text = NULL;
+    const char *key_file = NULL;
+    const char *server_key_file = NULL;
 
     static const struct option options[] = {
         { "config",    required_argument, NULL, 'c' },
@@ -143,18 +154,22 @@ main (int argc, char **argv)
         { "endpoint",  required_argument, NULL, 'e' },
         { "log-level", required_argument, NULL, 'l' },
         { "log-format", required_argument, NULL, 'F' },
+        { "key",       required_argument, NULL, 'k' },
+        { "server-key", required_argument, NULL, 'S' },
         { "help",      no_argument,       NULL, 'h' },
         { "version",   no_argument,       NULL, 'V' },
         { NULL, 0, NULL, 0 }
     };
     int opt;
-    while ((opt = getopt_long (argc, argv, "c:n:e:l:hV", options, NULL)) != -1) {
+    while ((opt = getopt_long (argc, argv, "c:n:e:l:k:hV", options, NULL)) != -1) {
         switch (opt) {
             case 'c': config_file = optarg; break;
             case 'n': channel_name = optarg; break;
             case 'e': endpoint = optarg; break;
             case 'l': level_text = optarg; break;
             case 'F': format_text = optarg; break;
+            case 'k': key_file = optarg; break;
+            case 'S': server_key_file = optarg; break;
             case 'h':
                 s_usage (stdout);
                 return 0;
@@ -217,7 +232,46 @@ main (int argc, char **argv)
         free (config);
         return s_fail (EXIT_SOFTWARE, "worker cannot start", "cannot install signal handlers");
     }
-    herald_worker_t *worker = herald_worker_new (config, channel_index, endpoint, err, sizeof err);
+    /*  CURVE: this worker's key pair and the broker's public key. */
+    herald_keypair_t keys;
+    char server_key[HERALD_KEY_LEN + 1] = "";
+    char conventional[HERALD_PATH_MAX];
+    const herald_security_config_t *sec = &config->security;
+    if (!key_file && sec->curve) {
+        if (!sec->worker_file[channel_index][0]
+        ||  herald_keys_sibling (sec->worker_file[channel_index], ".public", ".secret", conventional,
+                                 sizeof conventional) != 0) {
+            snprintf (err, sizeof err, "%s has CURVE on but security.workers.%s lists no key: give --key FILE",
+                      config_file, channel_name);
+            free (config);
+            return s_fail (EXIT_CONFIG, "configuration error", err);
+        }
+        key_file = conventional;
+    }
+    if (key_file) {
+        if (herald_keys_load_secret (key_file, &keys, err, sizeof err) != 0) {
+            free (config);
+            return s_fail (EXIT_CONFIG, "configuration error: --key", err);
+        }
+        if (server_key_file) {
+            if (herald_keys_load_public (server_key_file, server_key, err, sizeof err) != 0) {
+                free (config);
+                return s_fail (EXIT_CONFIG, "configuration error: --server-key", err);
+            }
+        }
+        else
+        if (sec->curve)
+            snprintf (server_key, sizeof server_key, "%s", sec->broker_public_key);
+        else {
+            free (config);
+            return s_fail (EXIT_USAGE, "worker cannot start", "--key needs the broker's public key: "
+                           "--server-key FILE, or a configuration with security.broker_key");
+        }
+    }
+    herald_worker_t *worker = key_file
+        ? herald_worker_new_curve (config, channel_index, endpoint, &keys, server_key, err, sizeof err)
+        : herald_worker_new (config, channel_index, endpoint, err, sizeof err);
+    explicit_bzero (&keys, sizeof keys);
     if (!worker) {
         s_hangup_stop (hangup);
         free (config);

@@ -61,6 +61,10 @@ struct _herald_worker_t {
     size_t event_cap;
     zmq_pollitem_t *items;              /* [0] the socket, then the driver's */
     int item_max;
+    bool curve;                         /* CURVE: keys and server_key are set */
+    herald_keypair_t keys;              /* CURVE: this worker's key pair */
+    char server_key[HERALD_KEY_LEN + 1];/* CURVE: the broker's public key */
+    hw_watch_t *watch;                  /* the socket's handshakes: why a connection fails, for the log */
 };
 
 static void s_on_complete (void *ctx, const char *task_id, uint32_t attempt,
@@ -134,8 +138,17 @@ s_drop_queue (herald_worker_t *self)
 static int
 s_connect (herald_worker_t *self, char *err, size_t errlen)
 {
-    self->socket = hw_socket_new (self->ctx, HW_WORKER_DEALER, self->endpoint,
-                                  &self->options, err, errlen);
+    hw_options_t options = self->options;
+    if (self->curve) {
+        options.curve_public = self->keys.public_key;
+        options.curve_secret = self->keys.secret_key;
+        options.curve_server = self->server_key;
+    }
+    /*  Without keys too: a CURVE broker refuses us, and the log says why. */
+    self->watch = hw_watch_new (self->ctx, &options);
+    self->socket = hw_socket_new (self->ctx, HW_WORKER_DEALER, self->endpoint, &options, err, errlen);
+    if (!self->socket)
+        hw_watch_destroy (&self->watch);
     return self->socket? 0: -1;
 }
 
@@ -147,6 +160,7 @@ s_close_socket (herald_worker_t *self, int linger_ms)
         zmq_close (self->socket);
         self->socket = NULL;
     }
+    hw_watch_destroy (&self->watch);    /* after the socket, whose monitor writes to it */
 }
 
 //  The broker said nothing for too long: new socket (new identity), READY
@@ -154,6 +168,12 @@ s_close_socket (herald_worker_t *self, int linger_ms)
 static void
 s_reconnect (herald_worker_t *self)
 {
+    char why[256];
+    if (hw_watch_failed (self->watch, why, sizeof why)) {
+        char q[sizeof why + 16];
+        herald_error ("cannot connect to the broker", "channel=%s endpoint=%s error=%s",
+                      self->channel->name, self->endpoint, herald_log_quote (why, q, sizeof q));
+    }
     herald_warn ("broker silent, reconnecting", "channel=%s endpoint=%s silent_ms=%lld",
                  self->channel->name, self->endpoint,
                  (long long) (self->now - self->silence_deadline + self->silence_ms));
@@ -371,6 +391,18 @@ s_drain_socket (herald_worker_t *self)
         hp_msg_t msg;
         hp_error_t perr;
         bool valid = !in.too_many_frames && hw_decode (&in, &msg, &perr) == 0;
+        if (valid && msg.command == HP_NACK) {
+            //  The broker refused our READY (our key does not serve this
+            //  channel): no session; the silence timer registers again
+            //  later, with backoff, in case its key lists are reloaded.
+            char reason[HP_MAX_TEXT + 1], q[HP_MAX_TEXT + 16];
+            hp_str_copy (msg.text, reason, sizeof reason);
+            herald_error ("broker refused this worker", "channel=%s endpoint=%s code=%d reason=%s",
+                          self->channel->name, self->endpoint, msg.code,
+                          herald_log_quote (reason, q, sizeof q));
+            hw_msg_close (&in);
+            continue;
+        }
         if (valid && msg.command == HP_DISCONNECT && !self->session_live) {
             //  Each message we sent before READY to a broker that did not
             //  know us gets its own DISCONNECT: only the first one counts.
@@ -432,10 +464,10 @@ s_poll_timeout (herald_worker_t *self)
     return timeout < 0? 0: (long) timeout;
 }
 
-herald_worker_t *
-herald_worker_new_with_driver (const herald_config_t *config, int channel_index,
-                               const char *endpoint, const hd_driver_ops_t *ops,
-                               char *err, size_t errlen)
+static herald_worker_t *
+s_worker_new (const herald_config_t *config, int channel_index, const char *endpoint,
+              const hd_driver_ops_t *ops, const herald_keypair_t *keys, const char *server_key,
+              char *err, size_t errlen)
 {
     if (!config || !ops || channel_index < 0 || channel_index >= config->channel_count) {
         snprintf (err, errlen, "worker: no channel with index %d", channel_index);
@@ -456,6 +488,11 @@ herald_worker_new_with_driver (const herald_config_t *config, int channel_index,
     self->config = config;
     self->channel = channel;
     self->ops = ops;
+    if (keys && server_key) {
+        self->curve = true;
+        self->keys = *keys;
+        snprintf (self->server_key, sizeof self->server_key, "%s", server_key);
+    }
     self->async = ops->poll_items && ops->progress;
     snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
     int capacity = channel->capacity;
@@ -497,6 +534,27 @@ herald_worker_new_with_driver (const herald_config_t *config, int channel_index,
         return NULL;
     }
     return self;
+}
+
+herald_worker_t *
+herald_worker_new_with_driver (const herald_config_t *config, int channel_index,
+                               const char *endpoint, const hd_driver_ops_t *ops,
+                               char *err, size_t errlen)
+{
+    return s_worker_new (config, channel_index, endpoint, ops, NULL, NULL, err, errlen);
+}
+
+herald_worker_t *
+herald_worker_new_curve (const herald_config_t *config, int channel_index, const char *endpoint,
+                         const herald_keypair_t *keys, const char *server_key, char *err, size_t errlen)
+{
+    if (!config || channel_index < 0 || channel_index >= config->channel_count || !keys || !server_key) {
+        snprintf (err, errlen, "worker: no channel with index %d, or no keys", channel_index);
+        return NULL;
+    }
+    return s_worker_new (config, channel_index, endpoint,
+                         hd_driver_for (config->channels[channel_index].driver), keys, server_key,
+                         err, errlen);
 }
 
 herald_worker_t *
@@ -605,6 +663,7 @@ herald_worker_destroy (herald_worker_t **self_p)
     }
     free (self->items);
     free (self->event_buf);
+    explicit_bzero (&self->keys, sizeof self->keys);
     free (self);
     *self_p = NULL;
 }

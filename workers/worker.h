@@ -13,6 +13,7 @@
 
 #include "driver.h"
 #include "herald_config.h"
+#include "herald_keys.h"
 
 typedef struct _herald_worker_t herald_worker_t;
 
@@ -24,6 +25,14 @@ typedef struct _herald_worker_t herald_worker_t;
 herald_worker_t *
     herald_worker_new (const herald_config_t *config, int channel_index,
                        const char *endpoint, char *err, size_t errlen);
+
+/*  Same over CURVE, for a broker with security.broker_key: keys is this
+    worker's key pair, server_key the broker's public key (Z85); both are
+    copied. */
+herald_worker_t *
+    herald_worker_new_curve (const herald_config_t *config, int channel_index,
+                             const char *endpoint, const herald_keypair_t *keys,
+                             const char *server_key, char *err, size_t errlen);
 
 /*  Same with an explicit driver (tests inject fake drivers through this). */
 herald_worker_t *

@@ -26,6 +26,8 @@
                                    name does not start with '.', append
                                    "<pid> <target>\n" to L (one O_APPEND
                                    write: lines never interleave)
+    HERALD_FAULT_NO_CURVE=1        zmq_has ("curve") answers 0: a libzmq built
+                                   without libsodium, for the broker's refusal
     HERALD_FAULT_CLOCK_OFFSET_FILE=F   CLOCK_REALTIME (clock_gettime,
                                    gettimeofday, time) shifted by the number
                                    of seconds in F (may be negative or
@@ -378,4 +380,17 @@ time (time_t *out)
     if (out)
         *out = ts.tv_sec;
     return ts.tv_sec;
+}
+
+/*  libzmq's capability query, answered "no CURVE" on request. */
+typedef int s_zmq_has_fn (const char *);
+
+int
+zmq_has (const char *capability)
+{
+    const char *no_curve = getenv ("HERALD_FAULT_NO_CURVE");
+    if (no_curve && *no_curve && strcmp (no_curve, "0") != 0 && capability && strcmp (capability, "curve") == 0)
+        return 0;
+    s_zmq_has_fn *real = (s_zmq_has_fn *) dlsym (RTLD_NEXT, "zmq_has");
+    return real? real (capability): 0;
 }

@@ -135,7 +135,7 @@ Test (config_check, endpoints_must_not_share_an_address)
                     "broker.listen.producers (default) too");
 
     s_expect_no_clash ("    producers: \"tcp://127.0.0.1:6000\"\n"
-                       "    workers: \"tcp://10.1.2.3:6000\"\n"
+                       "    workers: \"tcp://127.0.0.2:6000\"\n"
                        "    admin: \"tcp://127.0.0.1:6002\"\n");
     s_expect_no_clash ("    producers: \"tcp://127.0.0.1:*\"\n"
                        "    workers: \"tcp://127.0.0.1:*\"\n"
