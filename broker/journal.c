@@ -18,6 +18,8 @@
 #include "journal.h"
 
 #define S_SKIP_TYPE     0xff            /* payload type byte of a filler record */
+#define S_MIN_RECORD    32              /* header + one payload byte, aligned: the smallest record;
+                                           a segment's last bytes fewer than this are never a record */
 #define S_ZERO_CHUNK    (1u << 20)      /* zero-fill writes */
 #define S_READ_CHUNK    (1u << 20)      /* reader's buffer */
 #define S_STAGE_MAX     (64u << 20)     /* staged bytes before appends wait for the writer */
@@ -644,7 +646,7 @@ s_find_later (s_scan_t *scan, uint64_t end, uint64_t *vouches)
                 break;
         }
         size_t off = (size_t) (pos - base);
-        if (off + JOURNAL_HEADER > self->segment_size)
+        if (off + S_MIN_RECORD > self->segment_size)
             continue;
         const unsigned char *p = scan->buf + off;
         if (s_get64 (p + 8) != pos)
@@ -687,7 +689,7 @@ s_recover (journal_t *self, uint64_t from, journal_status_t *status, char *err, 
     while (true) {
         uint64_t base = pos - pos % self->segment_size;
         uint64_t seg_end = base + self->segment_size;
-        if (pos + JOURNAL_HEADER > seg_end) {
+        if (pos + S_MIN_RECORD > seg_end) {
             pos = seg_end;
             continue;
         }
@@ -982,7 +984,7 @@ journal_append (journal_t *self, const void *payload, uint32_t len)
     if (atomic_load (&self->write_full))
         return s_refuse (self, JOURNAL_FULL);
     uint64_t total = s_align8 (JOURNAL_HEADER + (uint64_t) len);
-    if (total > self->segment_size)
+    if (len == 0 || total > self->segment_size)
         return s_refuse (self, JOURNAL_BUSY);
     uint64_t pos = self->end;
     uint64_t seg_end = pos - pos % self->segment_size + self->segment_size;
@@ -1014,7 +1016,7 @@ journal_append (journal_t *self, const void *payload, uint32_t len)
     }
     uint64_t synced = atomic_load (&self->durable);
     unsigned char *out = self->staging.data + self->staging.len;
-    if (filler >= JOURNAL_HEADER) {
+    if (filler >= S_MIN_RECORD) {
         /*  The rest of the segment is one filler record, whose length
             covers it all: a reader jumps to the next segment there. */
         memset (out, 0, (size_t) filler);
@@ -1192,9 +1194,13 @@ s_fill (journal_reader_t *self, uint64_t need, uint64_t until, char *err, size_t
     }
     if (pos + want > base + j->segment_size)
         want = (size_t) (base + j->segment_size - pos);
-    /*  Never buffer past `until`: beyond it the writer may be at work. */
-    if (pos + want > until && until >= pos + need)
-        want = (size_t) (until - pos);
+    /*  Never buffer past what is durable: beyond it the writer may be at
+        work, and bytes read there would be taken for records later. */
+    uint64_t durable = atomic_load (&j->durable);
+    if (durable < until)
+        durable = until;        /* at open, before the writer runs: the end found */
+    if (pos + want > durable && durable >= pos + need)
+        want = (size_t) (durable - pos);
     int fd = s_fd_for (j, pos);
     if (fd < 0) {
         char where[1200];
@@ -1221,7 +1227,7 @@ journal_read (journal_reader_t *self, uint64_t until, journal_record_t *record, 
     while (self->pos < until) {
         uint64_t base = self->pos - self->pos % j->segment_size;
         uint64_t seg_end = base + j->segment_size;
-        if (self->pos + JOURNAL_HEADER > seg_end) {
+        if (self->pos + S_MIN_RECORD > seg_end) {
             self->pos = seg_end;
             continue;
         }
@@ -1257,4 +1263,10 @@ journal_read (journal_reader_t *self, uint64_t until, journal_record_t *record, 
         return 1;
     }
     return 0;
+}
+
+uint64_t
+journal_read_position (journal_reader_t *self)
+{
+    return self->pos;
 }

@@ -140,6 +140,10 @@ int
     journal_read (journal_reader_t *self, uint64_t until, journal_record_t *record,
                   char *err, size_t errlen);
 
+/*  Where the next journal_read starts. */
+uint64_t
+    journal_read_position (journal_reader_t *self);
+
 /*  CRC32C (Castagnoli) of data, continuing from crc (0 to start). */
 uint32_t
     journal_crc32c (uint32_t crc, const void *data, size_t len);

@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include <dirent.h>
+#include <pthread.h>
 
 #include "journal.h"
 
@@ -284,4 +285,93 @@ Test (journal, crc32c_known_values)
     memset (ones, 0xff, sizeof ones);
     cr_assert_eq (journal_crc32c (0, ones, sizeof ones), 0x62a8ab43u);
     cr_assert_eq (journal_crc32c (0, "123456789", 9), 0xe3069283u);
+}
+
+/*  A reader on another thread follows the writer while segments are
+    released and reused under it, as the index does: every record comes
+    back whole, in order, and none is ever damaged. */
+typedef struct {
+    journal_t *j;
+    volatile int stop;
+    long records;
+    char error[1024];
+} s_follower_t;
+
+static void *
+s_follow (void *arg)
+{
+    s_follower_t *f = arg;
+    journal_reader_t *r = journal_reader_new (f->j, 0);
+    long expect = 0;
+    uint64_t applied = 0;
+    unsigned step = 1;
+    while (!f->stop || journal_durable (f->j) > 0) {
+        /*  Like the index: at most a slice of what is durable at a time. */
+        uint64_t until = journal_durable (f->j);
+        step = step * 1103515245u + 12345u;
+        if (until > applied + 4096 + step % 20000)
+            until = applied + 4096 + step % 20000;
+        journal_record_t rec;
+        int rc;
+        while ((rc = journal_read (r, until, &rec, f->error, sizeof f->error)) == 1) {
+            long n = -1;
+            if (rec.len < 8 || sscanf ((const char *) rec.payload, "%07ld", &n) != 1 || n != expect) {
+                snprintf (f->error, sizeof f->error, "record %ld at %llu (len %u) came back as %.*s", expect,
+                          (unsigned long long) rec.lsn, rec.len,
+                          (int) (rec.len < 20? rec.len: 20), rec.payload);
+                rc = -1;
+                break;
+            }
+            expect++;
+        }
+        if (rc < 0) {
+            f->records = expect;
+            journal_reader_destroy (&r);
+            return NULL;
+        }
+        f->records = expect;
+        applied = journal_read_position (r);
+        journal_release (f->j, applied - applied % SEG);
+        if (f->stop && applied == journal_durable (f->j))
+            break;
+        usleep (200);
+    }
+    journal_reader_destroy (&r);
+    return NULL;
+}
+
+Test (journal, reader_follows_writer_through_reused_segments)
+{
+    journal_options_t options = { .segment_size = SEG, .max_bytes = 6 * (uint64_t) SEG };
+    journal_status_t status;
+    char err[1024];
+    journal_t *j = journal_open (s_dir, &options, 0, &status, err, sizeof err);
+    cr_assert (j, "%s", err);
+    cr_assert_eq (journal_start (j, err, sizeof err), 0, "%s", err);
+    s_follower_t f = { .j = j };
+    pthread_t thread;
+    cr_assert_eq (pthread_create (&thread, NULL, s_follow, &f), 0);
+    char text[600];
+    long total = 200000;
+    for (long i = 0; i < total && !f.error[0]; i++) {
+        int len = snprintf (text, sizeof text, "%07ld-", i);
+        int pad = (int) ((i * 7919) % 500);       /* records of many sizes */
+        memset (text + len, 'x', (size_t) pad);
+        len += pad;
+        while (!journal_append (j, text, (uint32_t) len)) {
+            cr_assert_neq (journal_status (j), JOURNAL_IO, "%s", journal_errstr (j));
+            journal_flush (j);
+            usleep (100);
+        }
+        if (i % 37 == 0)
+            journal_flush (j);
+    }
+    journal_flush (j);
+    while (journal_durable (j) < journal_end (j) && !f.error[0])
+        usleep (1000);
+    f.stop = 1;
+    pthread_join (thread, NULL);
+    cr_assert_str_empty (f.error, "after %ld records: %s", f.records, f.error);
+    cr_assert_eq (f.records, total);
+    journal_destroy (&j);
 }
