@@ -101,8 +101,10 @@ static const char *s_schema =
     "  dead INTEGER NOT NULL);";
 
 /*  A herald/1 store (one SQLite file, tasks numbered by the broker) becomes
-    a herald/2 one in a single transaction. Its keys take the string form
-    (the type of a key value was not recorded). */
+    a herald/2 one in a single transaction. Keys already in today's form
+    (key US type US s|n US value, ce US source US id) are kept; older ones
+    (type US value) take the string form, the type of a key value not
+    having been recorded then. */
 static const char *s_migrate_v1 =
     "ALTER TABLE events RENAME TO events_v1;"
     "ALTER TABLE tasks RENAME TO tasks_v1;"
@@ -117,7 +119,8 @@ static const char *s_migrate_v1 =
     "  coalesce ((SELECT substr (t.key, 1, instr (t.key, '.') - 1) FROM tasks_v1 t"
     "             WHERE t.event_seq = e.seq LIMIT 1), printf ('%016x', e.seq)),"
     "  e.id, e.source, e.type,"
-    "  CASE WHEN substr (e.dedup_key, 1, 3) = 'ce' || char (31) THEN e.dedup_key"
+    "  CASE WHEN substr (e.dedup_key, 1, 3) = 'ce' || char (31)"
+    "         OR substr (e.dedup_key, 1, 4) = 'key' || char (31) THEN e.dedup_key"
     "       ELSE 'key' || char (31) || substr (e.dedup_key, 1, instr (e.dedup_key, char (31)))"
     "            || 's' || char (31) || substr (e.dedup_key, instr (e.dedup_key, char (31)) + 1) END,"
     "  e.received_at,"

@@ -1,14 +1,26 @@
-/*  validate: CloudEvents envelope and configured event rules. */
-#include <jansson.h>
-#include <stdbool.h>
+/*  validate: CloudEvents envelope and configured event rules, without a
+    DOM. One pass checks that the body is JSON as strict as jansson's (the
+    workers parse it with jansson: what passes here must pass there): the
+    grammar, UTF-8, escapes, no NUL, no duplicate key in any object, integers
+    within 64 bits, a depth limit. It notes where each top-level attribute's
+    value lies; the required fields and the idempotency key are then found
+    by short walks inside `data`, skipping what they do not need. Nothing is
+    allocated per event. */
+#include <errno.h>
+#include <math.h>
 #include <stdarg.h>
-#include <stdlib.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
-#include "herald_json.h"
 #include "herald_proto.h"
 #include "validate.h"
+
+#define S_DEPTH_MAX     128             /* nesting of arrays and objects */
+#define S_KEYS_MAX      4096            /* keys of the objects open at once */
+#define S_KEY_MAX       1024            /* a key compared decoded (longer: compared raw) */
 
 static int
 s_refuse (validate_result_t *result, int code, const char *fmt, ...)
@@ -24,6 +36,581 @@ s_refuse (validate_result_t *result, int code, const char *fmt, ...)
     va_end (args);
     return -1;
 }
+
+//  --------------------------------------------------------------------------
+//  The checking pass
+
+typedef struct {
+    const char *ptr;                /* raw, between the quotes for strings */
+    size_t len;
+    bool escaped;                   /* a string holding escapes */
+} s_span_t;
+
+typedef struct {
+    uint32_t hash;                  /* of the decoded key */
+    s_span_t key;
+} s_key_t;
+
+typedef struct {
+    const char *start, *p, *end;
+    const char *error_at;
+    char error[160];
+    int depth;
+    s_key_t *keys;                  /* scratch for duplicate detection */
+    size_t key_count;
+    /*  Top-level members seen (values' spans); the object itself. */
+    s_span_t attrs[8];
+    bool has_attr[8];
+    char attr_kind[8];              /* first byte of the value: " { [ t f n - or a digit */
+} s_scan_t;
+
+static const char *s_attr_names[8] = {
+    "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"
+};
+enum { A_SPECVERSION, A_ID, A_SOURCE, A_TYPE, A_SUBJECT, A_TIME, A_DATACONTENTTYPE, A_DATA };
+
+static s_key_t s_keys[S_KEYS_MAX];   /* the broker validates on its loop thread alone */
+static bool s_has_base64;
+
+static int
+s_fail (s_scan_t *s, const char *at, const char *what)
+{
+    if (!s->error_at) {
+        s->error_at = at;
+        snprintf (s->error, sizeof s->error, "%s", what);
+    }
+    return -1;
+}
+
+static void
+s_ws (s_scan_t *s)
+{
+    while (s->p < s->end && (*s->p == ' ' || *s->p == '\t' || *s->p == '\n' || *s->p == '\r'))
+        s->p++;
+}
+
+static int
+s_hex4 (const char *p, const char *end, unsigned *out)
+{
+    if (end - p < 4)
+        return -1;
+    unsigned v = 0;
+    for (int i = 0; i < 4; i++) {
+        char c = p[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned) (c - '0');
+        else
+        if (c >= 'a' && c <= 'f')
+            v |= (unsigned) (c - 'a' + 10);
+        else
+        if (c >= 'A' && c <= 'F')
+            v |= (unsigned) (c - 'A' + 10);
+        else
+            return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+/*  Length of a valid UTF-8 sequence at p (1..4), or 0. */
+static int
+s_utf8 (const unsigned char *p, const unsigned char *end)
+{
+    unsigned char c = p[0];
+    if (c < 0x80)
+        return 1;
+    int n;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf)
+        n = 2, cp = c & 0x1f;
+    else
+    if (c >= 0xe0 && c <= 0xef)
+        n = 3, cp = c & 0x0f;
+    else
+    if (c >= 0xf0 && c <= 0xf4)
+        n = 4, cp = c & 0x07;
+    else
+        return 0;
+    if (end - p < n)
+        return 0;
+    for (int i = 1; i < n; i++) {
+        if ((p[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (p[i] & 0x3f);
+    }
+    if ((n == 3 && cp < 0x800) || (n == 4 && (cp < 0x10000 || cp > 0x10ffff))
+    ||  (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
+/*  A string at s->p (the opening quote): checked, span set. */
+static int
+s_string (s_scan_t *s, s_span_t *span)
+{
+    const char *open = s->p++;
+    span->ptr = s->p;
+    span->escaped = false;
+    while (s->p < s->end) {
+        unsigned char c = (unsigned char) *s->p;
+        if (c == '"') {
+            span->len = (size_t) (s->p - span->ptr);
+            s->p++;
+            return 0;
+        }
+        if (c < 0x20)
+            return s_fail (s, s->p, "control character in a string");
+        if (c == '\\') {
+            span->escaped = true;
+            if (s->end - s->p < 2)
+                break;
+            char e = s->p[1];
+            if (e == 'u') {
+                unsigned u;
+                if (s_hex4 (s->p + 2, s->end, &u) != 0)
+                    return s_fail (s, s->p, "invalid \\u escape");
+                if (u == 0)
+                    return s_fail (s, s->p, "\\u0000 is not allowed in strings");
+                s->p += 6;
+                if (u >= 0xdc00 && u <= 0xdfff)
+                    return s_fail (s, s->p - 6, "invalid Unicode: a lone low surrogate");
+                if (u >= 0xd800 && u <= 0xdbff) {
+                    unsigned low;
+                    if (s->end - s->p < 6 || s->p[0] != '\\' || s->p[1] != 'u'
+                    ||  s_hex4 (s->p + 2, s->end, &low) != 0 || low < 0xdc00 || low > 0xdfff)
+                        return s_fail (s, s->p - 6, "invalid Unicode: a high surrogate without its low one");
+                    s->p += 6;
+                }
+                continue;
+            }
+            if (!strchr ("\"\\/bfnrt", e) || e == '\0')
+                return s_fail (s, s->p, "invalid escape");
+            s->p += 2;
+            continue;
+        }
+        int n = s_utf8 ((const unsigned char *) s->p, (const unsigned char *) s->end);
+        if (n == 0)
+            return s_fail (s, s->p, "invalid UTF-8 in a string");
+        s->p += n;
+    }
+    return s_fail (s, open, "unterminated string");
+}
+
+/*  Decodes a checked string span into out (NUL-terminated, at most size-1
+    bytes). Returns the decoded length, or (size_t) -1 if it does not fit. */
+static size_t
+s_decode (const s_span_t *span, char *out, size_t size)
+{
+    if (!span->escaped) {
+        if (span->len >= size)
+            return (size_t) -1;
+        memcpy (out, span->ptr, span->len);
+        out[span->len] = '\0';
+        return span->len;
+    }
+    size_t n = 0;
+    const char *p = span->ptr, *end = span->ptr + span->len;
+    while (p < end) {
+        char c = *p++;
+        uint32_t cp;
+        if (c != '\\') {
+            if (n + 1 >= size)
+                return (size_t) -1;
+            out[n++] = c;
+            continue;
+        }
+        char e = *p++;
+        switch (e) {
+            case 'b': cp = '\b'; break;
+            case 'f': cp = '\f'; break;
+            case 'n': cp = '\n'; break;
+            case 'r': cp = '\r'; break;
+            case 't': cp = '\t'; break;
+            case 'u': {
+                unsigned u, low;
+                s_hex4 (p, end, &u);
+                p += 4;
+                cp = u;
+                if (u >= 0xd800 && u <= 0xdbff) {
+                    s_hex4 (p + 2, end, &low);
+                    p += 6;
+                    cp = 0x10000 + ((u - 0xd800) << 10) + (low - 0xdc00);
+                }
+                break;
+            }
+            default:  cp = (unsigned char) e; break;
+        }
+        char buf[4];
+        size_t k;
+        if (cp < 0x80)
+            buf[0] = (char) cp, k = 1;
+        else
+        if (cp < 0x800)
+            buf[0] = (char) (0xc0 | cp >> 6), buf[1] = (char) (0x80 | (cp & 0x3f)), k = 2;
+        else
+        if (cp < 0x10000)
+            buf[0] = (char) (0xe0 | cp >> 12), buf[1] = (char) (0x80 | ((cp >> 6) & 0x3f)),
+            buf[2] = (char) (0x80 | (cp & 0x3f)), k = 3;
+        else
+            buf[0] = (char) (0xf0 | cp >> 18), buf[1] = (char) (0x80 | ((cp >> 12) & 0x3f)),
+            buf[2] = (char) (0x80 | ((cp >> 6) & 0x3f)), buf[3] = (char) (0x80 | (cp & 0x3f)), k = 4;
+        if (n + k >= size)
+            return (size_t) -1;
+        memcpy (out + n, buf, k);
+        n += k;
+    }
+    out[n] = '\0';
+    return n;
+}
+
+static uint32_t
+s_hash (const char *p, size_t len)
+{
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char) p[i]) * 16777619u;
+    return h;
+}
+
+/*  True if two checked key spans are the same key once decoded. */
+static bool
+s_same_key (const s_span_t *a, const s_span_t *b)
+{
+    if (!a->escaped && !b->escaped)
+        return a->len == b->len && memcmp (a->ptr, b->ptr, a->len) == 0;
+    static char da[S_KEY_MAX], db[S_KEY_MAX];
+    size_t la = s_decode (a, da, sizeof da), lb = s_decode (b, db, sizeof db);
+    if (la == (size_t) -1 || lb == (size_t) -1)
+        return a->len == b->len && memcmp (a->ptr, b->ptr, a->len) == 0;
+    return la == lb && memcmp (da, db, la) == 0;
+}
+
+static uint32_t
+s_key_hash (const s_span_t *key)
+{
+    if (!key->escaped)
+        return s_hash (key->ptr, key->len);
+    static char decoded[S_KEY_MAX];
+    size_t len = s_decode (key, decoded, sizeof decoded);
+    return len == (size_t) -1? s_hash (key->ptr, key->len): s_hash (decoded, len);
+}
+
+static int
+s_number (s_scan_t *s)
+{
+    const char *start = s->p;
+    bool real = false;
+    if (*s->p == '-')
+        s->p++;
+    if (s->p >= s->end)
+        return s_fail (s, start, "invalid number");
+    if (*s->p == '0')
+        s->p++;
+    else
+    if (*s->p >= '1' && *s->p <= '9')
+        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+            s->p++;
+    else
+        return s_fail (s, start, "invalid number");
+    if (s->p < s->end && *s->p == '.') {
+        real = true;
+        s->p++;
+        if (s->p >= s->end || *s->p < '0' || *s->p > '9')
+            return s_fail (s, start, "invalid number");
+        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+            s->p++;
+    }
+    if (s->p < s->end && (*s->p == 'e' || *s->p == 'E')) {
+        real = true;
+        s->p++;
+        if (s->p < s->end && (*s->p == '+' || *s->p == '-'))
+            s->p++;
+        if (s->p >= s->end || *s->p < '0' || *s->p > '9')
+            return s_fail (s, start, "invalid number");
+        while (s->p < s->end && *s->p >= '0' && *s->p <= '9')
+            s->p++;
+    }
+    char text[64];
+    size_t len = (size_t) (s->p - start);
+    if (!real) {
+        /*  jansson refuses integers beyond 64 bits. */
+        if (len > 20 || (len >= 19 && (snprintf (text, sizeof text, "%.*s", (int) len, start),
+                                       errno = 0, strtoll (text, NULL, 10), errno == ERANGE)))
+            return s_fail (s, start, "too big integer");
+    }
+    else
+    if (len < sizeof text) {
+        snprintf (text, sizeof text, "%.*s", (int) len, start);
+        errno = 0;
+        double v = strtod (text, NULL);
+        if (errno == ERANGE && isinf (v))
+            return s_fail (s, start, "real number overflow");
+    }
+    return 0;
+}
+
+static int s_value (s_scan_t *s, char *kind);
+
+static int
+s_object (s_scan_t *s)
+{
+    const char *open = s->p++;
+    size_t base = s->key_count;
+    bool top = s->depth == 1;
+    s_ws (s);
+    if (s->p < s->end && *s->p == '}') {
+        s->p++;
+        return 0;
+    }
+    while (true) {
+        s_ws (s);
+        if (s->p >= s->end || *s->p != '"')
+            return s_fail (s, s->p, "string or '}' expected");
+        s_span_t key;
+        if (s_string (s, &key) != 0)
+            return -1;
+        uint32_t hash = s_key_hash (&key);
+        for (size_t i = base; i < s->key_count; i++)
+            if (s->keys[i].hash == hash && s_same_key (&s->keys[i].key, &key))
+                return s_fail (s, key.ptr - 1, "duplicate object key");
+        if (s->key_count == S_KEYS_MAX)
+            return s_fail (s, key.ptr - 1, "too many object keys open at once");
+        s->keys[s->key_count++] = (s_key_t) { hash, key };
+        s_ws (s);
+        if (s->p >= s->end || *s->p != ':')
+            return s_fail (s, s->p, "':' expected");
+        s->p++;
+        s_ws (s);
+        const char *value_start = s->p;
+        char kind;
+        if (s_value (s, &kind) != 0)
+            return -1;
+        if (top) {
+            for (int a = 0; a < 8; a++)
+                if (!key.escaped && key.len == strlen (s_attr_names[a])
+                &&  memcmp (key.ptr, s_attr_names[a], key.len) == 0) {
+                    s->has_attr[a] = true;
+                    s->attr_kind[a] = kind;
+                    s->attrs[a] = kind == '"'
+                        ? (s_span_t) { value_start + 1, (size_t) (s->p - value_start - 2), false }
+                        : (s_span_t) { value_start, (size_t) (s->p - value_start), false };
+                    if (kind == '"') {
+                        /*  Escapes in the value are noted for decoding. */
+                        s->attrs[a].escaped = memchr (value_start + 1, '\\', s->attrs[a].len) != NULL;
+                    }
+                }
+            if (!key.escaped && key.len == 11 && memcmp (key.ptr, "data_base64", 11) == 0)
+                s_has_base64 = true;
+        }
+        s_ws (s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (s->p < s->end && *s->p == '}') {
+            s->p++;
+            s->key_count = base;
+            return 0;
+        }
+        return s_fail (s, s->p < s->end? s->p: open, "',' or '}' expected");
+    }
+}
+
+static int
+s_array (s_scan_t *s)
+{
+    const char *open = s->p++;
+    s_ws (s);
+    if (s->p < s->end && *s->p == ']') {
+        s->p++;
+        return 0;
+    }
+    while (true) {
+        s_ws (s);
+        char kind;
+        if (s_value (s, &kind) != 0)
+            return -1;
+        s_ws (s);
+        if (s->p < s->end && *s->p == ',') {
+            s->p++;
+            continue;
+        }
+        if (s->p < s->end && *s->p == ']') {
+            s->p++;
+            return 0;
+        }
+        return s_fail (s, s->p < s->end? s->p: open, "',' or ']' expected");
+    }
+}
+
+static int
+s_literal (s_scan_t *s, const char *word)
+{
+    size_t len = strlen (word);
+    if ((size_t) (s->end - s->p) < len || memcmp (s->p, word, len) != 0)
+        return s_fail (s, s->p, "invalid token");
+    s->p += len;
+    return 0;
+}
+
+static int
+s_value (s_scan_t *s, char *kind)
+{
+    if (s->p >= s->end)
+        return s_fail (s, s->p, "unexpected end of input");
+    char c = *s->p;
+    *kind = c;
+    switch (c) {
+        case '{': {
+            if (++s->depth > S_DEPTH_MAX)
+                return s_fail (s, s->p, "too deeply nested");
+            int rc = s_object (s);
+            s->depth--;
+            return rc;
+        }
+        case '[': {
+            if (++s->depth > S_DEPTH_MAX)
+                return s_fail (s, s->p, "too deeply nested");
+            int rc = s_array (s);
+            s->depth--;
+            return rc;
+        }
+        case '"': {
+            s_span_t span;
+            return s_string (s, &span);
+        }
+        case 't': return s_literal (s, "true");
+        case 'f': return s_literal (s, "false");
+        case 'n': return s_literal (s, "null");
+        default:
+            if (c == '-' || (c >= '0' && c <= '9'))
+                return s_number (s);
+            return s_fail (s, s->p, "invalid token");
+    }
+}
+
+//  --------------------------------------------------------------------------
+//  Walking inside a checked value
+
+/*  Skips the checked value at p; returns the position after it. */
+static const char *
+s_skip (const char *p, const char *end)
+{
+    char c = *p;
+    if (c == '"') {
+        p++;
+        while (p < end && *p != '"')
+            p += *p == '\\'? 2: 1;
+        return p + 1;
+    }
+    if (c == '{' || c == '[') {
+        int depth = 0;
+        while (p < end) {
+            c = *p;
+            if (c == '"') {
+                p = s_skip (p, end);
+                continue;
+            }
+            if (c == '{' || c == '[')
+                depth++;
+            else
+            if (c == '}' || c == ']') {
+                if (--depth == 0)
+                    return p + 1;
+            }
+            p++;
+        }
+        return end;
+    }
+    while (p < end && !strchr (",}] \t\r\n", *p))
+        p++;
+    return p;
+}
+
+static const char *
+s_skip_ws (const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+        p++;
+    return p;
+}
+
+/*  The value at a dotted path below a checked value (object members by
+    key, array elements by a decimal index), as a span over the raw value
+    with its first byte in *kind; false if a step does not exist. */
+static bool
+s_lookup (const char *value, const char *end, const char *path, s_span_t *out, char *kind)
+{
+    const char *p = value;
+    const char *cursor = path;
+    while (*cursor) {
+        const char *dot = strchr (cursor, '.');
+        size_t seg_len = dot? (size_t) (dot - cursor): strlen (cursor);
+        if (seg_len == 0)
+            return false;
+        if (*p == '{') {
+            p = s_skip_ws (p + 1, end);
+            bool found = false;
+            while (p < end && *p == '"') {
+                const char *key_start = p + 1;
+                const char *after = s_skip (p, end);
+                s_span_t key = { key_start, (size_t) (after - key_start - 1), false };
+                key.escaped = memchr (key.ptr, '\\', key.len) != NULL;
+                s_span_t want = { cursor, seg_len, false };
+                p = s_skip_ws (after, end);
+                p = s_skip_ws (p + 1, end);      /* ':' */
+                if (s_same_key (&key, &want)) {
+                    found = true;
+                    break;
+                }
+                p = s_skip_ws (s_skip (p, end), end);
+                if (p < end && *p == ',')
+                    p = s_skip_ws (p + 1, end);
+            }
+            if (!found)
+                return false;
+        }
+        else
+        if (*p == '[') {
+            if (seg_len > 9 || strspn (cursor, "0123456789") < seg_len)
+                return false;
+            unsigned long index = strtoul (cursor, NULL, 10);
+            p = s_skip_ws (p + 1, end);
+            if (p < end && *p == ']')
+                return false;
+            for (unsigned long i = 0; i < index; i++) {
+                p = s_skip_ws (s_skip (p, end), end);
+                if (p >= end || *p != ',')
+                    return false;
+                p = s_skip_ws (p + 1, end);
+            }
+        }
+        else
+            return false;
+        cursor += seg_len;
+        if (*cursor == '.')
+            cursor++;
+    }
+    const char *after = s_skip (p, end);
+    *kind = *p;
+    if (*p == '"')
+        *out = (s_span_t) { p + 1, (size_t) (after - p - 2), memchr (p + 1, '\\', (size_t) (after - p - 2)) != NULL };
+    else
+        *out = (s_span_t) { p, (size_t) (after - p), false };
+    return true;
+}
+
+/*  True for an object or array holding nothing but white space. */
+static bool
+s_empty_container (const s_span_t *span)
+{
+    const char *p = s_skip_ws (span->ptr + 1, span->ptr + span->len);
+    return p < span->ptr + span->len && (*p == '}' || *p == ']');
+}
+
+//  --------------------------------------------------------------------------
+//  The rules
 
 /*  The first C0 control character or DEL in text, or NULL. Identifiers and
     idempotency keys hold none, so the separator of the encoded key cannot
@@ -55,136 +642,92 @@ s_is_email (const char *text, size_t len)
 }
 
 static const char *
-s_json_kind (const json_t *value)
+s_kind_name (char kind, const s_span_t *span)
 {
-    switch (json_typeof (value)) {
-        case JSON_OBJECT:  return "an object";
-        case JSON_ARRAY:   return "an array";
-        case JSON_STRING:  return "a string";
-        case JSON_INTEGER: return "an integer";
-        case JSON_REAL:    return "a number";
-        case JSON_TRUE:
-        case JSON_FALSE:   return "a boolean";
-        default:           return "null";
+    switch (kind) {
+        case '{': return "an object";
+        case '[': return "an array";
+        case '"': return "a string";
+        case 't':
+        case 'f': return "a boolean";
+        case 'n': return "null";
+        default:
+            return memchr (span->ptr, '.', span->len) || memchr (span->ptr, 'e', span->len)
+                || memchr (span->ptr, 'E', span->len)? "a number": "an integer";
     }
 }
 
-/*  A required field: present, not null, not empty, and of one of the
-    configured types (any when types is 0). */
-static int
-s_required_field (const json_t *field, const char *path, unsigned types, validate_result_t *result)
+static bool
+s_is_integer (char kind, const s_span_t *span)
 {
-    if (!field || json_is_null (field))
+    return (kind == '-' || (kind >= '0' && kind <= '9'))
+        && !memchr (span->ptr, '.', span->len) && !memchr (span->ptr, 'e', span->len)
+        && !memchr (span->ptr, 'E', span->len);
+}
+
+static int
+s_required_field (bool found, char kind, const s_span_t *span, const char *path, unsigned types,
+                  validate_result_t *result)
+{
+    if (!found || kind == 'n')
         return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: required field missing", path);
-    if ((json_is_string (field) && json_string_length (field) == 0)
-    ||  (json_is_array (field) && json_array_size (field) == 0)
-    ||  (json_is_object (field) && json_object_size (field) == 0))
+    if ((kind == '"' && span->len == 0) || ((kind == '[' || kind == '{') && s_empty_container (span)))
         return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: required field is empty", path);
     if (types == 0)
         return 0;
-    bool ok = ((types & HERALD_FIELD_STRING) && json_is_string (field))
-           || ((types & HERALD_FIELD_NUMBER) && json_is_number (field))
-           || ((types & HERALD_FIELD_INTEGER) && json_is_integer (field))
-           || ((types & HERALD_FIELD_BOOLEAN) && json_is_boolean (field))
-           || ((types & HERALD_FIELD_OBJECT) && json_is_object (field))
-           || ((types & HERALD_FIELD_ARRAY) && json_is_array (field))
-           || ((types & HERALD_FIELD_EMAIL) && json_is_string (field)
-               && s_is_email (json_string_value (field), json_string_length (field)));
+    bool number = kind == '-' || (kind >= '0' && kind <= '9');
+    bool ok = ((types & HERALD_FIELD_STRING) && kind == '"')
+           || ((types & HERALD_FIELD_NUMBER) && number)
+           || ((types & HERALD_FIELD_INTEGER) && s_is_integer (kind, span))
+           || ((types & HERALD_FIELD_BOOLEAN) && (kind == 't' || kind == 'f'))
+           || ((types & HERALD_FIELD_OBJECT) && kind == '{')
+           || ((types & HERALD_FIELD_ARRAY) && kind == '[');
+    if (!ok && (types & HERALD_FIELD_EMAIL) && kind == '"') {
+        char text[300];
+        size_t len = s_decode (span, text, sizeof text);
+        ok = len != (size_t) -1 && s_is_email (text, len);
+    }
     if (ok)
         return 0;
+    if (types == HERALD_FIELD_EMAIL && kind == '"')
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: must be an email address", path);
     char words[160];
     herald_field_types_describe (types, words, sizeof words);
-    if (types == HERALD_FIELD_EMAIL && json_is_string (field))
-        return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: must be an email address", path);
     return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: must be %s, got %s", path, words,
-                     s_json_kind (field));
+                     s_kind_name (kind, span));
 }
 
+/*  A top-level string attribute into out. */
 static int
-s_string_field (json_t *root, const char *name, char *out, size_t size, bool required,
-                validate_result_t *result)
+s_attribute (s_scan_t *s, int a, char *out, size_t size, bool required, validate_result_t *result)
 {
-    json_t *value = json_object_get (root, name);
-    if (!value) {
+    const char *name = s_attr_names[a];
+    out[0] = '\0';
+    if (!s->has_attr[a]) {
         if (required)
-            return s_refuse (result, HP_CODE_INVALID_EVENT,
-                             "%s: required CloudEvents attribute missing", name);
-        out[0] = '\0';
+            return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: required CloudEvents attribute missing", name);
         return 0;
     }
-    if (!json_is_string (value))
+    if (s->attr_kind[a] != '"')
         return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: must be a string", name);
-    const char *text = json_string_value (value);
-    size_t len = json_string_length (value);
+    size_t len = s_decode (&s->attrs[a], out, size);
+    if (len == (size_t) -1)
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: longer than %zu characters", name, size - 1);
     if (required && len == 0)
         return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: must not be empty", name);
-    if (len >= size) {
-        char limit[32];
-        snprintf (limit, sizeof limit, "%zu", size - 1);
-        return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: longer than %s characters", name, limit);
-    }
-    const char *control = s_control_char (text, len);
+    const char *control = s_control_char (out, len);
     if (control)
         return s_refuse (result, HP_CODE_INVALID_EVENT, "%s: contains a control character (U+%04X)",
                          name, (unsigned) (unsigned char) *control);
-    memcpy (out, text, len + 1);
     return 0;
 }
 
-/*  Parsing allocates many small nodes that all die together at the end of
-    the check: a bump arena serves them (free is a no-op inside it), swapped
-    in around the parse only. The broker validates on its loop thread alone,
-    so swapping jansson's process-wide allocator here is safe. */
-#define ARENA_SIZE (256 * 1024)
-
-static struct {
-    _Alignas (16) unsigned char bytes[ARENA_SIZE];
-    size_t used;
-} s_arena;
-
-static void *
-s_arena_malloc (size_t size)
-{
-    size = (size + 15) & ~(size_t) 15;
-    if (size <= ARENA_SIZE - s_arena.used) {
-        void *p = s_arena.bytes + s_arena.used;
-        s_arena.used += size;
-        return p;
-    }
-    return malloc (size);
-}
-
-static void
-s_arena_free (void *p)
-{
-    unsigned char *bytes = p;
-    if (bytes < s_arena.bytes || bytes >= s_arena.bytes + ARENA_SIZE)
-        free (p);
-}
-
-static int
-s_validate (const herald_config_t *config, const char *body, size_t len,
-            validate_result_t *result);
-
 int
-validate_event (const herald_config_t *config, const char *body, size_t len,
-                validate_result_t *result)
+validate_event (const herald_config_t *config, const char *body, size_t len, validate_result_t *result)
 {
-    json_malloc_t old_malloc;
-    json_free_t old_free;
-    json_get_alloc_funcs (&old_malloc, &old_free);
-    s_arena.used = 0;
-    json_set_alloc_funcs (s_arena_malloc, s_arena_free);
-    int rc = s_validate (config, body, len, result);
-    json_set_alloc_funcs (old_malloc, old_free);
-    return rc;
-}
-
-static int
-s_validate (const herald_config_t *config, const char *body, size_t len,
-                validate_result_t *result)
-{
-    memset (result, 0, sizeof *result);
+    memset (result, 0, offsetof (validate_result_t, reason));
+    result->reason[0] = '\0';
+    result->id[0] = result->source[0] = result->dedup_key[0] = '\0';
     result->type_index = -1;
     if (len > config->broker.max_event_bytes) {
         char size[32], limit[32];
@@ -193,116 +736,109 @@ s_validate (const herald_config_t *config, const char *body, size_t len,
         return s_refuse (result, HP_CODE_TOO_LARGE,
                          "event is %s bytes, larger than broker.max_event_bytes (%s)", size, limit);
     }
-    json_error_t jerr;
-    json_t *root = json_loadb (body, len, JSON_REJECT_DUPLICATES, &jerr);
-    if (!root) {
-        char where[64];
-        snprintf (where, sizeof where, "line %d column %d", jerr.line, jerr.column);
-        return s_refuse (result, HP_CODE_BAD_REQUEST, "invalid JSON at %s: %s", where, jerr.text);
+    s_scan_t s = { .start = body, .p = body, .end = body + len, .keys = s_keys };
+    s_has_base64 = false;
+    s_ws (&s);
+    char kind = 0;
+    int rc = s.p < s.end && (*s.p == '{' || *s.p == '[')? s_value (&s, &kind)
+           : s_fail (&s, s.p, "'[' or '{' expected");
+    if (rc == 0) {
+        s_ws (&s);
+        if (s.p < s.end)
+            rc = s_fail (&s, s.p, "end of file expected");
     }
-    int rc = -1;
+    if (rc != 0) {
+        int line = 1, column = 1;
+        for (const char *p = body; p < s.error_at && p < s.end; p++) {
+            if (*p == '\n')
+                line++, column = 1;
+            else
+                column++;
+        }
+        return s_refuse (result, HP_CODE_BAD_REQUEST, "invalid JSON at line %d column %d: %s", line, column,
+                         s.error);
+    }
+    if (kind != '{')
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "event must be a JSON object (CloudEvents envelope)");
     char specversion[16], type[HERALD_NAME_MAX], scratch[512];
-    if (!json_is_object (root)) {
-        s_refuse (result, HP_CODE_INVALID_EVENT, "event must be a JSON object (CloudEvents envelope)");
-        goto done;
-    }
-    if (s_string_field (root, "specversion", specversion, sizeof specversion, true, result) != 0)
-        goto done;
-    if (strcmp (specversion, "1.0") != 0) {
-        s_refuse (result, HP_CODE_INVALID_EVENT, "specversion: '%s' is not supported (expected 1.0)",
-                  specversion);
-        goto done;
-    }
-    if (s_string_field (root, "id", result->id, sizeof result->id, true, result) != 0
-    ||  s_string_field (root, "source", result->source, sizeof result->source, true, result) != 0
-    ||  s_string_field (root, "type", type, sizeof type, true, result) != 0
-    ||  s_string_field (root, "subject", scratch, sizeof scratch, false, result) != 0
-    ||  s_string_field (root, "time", scratch, sizeof scratch, false, result) != 0
-    ||  s_string_field (root, "datacontenttype", scratch, sizeof scratch, false, result) != 0)
-        goto done;
-    if (scratch[0] && !strstr (scratch, "json")) {
-        s_refuse (result, HP_CODE_INVALID_EVENT,
-                  "datacontenttype: '%s' is not supported (data must be JSON)", scratch);
-        goto done;
-    }
+    if (s_attribute (&s, A_SPECVERSION, specversion, sizeof specversion, true, result) != 0)
+        return -1;
+    if (strcmp (specversion, "1.0") != 0)
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "specversion: '%s' is not supported (expected 1.0)",
+                         specversion);
+    if (s_attribute (&s, A_ID, result->id, sizeof result->id, true, result) != 0
+    ||  s_attribute (&s, A_SOURCE, result->source, sizeof result->source, true, result) != 0
+    ||  s_attribute (&s, A_TYPE, type, sizeof type, true, result) != 0
+    ||  s_attribute (&s, A_SUBJECT, scratch, sizeof scratch, false, result) != 0
+    ||  s_attribute (&s, A_TIME, scratch, sizeof scratch, false, result) != 0
+    ||  s_attribute (&s, A_DATACONTENTTYPE, scratch, sizeof scratch, false, result) != 0)
+        return -1;
+    if (scratch[0] && !strstr (scratch, "json"))
+        return s_refuse (result, HP_CODE_INVALID_EVENT,
+                         "datacontenttype: '%s' is not supported (data must be JSON)", scratch);
     result->type_index = herald_config_event_index (config, type);
-    if (result->type_index < 0) {
-        s_refuse (result, HP_CODE_UNKNOWN_TYPE, "type: unknown event type '%s'", type);
-        goto done;
-    }
+    if (result->type_index < 0)
+        return s_refuse (result, HP_CODE_UNKNOWN_TYPE, "type: unknown event type '%s'", type);
     const herald_event_type_t *rules = &config->events[result->type_index];
-    if (json_object_get (root, "data_base64")) {
-        s_refuse (result, HP_CODE_INVALID_EVENT, "data_base64: binary data is not supported");
-        goto done;
+    if (s_has_base64)
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "data_base64: binary data is not supported");
+    if (!s.has_attr[A_DATA])
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "data: required for type '%s'", type);
+    if (s.attr_kind[A_DATA] != '{')
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "data: must be a JSON object");
+    const char *data = s.attrs[A_DATA].ptr, *data_end = data + s.attrs[A_DATA].len;
+    for (int i = 0; i < rules->required_count; i++) {
+        s_span_t field;
+        char field_kind = 0;
+        bool found = s_lookup (data, data_end, rules->required[i], &field, &field_kind);
+        if (s_required_field (found, field_kind, &field, rules->required[i], rules->required_types[i],
+                              result) != 0)
+            return -1;
     }
-    json_t *data = json_object_get (root, "data");
-    if (!json_is_object (data)) {
-        if (data)
-            s_refuse (result, HP_CODE_INVALID_EVENT, "data: must be a JSON object");
-        else
-            s_refuse (result, HP_CODE_INVALID_EVENT, "data: required for type '%s'", type);
-        goto done;
-    }
-    for (int i = 0; i < rules->required_count; i++)
-        if (s_required_field (herald_json_lookup (data, rules->required[i]), rules->required[i],
-                              rules->required_types[i], result) != 0)
-            goto done;
     /*  The idempotency key, encoded so that two different events never make
         the same key: "key" US type US (s|n) US value for a key field (the
         string "1042" and the number 1042 differ), "ce" US source US id for
         the CloudEvents pair. US (0x1f) cannot appear in a part: type names
         are identifiers and the parts hold no control character. */
-    if (rules->key[0]) {
-        const json_t *key = herald_json_lookup (data, rules->key);
-        char number[32];
-        const char *value;
-        size_t value_len;
-        char kind;
-        if (json_is_string (key)) {
-            value = json_string_value (key);
-            value_len = json_string_length (key);
-            kind = 's';
+    if (!rules->key[0]) {
+        snprintf (result->dedup_key, sizeof result->dedup_key, "ce\x1f%s\x1f%s", result->source, result->id);
+        return 0;
+    }
+    s_span_t key;
+    char key_kind = 0;
+    if (!s_lookup (data, data_end, rules->key, &key, &key_kind))
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key field missing", rules->key);
+    char value[VALIDATE_KEY_VALUE_MAX + 8];
+    size_t value_len;
+    char form;
+    if (key_kind == '"') {
+        value_len = s_decode (&key, value, sizeof value);
+        if (value_len == (size_t) -1 || value_len > VALIDATE_KEY_VALUE_MAX) {
+            /*  Too long to decode here: its length decoded, for the message. */
+            static char whole[1 << 16];
+            size_t whole_len = s_decode (&key, whole, sizeof whole);
+            return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key longer than %d bytes"
+                             " (%zu)", rules->key, VALIDATE_KEY_VALUE_MAX,
+                             whole_len == (size_t) -1? key.len: whole_len);
         }
-        else
-        if (json_is_integer (key)) {
-            value_len = (size_t) snprintf (number, sizeof number, "%lld",
-                                           (long long) json_integer_value (key));
-            value = number;
-            kind = 'n';
-        }
-        else {
-            if (key)
-                s_refuse (result, HP_CODE_INVALID_EVENT,
-                          "data.%s: idempotency key must be a string or an integer", rules->key);
-            else
-                s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key field missing",
-                          rules->key);
-            goto done;
-        }
-        if (value_len == 0) {
-            s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key is empty",
-                      rules->key);
-            goto done;
-        }
-        if (value_len > VALIDATE_KEY_VALUE_MAX) {
-            s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key longer than %d bytes"
-                      " (%zu)", rules->key, VALIDATE_KEY_VALUE_MAX, value_len);
-            goto done;
-        }
-        const char *control = s_control_char (value, value_len);
-        if (control) {
-            s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key contains a control"
-                      " character (U+%04X)", rules->key, (unsigned) (unsigned char) *control);
-            goto done;
-        }
-        snprintf (result->dedup_key, sizeof result->dedup_key, "key\x1f%s\x1f%c\x1f%s",
-                  rules->name, kind, value);
+        form = 's';
     }
     else
-        snprintf (result->dedup_key, sizeof result->dedup_key, "ce\x1f%s\x1f%s",
-                  result->source, result->id);
-    rc = 0;
-done:
-    json_decref (root);
-    return rc;
+    if (s_is_integer (key_kind, &key)) {
+        char text[32];
+        snprintf (text, sizeof text, "%.*s", (int) key.len, key.ptr);
+        value_len = (size_t) snprintf (value, sizeof value, "%lld", strtoll (text, NULL, 10));
+        form = 'n';
+    }
+    else
+        return s_refuse (result, HP_CODE_INVALID_EVENT,
+                         "data.%s: idempotency key must be a string or an integer", rules->key);
+    if (value_len == 0)
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key is empty", rules->key);
+    const char *control = s_control_char (value, value_len);
+    if (control)
+        return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key contains a control"
+                         " character (U+%04X)", rules->key, (unsigned) (unsigned char) *control);
+    snprintf (result->dedup_key, sizeof result->dedup_key, "key\x1f%s\x1f%c\x1f%s", rules->name, form, value);
+    return 0;
 }

@@ -240,3 +240,68 @@ Test (validate, duplicate_json_keys_refused)
     cr_assert_eq (check ("{\"specversion\":\"1.0\",\"id\":\"a\",\"id\":\"b\",\"source\":\"s\",\"type\":\"order.confirmed\"}", &r), -1);
     cr_assert_eq (r.code, HP_CODE_BAD_REQUEST);
 }
+
+/*  The checking pass accepts exactly what jansson (which the workers use)
+    accepts, on documents chosen to sit on the edges of the grammar. */
+#include <jansson.h>
+
+Test (validate, json_grammar_agrees_with_jansson)
+{
+    static const char *docs[] = {
+        "{\"a\":1}", "{\"a\":1,}", "{\"a\":1 \"b\":2}", "{\"a\":[1,2,]}", "{\"a\":01}", "{\"a\":-0}",
+        "{\"a\":1.}", "{\"a\":.5}", "{\"a\":1e5}", "{\"a\":1E+5}", "{\"a\":1e}", "{\"a\":-}",
+        "{\"a\":9223372036854775807}", "{\"a\":9223372036854775808}", "{\"a\":-9223372036854775808}",
+        "{\"a\":1e400}", "{\"a\":tru}", "{\"a\":nul}", "{\"a\":true}", "{\"a\":\"\\x\"}",
+        "{\"a\":\"\\u12\"}", "{\"a\":\"\\ud800\"}", "{\"a\":\"\\udc00\"}", "{\"a\":\"\\ud83d\\ude00\"}",
+        "{\"a\":\"\xc3\x28\"}", "{\"a\":\"\xe2\x82\"}", "{\"a\":\"\xf0\x9f\x98\x80\"}", "{\"a\":\"\xed\xa0\x80\"}",
+        "{\"a\":\"\xc0\xaf\"}", "{\"a\":\"tab\there\"}", "{\"a\":1,\"a\":2}", "{\"a\":{\"b\":1,\"b\":2}}",
+        "{\"a\":1,\"\\u0061\":2}", "{\"a\":[{\"x\":1},{\"x\":1}]}", "{\"a\":1} x", "{\"a\":1}  \n",
+        "[1,2]", "\"s\"", "", "   ", "{", "{\"a\"", "{\"a\":", "{\"a\":\"x", "{\"a\":[1,[2,[3]]]}",
+        "{\"a\":\"\\u0000\"}", "{\"\":1}", "{\"a\":1}\x00",
+    };
+    validate_result_t r;
+    for (size_t i = 0; i < sizeof docs / sizeof docs[0]; i++) {
+        size_t len = strlen (docs[i]);
+        if (i == sizeof docs / sizeof docs[0] - 1)
+            len++;          /* the trailing NUL byte itself */
+        json_error_t jerr;
+        json_t *j = json_loadb (docs[i], len, JSON_REJECT_DUPLICATES, &jerr);
+        bool jansson_ok = j != NULL;
+        json_decref (j);
+        validate_event (&config, docs[i], len, &r);
+        bool ours_ok = r.code != HP_CODE_BAD_REQUEST;
+        cr_expect_eq (ours_ok, jansson_ok, "document %zu (%s): jansson %s, validate %s (%s)", i, docs[i],
+                      jansson_ok? "accepts": "refuses", ours_ok? "accepts": "refuses", r.reason);
+    }
+}
+
+Test (validate, deep_nesting_is_refused_not_a_crash)
+{
+    static char doc[100000];
+    size_t n = 0;
+    n += (size_t) snprintf (doc + n, sizeof doc - n, "{\"a\":");
+    for (int i = 0; i < 20000; i++)
+        doc[n++] = '[';
+    doc[n] = '\0';
+    config.broker.max_event_bytes = sizeof doc;
+    validate_result_t r;
+    cr_assert_eq (check (doc, &r), -1);
+    cr_assert_eq (r.code, HP_CODE_BAD_REQUEST);
+    cr_assert (strstr (r.reason, "too deeply nested"), "%s", r.reason);
+}
+
+/*  Fields are found through arrays, escaped keys and any order of members. */
+Test (validate, lookups_through_arrays_and_escapes)
+{
+    herald_event_type_t *type = &config.events[0];
+    snprintf (type->required[2], sizeof type->required[2], "items.1.sku");
+    validate_result_t r;
+    const char *body = "{\"data\":{\"items\":[{\"sku\":\"A\"},{\"qty\":1,\"s\\u006bu\":\"B\"}],"
+                       "\"customer\":{\"email\":\"a@b.c\"},\"order_id\":\"o\\u002d1\"},"
+                       "\"type\":\"order.confirmed\",\"source\":\"shop\",\"id\":\"e-1\",\"specversion\":\"1.0\"}";
+    cr_assert_eq (check (body, &r), 0, "%s", r.reason);
+    cr_assert_str_eq (r.dedup_key, "key\x1f" "order.confirmed\x1f" "s\x1f" "o-1");
+    snprintf (type->required[2], sizeof type->required[2], "items.2.sku");
+    cr_assert_eq (check (body, &r), -1);
+    cr_assert_str_eq (r.reason, "data.items.2.sku: required field missing");
+}
