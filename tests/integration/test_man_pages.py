@@ -9,8 +9,9 @@ programs and the configuration schema say.
     page; every exit status the page lists is one the program's --help lists;
   - herald.yaml(5): every key of the schema table in common/herald_config.c
     has an entry (channels.* written channels.NAME, events.* events.TYPE,
-    workers.* workers.CHANNEL, headers.* headers.HEADER) saying its compiled-in
-    default, and the page documents no key the schema does not have."""
+    workers.* workers.CHANNEL, headers.* headers.HEADER; security.* too)
+    saying its compiled-in default, and the page documents no key the schema
+    does not have."""
 
 import os
 import re
@@ -98,7 +99,7 @@ def documented_key(pattern):
 def check_config_page(t):
     text = render("herald.yaml.5")
     entries = {}            # key -> its paragraph
-    for m in re.finditer(r"^ {7}((?:broker|channels|events|workers)\.[A-Za-z_.]+)\n(.*?)(?=^ {7}\S|^\S|\Z)",
+    for m in re.finditer(r"^ {7}((?:broker|channels|events|workers|security)\.[A-Za-z_.]+)\n(.*?)(?=^ {7}\S|^\S|\Z)",
                          text, re.M | re.S):
         entries[m.group(1)] = re.sub(r"\s+", " ", m.group(2))
     rows = [(documented_key(p), kind, fallback) for p, kind, fallback in schema_rows() if kind not in CONTAINERS]
