@@ -273,7 +273,7 @@ s_drain_producers (broker_t *self, int64_t now)
         if (hw_decode (&in, &msg, &err) != 0) {
             if (s_log_malformed (self, now))
                 herald_info ("malformed publish refused", "code=%d error=\"%s\"", err.code, err.text);
-            hp_msg_t nack = { .command = HP_NACK, .code = err.code, .text = hp_str (err.text),
+            hp_msg_t nack = { .command = HP_NACK, .version = msg.version, .code = err.code, .text = hp_str (err.text),
                               .corr = msg.command == HP_PUBLISH && msg.corr.ptr? msg.corr: hp_str ("-") };
             outbox_send (self->outbox, in.identity.ptr, in.identity.len, &nack);
         }
@@ -282,7 +282,7 @@ s_drain_producers (broker_t *self, int64_t now)
             char reason[96];
             snprintf (reason, sizeof reason, "command %s is not accepted on the producer endpoint",
                       hp_command_name (msg.command));
-            hp_msg_t nack = { .command = HP_NACK, .code = HP_CODE_BAD_REQUEST, .text = hp_str (reason),
+            hp_msg_t nack = { .command = HP_NACK, .version = msg.version, .code = HP_CODE_BAD_REQUEST, .text = hp_str (reason),
                               .corr = msg.corr.ptr? msg.corr: hp_str ("-") };
             outbox_send (self->outbox, in.identity.ptr, in.identity.len, &nack);
         }
@@ -310,6 +310,13 @@ s_drain_workers (broker_t *self, int64_t now)
         if (hw_decode (&in, &msg, &err) != 0) {
             if (s_log_malformed (self, now))
                 herald_warn ("malformed worker message dropped", "code=%d error=\"%s\"", err.code, err.text);
+            if (msg.command == HP_READY && err.code == HP_CODE_VERSION) {
+                /*  A worker of another protocol version: tell it, in its
+                    own version, why it gets no tasks. */
+                hp_msg_t nack = { .command = HP_NACK, .version = msg.version, .corr = hp_str ("READY"),
+                                  .code = HP_CODE_VERSION, .text = hp_str (err.text) };
+                hw_send (self->workers, in.identity, &nack, ZMQ_DONTWAIT);
+            }
         }
         else {
             /*  A worker key serves only its own channels. */
@@ -348,7 +355,8 @@ s_drain_admin (broker_t *self, int64_t now)
                           hp_command_name (msg.command));
             char body[300];
             snprintf (body, sizeof body, "{\"error\": \"%s\"}", err.text);
-            hp_msg_t reply = { .command = HP_ADMIN_REPLY, .corr = msg.corr.ptr? msg.corr: hp_str ("-"),
+            hp_msg_t reply = { .command = HP_ADMIN_REPLY, .version = msg.version,
+                               .corr = msg.corr.ptr? msg.corr: hp_str ("-"),
                                .code = HP_CODE_BAD_REQUEST, .body = hp_str (body) };
             hw_send (self->admin, in.identity, &reply, ZMQ_DONTWAIT);
         }
@@ -357,7 +365,7 @@ s_drain_admin (broker_t *self, int64_t now)
             char *body = NULL;
             int code = security_admin_check (self->security, &in, msg.verb, &body);
             if (code != 0) {
-                hp_msg_t reply = { .command = HP_ADMIN_REPLY, .corr = msg.corr, .code = code,
+                hp_msg_t reply = { .command = HP_ADMIN_REPLY, .version = msg.version, .corr = msg.corr, .code = code,
                                    .body = hp_str (body? body: "{}") };
                 hw_send (self->admin, in.identity, &reply, ZMQ_DONTWAIT);
             }

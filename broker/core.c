@@ -19,6 +19,7 @@
 #define S_OUTCOME_FLUSH_MS  20          /* outcomes alone wait this long for company on disk */
 #define S_LOAD_CHUNK        2000        /* tasks per load from the index */
 #define S_RECORD_MAX        (64u << 20)
+#define S_BATCHES_MAX       16          /* workers given tasks at once in a tick */
 
 /*  A publish waiting for its journal record (or its duplicate's) to be durable. */
 typedef struct {
@@ -28,6 +29,7 @@ typedef struct {
     unsigned char identity[256];
     size_t corr_len;
     char corr[HP_MAX_CORR];
+    uint8_t version;                    /* the request's protocol version, for its reply */
     char event_id[129];
     blob_t *blob;                       /* a new event: its tasks are made at durability */
     int type_index;
@@ -41,6 +43,7 @@ typedef struct s_lookup {
     unsigned char identity[256];
     size_t corr_len;
     char corr[HP_MAX_CORR];
+    uint8_t version;
     validate_result_t check;            /* to publish it as new after all (pruned meanwhile) */
     char *body;
     size_t body_len;
@@ -49,6 +52,14 @@ typedef struct s_lookup {
 typedef enum {
     S_ADMIN_TRACK, S_ADMIN_PASS, S_ADMIN_RETRY, S_ADMIN_PURGE
 } s_admin_kind_t;
+
+/*  A TASKS message being built for one worker. */
+typedef struct {
+    worker_t *worker;
+    task_t *tasks[HP_MAX_BATCH];
+    uint32_t count;
+    size_t bytes;
+} s_batch_t;
 
 /*  An outcome record waiting for room in the journal. */
 typedef struct s_held {
@@ -66,6 +77,7 @@ typedef struct s_admin {
     unsigned char identity[256];
     size_t corr_len;
     char corr[HP_MAX_CORR];
+    uint8_t version;
 } s_admin_t;
 
 typedef struct {
@@ -88,12 +100,16 @@ struct core {
     uint64_t boots;
     uint64_t next_tag;
     uint64_t rng[2];
+    uint8_t version;                    /* protocol version of the request being answered */
     /*  ACKs in journal order. */
     s_ack_t *acks;
     size_t ack_head, ack_count, ack_cap;
     s_lookup_t *lookups;
     size_t lookup_count;
     s_admin_t *admins;
+    s_batch_t *batches;                 /* S_BATCHES_MAX: TASKS being built */
+    char *frame;                        /* a TASKS message's entries */
+    size_t frame_cap;
     s_held_t *held_outcomes, *held_tail;
     size_t held_count;
     bool full_logged;                   /* "store full" said for this episode */
@@ -149,7 +165,8 @@ static void
 s_nack (core_t *self, const void *identity, size_t identity_len, hp_str_t corr, int code,
         const char *reason)
 {
-    hp_msg_t msg = { .command = HP_NACK, .corr = corr, .code = code, .text = hp_str (reason) };
+    hp_msg_t msg = { .command = HP_NACK, .version = self->version, .corr = corr, .code = code,
+                     .text = hp_str (reason) };
     if (!corr.ptr || corr.len == 0)
         msg.corr = hp_str ("-");
     self->io.reply (self->io.ctx, identity, identity_len, &msg);
@@ -205,11 +222,13 @@ core_new (const herald_config_t *config, const core_io_t *io, const core_start_t
         return NULL;
     self->config = config;
     self->io = *io;
-    self->dispatch = dispatch_new (config);
+    /*  Lease ids above any an earlier run gave: boots count starts. */
+    self->dispatch = dispatch_new (config, start->boots << 32);
     self->dedup = dedup_new (1 << 16);
+    self->batches = calloc (S_BATCHES_MAX, sizeof *self->batches);
     self->next_seq = start->next_seq? start->next_seq: 1;
     self->boots = start->boots;
-    if (!self->dispatch || !self->dedup) {
+    if (!self->dispatch || !self->dedup || !self->batches) {
         core_destroy (&self);
         return NULL;
     }
@@ -252,6 +271,8 @@ core_destroy (core_t **self_p)
     }
     dispatch_destroy (&self->dispatch);
     dedup_destroy (&self->dedup);
+    free (self->batches);
+    free (self->frame);
     free (self->record);
     free (self);
     *self_p = NULL;
@@ -329,8 +350,9 @@ s_ack_push (core_t *self)
 
 static void
 s_fill_peer (unsigned char *identity, size_t *identity_len, char *corr, size_t *corr_len,
-             const void *from, size_t from_len, hp_str_t from_corr)
+             uint8_t *version, uint8_t from_version, const void *from, size_t from_len, hp_str_t from_corr)
 {
+    *version = from_version;
     *identity_len = from_len < 256? from_len: 256;
     memcpy (identity, from, *identity_len);
     *corr_len = from_corr.len < HP_MAX_CORR? from_corr.len: HP_MAX_CORR;
@@ -416,7 +438,8 @@ s_stage_event (core_t *self, const void *identity, size_t identity_len, hp_str_t
     ack->blob = blob;
     ack->type_index = check->type_index;
     snprintf (ack->event_id, sizeof ack->event_id, "%s", check->id);
-    s_fill_peer (ack->identity, &ack->identity_len, ack->corr, &ack->corr_len, identity, identity_len, corr);
+    s_fill_peer (ack->identity, &ack->identity_len, ack->corr, &ack->corr_len, &ack->version,
+                 self->version, identity, identity_len, corr);
     self->events_staged = true;
 }
 
@@ -440,7 +463,8 @@ s_lookup_duplicate (core_t *self, const void *identity, size_t identity_len, hp_
     lookup->check = *check;
     lookup->body = copy;
     lookup->body_len = body_len;
-    s_fill_peer (lookup->identity, &lookup->identity_len, lookup->corr, &lookup->corr_len, identity,
+    s_fill_peer (lookup->identity, &lookup->identity_len, lookup->corr, &lookup->corr_len,
+                 &lookup->version, self->version, identity,
                  identity_len, corr);
     lookup->next = self->lookups;
     self->lookups = lookup;
@@ -458,6 +482,7 @@ s_lookup_duplicate (core_t *self, const void *identity, size_t identity_len, hp_
 void
 core_publish (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg, int64_t now)
 {
+    self->version = msg->version;
     if (self->stopping) {
         s_nack (self, identity, identity_len, msg->corr, HP_CODE_BUSY, "busy: the broker is stopping;"
                 " publish again later");
@@ -492,8 +517,10 @@ s_duplicate_answered (core_t *self, index_msg_t *msg, int64_t now)
     *link = lookup->next;
     self->lookup_count--;
     hp_str_t corr = hp_strn (lookup->corr, lookup->corr_len);
+    self->version = lookup->version;
     if (msg->code == HP_CODE_OK && msg->dedup_key && strcmp (msg->dedup_key, lookup->check.dedup_key) == 0) {
-        hp_msg_t ack = { .command = HP_ACK, .corr = corr, .event_id = hp_str (msg->event_id),
+        hp_msg_t ack = { .command = HP_ACK, .version = lookup->version, .corr = corr,
+                         .event_id = hp_str (msg->event_id),
                          .duplicate = true, .durability = hp_str ("fsync") };
         if (!corr.ptr || corr.len == 0)
             ack.corr = hp_str ("-");
@@ -558,6 +585,7 @@ core_durable (core_t *self, uint64_t lsn, int64_t now)
             break;
         hp_msg_t reply = {
             .command = HP_ACK,
+            .version = ack->version,
             .corr = ack->corr_len? hp_strn (ack->corr, ack->corr_len): hp_str ("-"),
             .event_id = hp_str (ack->event_id),
             .duplicate = ack->duplicate,
@@ -584,6 +612,7 @@ core_journal_failed (core_t *self, const char *why)
                   herald_log_quote (why, quoted, sizeof quoted));
     while (self->ack_count > 0) {
         s_ack_t *ack = &self->acks[self->ack_head];
+        self->version = ack->version;
         s_nack (self, ack->identity, ack->identity_len, hp_strn (ack->corr, ack->corr_len), HP_CODE_STORAGE,
                 "storage failure: the event may or may not be stored; publish it again (it is idempotent)");
         if (ack->blob && --ack->blob->refs <= 0)
@@ -718,10 +747,8 @@ s_worker_lost (core_t *self, worker_t **worker_p, const char *why, int64_t now)
         task->suspect = true;
         if (alone)
             s_attempt_failed (self, task, "worker-lost", why, 0, false, false, now);
-        else {
-            task->attempts--;
-            dispatch_enqueue (self->dispatch, task, 0, now, true);
-        }
+        else
+            dispatch_hand_back (self->dispatch, task, now);
     }
     dispatch_worker_remove (self->dispatch, worker_p);
 }
@@ -734,10 +761,8 @@ s_worker_leaving (core_t *self, worker_t **worker_p, int64_t now)
     herald_info ("worker left", "worker=%s channel=%s handed_back=%u", worker->name,
                  self->config->channels[worker->channel].name, worker->lease_count);
     task_t *task;
-    while ((task = dispatch_worker_pop_lease (self->dispatch, worker))) {
-        task->attempts--;
-        dispatch_enqueue (self->dispatch, task, 0, now, true);
-    }
+    while ((task = dispatch_worker_pop_lease (self->dispatch, worker)))
+        dispatch_hand_back (self->dispatch, task, now);
     dispatch_worker_remove (self->dispatch, worker_p);
 }
 
@@ -778,8 +803,9 @@ s_register_worker (core_t *self, const void *identity, size_t identity_len, cons
                      " capacity=%d", qname, qchannel, capacity, cfg->capacity);
         capacity = (uint32_t) cfg->capacity;
     }
+    uint32_t max_batch = msg->max_batch < capacity? msg->max_batch: capacity;
     worker_t *worker = dispatch_worker_add (self->dispatch, identity, identity_len, channel, capacity,
-                                            name, now);
+                                            max_batch, name, now);
     if (!worker) {
         herald_error ("worker refused: too many workers", "worker=%s", qname);
         return;
@@ -788,45 +814,47 @@ s_register_worker (core_t *self, const void *identity, size_t identity_len, cons
 }
 
 static void
-s_task_answered (core_t *self, worker_t *worker, const hp_msg_t *msg, int64_t now)
+s_task_answered (core_t *self, worker_t *worker, const hp_result_t *result, int64_t now)
 {
-    task_t *task = dispatch_complete (self->dispatch, worker, msg->task_id, msg->attempt);
+    task_t *task = dispatch_complete (self->dispatch, worker, result->task_id, result->lease);
     if (!task) {
         char id[HP_MAX_ID + 1], quoted[2 * HP_MAX_ID];
-        herald_info ("stale answer ignored", "worker=%s task_id=%s attempt=%u answer=%s", worker->name,
-                     herald_log_quote (hp_str_copy (msg->task_id, id, sizeof id), quoted, sizeof quoted),
-                     msg->attempt, hp_command_name (msg->command));
+        herald_info ("stale answer ignored", "worker=%s task_id=%s lease=%llu answer=%s", worker->name,
+                     herald_log_quote (hp_str_copy (result->task_id, id, sizeof id), quoted, sizeof quoted),
+                     (unsigned long long) result->lease, hp_outcome_name (result->outcome));
         return;
     }
     /*  What a worker says is kept, but never a secret nor a control
         character: it is logged and shown by `herald dead show`. */
     char raw[HP_MAX_TEXT + 1], error[HP_MAX_TEXT + 1];
-    hp_str_copy (msg->text, raw, sizeof raw);
+    hp_str_copy (result->text, raw, sizeof raw);
     herald_redact (raw, error, sizeof error);
     s_chan_t *ch = &self->chans[task->channel];
-    if (msg->command == HP_DONE) {
-        herald_debug ("task done", "task_id=%s attempt=%u", task->key, task->attempts);
-        s_outcome (self, task, RECORD_DONE, false, "done", "", 0, 0);
-        ch->open--;
-        ch->done++;
-        task_destroy (&task);
+    switch (result->outcome) {
+        case HP_OUTCOME_DONE:
+            herald_debug ("task done", "task_id=%s attempt=%u", task->key, task->attempts);
+            s_outcome (self, task, RECORD_DONE, false, "done", "", 0, 0);
+            ch->open--;
+            ch->done++;
+            task_destroy (&task);
+            break;
+        case HP_OUTCOME_RETRY:
+            s_attempt_failed (self, task, "retry", error, result->delay_ms, false, false, now);
+            break;
+        case HP_OUTCOME_THROTTLED: {
+            /*  The downstream's Retry-After pauses the whole channel, at
+                most for the channel's backoff maximum, and spends no attempt. */
+            int64_t delay = result->delay_ms > 0? result->delay_ms: 1000;
+            int64_t cap = self->config->channels[task->channel].backoff_max_ms;
+            if (delay > cap)
+                delay = cap;
+            dispatch_pause (self->dispatch, task->channel, now + delay);
+            s_attempt_failed (self, task, "throttled", error, delay, false, true, now);
+            break;
+        }
+        default:
+            s_attempt_failed (self, task, "failed", error, 0, true, false, now);
     }
-    else
-    if (msg->command == HP_RETRY)
-        s_attempt_failed (self, task, "retry", error, msg->delay_ms, false, false, now);
-    else
-    if (msg->command == HP_THROTTLED) {
-        /*  The downstream's Retry-After pauses the whole channel, at most
-            for the channel's backoff maximum, and spends no attempt. */
-        int64_t delay = msg->delay_ms > 0? msg->delay_ms: 1000;
-        int64_t cap = self->config->channels[task->channel].backoff_max_ms;
-        if (delay > cap)
-            delay = cap;
-        dispatch_pause (self->dispatch, task->channel, now + delay);
-        s_attempt_failed (self, task, "throttled", error, delay, false, true, now);
-    }
-    else
-        s_attempt_failed (self, task, "failed", error, 0, true, false, now);
 }
 
 void
@@ -848,12 +876,18 @@ core_worker (core_t *self, const void *identity, size_t identity_len, const hp_m
     }
     worker->last_recv = now;
     switch (msg->command) {
-        case HP_DONE:
-        case HP_RETRY:
-        case HP_THROTTLED:
-        case HP_FAILED:
-            s_task_answered (self, worker, msg, now);
+        case HP_RESULTS: {
+            hp_str_t cursor = msg->batch;
+            hp_result_t result;
+            while (hp_next_result (&cursor, &result)) {
+                s_task_answered (self, worker, &result, now);
+                /*  An answer may have been the last task of a worker lost
+                    meanwhile: never touch a removed worker. */
+                if (!dispatch_worker_find (self->dispatch, identity, identity_len))
+                    break;
+            }
             break;
+        }
         case HP_HEARTBEAT:
             break;
         case HP_DISCONNECT:
@@ -864,36 +898,103 @@ core_worker (core_t *self, const void *identity, size_t identity_len, const hp_m
     }
 }
 
-/*  Dispatch: as many deliveries as credit, limits and rate allow. */
+/*  Dispatch: as many deliveries as credit, limits and rate allow, sent
+    as one TASKS message per worker (up to its max_batch tasks each). */
+static void
+s_send_batch (core_t *self, s_batch_t *batch, int64_t now)
+{
+    if (batch->count == 0)
+        return;
+    worker_t *worker = batch->worker;
+    if (batch->bytes > self->frame_cap) {
+        size_t cap = self->frame_cap? self->frame_cap: 65536;
+        while (cap < batch->bytes)
+            cap *= 2;
+        char *grown = realloc (self->frame, cap);
+        if (!grown) {
+            for (uint32_t i = 0; i < batch->count; i++) {
+                task_t *task = dispatch_complete (self->dispatch, worker, hp_str (batch->tasks[i]->key),
+                                                  batch->tasks[i]->lease);
+                if (task)
+                    dispatch_hand_back (self->dispatch, task, now);
+            }
+            batch->count = 0;
+            return;
+        }
+        self->frame = grown;
+        self->frame_cap = cap;
+    }
+    size_t len = 0;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        task_t *task = batch->tasks[i];
+        hp_task_t entry = { hp_str (task->key), task->attempts, task->lease,
+                            hp_strn (task->event->data, task->event->len) };
+        len += hp_task_put (self->frame + len, &entry);
+    }
+    hp_msg_t msg = {
+        .command = HP_TASKS,
+        .channel = hp_str (self->config->channels[worker->channel].name),
+        .batch = hp_strn (self->frame, len),
+    };
+    if (self->io.to_worker (self->io.ctx, worker->identity, worker->identity_len, &msg) == 0) {
+        worker->last_send = now;
+        batch->count = 0;
+        batch->bytes = 0;
+        return;
+    }
+    /*  The worker is gone or its pipe is full: its tasks go back uncharged
+        and it gets nothing more. A worker stopping in good order sends
+        DISCONNECT and closes: the loop reads its queued messages before
+        the next tick decides it was lost. */
+    worker->blocked = true;
+    worker->blocked_errno = errno;
+    for (uint32_t i = 0; i < batch->count; i++) {
+        task_t *task = dispatch_complete (self->dispatch, worker, hp_str (batch->tasks[i]->key),
+                                          batch->tasks[i]->lease);
+        if (task)
+            dispatch_hand_back (self->dispatch, task, now);
+    }
+    batch->count = 0;
+    batch->bytes = 0;
+}
+
 static void
 s_dispatch (core_t *self, int64_t now)
 {
+    s_batch_t *batches = self->batches;
+    size_t open = 0;
     task_t *task;
     while ((task = dispatch_next (self->dispatch, now))) {
         worker_t *worker = task->worker;
-        hp_msg_t msg = {
-            .command = HP_TASK,
-            .task_id = hp_str (task->key),
-            .attempt = task->attempts,
-            .channel = hp_str (self->config->channels[task->channel].name),
-            .body = hp_strn (task->event->data, task->event->len),
-        };
-        if (self->io.to_worker (self->io.ctx, worker->identity, worker->identity_len, &msg) == 0) {
-            worker->last_send = now;
-            continue;
+        s_batch_t *batch = NULL;
+        for (size_t i = 0; i < open && !batch; i++)
+            if (batches[i].worker == worker)
+                batch = &batches[i];
+        if (!batch) {
+            if (open == S_BATCHES_MAX) {
+                /*  More workers served in one tick than batches at hand:
+                    send what is ready, start over. */
+                for (size_t i = 0; i < open; i++)
+                    s_send_batch (self, &batches[i], now);
+                open = 0;
+            }
+            batch = &batches[open++];
+            batch->worker = worker;
+            batch->count = 0;
+            batch->bytes = 0;
         }
-        /*  The worker is gone or its pipe is full: take the task back
-            uncharged and give it nothing more. A worker stopping in good
-            order sends DISCONNECT and closes: the loop reads its queued
-            messages before the next tick decides it was lost. */
-        worker->blocked = true;
-        worker->blocked_errno = errno;
-        task_t *undo = dispatch_complete (self->dispatch, worker, hp_str (task->key), task->attempts);
-        if (undo) {
-            undo->attempts--;
-            dispatch_enqueue (self->dispatch, undo, 0, now, true);
-        }
+        hp_task_t entry = { hp_str (task->key), task->attempts, task->lease,
+                            hp_strn (task->event->data, task->event->len) };
+        size_t size = hp_task_size (&entry);
+        if (batch->count > 0 && batch->bytes + size > (size_t) self->config->broker.max_event_bytes + HP_BATCH_OVERHEAD)
+            s_send_batch (self, batch, now);    /* the frame is full: this task starts the next */
+        batch->tasks[batch->count++] = task;
+        batch->bytes += size;
+        if (batch->count >= worker->max_batch || batch->count == HP_MAX_BATCH)
+            s_send_batch (self, batch, now);
     }
+    for (size_t i = 0; i < open; i++)
+        s_send_batch (self, &batches[i], now);
 }
 
 /*  Workers a send failed to, still registered after their queued
@@ -1000,7 +1101,8 @@ static void
 s_admin_reply (core_t *self, const void *identity, size_t identity_len, hp_str_t corr, int code,
                const char *body)
 {
-    hp_msg_t reply = { .command = HP_ADMIN_REPLY, .corr = corr.ptr && corr.len? corr: hp_str ("-"),
+    hp_msg_t reply = { .command = HP_ADMIN_REPLY, .version = self->version,
+                       .corr = corr.ptr && corr.len? corr: hp_str ("-"),
                        .code = code, .body = hp_str (body? body: "{}") };
     self->io.admin_reply (self->io.ctx, identity, identity_len, &reply);
 }
@@ -1036,7 +1138,8 @@ s_admin_wait (core_t *self, s_admin_kind_t kind, uint64_t tag, const void *ident
     }
     admin->tag = tag;
     admin->kind = kind;
-    s_fill_peer (admin->identity, &admin->identity_len, admin->corr, &admin->corr_len, identity,
+    s_fill_peer (admin->identity, &admin->identity_len, admin->corr, &admin->corr_len,
+                 &admin->version, self->version, identity,
                  identity_len, corr);
     admin->next = self->admins;
     self->admins = admin;
@@ -1117,6 +1220,7 @@ s_dead_change (core_t *self, record_type_t type, json_t *args, const void *ident
 void
 core_admin (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg, int64_t now)
 {
+    self->version = msg->version;
     json_error_t jerr;
     json_t *args = json_loadb (msg->body.ptr, msg->body.len, 0, &jerr);
     if (!json_is_object (args)) {
@@ -1217,6 +1321,7 @@ s_admin_answered (core_t *self, index_msg_t *msg)
         return;
     *link = admin->next;
     hp_str_t corr = hp_strn (admin->corr, admin->corr_len);
+    self->version = admin->version;
     if (admin->kind == S_ADMIN_RETRY || admin->kind == S_ADMIN_PURGE) {
         int64_t total = 0;
         for (int i = 0; i < msg->channel_count; i++) {

@@ -24,15 +24,17 @@ struct dispatch {
     int worker_count;
     int next_channel;               /* fairness between channels */
     uint64_t next_serial;           /* for worker serials */
+    uint64_t last_lease;            /* lease ids only ever grow */
 };
 
 dispatch_t *
-dispatch_new (const herald_config_t *config)
+dispatch_new (const herald_config_t *config, uint64_t first_lease)
 {
     dispatch_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
     self->config = config;
+    self->last_lease = first_lease;
     for (int i = 0; i < config->channel_count; i++) {
         const herald_channel_t *ch = &config->channels[i];
         self->channels[i].tokens = ch->burst > 0? ch->burst: 1;
@@ -232,7 +234,7 @@ dispatch_promote (dispatch_t *self, int64_t now)
 
 worker_t *
 dispatch_worker_add (dispatch_t *self, const char *identity, size_t identity_len,
-                     int channel, uint32_t capacity, const char *name, int64_t now)
+                     int channel, uint32_t capacity, uint32_t max_batch, const char *name, int64_t now)
 {
     if (self->worker_count >= DISPATCH_MAX_WORKERS || identity_len > sizeof ((worker_t *) 0)->identity)
         return NULL;
@@ -249,6 +251,7 @@ dispatch_worker_add (dispatch_t *self, const char *identity, size_t identity_len
     snprintf (worker->name, sizeof worker->name, "%s", name);
     worker->channel = channel;
     worker->capacity = capacity;
+    worker->max_batch = max_batch? max_batch: 1;
     worker->serial = ++self->next_serial;
     worker->last_recv = worker->last_send = now;
     self->workers[self->worker_count++] = worker;
@@ -275,6 +278,7 @@ s_unlease (dispatch_t *self, worker_t *worker, uint32_t slot)
     worker->leases[worker->lease_count] = NULL;
     self->channels[task->channel].in_flight--;
     task->worker = NULL;
+    task->lease = 0;
     worker->solo = false;
 }
 
@@ -380,6 +384,7 @@ dispatch_next (dispatch_t *self, int64_t now)
         ch->ready--;
         task->next = NULL;
         task->attempts++;
+        task->lease = ++self->last_lease;
         task->worker = worker;
         task->lease_deadline = now + cfg->lease_ms;
         worker->leases[worker->lease_count++] = task;
@@ -400,18 +405,26 @@ dispatch_pause (dispatch_t *self, int channel, int64_t until)
 }
 
 task_t *
-dispatch_complete (dispatch_t *self, worker_t *worker, hp_str_t task_id, uint32_t attempt)
+dispatch_complete (dispatch_t *self, worker_t *worker, hp_str_t task_id, uint64_t lease)
 {
     for (uint32_t i = 0; i < worker->lease_count; i++) {
         task_t *task = worker->leases[i];
-        if (hp_str_eq (task_id, task->key)) {
-            if (task->attempts != attempt)
-                return NULL;        /* an older attempt's late answer */
+        if (task->lease == lease) {
+            if (!hp_str_eq (task_id, task->key))
+                return NULL;        /* a lease id with another task's id: not ours */
             s_unlease (self, worker, i);
             return task;
         }
     }
-    return NULL;
+    return NULL;                    /* an older lease's late answer, or unknown */
+}
+
+void
+dispatch_hand_back (dispatch_t *self, task_t *task, int64_t now)
+{
+    if (task->attempts > 0)
+        task->attempts--;
+    dispatch_enqueue (self, task, 0, now, true);
 }
 
 task_t *

@@ -30,8 +30,9 @@ typedef struct task {
     uint64_t seq;                   /* its event */
     int ch;                         /* its place in the event's fan-out */
     int channel;                    /* index into config->channels */
-    uint32_t attempts;              /* attempts made (the fencing token of the last) */
+    uint32_t attempts;              /* attempts made, handed-back ones not counted */
     uint32_t throttled;             /* of them, answered THROTTLED: not charged to the budget */
+    uint64_t lease;                 /* the current lease (the fencing token): 0 when not leased */
     int64_t due_ms;                 /* delayed: monotonic time it becomes ready */
     int64_t lease_deadline;         /* leased: monotonic time the lease expires */
     worker_t *worker;               /* lease holder, NULL when not leased */
@@ -49,6 +50,7 @@ struct worker {
     char name[HP_MAX_ID + 1];       /* host:pid from READY */
     int channel;
     uint32_t capacity;              /* credit */
+    uint32_t max_batch;             /* most tasks in one TASKS message to it */
     task_t **leases;                /* capacity slots, lease_count used */
     uint32_t lease_count;
     bool solo;                      /* holds one suspect task and gets nothing else meanwhile */
@@ -68,8 +70,11 @@ typedef struct {
     int workers;
 } dispatch_counts_t;
 
+/*  A dispatcher for config. Leases are numbered from first_lease + 1 on:
+    pass a number no earlier run of the broker can have reached (the store's
+    boot count << 32), so a late answer to an old lease never matches. */
 dispatch_t *
-    dispatch_new (const herald_config_t *config);
+    dispatch_new (const herald_config_t *config, uint64_t first_lease);
 void
     dispatch_destroy (dispatch_t **self_p);
 
@@ -99,7 +104,8 @@ void
 /*  Registers a worker (READY). NULL if the table is full or on OOM. */
 worker_t *
     dispatch_worker_add (dispatch_t *self, const char *identity, size_t identity_len,
-                         int channel, uint32_t capacity, const char *name, int64_t now);
+                         int channel, uint32_t capacity, uint32_t max_batch, const char *name,
+                         int64_t now);
 
 /*  The worker with that routing id, or NULL. */
 worker_t *
@@ -122,15 +128,22 @@ worker_t *
     max_in_flight and rate. A suspect task goes only to an idle worker, which
     then gets nothing else until it answers, so a payload that kills its
     worker is found out alone. Leases it (attempts + 1, deadline = now +
-    lease). Returns the task (task->worker is the worker) or NULL. */
+    lease, a new lease id). Returns the task (task->worker is the worker) or
+    NULL. */
 task_t *
     dispatch_next (dispatch_t *self, int64_t now);
 
-/*  Ends the lease of task_id at worker if attempt matches (the fencing
-    token). Returns the task, no longer leased, or NULL for a stale or
-    unknown answer. */
+/*  Ends the lease of task_id at worker if lease matches its current one
+    (the fencing token). Returns the task, no longer leased, or NULL for a
+    stale or unknown answer. */
 task_t *
-    dispatch_complete (dispatch_t *self, worker_t *worker, hp_str_t task_id, uint32_t attempt);
+    dispatch_complete (dispatch_t *self, worker_t *worker, hp_str_t task_id, uint64_t lease);
+
+/*  A task whose attempt did not take place (its worker left in good order,
+    or could not be sent to, or was lost holding several tasks): the attempt
+    is not counted, and the task goes back at the head of its queue. */
+void
+    dispatch_hand_back (dispatch_t *self, task_t *task, int64_t now);
 
 /*  Takes back one lease whose deadline has passed, or NULL. */
 task_t *

@@ -21,10 +21,10 @@ typedef enum {
     S_CHANNEL,      /* 1..63 of [A-Za-z0-9_.-] */
     S_CAPACITY,     /* decimal 1..65535 */
     S_WORKER,       /* 1..HP_MAX_ID octets */
-    S_TASK_ID,      /* 1..HP_MAX_ID octets */
-    S_ATTEMPT,      /* decimal 1..2147483647 */
-    S_DELAY,        /* decimal 0..2^53-1 */
-    S_VERB          /* 1..64 of [a-z.-] */
+    S_VERB,         /* 1..64 of [a-z.-] */
+    S_MAX_BATCH,    /* decimal 1..HP_MAX_BATCH */
+    S_TASK_BATCH,   /* task entries (hp_task_t), checked */
+    S_RESULT_BATCH  /* result entries (hp_result_t), checked */
 } s_kind_t;
 
 #define S_MAX_DURABILITY 16
@@ -53,24 +53,13 @@ static const s_spec_t s_specs[HP_COMMAND_COUNT] = {
                            { S_STATUS, "status" }, { S_DURABILITY, "durability" } } },
     [HP_NACK]        = { "NACK", 3,
                          { { S_CORR, "corr" }, { S_CODE, "code" }, { S_TEXT, "reason" } } },
-    [HP_READY]       = { "READY", 3,
+    [HP_READY]       = { "READY", 4,
                          { { S_CHANNEL, "channel" }, { S_CAPACITY, "capacity" },
-                           { S_WORKER, "worker-name" } } },
-    [HP_TASK]        = { "TASK", 4,
-                         { { S_TASK_ID, "task-id" }, { S_ATTEMPT, "attempt" },
-                           { S_CHANNEL, "channel" }, { S_BODY, "event-json" } } },
-    [HP_DONE]        = { "DONE", 3,
-                         { { S_TASK_ID, "task-id" }, { S_ATTEMPT, "attempt" },
-                           { S_TEXT, "detail" } } },
-    [HP_RETRY]       = { "RETRY", 4,
-                         { { S_TASK_ID, "task-id" }, { S_ATTEMPT, "attempt" },
-                           { S_DELAY, "delay-ms" }, { S_TEXT, "error" } } },
-    [HP_THROTTLED]   = { "THROTTLED", 4,
-                         { { S_TASK_ID, "task-id" }, { S_ATTEMPT, "attempt" },
-                           { S_DELAY, "delay-ms" }, { S_TEXT, "error" } } },
-    [HP_FAILED]      = { "FAILED", 3,
-                         { { S_TASK_ID, "task-id" }, { S_ATTEMPT, "attempt" },
-                           { S_TEXT, "error" } } },
+                           { S_WORKER, "worker-name" }, { S_MAX_BATCH, "max-batch" } } },
+    [HP_TASKS]       = { "TASKS", 2,
+                         { { S_CHANNEL, "channel" }, { S_TASK_BATCH, "tasks" } } },
+    [HP_RESULTS]     = { "RESULTS", 1,
+                         { { S_RESULT_BATCH, "results" } } },
     [HP_HEARTBEAT]   = { "HEARTBEAT", 0, { { S_BODY, NULL } } },
     [HP_DISCONNECT]  = { "DISCONNECT", 0, { { S_BODY, NULL } } },
     [HP_ADMIN]       = { "ADMIN", 3,
@@ -114,18 +103,17 @@ static void
 s_int_bounds (s_kind_t kind, uint64_t *min, uint64_t *max)
 {
     switch (kind) {
-        case S_CODE:     *min = 100; *max = 999; break;
-        case S_CAPACITY: *min = 1;   *max = 65535; break;
-        case S_ATTEMPT:  *min = 1;   *max = 2147483647; break;
-        case S_DELAY:    *min = 0;   *max = (uint64_t) S_MAX_DELAY; break;
-        default:         *min = 0;   *max = 0; break;
+        case S_CODE:      *min = 100; *max = 999; break;
+        case S_CAPACITY:  *min = 1;   *max = 65535; break;
+        case S_MAX_BATCH: *min = 1;   *max = HP_MAX_BATCH; break;
+        default:          *min = 0;   *max = 0; break;
     }
 }
 
 static bool
 s_is_int (s_kind_t kind)
 {
-    return kind == S_CODE || kind == S_CAPACITY || kind == S_ATTEMPT || kind == S_DELAY;
+    return kind == S_CODE || kind == S_CAPACITY || kind == S_MAX_BATCH;
 }
 
 /*  Parses a decimal integer field: digits only, no sign, no leading zero,
@@ -188,8 +176,7 @@ s_check_string (s_kind_t kind, const char *name, size_t index,
         case S_CORR:       max = HP_MAX_CORR; break;
         case S_BODY:       max = SIZE_MAX; break;
         case S_EVENT_ID:
-        case S_WORKER:
-        case S_TASK_ID:    max = HP_MAX_ID; break;
+        case S_WORKER:     max = HP_MAX_ID; break;
         case S_DURABILITY: max = S_MAX_DURABILITY; break;
         case S_TEXT:       min = 0; max = HP_MAX_TEXT; break;
         case S_CHANNEL:    max = S_MAX_CHANNEL; break;
@@ -241,8 +228,9 @@ s_str_slot (hp_msg_t *msg, s_kind_t kind)
         case S_TEXT:       return &msg->text;
         case S_CHANNEL:    return &msg->channel;
         case S_WORKER:     return &msg->worker;
-        case S_TASK_ID:    return &msg->task_id;
         case S_VERB:       return &msg->verb;
+        case S_TASK_BATCH:
+        case S_RESULT_BATCH: return &msg->batch;
         default:           return NULL;
     }
 }
@@ -259,6 +247,244 @@ s_lookup (const hp_frame_t *frame, hp_command_t *command)
         }
     }
     return NULL;
+}
+
+//  --------------------------------------------------------------------------
+//  Batches: entries of text headers and raw bytes.
+//    task-entry   = task-id SP attempt SP lease SP length LF event-json LF
+//    result-entry = task-id SP lease SP outcome SP delay-ms SP length LF text LF
+
+static const char *s_outcomes[] = { NULL, "done", "retry", "throttled", "failed" };
+
+/*  Reads a decimal (no sign, no leading zero) ending at `stop`. */
+static int
+s_batch_uint (const char **p, const char *end, char stop, uint64_t min, uint64_t max, uint64_t *value)
+{
+    const char *q = *p;
+    uint64_t v = 0;
+    size_t digits = 0;
+    while (q < end && *q >= '0' && *q <= '9') {
+        if (digits == 19)
+            return -1;
+        v = v * 10 + (uint64_t) (*q - '0');
+        q++;
+        digits++;
+    }
+    if (digits == 0 || (digits > 1 && **p == '0') || q >= end || *q != stop || v < min || v > max)
+        return -1;
+    *value = v;
+    *p = q + 1;
+    return 0;
+}
+
+/*  A token up to SP: the task id (printable, no space). */
+static int
+s_batch_id (const char **p, const char *end, hp_str_t *id)
+{
+    const char *q = *p;
+    while (q < end && *q != ' ') {
+        unsigned char c = (unsigned char) *q;
+        if (c < 0x21 || c == 0x7f)
+            return -1;
+        q++;
+    }
+    size_t len = (size_t) (q - *p);
+    if (q >= end || len == 0 || len > HP_MAX_ID)
+        return -1;
+    *id = hp_strn (*p, len);
+    *p = q + 1;
+    return 0;
+}
+
+/*  Reads `length` raw octets followed by LF. */
+static int
+s_batch_bytes (const char **p, const char *end, uint64_t length, hp_str_t *bytes)
+{
+    if ((uint64_t) (end - *p) < length + 1 || (*p)[length] != '\n')
+        return -1;
+    *bytes = hp_strn (*p, (size_t) length);
+    *p += length + 1;
+    return 0;
+}
+
+static int
+s_read_task (const char **p, const char *end, hp_task_t *task)
+{
+    uint64_t attempt, lease, length;
+    if (s_batch_id (p, end, &task->task_id)
+    ||  s_batch_uint (p, end, ' ', 1, 2147483647, &attempt)
+    ||  s_batch_uint (p, end, ' ', 1, INT64_MAX, &lease)
+    ||  s_batch_uint (p, end, '\n', 1, UINT32_MAX, &length)
+    ||  s_batch_bytes (p, end, length, &task->body))
+        return -1;
+    task->attempt = (uint32_t) attempt;
+    task->lease = lease;
+    return 0;
+}
+
+static int
+s_read_result (const char **p, const char *end, hp_result_t *result)
+{
+    uint64_t lease, delay, length;
+    if (s_batch_id (p, end, &result->task_id) || s_batch_uint (p, end, ' ', 1, INT64_MAX, &lease))
+        return -1;
+    const char *q = *p;
+    while (q < end && *q != ' ')
+        q++;
+    if (q >= end)
+        return -1;
+    result->outcome = 0;
+    for (int o = HP_OUTCOME_DONE; o <= HP_OUTCOME_FAILED; o++)
+        if ((size_t) (q - *p) == strlen (s_outcomes[o]) && memcmp (*p, s_outcomes[o], (size_t) (q - *p)) == 0)
+            result->outcome = (hp_outcome_t) o;
+    if (!result->outcome)
+        return -1;
+    *p = q + 1;
+    if (s_batch_uint (p, end, ' ', 0, (uint64_t) S_MAX_DELAY, &delay)
+    ||  s_batch_uint (p, end, '\n', 0, HP_MAX_TEXT, &length)
+    ||  s_batch_bytes (p, end, length, &result->text))
+        return -1;
+    result->lease = lease;
+    result->delay_ms = (int64_t) delay;
+    return 0;
+}
+
+static int
+s_check_batch (s_kind_t kind, const char *name, size_t index, const char *ptr, size_t len,
+               uint32_t *count, hp_error_t *err)
+{
+    const char *p = ptr, *end = ptr + len;
+    uint32_t n = 0;
+    while (p < end) {
+        if (n == HP_MAX_BATCH) {
+            char what[64];
+            snprintf (what, sizeof what, "more than %d entries", HP_MAX_BATCH);
+            s_fail (err, HP_CODE_BAD_REQUEST, index, name, what);
+            return -1;
+        }
+        hp_task_t task;
+        hp_result_t result;
+        int rc = kind == S_TASK_BATCH? s_read_task (&p, end, &task): s_read_result (&p, end, &result);
+        if (rc != 0) {
+            char what[96];
+            snprintf (what, sizeof what, "entry %u malformed (at octet %zu)", n + 1, (size_t) (p - ptr));
+            s_fail (err, HP_CODE_BAD_REQUEST, index, name, what);
+            return -1;
+        }
+        n++;
+    }
+    if (n == 0) {
+        s_fail (err, HP_CODE_BAD_REQUEST, index, name, "no entries");
+        return -1;
+    }
+    *count = n;
+    return 0;
+}
+
+bool
+hp_next_task (hp_str_t *cursor, hp_task_t *task)
+{
+    if (!cursor->ptr || cursor->len == 0)
+        return false;
+    const char *p = cursor->ptr, *end = cursor->ptr + cursor->len;
+    if (s_read_task (&p, end, task) != 0)
+        return false;
+    *cursor = hp_strn (p, (size_t) (end - p));
+    return true;
+}
+
+bool
+hp_next_result (hp_str_t *cursor, hp_result_t *result)
+{
+    if (!cursor->ptr || cursor->len == 0)
+        return false;
+    const char *p = cursor->ptr, *end = cursor->ptr + cursor->len;
+    if (s_read_result (&p, end, result) != 0)
+        return false;
+    *cursor = hp_strn (p, (size_t) (end - p));
+    return true;
+}
+
+static size_t
+s_digits (uint64_t v)
+{
+    size_t n = 1;
+    while (v >= 10)
+        v /= 10, n++;
+    return n;
+}
+
+static size_t s_render_uint (uint64_t value, char *buf);
+static size_t s_truncated_text_len (const char *ptr, size_t len);
+
+size_t
+hp_task_size (const hp_task_t *task)
+{
+    return task->task_id.len + 1 + s_digits (task->attempt) + 1 + s_digits (task->lease) + 1
+         + s_digits (task->body.len) + 1 + task->body.len + 1;
+}
+
+size_t
+hp_task_put (char *out, const hp_task_t *task)
+{
+    char *p = out;
+    memcpy (p, task->task_id.ptr, task->task_id.len);
+    p += task->task_id.len;
+    *p++ = ' ';
+    p += s_render_uint (task->attempt, p);
+    *p++ = ' ';
+    p += s_render_uint (task->lease, p);
+    *p++ = ' ';
+    p += s_render_uint (task->body.len, p);
+    *p++ = '\n';
+    if (task->body.len)
+        memcpy (p, task->body.ptr, task->body.len);
+    p += task->body.len;
+    *p++ = '\n';
+    return (size_t) (p - out);
+}
+
+size_t
+hp_result_size (const hp_result_t *result)
+{
+    size_t text = result->text.ptr? s_truncated_text_len (result->text.ptr, result->text.len): 0;
+    return result->task_id.len + 1 + s_digits (result->lease) + 1 + strlen (hp_outcome_name (result->outcome))
+         + 1 + s_digits ((uint64_t) (result->delay_ms > 0? result->delay_ms: 0)) + 1 + s_digits (text) + 1
+         + text + 1;
+}
+
+size_t
+hp_result_put (char *out, const hp_result_t *result)
+{
+    size_t text = result->text.ptr? s_truncated_text_len (result->text.ptr, result->text.len): 0;
+    int64_t delay = result->delay_ms < 0? 0: result->delay_ms > S_MAX_DELAY? S_MAX_DELAY: result->delay_ms;
+    char *p = out;
+    memcpy (p, result->task_id.ptr, result->task_id.len);
+    p += result->task_id.len;
+    *p++ = ' ';
+    p += s_render_uint (result->lease, p);
+    *p++ = ' ';
+    const char *name = hp_outcome_name (result->outcome);
+    memcpy (p, name, strlen (name));
+    p += strlen (name);
+    *p++ = ' ';
+    p += s_render_uint ((uint64_t) delay, p);
+    *p++ = ' ';
+    p += s_render_uint (text, p);
+    *p++ = '\n';
+    if (text)
+        memcpy (p, result->text.ptr, text);
+    p += text;
+    *p++ = '\n';
+    return (size_t) (p - out);
+}
+
+const char *
+hp_outcome_name (hp_outcome_t outcome)
+{
+    if (outcome < HP_OUTCOME_DONE || outcome > HP_OUTCOME_FAILED)
+        return "failed";
+    return s_outcomes[outcome];
 }
 
 /*  Decodes one field frame into msg. Returns 0, or -1 with err filled. */
@@ -278,9 +504,16 @@ s_decode_field (const s_field_t *field, size_t index, const hp_frame_t *frame,
         switch (field->kind) {
             case S_CODE:     msg->code = (int) value; break;
             case S_CAPACITY: msg->capacity = (uint32_t) value; break;
-            case S_ATTEMPT:  msg->attempt = (uint32_t) value; break;
-            default:         msg->delay_ms = (int64_t) value; break;
+            default:         msg->max_batch = (uint32_t) value; break;
         }
+        return 0;
+    }
+    if (field->kind == S_TASK_BATCH || field->kind == S_RESULT_BATCH) {
+        uint32_t count;
+        if (s_check_batch (field->kind, field->name, index, ptr, len, &count, err))
+            return -1;
+        msg->batch = hp_strn (ptr, len);
+        msg->batch_count = count;
         return 0;
     }
     if (s_check_string (field->kind, field->name, index, ptr, len, err))
@@ -331,7 +564,12 @@ hp_decode (const hp_frame_t *frames, size_t count, hp_msg_t *msg, hp_error_t *er
     }
     const size_t sig_len = sizeof HP_SIGNATURE - 1;
     const size_t prefix_len = sizeof HP_SIGNATURE_PREFIX - 1;
-    if (frames[0].size != sig_len || memcmp (frames[0].data, HP_SIGNATURE, sig_len) != 0) {
+    if (frames[0].size == sig_len && memcmp (frames[0].data, HP_SIGNATURE, sig_len) == 0)
+        msg->version = HP_VERSION;
+    else
+    if (frames[0].size == sig_len && memcmp (frames[0].data, HP_SIGNATURE_V1, sig_len) == 0)
+        msg->version = 1;
+    else {
         if (frames[0].size >= prefix_len
         &&  memcmp (frames[0].data, HP_SIGNATURE_PREFIX, prefix_len) == 0) {
             char what[96];
@@ -361,6 +599,17 @@ hp_decode (const hp_frame_t *frames, size_t count, hp_msg_t *msg, hp_error_t *er
         snprintf (what, sizeof what, "unknown command '%s'",
                   s_printable (frames[1].data, frames[1].size, shown, sizeof shown));
         s_fail (err, HP_CODE_BAD_REQUEST, 1, "command", what);
+        return -1;
+    }
+
+    /*  Version 2 changed the worker commands (READY has max-batch; TASKS
+        and RESULTS carry batches): a version 1 worker is told so. */
+    if (msg->version == 1
+    &&  (msg->command == HP_READY || msg->command == HP_TASKS || msg->command == HP_RESULTS)) {
+        char what[128];
+        snprintf (what, sizeof what, "HERALD/1 %s: workers speak %s (READY with max-batch, "
+                  "batched TASKS and RESULTS)", spec->name, HP_SIGNATURE);
+        s_fail (err, HP_CODE_VERSION, 0, "signature", what);
         return -1;
     }
 
@@ -427,7 +676,13 @@ hp_encode (const hp_msg_t *msg, hp_encoded_t *out)
     hp_error_t err;
     size_t scratch_used = 0;
 
-    out->frames[0] = (hp_frame_t) { HP_SIGNATURE, sizeof HP_SIGNATURE - 1 };
+    if (msg->version == 1)
+        out->frames[0] = (hp_frame_t) { HP_SIGNATURE_V1, sizeof HP_SIGNATURE_V1 - 1 };
+    else
+    if (msg->version == 0 || msg->version == HP_VERSION)
+        out->frames[0] = (hp_frame_t) { HP_SIGNATURE, sizeof HP_SIGNATURE - 1 };
+    else
+        return -1;
     out->frames[1] = (hp_frame_t) { spec->name, strlen (spec->name) };
     for (size_t i = 0; i < spec->field_count; i++) {
         const s_field_t *field = &spec->fields[i];
@@ -439,8 +694,7 @@ hp_encode (const hp_msg_t *msg, hp_encoded_t *out)
             switch (field->kind) {
                 case S_CODE:     value = msg->code; break;
                 case S_CAPACITY: value = msg->capacity; break;
-                case S_ATTEMPT:  value = msg->attempt; break;
-                default:         value = msg->delay_ms; break;
+                default:         value = msg->max_batch; break;
             }
             uint64_t min, max;
             s_int_bounds (field->kind, &min, &max);
@@ -467,6 +721,12 @@ hp_encode (const hp_msg_t *msg, hp_encoded_t *out)
             }
             if (field->kind == S_TEXT)
                 value.len = s_truncated_text_len (value.ptr, value.len);
+            if (field->kind == S_TASK_BATCH || field->kind == S_RESULT_BATCH) {
+                /*  Built with hp_task_put / hp_result_put: not checked again. */
+                if (value.len == 0)
+                    return -1;
+            }
+            else
             if (s_check_string (field->kind, field->name, index, value.ptr, value.len, &err))
                 return -1;
             *frame = (hp_frame_t) { value.ptr, value.len };

@@ -8,8 +8,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define HP_SIGNATURE        "HERALD/1"  /* frame 0 of every message */
+#define HP_SIGNATURE        "HERALD/2"  /* frame 0 of every message this version sends */
+#define HP_SIGNATURE_V1     "HERALD/1"  /* still accepted for the commands version 2 kept as they were */
 #define HP_SIGNATURE_PREFIX "HERALD/"   /* a signature with another version gets NACK 505 */
+#define HP_VERSION          2
 #define HP_MAX_FRAMES       8           /* no message has more; more is malformed */
 #define HP_MAX_CORR         64          /* correlation id, octets */
 #define HP_MAX_ID           128         /* event ids, task ids, channel and worker names */
@@ -22,12 +24,9 @@ typedef enum {
     HP_ACK,             /* corr, event-id, status ("new" | "duplicate"), durability ("fsync") */
     HP_NACK,            /* corr, code, reason */
     /* worker <-> broker */
-    HP_READY,           /* channel, capacity, worker-name */
-    HP_TASK,            /* task-id, attempt, channel, event-json */
-    HP_DONE,            /* task-id, attempt, detail */
-    HP_RETRY,           /* task-id, attempt, delay-ms (0 = broker policy), error */
-    HP_THROTTLED,       /* task-id, attempt, delay-ms (Retry-After), error */
-    HP_FAILED,          /* task-id, attempt, error */
+    HP_READY,           /* channel, capacity, worker-name, max-batch */
+    HP_TASKS,           /* channel, tasks: one frame of task entries (hp_task_t) */
+    HP_RESULTS,         /* results: one frame of result entries (hp_result_t) */
     HP_HEARTBEAT,       /* (no body) */
     HP_DISCONNECT,      /* (no body): "I do not know you, send READY" / "I am leaving" */
     /* admin */
@@ -65,21 +64,55 @@ typedef struct {
 /*  One message. Which fields are meaningful depends on command (see above). */
 typedef struct {
     hp_command_t command;
+    uint8_t version;        /* decoded: 1 or 2 (the signature's); encoding: 0 means HP_VERSION.
+                               A reply carries its request's version. */
     hp_str_t corr;          /* PUBLISH ACK NACK ADMIN ADMIN_REPLY: client correlation id */
-    hp_str_t body;          /* PUBLISH TASK: event JSON; ADMIN: args JSON; ADMIN_REPLY: body JSON */
+    hp_str_t body;          /* PUBLISH: event JSON; ADMIN: args JSON; ADMIN_REPLY: body JSON */
     hp_str_t event_id;      /* ACK */
     bool duplicate;         /* ACK: the idempotency key was already stored */
     hp_str_t durability;    /* ACK: "fsync" */
     int code;               /* NACK, ADMIN_REPLY: hp_code_t */
-    hp_str_t text;          /* NACK: reason; DONE: detail; RETRY THROTTLED FAILED: error */
-    hp_str_t channel;       /* READY TASK */
+    hp_str_t text;          /* NACK: reason */
+    hp_str_t channel;       /* READY TASKS */
     uint32_t capacity;      /* READY: credit, 1..65535 */
     hp_str_t worker;        /* READY: worker name (host:pid) */
-    hp_str_t task_id;       /* TASK DONE RETRY THROTTLED FAILED */
-    uint32_t attempt;       /* TASK DONE RETRY THROTTLED FAILED: fencing token, >= 1 */
-    int64_t delay_ms;       /* RETRY: not-before delay (0 = policy); THROTTLED: Retry-After */
     hp_str_t verb;          /* ADMIN: "status", "dead.list", ... */
+    uint32_t max_batch;     /* READY: most tasks the worker takes in one TASKS message */
+    hp_str_t batch;         /* TASKS, RESULTS: the entries frame, checked by hp_decode */
+    uint32_t batch_count;   /* TASKS, RESULTS: entries in it (1..HP_MAX_BATCH) */
 } hp_msg_t;
+
+#define HP_MAX_BATCH        1024        /* entries in one TASKS or RESULTS message */
+#define HP_BATCH_OVERHEAD   65536       /* a TASKS or RESULTS frame holds at most the broker's
+                                           max_event_bytes + this many octets (one entry that does
+                                           not fit is sent alone); workers accept frames that large */
+
+/*  One task of a TASKS message. lease is the fencing token: it only ever
+    grows (across broker restarts too), and a result counts only if it
+    carries the task's current lease. attempt is the attempt's number, for
+    the worker to show (X-Herald-Attempt, logs). */
+typedef struct {
+    hp_str_t task_id;       /* 1..HP_MAX_ID octets, no space or control character */
+    uint32_t attempt;       /* 1..2147483647 */
+    uint64_t lease;         /* 1..2^63-1 */
+    hp_str_t body;          /* the event envelope (JSON) */
+} hp_task_t;
+
+typedef enum {
+    HP_OUTCOME_DONE = 1,    /* delivered */
+    HP_OUTCOME_RETRY,       /* transient failure; delay_ms: not before (0 = broker policy) */
+    HP_OUTCOME_THROTTLED,   /* the downstream's rate limit; delay_ms: Retry-After */
+    HP_OUTCOME_FAILED       /* permanent failure */
+} hp_outcome_t;
+
+/*  One result of a RESULTS message. */
+typedef struct {
+    hp_str_t task_id;
+    uint64_t lease;
+    hp_outcome_t outcome;
+    int64_t delay_ms;       /* 0..2^53-1 */
+    hp_str_t text;          /* detail (done) or error, 0..HP_MAX_TEXT octets */
+} hp_result_t;
 
 typedef struct {
     int code;               /* HP_CODE_BAD_REQUEST or HP_CODE_VERSION */
@@ -116,6 +149,30 @@ const char *
 /*  Short name of a code: "bad-request", "busy", ... */
 const char *
     hp_code_name (int code);
+
+/*  Entries of a decoded TASKS / RESULTS message (hp_decode checked them
+    all): set *cursor to msg->batch, then each call gives the next entry,
+    false after the last. Strings borrow from the frame. */
+bool
+    hp_next_task (hp_str_t *cursor, hp_task_t *task);
+bool
+    hp_next_result (hp_str_t *cursor, hp_result_t *result);
+
+/*  Encoding entries into a batch frame: the exact size of one entry, and
+    writing it at out (which has that much room). Text is cut at
+    HP_MAX_TEXT octets on a UTF-8 boundary. */
+size_t
+    hp_task_size (const hp_task_t *task);
+size_t
+    hp_task_put (char *out, const hp_task_t *task);
+size_t
+    hp_result_size (const hp_result_t *result);
+size_t
+    hp_result_put (char *out, const hp_result_t *result);
+
+/*  "done", "retry", "throttled", "failed". */
+const char *
+    hp_outcome_name (hp_outcome_t outcome);
 
 /*  Builders for common messages (fields borrow from the arguments). */
 hp_str_t

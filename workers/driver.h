@@ -30,7 +30,8 @@ typedef enum {
 
 typedef struct {
     const char *task_id;        /* stable idempotency key, NUL-terminated */
-    uint32_t attempt;           /* fencing token, echo it back */
+    uint32_t attempt;           /* the attempt's number, to show (X-Herald-Attempt, the file) */
+    uint64_t lease;             /* the broker's fencing token: echo it back in complete() */
     const char *channel;        /* channel name */
     const char *event_json;     /* the CloudEvents envelope, NUL-terminated */
     size_t event_len;
@@ -44,8 +45,9 @@ typedef struct {
 } hd_result_t;
 
 /*  Called by the driver when a delivery finishes (exactly once per start()
-    that returned 0). task_id is borrowed for the call. */
-typedef void (hd_complete_fn) (void *ctx, const char *task_id, uint32_t attempt,
+    that returned 0), with the task's attempt and lease. task_id is borrowed
+    for the call. */
+typedef void (hd_complete_fn) (void *ctx, const char *task_id, uint32_t attempt, uint64_t lease,
                                const hd_result_t *result);
 
 typedef struct {
@@ -65,6 +67,11 @@ typedef struct {
     /*  Asynchronous drivers: advances transfers after poll (items as filled
         and polled) and calls complete() for those that ended. NULL for sync. */
     void (*progress) (void *self, const zmq_pollitem_t *items, int count);
+    /*  Called after each round of start() calls (a TASKS message): a
+        driver that makes a round durable together (the file driver: one
+        sync pass) completes that round's deliveries here. NULL when every
+        delivery completes by itself. */
+    void (*flush) (void *self);
     /*  Deliveries started and not yet completed. */
     int (*in_progress) (void *self);
     /*  Aborts what is in progress (without calling complete), promptly even

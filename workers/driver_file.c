@@ -1,7 +1,11 @@
 /*  driver_file: writes each delivery as one file in the channel's directory,
-    like a framework's file-based mail backend. Synchronous. The file is named
-    by the task id, so a redelivery overwrites it (idempotent by name), and is
-    written atomically: DIR/.tmp.<task>.<pid>, fsync, rename, fsync DIR.
+    like a framework's file-based mail backend. The file is named by the task
+    id, so a redelivery overwrites it (idempotent by name), and is written
+    atomically: DIR/.tmp.<task>.<pid>, synced, renamed, DIR synced. The
+    deliveries of one round (a TASKS message) are made durable together:
+    start() writes the temporary files, flush() syncs the filesystem once,
+    renames them all, syncs the directory once, then completes every one
+    (two syncs a round instead of two a delivery).
     Email channels get the RFC 5322 message the smtp driver would send with
     the same smtp settings, byte for byte but the Date header (mail.h), as
     <task>.eml; the others a JSON document holding the envelope
@@ -28,6 +32,15 @@
 #define FILE_NAME_MAX        (HP_MAX_ID + 48)                   /* ".tmp.<task>.<pid>" */
 #define FILE_FULL_PATH_MAX   (HERALD_PATH_MAX + FILE_NAME_MAX + 2)
 
+/*  A delivery written to its temporary file, not yet durable. */
+typedef struct {
+    char task_id[HP_MAX_ID + 1];
+    uint32_t attempt;
+    uint64_t lease;
+    char tmp[FILE_FULL_PATH_MAX];
+    char final[FILE_FULL_PATH_MAX];
+} s_pending_t;
+
 typedef struct {
     const herald_channel_t *channel;    /* borrowed from the config */
     hd_complete_fn *complete;
@@ -36,6 +49,9 @@ typedef struct {
     bool email;                         /* .eml rather than .json */
     hd_mail_t *mail;                    /* email: the message renderer */
     int pid;
+    int dir_fd;                         /* the directory, for syncfs and its fsync */
+    s_pending_t *pending;               /* written this round, waiting for flush() */
+    size_t pending_count, pending_cap;
 } file_driver_t;
 
 /*  snprintf for messages, where cutting a long path short is intended. */
@@ -97,30 +113,15 @@ s_usable_name (const char *name)
     return true;
 }
 
+//  Writes data to DIR/.tmp.<task>.<pid> (tmp, not synced); final is the
+//  name it will take. 0, or -1 with errno and *stage naming the step.
 static int
-s_fsync_dir (const char *dir)
+s_write_tmp (file_driver_t *self, const char *task_id, const char *name,
+             const char *data, size_t len, char *tmp, char *final, const char **stage)
 {
-    int fd = open (dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return -1;
-    int rc = fsync (fd);
-    int saved = errno;
-    close (fd);
-    errno = saved;
-    return rc;
-}
-
-//  Writes data to DIR/name atomically. 0, or -1 with errno and *stage
-//  naming the step that failed.
-static int
-s_write_atomic (file_driver_t *self, const char *task_id, const char *name,
-                const char *data, size_t len, const char **stage)
-{
-    char tmp[FILE_FULL_PATH_MAX];
-    char final[FILE_FULL_PATH_MAX];
-    int n1 = snprintf (tmp, sizeof tmp, "%s/.tmp.%s.%d", self->dir, task_id, self->pid);
-    int n2 = snprintf (final, sizeof final, "%s/%s", self->dir, name);
-    if (n1 < 0 || n2 < 0 || (size_t) n1 >= sizeof tmp || (size_t) n2 >= sizeof final) {
+    int n1 = snprintf (tmp, FILE_FULL_PATH_MAX, "%s/.tmp.%s.%d", self->dir, task_id, self->pid);
+    int n2 = snprintf (final, FILE_FULL_PATH_MAX, "%s/%s", self->dir, name);
+    if (n1 < 0 || n2 < 0 || n1 >= FILE_FULL_PATH_MAX || n2 >= FILE_FULL_PATH_MAX) {
         *stage = "path";
         errno = ENAMETOOLONG;
         return -1;
@@ -144,19 +145,12 @@ s_write_atomic (file_driver_t *self, const char *task_id, const char *name,
         }
         done += (size_t) wrote;
     }
-    *stage = "fsync";
-    if (fsync (fd) != 0)
-        goto fail;
     *stage = "close";
     int rc = close (fd);
     fd = -1;
     if (rc != 0)
         goto fail;
-    *stage = "rename";
-    if (rename (tmp, final) != 0)
-        goto fail;
-    *stage = "fsync directory";
-    return s_fsync_dir (self->dir);
+    return 0;
 
 fail:;
     int saved = errno;
@@ -225,6 +219,7 @@ s_open (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx,
     self->complete = complete;
     self->ctx = ctx;
     self->pid = (int) getpid ();
+    self->dir_fd = -1;
     snprintf (self->dir, sizeof self->dir, "%s", channel->dir);
     size_t len = strlen (self->dir);
     while (len > 1 && self->dir[len - 1] == '/')
@@ -247,6 +242,12 @@ s_open (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx,
     }
     close (fd);
     unlink (probe);
+    self->dir_fd = open (self->dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (self->dir_fd < 0) {
+        s_format (err, errlen, "channel %s: dir %s: cannot open it: %s", channel->name, self->dir,
+                  strerror (errno));
+        goto fail;
+    }
 
     self->email = channel->smtp.to[0] != '\0' || strcmp (channel->name, "email") == 0;
     if (self->email) {
@@ -267,6 +268,9 @@ s_open (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx,
     return self;
 
 fail:
+    if (self->dir_fd >= 0)
+        close (self->dir_fd);
+    hd_mail_destroy (&self->mail);
     free (self);
     return NULL;
 }
@@ -282,7 +286,7 @@ s_start (void *self_, const hd_task_t *task)
         result.outcome = HD_FAILED;
         s_format (result.text, sizeof result.text,
                   "task id cannot name a file (empty, '/', control character or leading '.')");
-        goto done;
+        goto failed;
     }
     char rcpt[HD_MAIL_ADDRESS_MAX + 1];
     int rc = self->email
@@ -291,33 +295,95 @@ s_start (void *self_, const hd_task_t *task)
            : s_render_json (task, &out, result.text, sizeof result.text);
     if (rc != 0) {
         result.outcome = out.failed? HD_RETRY: HD_FAILED;
-        goto done;
+        goto failed;
     }
+    if (self->pending_count == self->pending_cap) {
+        size_t cap = self->pending_cap? self->pending_cap * 2: 64;
+        s_pending_t *grown = realloc (self->pending, cap * sizeof *grown);
+        if (!grown) {
+            result.outcome = HD_RETRY;
+            s_format (result.text, sizeof result.text, "out of memory");
+            goto failed;
+        }
+        self->pending = grown;
+        self->pending_cap = cap;
+    }
+    s_pending_t *pending = &self->pending[self->pending_count];
     char name[FILE_NAME_MAX];
     snprintf (name, sizeof name, "%s.%s", task->task_id, self->email? "eml": "json");
     const char *stage = "";
-    if (s_write_atomic (self, task->task_id, name, out.data, out.len, &stage) != 0) {
+    if (s_write_tmp (self, task->task_id, name, out.data, out.len, pending->tmp, pending->final, &stage) != 0) {
         result.outcome = HD_RETRY;
-        if (strcmp (stage, "write") == 0 || strcmp (stage, "open") == 0)
-            s_format (result.text, sizeof result.text, "write %s/%s: %s",
-                      self->dir, name, strerror (errno));
-        else
-            s_format (result.text, sizeof result.text, "write %s/%s: %s: %s",
-                      self->dir, name, stage, strerror (errno));
-        goto done;
+        s_format (result.text, sizeof result.text, "write %s/%s: %s: %s", self->dir, name, stage,
+                  strerror (errno));
+        goto failed;
     }
-    s_format (result.text, sizeof result.text, "%s/%s", self->dir, name);
-
-done:
+    snprintf (pending->task_id, sizeof pending->task_id, "%s", task->task_id);
+    pending->lease = task->lease;
+    pending->attempt = task->attempt;
+    self->pending_count++;
     free (out.data);
-    self->complete (self->ctx, task->task_id, task->attempt, &result);
     return 0;
+
+failed:
+    free (out.data);
+    self->complete (self->ctx, task->task_id, task->attempt, task->lease, &result);
+    return 0;
+}
+
+/*  Makes the round's files durable together and completes them. */
+static void
+s_flush (void *self_)
+{
+    file_driver_t *self = (file_driver_t *) self_;
+    if (self->pending_count == 0)
+        return;
+    /*  One pass for the data of every file of the round (syncfs; a
+        filesystem without it gets an fsync per file). */
+    const char *failed = NULL;
+    int error = 0;
+    if (syncfs (self->dir_fd) != 0) {
+        for (size_t i = 0; i < self->pending_count && !failed; i++) {
+            int fd = open (self->pending[i].tmp, O_WRONLY | O_CLOEXEC);
+            if (fd < 0 || fsync (fd) != 0) {
+                failed = "fsync";
+                error = errno;
+            }
+            if (fd >= 0)
+                close (fd);
+        }
+    }
+    bool renamed[self->pending_count];
+    for (size_t i = 0; i < self->pending_count; i++) {
+        renamed[i] = !failed && rename (self->pending[i].tmp, self->pending[i].final) == 0;
+        if (!renamed[i] && !failed)
+            error = errno;
+    }
+    int dir_error = 0;
+    if (!failed && fsync (self->dir_fd) != 0)
+        dir_error = errno;
+    for (size_t i = 0; i < self->pending_count; i++) {
+        s_pending_t *p = &self->pending[i];
+        hd_result_t result = { .outcome = HD_DONE };
+        if (failed || !renamed[i] || dir_error) {
+            result.outcome = HD_RETRY;
+            s_format (result.text, sizeof result.text, "write %s: %s: %s", p->final,
+                      failed? failed: !renamed[i]? "rename": "fsync directory",
+                      strerror (dir_error && renamed[i]? dir_error: error));
+            if (!renamed[i])
+                unlink (p->tmp);
+        }
+        else
+            s_format (result.text, sizeof result.text, "%s", p->final);
+        self->complete (self->ctx, p->task_id, p->attempt, p->lease, &result);
+    }
+    self->pending_count = 0;
 }
 
 static int
 s_in_progress (void *self)
 {
-    return 0;
+    return (int) ((file_driver_t *) self)->pending_count;
 }
 
 static void
@@ -326,6 +392,11 @@ s_close (void **self_p)
     if (!self_p || !*self_p)
         return;
     file_driver_t *self = (file_driver_t *) *self_p;
+    for (size_t i = 0; i < self->pending_count; i++)
+        unlink (self->pending[i].tmp);
+    free (self->pending);
+    if (self->dir_fd >= 0)
+        close (self->dir_fd);
     hd_mail_destroy (&self->mail);
     free (self);
     *self_p = NULL;
@@ -337,6 +408,7 @@ const hd_driver_ops_t hd_file_ops = {
     .start = s_start,
     .poll_items = NULL,
     .progress = NULL,
+    .flush = s_flush,
     .in_progress = s_in_progress,
     .close = s_close
 };

@@ -38,6 +38,7 @@ typedef struct s_transfer_s {
     CURL *easy;
     char task_id [HP_MAX_ID + 1];
     uint32_t attempt;
+    uint64_t lease;                 /* echoed in complete() */
     struct curl_slist *headers;
     char *body;                         /* request body, owned */
     char retry_after [64];              /* Retry-After of the last response, "" if none */
@@ -286,9 +287,10 @@ s_drain (hd_http_t *self)
         curl_multi_remove_handle (self->multi, easy);
         char task_id [HP_MAX_ID + 1];
         memcpy (task_id, transfer->task_id, sizeof task_id);
+        uint64_t lease = transfer->lease;
         uint32_t attempt = transfer->attempt;
         s_transfer_destroy (&transfer);
-        self->complete (self->ctx, task_id, attempt, &result);
+        self->complete (self->ctx, task_id, attempt, lease, &result);
     }
 }
 
@@ -408,7 +410,7 @@ s_fail_now (hd_http_t *self, const hd_task_t *task, const char *text)
 {
     hd_result_t result = { .outcome = HD_FAILED, .delay_ms = 0 };
     snprintf (result.text, sizeof result.text, "%s", text);
-    self->complete (self->ctx, task->task_id, task->attempt, &result);
+    self->complete (self->ctx, task->task_id, task->attempt, task->lease, &result);
 }
 
 static int
@@ -440,6 +442,7 @@ s_start (void *self_, const hd_task_t *task)
     }
     transfer->body = body;
     transfer->attempt = task->attempt;
+    transfer->lease = task->lease;
     snprintf (transfer->task_id, sizeof transfer->task_id, "%s", task->task_id);
     transfer->headers = s_headers (self, task);
     transfer->easy = curl_easy_init ();
@@ -671,5 +674,11 @@ s_close (void **self_p)
 }
 
 const hd_driver_ops_t hd_http_ops = {
-    "http", s_open, s_start, s_poll_items, s_progress, s_in_progress, s_close
+    .name = "http",
+    .open = s_open,
+    .start = s_start,
+    .poll_items = s_poll_items,
+    .progress = s_progress,
+    .in_progress = s_in_progress,
+    .close = s_close
 };

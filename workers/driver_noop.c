@@ -29,7 +29,7 @@ s_start (void *self_, const hd_task_t *task)
 {
     noop_driver_t *self = (noop_driver_t *) self_;
     static const hd_result_t done = { .outcome = HD_DONE };
-    self->complete (self->ctx, task->task_id, task->attempt, &done);
+    self->complete (self->ctx, task->task_id, task->attempt, task->lease, &done);
     return 0;
 }
 

@@ -52,6 +52,7 @@ typedef struct s_mail_s {
     struct s_mail_s *next;
     char task_id [HP_MAX_ID + 1];
     uint32_t attempt;
+    uint64_t lease;                 /* echoed in complete() */
     char rcpt_to [HD_MAIL_ADDRESS_MAX + 3];     /* "<address>", the one envelope recipient */
     herald_text_t message;              /* what DATA sends (libcurl dot-stuffs it) */
     size_t sent;                        /* bytes of message handed to libcurl */
@@ -400,7 +401,7 @@ s_complete_now (hd_smtp_t *self, const hd_task_t *task, hd_outcome_t outcome, co
 {
     hd_result_t result = { .outcome = outcome, .delay_ms = 0 };
     snprintf (result.text, sizeof result.text, "%s", text);
-    self->complete (self->ctx, task->task_id, task->attempt, &result);
+    self->complete (self->ctx, task->task_id, task->attempt, task->lease, &result);
 }
 
 static int
@@ -421,6 +422,7 @@ s_start (void *self_, const hd_task_t *task)
     }
     snprintf (mail->task_id, sizeof mail->task_id, "%s", task->task_id);
     mail->attempt = task->attempt;
+    mail->lease = task->lease;
     snprintf (mail->rcpt_to, sizeof mail->rcpt_to, "<%s>", rcpt);
 
     pthread_mutex_lock (&self->lock);
@@ -476,7 +478,7 @@ s_progress (void *self_, const zmq_pollitem_t *items, int count)
     s_mail_t *mail;
     while ((mail = s_list_pop (&done))) {
         self->in_progress--;
-        self->complete (self->ctx, mail->task_id, mail->attempt, &mail->result);
+        self->complete (self->ctx, mail->task_id, mail->attempt, mail->lease, &mail->result);
         s_mail_destroy (&mail);
     }
 }
@@ -641,5 +643,11 @@ s_close (void **self_p)
 }
 
 const hd_driver_ops_t hd_smtp_ops = {
-    "smtp", s_open, s_start, s_poll_items, s_progress, s_in_progress, s_close
+    .name = "smtp",
+    .open = s_open,
+    .start = s_start,
+    .poll_items = s_poll_items,
+    .progress = s_progress,
+    .in_progress = s_in_progress,
+    .close = s_close
 };

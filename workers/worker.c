@@ -20,7 +20,6 @@
 #define WORKER_POLL_CAP_MS      100     /* longest poll: how late a stop set by another thread is seen */
 #define WORKER_DRAIN_BATCH      1024    /* messages handled per poll round before timers run */
 #define WORKER_STOP_LINGER_MS   1000    /* lets the final DISCONNECT get out */
-#define WORKER_FRAME_OVERHEAD   65536   /* frame bytes allowed above broker.max_event_bytes */
 #define WORKER_MAX_ITEMS        4096    /* poll items an asynchronous driver may use */
 #define WORKER_ENDPOINT_MAX     256
 
@@ -28,6 +27,7 @@
 typedef struct {
     char task_id[HP_MAX_ID + 1];
     uint32_t attempt;
+    uint64_t lease;             /* echoed in the result (the broker's fencing token) */
     char *event;                /* owned, NUL-terminated */
     size_t event_len;
 } worker_task_t;
@@ -57,8 +57,11 @@ struct _herald_worker_t {
     worker_task_t *queue;               /* bounded FIFO (async drivers), capacity entries */
     uint32_t queue_head;
     uint32_t queue_count;
-    char *event_buf;                    /* NUL-terminated copy of the current TASK's event */
+    char *event_buf;                    /* NUL-terminated copy of the current task's event */
     size_t event_cap;
+    char *results;                      /* RESULTS entries waiting for the end of the round */
+    size_t results_len, results_cap;
+    uint32_t results_count;
     zmq_pollitem_t *items;              /* [0] the socket, then the driver's */
     int item_max;
     bool curve;                         /* CURVE: keys and server_key are set */
@@ -67,7 +70,7 @@ struct _herald_worker_t {
     hw_watch_t *watch;                  /* the socket's handshakes: why a connection fails, for the log */
 };
 
-static void s_on_complete (void *ctx, const char *task_id, uint32_t attempt,
+static void s_on_complete (void *ctx, const char *task_id, uint32_t attempt, uint64_t lease,
                            const hd_result_t *result);
 
 static int64_t
@@ -113,7 +116,8 @@ s_send_ready (herald_worker_t *self)
         .command = HP_READY,
         .channel = hp_str (self->channel->name),
         .capacity = self->capacity,
-        .worker = hp_str (self->name)
+        .worker = hp_str (self->name),
+        .max_batch = self->capacity < HP_MAX_BATCH? self->capacity: HP_MAX_BATCH
     };
     self->ready_pending = s_send (self, &msg) != 0;
     self->session_live = false;
@@ -192,70 +196,90 @@ s_reconnect (herald_worker_t *self)
     s_send_ready (self);
 }
 
-//  Logs and sends a delivery's outcome. Its text may quote a URL or what a
-//  server said: it leaves as one bounded printable line without secrets.
+//  Sends the results gathered this round as one RESULTS message.
 static void
-s_report (herald_worker_t *self, const char *task_id, uint32_t attempt,
+s_flush_results (herald_worker_t *self)
+{
+    if (self->results_count == 0)
+        return;
+    if (!self->socket)
+        herald_debug ("results dropped, not connected", "count=%u", self->results_count);
+    else {
+        hp_msg_t msg = { .command = HP_RESULTS, .batch = hp_strn (self->results, self->results_len) };
+        s_send (self, &msg);
+    }
+    self->results_len = 0;
+    self->results_count = 0;
+}
+
+//  Logs a delivery's outcome and adds it to this round's results. Its text
+//  may quote a URL or what a server said: it leaves as one bounded
+//  printable line without secrets.
+static void
+s_report (herald_worker_t *self, const char *task_id, uint32_t attempt, uint64_t lease,
           const hd_result_t *result)
 {
     char text[HP_MAX_TEXT];
     herald_redact_bytes (result->text, strnlen (result->text, sizeof result->text),
                          text, sizeof text);
-    hp_msg_t msg = {
+    hp_result_t entry = {
         .task_id = hp_str (task_id),
-        .attempt = attempt,
-        .text = hp_str (text)
+        .lease = lease,
+        .text = hp_str (text),
+        .delay_ms = result->delay_ms > 0 && (result->outcome == HD_RETRY || result->outcome == HD_THROTTLED)
+                  ? result->delay_ms: 0,
+        .outcome = result->outcome == HD_DONE? HP_OUTCOME_DONE
+                 : result->outcome == HD_RETRY? HP_OUTCOME_RETRY
+                 : result->outcome == HD_THROTTLED? HP_OUTCOME_THROTTLED: HP_OUTCOME_FAILED,
     };
-    switch (result->outcome) {
-        case HD_DONE:
-            msg.command = HP_DONE;
-            break;
-        case HD_RETRY:
-            msg.command = HP_RETRY;
-            msg.delay_ms = result->delay_ms > 0? result->delay_ms: 0;
-            break;
-        case HD_THROTTLED:
-            msg.command = HP_THROTTLED;
-            msg.delay_ms = result->delay_ms > 0? result->delay_ms: 0;
-            break;
-        default:
-            msg.command = HP_FAILED;
-            break;
-    }
     if (result->outcome == HD_DONE)
-        herald_debug ("task", "channel=%s task_id=%s attempt=%u outcome=done",
-                      self->channel->name, task_id, attempt);
+        herald_debug ("task", "channel=%s task_id=%s attempt=%u outcome=done", self->channel->name, task_id,
+                      attempt);
     else {
         char q[HP_MAX_TEXT + 64];
-        herald_warn ("delivery not done", "channel=%s task_id=%s attempt=%u outcome=%s "
-                     "delay_ms=%lld error=%s", self->channel->name, task_id, attempt,
-                     s_outcome_name (result->outcome), (long long) msg.delay_ms,
-                     herald_log_quote (msg.text.len? text: "-", q, sizeof q));
+        herald_warn ("delivery not done", "channel=%s task_id=%s attempt=%u outcome=%s delay_ms=%lld error=%s",
+                     self->channel->name, task_id, attempt, s_outcome_name (result->outcome),
+                     (long long) entry.delay_ms, herald_log_quote (text[0]? text: "-", q, sizeof q));
     }
-    if (!self->socket) {
-        herald_debug ("result dropped, not connected", "task_id=%s attempt=%u", task_id, attempt);
-        return;
+    size_t size = hp_result_size (&entry);
+    if (self->results_count == HP_MAX_BATCH
+    ||  self->results_len + size > (size_t) self->config->broker.max_event_bytes + HP_BATCH_OVERHEAD)
+        s_flush_results (self);
+    if (self->results_len + size > self->results_cap) {
+        size_t cap = self->results_cap? self->results_cap: 16384;
+        while (cap < self->results_len + size)
+            cap *= 2;
+        char *grown = realloc (self->results, cap);
+        if (!grown) {
+            //  Lost: the broker's lease expires and it retries (same task id).
+            herald_error ("out of memory: result dropped", "task_id=%s", task_id);
+            return;
+        }
+        self->results = grown;
+        self->results_cap = cap;
     }
-    s_send (self, &msg);
+    self->results_len += hp_result_put (self->results + self->results_len, &entry);
+    self->results_count++;
 }
 
 static void
-s_on_complete (void *ctx, const char *task_id, uint32_t attempt, const hd_result_t *result)
+s_on_complete (void *ctx, const char *task_id, uint32_t attempt, uint64_t lease, const hd_result_t *result)
 {
-    s_report ((herald_worker_t *) ctx, task_id, attempt, result);
+    s_report ((herald_worker_t *) ctx, task_id, attempt, lease, result);
 }
 
 //  event must be NUL-terminated at event[len].
 static void
-s_start_task (herald_worker_t *self, const char *task_id, uint32_t attempt,
+s_start_task (herald_worker_t *self, const char *task_id, uint32_t attempt, uint64_t lease,
               const char *event, size_t len)
 {
-    hd_task_t task = { task_id, attempt, self->channel->name, event, len };
+    hd_task_t task = { .task_id = task_id, .attempt = attempt, .lease = lease,
+                       .channel = self->channel->name, .event_json = event, .event_len = len };
     if (self->ops->start (self->driver, &task) != 0) {
         hd_result_t result = { .outcome = HD_RETRY };
         snprintf (result.text, sizeof result.text, "driver %s could not start the delivery",
                   self->ops->name);
-        s_report (self, task_id, attempt, &result);
+        s_report (self, task_id, attempt, lease, &result);
     }
 }
 
@@ -274,31 +298,19 @@ s_start_queued (herald_worker_t *self)
         self->queue[self->queue_head].event = NULL;
         self->queue_head = (self->queue_head + 1) % self->capacity;
         self->queue_count--;
-        s_start_task (self, task.task_id, task.attempt, task.event, task.event_len);
+        s_start_task (self, task.task_id, task.attempt, task.lease, task.event, task.event_len);
         free (task.event);
     }
 }
 
 static void
-s_on_task (herald_worker_t *self, const hp_msg_t *msg)
+s_on_task (herald_worker_t *self, const hp_task_t *entry)
 {
     char task_id[HP_MAX_ID + 1];
-    if (msg->task_id.len == 0 || msg->task_id.len > HP_MAX_ID) {
-        herald_warn ("task dropped", "reason=\"bad task id length\" length=%zu", msg->task_id.len);
-        return;
-    }
-    hp_str_copy (msg->task_id, task_id, sizeof task_id);
-    if (!hp_str_eq (msg->channel, self->channel->name)) {
-        char channel[HP_MAX_ID + 1];
-        char q[2 * HP_MAX_ID];
-        hp_str_copy (msg->channel, channel, sizeof channel);
-        herald_warn ("task for another channel dropped", "channel=%s task_id=%s task_channel=%s",
-                     self->channel->name, task_id, herald_log_quote (channel, q, sizeof q));
-        return;
-    }
+    hp_str_copy (entry->task_id, task_id, sizeof task_id);
     if (self->stopping) {
         //  Not started: the broker requeues it when it gets our DISCONNECT.
-        herald_debug ("task not started, stopping", "task_id=%s attempt=%u", task_id, msg->attempt);
+        herald_debug ("task not started, stopping", "task_id=%s", task_id);
         return;
     }
     if (self->queue_count > 0 || !s_driver_has_room (self)) {
@@ -306,52 +318,70 @@ s_on_task (herald_worker_t *self, const hp_msg_t *msg)
             hd_result_t result = { .outcome = HD_RETRY };
             snprintf (result.text, sizeof result.text,
                       "worker over capacity (%u): broker sent more than the credit", self->capacity);
-            s_report (self, task_id, msg->attempt, &result);
+            s_report (self, task_id, entry->attempt, entry->lease, &result);
             return;
         }
-        char *event = malloc (msg->body.len + 1);
+        char *event = malloc (entry->body.len + 1);
         if (!event) {
             hd_result_t result = { .outcome = HD_RETRY };
             snprintf (result.text, sizeof result.text, "worker out of memory");
-            s_report (self, task_id, msg->attempt, &result);
+            s_report (self, task_id, entry->attempt, entry->lease, &result);
             return;
         }
-        memcpy (event, msg->body.ptr, msg->body.len);
-        event[msg->body.len] = '\0';
+        memcpy (event, entry->body.ptr, entry->body.len);
+        event[entry->body.len] = '\0';
         worker_task_t *slot = &self->queue[(self->queue_head + self->queue_count) % self->capacity];
         memcpy (slot->task_id, task_id, sizeof slot->task_id);
-        slot->attempt = msg->attempt;
+        slot->attempt = entry->attempt;
+        slot->lease = entry->lease;
         slot->event = event;
-        slot->event_len = msg->body.len;
+        slot->event_len = entry->body.len;
         self->queue_count++;
         return;
     }
-    if (msg->body.len + 1 > self->event_cap) {
+    if (entry->body.len + 1 > self->event_cap) {
         size_t cap = self->event_cap? self->event_cap: 4096;
-        while (cap < msg->body.len + 1)
+        while (cap < entry->body.len + 1)
             cap *= 2;
         char *buf = realloc (self->event_buf, cap);
         if (!buf) {
             hd_result_t result = { .outcome = HD_RETRY };
             snprintf (result.text, sizeof result.text, "worker out of memory");
-            s_report (self, task_id, msg->attempt, &result);
+            s_report (self, task_id, entry->attempt, entry->lease, &result);
             return;
         }
         self->event_buf = buf;
         self->event_cap = cap;
     }
-    if (msg->body.len)
-        memcpy (self->event_buf, msg->body.ptr, msg->body.len);
-    self->event_buf[msg->body.len] = '\0';
-    s_start_task (self, task_id, msg->attempt, self->event_buf, msg->body.len);
+    if (entry->body.len)
+        memcpy (self->event_buf, entry->body.ptr, entry->body.len);
+    self->event_buf[entry->body.len] = '\0';
+    s_start_task (self, task_id, entry->attempt, entry->lease, self->event_buf, entry->body.len);
+}
+
+static void
+s_on_tasks (herald_worker_t *self, const hp_msg_t *msg)
+{
+    if (!hp_str_eq (msg->channel, self->channel->name)) {
+        char channel[HP_MAX_ID + 1];
+        char q[2 * HP_MAX_ID];
+        hp_str_copy (msg->channel, channel, sizeof channel);
+        herald_warn ("tasks for another channel dropped", "channel=%s task_channel=%s count=%u",
+                     self->channel->name, herald_log_quote (channel, q, sizeof q), msg->batch_count);
+        return;
+    }
+    hp_str_t cursor = msg->batch;
+    hp_task_t entry;
+    while (hp_next_task (&cursor, &entry))
+        s_on_task (self, &entry);
 }
 
 static void
 s_on_message (herald_worker_t *self, const hp_msg_t *msg)
 {
     switch (msg->command) {
-        case HP_TASK:
-            s_on_task (self, msg);
+        case HP_TASKS:
+            s_on_tasks (self, msg);
             break;
         case HP_HEARTBEAT:
             break;
@@ -508,7 +538,7 @@ s_worker_new (const herald_config_t *config, int channel_index, const char *endp
     self->silence_ms = self->heartbeat_ms * liveness;
     self->backoff_ms = self->heartbeat_ms;
     self->options.hwm = config->broker.hwm;
-    self->options.max_msg_size = (long long) config->broker.max_event_bytes + WORKER_FRAME_OVERHEAD;
+    self->options.max_msg_size = (long long) config->broker.max_event_bytes + HP_BATCH_OVERHEAD;
     self->options.linger_ms = 0;
 
     if (self->async) {
@@ -631,8 +661,17 @@ herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop)
                                  count - first_driver_item);
             s_start_queued (self);
         }
+        /*  The round's deliveries end together: a driver that defers its
+            completions (the file driver syncs once for the round) finishes
+            them now, and their results leave as one RESULTS message. */
+        if (self->ops->flush)
+            self->ops->flush (self->driver);
+        s_flush_results (self);
         s_run_timers (self);
     }
+    if (self->ops->flush)
+        self->ops->flush (self->driver);
+    s_flush_results (self);
     if (rc == 0) {
         int left = self->ops->in_progress (self->driver);
         if (left > 0)
@@ -663,6 +702,7 @@ herald_worker_destroy (herald_worker_t **self_p)
     }
     free (self->items);
     free (self->event_buf);
+    free (self->results);
     explicit_bzero (&self->keys, sizeof self->keys);
     free (self);
     *self_p = NULL;

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """Publishes one order to Herald over ZeroMQ (python3-zmq), speaking the
-HERALD/1 protocol directly (PROTOCOL.md), and waits for the ACK.
+HERALD/2 protocol directly (PROTOCOL.md), and waits for the ACK.
 
     python3 publish_order.py [ENDPOINT]      (default tcp://127.0.0.1:5570)
 
@@ -29,17 +29,17 @@ socket = zmq.Context.instance().socket(zmq.DEALER)
 socket.setsockopt(zmq.LINGER, 0)
 socket.connect(endpoint)
 corr = b"1"                                 # matches the answer to the request
-socket.send_multipart([b"HERALD/1", b"PUBLISH", corr, json.dumps(event).encode()])
+socket.send_multipart([b"HERALD/2", b"PUBLISH", corr, json.dumps(event).encode()])
 
 if not socket.poll(5000):                   # milliseconds
     print("no answer from %s: publish again (it is idempotent)" % endpoint, file=sys.stderr)
     sys.exit(69)
 frames = socket.recv_multipart()
-if frames[:3] == [b"HERALD/1", b"ACK", corr]:   # ACK corr event-id status durability
+if frames[:3] == [b"HERALD/2", b"ACK", corr]:   # ACK corr event-id status durability
     duplicate = frames[4] == b"duplicate"       # the key was stored before: same event id
     print("stored as %s%s" % (frames[3].decode(), " (duplicate)" if duplicate else ""))
     sys.exit(0)
-if frames[:3] == [b"HERALD/1", b"NACK", corr]:  # NACK corr code reason
+if frames[:3] == [b"HERALD/2", b"NACK", corr]:  # NACK corr code reason
     code = int(frames[3])
     print("refused (%d): %s" % (code, frames[4].decode()), file=sys.stderr)
     sys.exit(75 if code >= 500 else 65)

@@ -2,7 +2,7 @@
 real broker. (The C example is built and run against an installed Herald by
 test_install.py.)
 
-examples/python/publish_order.py, ZeroMQ and HERALD/1 by hand:
+examples/python/publish_order.py, ZeroMQ and HERALD/2 by hand:
   - publishes its order: exit 0, prints the stored event id, which the broker
     knows (herald track);
   - run again: the same order is ACKed as the first event (a duplicate);

@@ -8,7 +8,11 @@ protocol with python3-zmq:
      task comes back after at most the channel's backoff maximum (1 s here),
      and the channel is not paused for ever;
   C. registers 50 times (50 connections) on a channel with max_workers 5:
-     the broker counts 5 workers and logs the refusals.
+     the broker counts 5 workers and logs the refusals;
+  D. answers with a lease the task does not hold (a stale or forged result):
+     the broker ignores it, and the task completes only with its own lease;
+     a HERALD/1 worker (READY without max-batch) is answered NACK 505 in its
+     own version, naming the version it must speak, and gets no task.
 
 Runs under Debian's /usr/bin/python3 (python3-zmq)."""
 
@@ -22,35 +26,60 @@ import harness
 HUGE = str(2 ** 53 - 1).encode()     # the largest delay the protocol allows
 
 
+class Task:
+    def __init__(self, task_id, attempt, lease, body):
+        self.id, self.attempt, self.lease, self.body = task_id, attempt, lease, body
+
+
+def parse_tasks(frame):
+    """Entries of a TASKS frame: task-id SP attempt SP lease SP length LF bytes LF."""
+    out, pos = [], 0
+    while pos < len(frame):
+        nl = frame.index(b"\n", pos)
+        task_id, attempt, lease, length = frame[pos:nl].split(b" ")
+        start = nl + 1
+        end = start + int(length)
+        assert frame[end:end + 1] == b"\n", "entry ends with LF"
+        out.append(Task(task_id, int(attempt), int(lease), frame[start:end]))
+        pos = end + 1
+    return out
+
+
 class FakeWorker:
-    def __init__(self, ctx, endpoint, channel, capacity, name="fake"):
+    def __init__(self, ctx, endpoint, channel, capacity, name="fake", max_batch=None):
         self.sock = ctx.socket(zmq.DEALER)
         self.sock.setsockopt(zmq.LINGER, 0)
         self.sock.connect(endpoint)
         self.channel = channel.encode()
-        self.sock.send_multipart([b"HERALD/1", b"READY", self.channel, str(capacity).encode(),
-                                  name.encode()])
+        if max_batch == 0:          # a HERALD/1 worker: READY without max-batch
+            frames = [b"HERALD/1", b"READY", self.channel, str(capacity).encode(), name.encode()]
+        else:
+            frames = [b"HERALD/2", b"READY", self.channel, str(capacity).encode(), name.encode(),
+                      str(max_batch or min(capacity, 1024)).encode()]
+        self.sock.send_multipart(frames)
         self.last_beat = time.monotonic()
 
     def beat(self):
         if time.monotonic() - self.last_beat > 0.1:
-            self.sock.send_multipart([b"HERALD/1", b"HEARTBEAT"])
+            self.sock.send_multipart([b"HERALD/2", b"HEARTBEAT"])
             self.last_beat = time.monotonic()
 
     def tasks(self, seconds):
-        """TASK messages received within seconds (heartbeating meanwhile)."""
+        """Tasks received within seconds (heartbeating meanwhile)."""
         out = []
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline:
             self.beat()
             if self.sock.poll(50):
                 msg = self.sock.recv_multipart()
-                if msg[1] == b"TASK":
-                    out.append(msg)
+                if msg[1] == b"TASKS":
+                    out.extend(parse_tasks(msg[3]))
         return out
 
-    def answer(self, task, command, *frames):
-        self.sock.send_multipart([b"HERALD/1", command, task[2], task[3]] + list(frames))
+    def answer(self, task, outcome, delay=b"0", text=b"", lease=None):
+        lease = task.lease if lease is None else lease
+        entry = b"%s %d %s %s %d\n%s\n" % (task.id, lease, outcome, delay, len(text), text)
+        self.sock.send_multipart([b"HERALD/2", b"RESULTS", entry])
 
     def close(self):
         self.sock.close()
@@ -76,24 +105,24 @@ def body(t):
 
     # B. delay hints far in the future
     first = got[0]
-    greedy.answer(first, b"RETRY", HUGE, b"try again in 285 millennia")
+    greedy.answer(first, b"retry", HUGE, b"try again in 285 millennia")
     second = got[1]
-    greedy.answer(second, b"THROTTLED", HUGE, b"rate limited for ever")
+    greedy.answer(second, b"throttled", HUGE, b"rate limited for ever")
     started = time.monotonic()
     back = {}
     while time.monotonic() - started < 10 and len(back) < 2:
         for msg in greedy.tasks(0.2):
-            if msg[2] in (first[2], second[2]) and msg[2] not in back:
-                back[msg[2]] = time.monotonic() - started
+            if msg.id in (first.id, second.id) and msg.id not in back:
+                back[msg.id] = time.monotonic() - started
             else:
-                greedy.answer(msg, b"DONE", b"")
+                greedy.answer(msg, b"done")
     # 1 s of backoff, then it waits behind the other 16 orders in the queue
-    t.check(first[2] in back and back[first[2]] < 6.0,
+    t.check(first.id in back and back[first.id] < 6.0,
             "a RETRY asking 2^53-1 ms comes back after the backoff maximum (1s), not never"
-            " (after %.1fs)" % back.get(first[2], -1))
-    t.check(second[2] in back and back[second[2]] < 6.0,
+            " (after %.1fs)" % back.get(first.id, -1))
+    t.check(second.id in back and back[second.id] < 6.0,
             "a THROTTLED asking 2^53-1 ms pauses the channel at most the backoff maximum"
-            " (back after %.1fs)" % back.get(second[2], -1))
+            " (back after %.1fs)" % back.get(second.id, -1))
     greedy.close()
 
     # C. too many registrations
@@ -116,6 +145,41 @@ def body(t):
             % log.count("worker refused: channel has max_workers"))
     for w in crowd:
         w.close()
+
+    # D. fencing: a result counts only with the task's current lease
+    old = FakeWorker(ctx, endpoint, "courier", 1, "old-protocol", max_batch=0)
+    t.require(old.sock.poll(5000), "the HERALD/1 worker gets an answer")
+    reply = old.sock.recv_multipart()
+    t.check(reply[:4] == [b"HERALD/1", b"NACK", b"READY", b"505"]
+            and b"workers speak HERALD/2" in reply[4],
+            "a HERALD/1 READY is answered NACK 505 in HERALD/1, naming HERALD/2: %r" % reply)
+    t.check(not old.tasks(0.5), "the HERALD/1 worker gets no task")
+    old.close()
+    fenced = FakeWorker(ctx, endpoint, "courier", 1, "fenced")
+    h.wait_workers("courier", 1)
+    harness.wait_until(lambda: h.channel_status("courier").get("pending", 0)
+                       + h.channel_status("courier").get("in_flight", 0) >= 20, 10,
+                       "the 20 courier tasks are queued")
+    got = fenced.tasks(1.0)
+    t.require(len(got) == 1, "capacity 1: one courier task leased (got %d)" % len(got))
+    task = got[0]
+    t.check(task.lease > 0 and task.attempt == 1, "the task carries a lease and attempt 1")
+    fenced.answer(task, b"done", lease=task.lease + 1)
+    fenced.answer(task, b"done", lease=task.lease - 1 if task.lease > 1 else task.lease + 2)
+    fenced.answer(Task(b"no-such-task.courier", 1, task.lease, b""), b"done")
+    more = fenced.tasks(1.0)
+    status = h.channel_status("courier")
+    t.check(not more and status.get("done", 0) == 0 and status.get("in_flight", 0) == 1,
+            "results carrying another lease (or an unknown task) are ignored: the task stays"
+            " in flight and no new task is sent (status %s, %d sent)" % (status, len(more)))
+    fenced.answer(task, b"done")
+    harness.wait_until(lambda: h.channel_status("courier").get("done", 0) == 1, 10,
+                       "the result with the task's own lease completes it")
+    nxt = fenced.tasks(1.0)
+    t.check(len(nxt) == 1 and nxt[0].lease > task.lease,
+            "the next lease is a new, larger number (%s after %d)"
+            % ([n.lease for n in nxt], task.lease))
+    fenced.close()
     ctx.term()
 
 

@@ -13,7 +13,7 @@ static void
 setup (void)
 {
     fixture_config (&config);
-    d = dispatch_new (&config);
+    d = dispatch_new (&config, 7ull << 32);
     blob = blob_new (0, "uid0", "{}", 2);
     blob->refs = 1;     /* the test's own reference */
 }
@@ -43,7 +43,7 @@ queue_task (uint64_t id, int channel, int64_t due, int64_t now)
 static worker_t *
 add_worker (const char *id, int channel, uint32_t capacity)
 {
-    return dispatch_worker_add (d, id, strlen (id), channel, capacity, id, 0);
+    return dispatch_worker_add (d, id, strlen (id), channel, capacity, capacity, id, 0);
 }
 
 Test (dispatch, never_more_than_the_credit)
@@ -58,7 +58,7 @@ Test (dispatch, never_more_than_the_credit)
     cr_assert_eq (a->seq, 1);
     cr_assert_eq (b->seq, 2);
     cr_assert_eq (a->attempts, 1);
-    task_t *done = dispatch_complete (d, w, hp_str (a->key), 1);
+    task_t *done = dispatch_complete (d, w, hp_str (a->key), a->lease);
     cr_assert_eq (done, a);
     task_destroy (&done);
     task_t *c = dispatch_next (d, 0);
@@ -76,16 +76,17 @@ Test (dispatch, only_workers_of_the_channel)
     cr_assert_str_eq (task->worker->identity, "w-email");
 }
 
-Test (dispatch, stale_attempt_is_fenced)
+Test (dispatch, stale_lease_is_fenced)
 {
     worker_t *w = add_worker ("w1", 0, 1);
     queue_task (1, 0, 0, 0);
     task_t *task = dispatch_next (d, 0);
-    cr_assert_null (dispatch_complete (d, w, hp_str (task->key), 2), "future attempt");
-    cr_assert_null (dispatch_complete (d, w, hp_str ("other.email"), 1), "unknown task");
+    cr_assert_gt (task->lease, 7ull << 32, "lease ids start above the first one given");
+    cr_assert_null (dispatch_complete (d, w, hp_str (task->key), task->lease + 1), "another lease");
+    cr_assert_null (dispatch_complete (d, w, hp_str ("other.email"), task->lease), "another task's id");
     worker_t *other = add_worker ("w2", 0, 1);
-    cr_assert_null (dispatch_complete (d, other, hp_str (task->key), 1), "answer from another worker");
-    task_t *done = dispatch_complete (d, w, hp_str (task->key), 1);
+    cr_assert_null (dispatch_complete (d, other, hp_str (task->key), task->lease), "answer from another worker");
+    task_t *done = dispatch_complete (d, w, hp_str (task->key), task->lease);
     cr_assert_eq (done, task);
     task_destroy (&done);
 }
@@ -95,14 +96,16 @@ Test (dispatch, requeued_task_gets_a_new_attempt_and_old_answer_is_ignored)
     worker_t *w1 = add_worker ("w1", 0, 1);
     queue_task (1, 0, 0, 0);
     task_t *task = dispatch_next (d, 0);
+    uint64_t first_lease = task->lease;
     task_t *expired = dispatch_expired (d, 1000);
     cr_assert_eq (expired, task, "lease expired at its deadline");
     dispatch_enqueue (d, expired, 0, 1000, false);
     worker_t *w2 = add_worker ("w2", 0, 1);
     task_t *again = dispatch_next (d, 1000);
     cr_assert_eq (again->attempts, 2);
-    cr_assert_null (dispatch_complete (d, w1, hp_str (again->key), 1), "late answer of attempt 1");
-    task_t *done = dispatch_complete (d, again->worker, hp_str (again->key), 2);
+    cr_assert_gt (again->lease, first_lease, "a new lease, greater");
+    cr_assert_null (dispatch_complete (d, w1, hp_str (again->key), first_lease), "late answer of lease 1");
+    task_t *done = dispatch_complete (d, again->worker, hp_str (again->key), again->lease);
     cr_assert_eq (done, again);
     (void) w2;
     task_destroy (&done);
@@ -149,7 +152,7 @@ Test (dispatch, rate_limit_token_bucket)
     config.channels[0].rate_per_sec = 10;
     config.channels[0].burst = 1;
     dispatch_destroy (&d);
-    d = dispatch_new (&config);
+    d = dispatch_new (&config, 7ull << 32);
     add_worker ("a", 0, 100);
     add_worker ("b", 0, 100);
     for (int i = 1; i <= 30; i++)
@@ -273,7 +276,7 @@ Test (dispatch, suspect_task_is_delivered_alone)
     task_t *next = dispatch_next (d, 0);
     cr_assert (next && next->seq == 3);
     cr_assert_eq (next->worker, busy, "the solo worker gets nothing else meanwhile");
-    task_t *done = dispatch_complete (d, idle, hp_str (solo->key), 1);
+    task_t *done = dispatch_complete (d, idle, hp_str (solo->key), solo->lease);
     cr_assert_eq (done, solo);
     cr_assert_not (idle->solo, "free again after its answer");
     task_destroy (&done);
@@ -291,9 +294,27 @@ Test (dispatch, expired_lease_retries_on_another_worker)
     task_t *again = dispatch_next (d, 1000);
     cr_assert_eq (again->worker, other, "not back to the worker whose lease expired");
     /*  With no other worker, the same one is used rather than waiting forever. */
-    task_t *back = dispatch_complete (d, other, hp_str (again->key), 2);
+    task_t *back = dispatch_complete (d, other, hp_str (again->key), again->lease);
     dispatch_worker_remove (d, &other);
     dispatch_enqueue (d, back, 0, 1000, false);
     task_t *third = dispatch_next (d, 1000);
     cr_assert_eq (third->worker, hung);
+}
+
+/*  A handed-back task (its attempt never happened) does not spend an
+    attempt, and its next lease is still a new one: a late answer to the
+    handed-back lease is fenced off. */
+Test (dispatch, hand_back_keeps_the_budget_and_fences_the_old_lease)
+{
+    worker_t *w = add_worker ("w1", 0, 1);
+    queue_task (1, 0, 0, 0);
+    task_t *task = dispatch_next (d, 0);
+    uint64_t lease = task->lease;
+    task_t *back = dispatch_worker_pop_lease (d, w);
+    dispatch_hand_back (d, back, 0);
+    task_t *again = dispatch_next (d, 0);
+    cr_assert_eq (again, task);
+    cr_assert_eq (again->attempts, 1, "the handed-back attempt is not counted");
+    cr_assert_gt (again->lease, lease);
+    cr_assert_null (dispatch_complete (d, w, hp_str (again->key), lease), "the old lease is fenced");
 }

@@ -25,6 +25,7 @@ static struct {
     void *driver;
     int calls;                  /* complete() calls */
     char task_id[HP_MAX_ID + 1];
+    uint64_t lease;
     uint32_t attempt;
     hd_result_t result;
 } s_fx;
@@ -52,11 +53,12 @@ s_teardown (void)
 }
 
 static void
-s_complete (void *ctx, const char *task_id, uint32_t attempt, const hd_result_t *result)
+s_complete (void *ctx, const char *task_id, uint32_t attempt, uint64_t lease, const hd_result_t *result)
 {
     s_fx.calls++;
-    snprintf (s_fx.task_id, sizeof s_fx.task_id, "%s", task_id);
     s_fx.attempt = attempt;
+    snprintf (s_fx.task_id, sizeof s_fx.task_id, "%s", task_id);
+    s_fx.lease = lease;
     s_fx.result = *result;
 }
 
@@ -80,12 +82,17 @@ s_open (void)
 static void
 s_deliver (const char *task_id, uint32_t attempt, const char *event)
 {
-    hd_task_t task = { task_id, attempt, s_fx.channel.name, event, strlen (event) };
+    hd_task_t task = { .task_id = task_id, .attempt = attempt, .lease = 1000 + attempt,
+                       .channel = s_fx.channel.name, .event_json = event, .event_len = strlen (event) };
     int before = s_fx.calls;
     cr_assert_eq (hd_file_ops.start (s_fx.driver, &task), 0);
-    cr_assert_eq (s_fx.calls, before + 1, "complete() must be called once inside start()");
+    /*  The round ends: the driver makes it durable and completes it. */
+    hd_file_ops.flush (s_fx.driver);
+    cr_assert_eq (s_fx.calls, before + 1, "complete() called once for the round");
+    cr_assert_eq (hd_file_ops.in_progress (s_fx.driver), 0);
     cr_assert_str_eq (s_fx.task_id, task_id);
-    cr_assert_eq (s_fx.attempt, attempt);
+    cr_assert_eq (s_fx.lease, 1000 + attempt, "the lease is echoed");
+    cr_assert_eq (s_fx.attempt, attempt, "the attempt is echoed");
 }
 
 /*  The whole file, NUL-terminated (caller frees), or NULL. */
@@ -449,4 +456,33 @@ Test (driver_file, both_templates_make_the_multipart_mail_smtp_sends)
     cr_assert (plain && html && plain < html, "text part then html part: %s", text);
     cr_assert (strstr (text, "\r\n--=_herald_t-12_0--\r\n"), "%s", text);
     free (text);
+}
+
+/*  A round of several deliveries is made durable together: nothing is
+    complete (nor has its final name) before flush(), everything after. */
+Test (driver_file, a_round_completes_at_flush)
+{
+    s_channel ("inventory", "out");
+    s_open ();
+    char id[64], event[256];
+    for (int i = 0; i < 20; i++) {
+        snprintf (id, sizeof id, "uid%02d.inventory", i);
+        snprintf (event, sizeof event, "{\"specversion\":\"1.0\",\"id\":\"e%d\",\"source\":\"s\","
+                  "\"type\":\"order.confirmed\",\"data\":{\"order_id\":%d}}", i, i);
+        hd_task_t task = { .task_id = id, .attempt = 1, .lease = (uint64_t) i + 1,
+                           .channel = "inventory", .event_json = event, .event_len = strlen (event) };
+        cr_assert_eq (hd_file_ops.start (s_fx.driver, &task), 0);
+    }
+    cr_assert_eq (s_fx.calls, 0, "nothing complete before the round is durable");
+    cr_assert_eq (hd_file_ops.in_progress (s_fx.driver), 20);
+    char listing[4096];
+    s_listing (s_fx.channel.dir, listing, sizeof listing);
+    cr_assert_null (strstr (listing, "uid00.inventory.json"), "no final name before flush: %s", listing);
+    hd_file_ops.flush (s_fx.driver);
+    cr_assert_eq (s_fx.calls, 20);
+    cr_assert_eq (s_fx.result.outcome, HD_DONE, "%s", s_fx.result.text);
+    s_listing (s_fx.channel.dir, listing, sizeof listing);
+    cr_assert (strstr (listing, "uid00.inventory.json") && strstr (listing, "uid19.inventory.json"), "%s",
+               listing);
+    cr_assert_null (strstr (listing, ".tmp."), "no temporary file left: %s", listing);
 }

@@ -21,18 +21,20 @@ typedef struct {
     int count;
     char task_id [S_MAX_RESULTS][HP_MAX_ID + 1];
     uint32_t attempt [S_MAX_RESULTS];
+    uint64_t lease [S_MAX_RESULTS];
     hd_result_t result [S_MAX_RESULTS];
     int64_t at_ms [S_MAX_RESULTS];      /* when complete() was called */
 } s_results_t;
 
 static void
-s_complete (void *ctx, const char *task_id, uint32_t attempt, const hd_result_t *result)
+s_complete (void *ctx, const char *task_id, uint32_t attempt, uint64_t lease, const hd_result_t *result)
 {
     s_results_t *results = ctx;
     cr_assert_lt (results->count, S_MAX_RESULTS);
     int i = results->count++;
     snprintf (results->task_id [i], sizeof results->task_id [i], "%s", task_id);
     results->attempt [i] = attempt;
+    results->lease [i] = lease;
     results->result [i] = *result;
     results->at_ms [i] = srv_now_ms ();
 }
@@ -153,7 +155,7 @@ s_open (const herald_channel_t *channel, s_results_t *results)
 static void
 s_start (void *driver, const char *task_id, uint32_t attempt)
 {
-    hd_task_t task = { task_id, attempt, "inventory", s_event_json, strlen (s_event_json) };
+    hd_task_t task = { .task_id = task_id, .attempt = attempt, .lease = 7000 + attempt, .channel = "inventory", .event_json = s_event_json, .event_len = strlen (s_event_json) };
     cr_assert_eq (hd_http_ops.start (driver, &task), 0);
 }
 
@@ -188,6 +190,7 @@ s_deliver (const herald_channel_t *channel, const char *task_id, uint32_t attemp
     s_run (driver, &results, 1, 15000);
     cr_assert_str_eq (results.task_id [0], task_id);
     cr_assert_eq (results.attempt [0], attempt);
+    cr_assert_eq (results.lease [0], 7000 + attempt, "the lease is echoed");
     hd_http_ops.close (&driver);
     cr_assert_null (driver);
     cr_log_info ("%s: %s", task_id, results.result [0].text);
@@ -274,7 +277,7 @@ Test (driver_http, a_template_field_missing_fails_the_task_without_a_request)
     cr_assert_eq (results.result [0].outcome, HD_FAILED);
     cr_assert (strstr (results.result [0].text, "{{data.nope}}: no such field"), "%s",
                results.result [0].text);
-    hd_task_t bad = { "task-4", 1, "inventory", "{oops", 5 };
+    hd_task_t bad = { .task_id = "task-4", .attempt = 1, .lease = 1, .channel = "inventory", .event_json = "{oops", .event_len = 5 };
     cr_assert_eq (hd_http_ops.start (driver, &bad), 0);
     cr_assert_eq (results.count, 2);
     cr_assert_eq (results.result [1].outcome, HD_FAILED);

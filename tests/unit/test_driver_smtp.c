@@ -21,13 +21,14 @@ typedef struct {
     int calls;
     char task_id [HP_MAX_ID + 1];
     uint32_t attempt;
+    uint64_t lease;
     hd_result_t result;
     hd_result_t all [S_MAX_RESULTS];    /* every result, in completion order */
     char all_ids [S_MAX_RESULTS][HP_MAX_ID + 1];
 } s_outcome_t;
 
 static void
-s_complete (void *ctx, const char *task_id, uint32_t attempt, const hd_result_t *result)
+s_complete (void *ctx, const char *task_id, uint32_t attempt, uint64_t lease, const hd_result_t *result)
 {
     s_outcome_t *outcome = ctx;
     cr_assert_lt (outcome->calls, S_MAX_RESULTS);
@@ -36,6 +37,7 @@ s_complete (void *ctx, const char *task_id, uint32_t attempt, const hd_result_t 
     outcome->calls++;
     snprintf (outcome->task_id, sizeof outcome->task_id, "%s", task_id);
     outcome->attempt = attempt;
+    outcome->lease = lease;
     outcome->result = *result;
 }
 
@@ -149,7 +151,7 @@ s_run (void *driver, s_outcome_t *outcome, int want, int timeout_ms)
 static void
 s_start_task (void *driver, const char *task_id, uint32_t attempt, const char *event)
 {
-    hd_task_t task = { task_id, attempt, "email", event, strlen (event) };
+    hd_task_t task = { .task_id = task_id, .attempt = attempt, .lease = 7000 + attempt, .channel = "email", .event_json = event, .event_len = strlen (event) };
     cr_assert_eq (hd_smtp_ops.start (driver, &task), 0);
 }
 
@@ -164,6 +166,7 @@ s_deliver (void *driver, s_outcome_t *outcome, const char *task_id, uint32_t att
     cr_assert_eq (outcome->calls, 1, "complete() was not called exactly once");
     cr_assert_str_eq (outcome->task_id, task_id);
     cr_assert_eq (outcome->attempt, attempt);
+    cr_assert_eq (outcome->lease, 7000 + attempt, "the lease is echoed");
     cr_assert_eq (hd_smtp_ops.in_progress (driver), 0);
     return *outcome;
 }
@@ -992,8 +995,9 @@ s_without_date (const char *mail)
 }
 
 static void
-s_file_complete (void *ctx, const char *task_id, uint32_t attempt, const hd_result_t *result)
+s_file_complete (void *ctx, const char *task_id, uint32_t attempt, uint64_t lease, const hd_result_t *result)
 {
+    (void) task_id, (void) attempt, (void) lease;
     *(hd_result_t *) ctx = *result;
 }
 
@@ -1022,8 +1026,10 @@ Test (driver_smtp, the_file_driver_writes_the_bytes_the_relay_receives)
         char task_id [32];
         snprintf (task_id, sizeof task_id, "same-%d", i);
         cr_assert_eq (s_deliver (driver, &outcome, task_id, 2, event).result.outcome, HD_DONE);
-        hd_task_t task = { task_id, 2, "email", event, strlen (event) };
+        hd_task_t task = { .task_id = task_id, .attempt = 2, .lease = 2, .channel = "email", .event_json = event, .event_len = strlen (event) };
+        file_result.outcome = HD_FAILED;
         cr_assert_eq (hd_file_ops.start (file, &task), 0);
+        hd_file_ops.flush (file);
         cr_assert_eq (file_result.outcome, HD_DONE, "%s", file_result.text);
         free (event);
 

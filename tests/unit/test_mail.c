@@ -49,7 +49,7 @@ s_new (const char *from, const char *to, const char *subject, const char *text, 
 static char *
 s_render (hd_mail_t *mail, const char *task_id, const char *event, char *rcpt, char *err)
 {
-    hd_task_t task = { task_id, 3, "email", event, strlen (event) };
+    hd_task_t task = { .task_id = task_id, .attempt = 3, .lease = 3, .channel = "email", .event_json = event, .event_len = strlen (event) };
     herald_text_t out = { 0 };
     char buf [HD_MAIL_ADDRESS_MAX + 1];
     if (hd_mail_render (mail, &task, S_DATE_MS, &out, rcpt ? rcpt : buf, sizeof buf,

@@ -107,10 +107,34 @@ s_assert_same (const hp_msg_t *a, const hp_msg_t *b)
     cr_assert (s_str_same (a->channel, b->channel), "%s: channel", name);
     cr_assert_eq (a->capacity, b->capacity, "%s: capacity", name);
     cr_assert (s_str_same (a->worker, b->worker), "%s: worker", name);
-    cr_assert (s_str_same (a->task_id, b->task_id), "%s: task_id", name);
-    cr_assert_eq (a->attempt, b->attempt, "%s: attempt", name);
-    cr_assert_eq (a->delay_ms, b->delay_ms, "%s: delay_ms", name);
+    cr_assert_eq (a->max_batch, b->max_batch, "%s: max_batch", name);
+    cr_assert (s_str_same (a->batch, b->batch), "%s: batch", name);
     cr_assert (s_str_same (a->verb, b->verb), "%s: verb", name);
+}
+
+/*  Batch frames of the samples: two tasks; one result of each outcome. */
+static char s_tasks_frame[512], s_results_frame[512];
+static size_t s_tasks_len, s_results_len;
+
+static void
+s_make_batches (const char *event)
+{
+    hp_task_t tasks[] = {
+        { hp_str ("t-1.email"), 3, 4294967296ull + 7, hp_str (event) },
+        { hp_str ("t-2.email"), 1, 9223372036854775807ull, hp_str ("{}") },
+    };
+    s_tasks_len = 0;
+    for (size_t i = 0; i < 2; i++)
+        s_tasks_len += hp_task_put (s_tasks_frame + s_tasks_len, &tasks[i]);
+    hp_result_t results[] = {
+        { hp_str ("t-1.email"), 1, HP_OUTCOME_DONE, 0, hp_str ("250 2.0.0 queued") },
+        { hp_str ("t-1.email"), 2, HP_OUTCOME_RETRY, 0, hp_str ("connect: refused") },
+        { hp_str ("t-1.email"), 3, HP_OUTCOME_THROTTLED, 9007199254740991LL, hp_str ("HTTP 429") },
+        { hp_str ("t-1.email"), 4, HP_OUTCOME_FAILED, 0, hp_str ("550 5.1.1 no such user\nsecond line") },
+    };
+    s_results_len = 0;
+    for (size_t i = 0; i < 4; i++)
+        s_results_len += hp_result_put (s_results_frame + s_results_len, &results[i]);
 }
 
 /*  One valid message of every command, with only its own fields set. */
@@ -118,6 +142,7 @@ static size_t
 s_samples (hp_msg_t *out)
 {
     const char *event = "{\"specversion\":\"1.0\",\"id\":\"e-1\",\"type\":\"order.confirmed\"}";
+    s_make_batches (event);
     size_t n = 0;
     out[n++] = (hp_msg_t) { .command = HP_PUBLISH, .corr = hp_str ("c-1"), .body = hp_str (event) };
     out[n++] = (hp_msg_t) { .command = HP_ACK, .corr = hp_str ("c-1"),
@@ -132,18 +157,11 @@ s_samples (hp_msg_t *out)
     out[n++] = (hp_msg_t) { .command = HP_NACK, .corr = hp_str ("c-4"),
                             .code = HP_CODE_BUSY, .text = hp_str ("") };
     out[n++] = (hp_msg_t) { .command = HP_READY, .channel = hp_str ("email"),
-                            .capacity = 65535, .worker = hp_str ("host-1:4242") };
-    out[n++] = (hp_msg_t) { .command = HP_TASK, .task_id = hp_str ("t-1"), .attempt = 3,
-                            .channel = hp_str ("inventory.v2_x-y"), .body = hp_str (event) };
-    out[n++] = (hp_msg_t) { .command = HP_DONE, .task_id = hp_str ("t-1"), .attempt = 1,
-                            .text = hp_str ("250 2.0.0 queued") };
-    out[n++] = (hp_msg_t) { .command = HP_RETRY, .task_id = hp_str ("t-1"), .attempt = 2,
-                            .delay_ms = 0, .text = hp_str ("connect: refused") };
-    out[n++] = (hp_msg_t) { .command = HP_THROTTLED, .task_id = hp_str ("t-1"),
-                            .attempt = 2147483647, .delay_ms = 9007199254740991LL,
-                            .text = hp_str ("HTTP 429") };
-    out[n++] = (hp_msg_t) { .command = HP_FAILED, .task_id = hp_str ("t-1"), .attempt = 8,
-                            .text = hp_str ("550 5.1.1 no such user") };
+                            .capacity = 65535, .worker = hp_str ("host-1:4242"), .max_batch = 1024 };
+    out[n++] = (hp_msg_t) { .command = HP_TASKS, .channel = hp_str ("inventory.v2_x-y"),
+                            .batch = hp_strn (s_tasks_frame, s_tasks_len), .batch_count = 2 };
+    out[n++] = (hp_msg_t) { .command = HP_RESULTS, .batch = hp_strn (s_results_frame, s_results_len),
+                            .batch_count = 4 };
     out[n++] = (hp_msg_t) { .command = HP_HEARTBEAT };
     out[n++] = (hp_msg_t) { .command = HP_DISCONNECT };
     out[n++] = (hp_msg_t) { .command = HP_ADMIN, .corr = hp_str ("a-1"),
@@ -176,11 +194,11 @@ Test (proto, round_trip_every_command)
 
 Test (proto, exact_wire_layout)
 {
-    hp_msg_t msg = { .command = HP_RETRY, .task_id = hp_str ("t-9"), .attempt = 12,
-                     .delay_ms = 1500, .text = hp_str ("timeout") };
+    hp_msg_t msg = { .command = HP_READY, .channel = hp_str ("email"), .capacity = 32,
+                     .worker = hp_str ("h:1"), .max_batch = 16 };
     hp_encoded_t enc;
     cr_assert_eq (hp_encode (&msg, &enc), 0);
-    const char *expected[] = { "HERALD/1", "RETRY", "t-9", "12", "1500", "timeout" };
+    const char *expected[] = { "HERALD/2", "READY", "email", "32", "h:1", "16" };
     cr_assert_eq (enc.count, 6);
     for (size_t i = 0; i < enc.count; i++) {
         cr_assert_eq (enc.frames[i].size, strlen (expected[i]), "frame %zu", i);
@@ -223,26 +241,67 @@ Test (proto, version_mismatch_is_505)
 {
     hp_msg_t msg;
     hp_error_t err;
-    const char *versions[] = { "HERALD/2", "HERALD/", "HERALD/10", "HERALD/1.1", "HERALD/1 " };
+    const char *versions[] = { "HERALD/3", "HERALD/", "HERALD/10", "HERALD/2.1", "HERALD/2 ", "HERALD/0" };
     for (size_t i = 0; i < sizeof versions / sizeof versions[0]; i++) {
         cr_assert_eq (S_DECODE_PARTS (&msg, &err, versions[i], "HEARTBEAT"), -1);
         cr_assert_eq (err.code, HP_CODE_VERSION, "%s", versions[i]);
         cr_assert (strstr (err.text, "frame 0 (signature)"), "%s", err.text);
     }
     /*  the version is checked before anything else */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "NOSUCH", "x", "y", "z"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/3", "NOSUCH", "x", "y", "z"), -1);
     cr_assert_eq (err.code, HP_CODE_VERSION);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/3"), -1);
     cr_assert_eq (err.code, HP_CODE_VERSION);
     cr_assert_eq (msg.command, HP_NONE);
     /*  a newer client's request can still be answered: frames 1 and 2 keep their meaning */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", "c-9", "{}", "new-frame"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/3", "PUBLISH", "c-9", "{}", "new-frame"), -1);
     cr_assert_eq (err.code, HP_CODE_VERSION);
     cr_assert_eq (msg.command, HP_PUBLISH);
     cr_assert (hp_str_eq (msg.corr, "c-9"));
     cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/3", "PUBLISH", ""), -1);
     cr_assert_eq (err.code, HP_CODE_VERSION);
     cr_assert_null (msg.corr.ptr);
+}
+
+/*  Version 2 changed only the worker commands: a HERALD/1 producer or admin
+    tool is still served (and answered in HERALD/1), a HERALD/1 worker is told
+    it speaks the wrong version. */
+Test (proto, version_1_producers_kept_workers_refused)
+{
+    hp_msg_t msg;
+    hp_error_t err;
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", "c-1", "{}"), 0, "%s", err.text);
+    cr_assert_eq (msg.version, 1);
+    cr_assert (hp_str_eq (msg.corr, "c-1"));
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ADMIN", "a-1", "status", "{}"), 0, "%s", err.text);
+    cr_assert_eq (msg.version, 1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "HEARTBEAT"), 0, "%s", err.text);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", "c-1", "{}"), 0, "%s", err.text);
+    cr_assert_eq (msg.version, 2);
+    /*  the READY of version 1 had 3 fields; either way it is refused for its version */
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "READY", "email", "4", "host:1"), -1);
+    cr_assert_eq (err.code, HP_CODE_VERSION);
+    cr_assert_eq (msg.command, HP_READY);
+    cr_assert_eq (msg.version, 1);
+    cr_assert (strstr (err.text, "HERALD/1 READY: workers speak HERALD/2"), "%s", err.text);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "RESULTS", "a 1 done 0 0\n\n"), -1);
+    cr_assert_eq (err.code, HP_CODE_VERSION);
+    /*  the removed commands are unknown */
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "DONE", "t", "1", ""), -1);
+    cr_assert_str_eq (err.text, "frame 1 (command): unknown command 'DONE'");
+
+    /*  a reply is encoded in its request's version */
+    hp_msg_t ack = { .command = HP_ACK, .version = 1, .corr = hp_str ("c-1"), .event_id = hp_str ("e"),
+                     .durability = hp_str ("fsync") };
+    hp_encoded_t out;
+    cr_assert_eq (hp_encode (&ack, &out), 0);
+    cr_assert_eq (out.frames[0].size, 8u);
+    cr_assert (memcmp (out.frames[0].data, "HERALD/1", 8) == 0);
+    ack.version = 0;
+    cr_assert_eq (hp_encode (&ack, &out), 0);
+    cr_assert (memcmp (out.frames[0].data, "HERALD/2", 8) == 0);
+    ack.version = 3;
+    cr_assert_eq (hp_encode (&ack, &out), -1, "no version 3 to speak");
 }
 
 Test (proto, bad_signature_is_400)
@@ -253,7 +312,7 @@ Test (proto, bad_signature_is_400)
     for (size_t i = 0; i < sizeof signatures / sizeof signatures[0]; i++) {
         cr_assert_eq (S_DECODE_PARTS (&msg, &err, signatures[i], "HEARTBEAT"), -1);
         cr_assert_eq (err.code, HP_CODE_BAD_REQUEST, "\"%s\"", signatures[i]);
-        cr_assert_str_eq (err.text, "frame 0 (signature): not HERALD/1");
+        cr_assert_str_eq (err.text, "frame 0 (signature): not HERALD/2");
         cr_assert_eq (msg.command, HP_NONE);
     }
     cr_assert_eq (hp_decode (NULL, 0, &msg, &err), -1);
@@ -267,13 +326,13 @@ Test (proto, unknown_command_is_400)
     hp_error_t err;
     const char *commands[] = { "", "publish", "PUBLISHX", "PUBLIS", "ADMIN_REPLY", "NONE" };
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++) {
-        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", commands[i], "c", "{}"), -1);
+        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", commands[i], "c", "{}"), -1);
         cr_assert_eq (err.code, HP_CODE_BAD_REQUEST);
         cr_assert (strstr (err.text, "frame 1 (command): unknown command"), "%s", err.text);
         cr_assert_eq (msg.command, HP_NONE);
     }
     /*  control bytes are not echoed into the message */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "\x01\n\"'\\x"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "\x01\n\"'\\x"), -1);
     cr_assert_str_eq (err.text, "frame 1 (command): unknown command '?????x'");
 }
 
@@ -281,52 +340,41 @@ Test (proto, bad_integers)
 {
     hp_msg_t msg;
     hp_error_t err;
-    const char *bad[] = { "", "0", "01", "-1", "+1", " 1", "1 ", "12a", "0x10", "1e3",
-                          "2147483648", "99999999999999999999999", "4294967297" };
+    /*  max-batch 1..HP_MAX_BATCH */
+    const char *bad[] = { "", "0", "01", "-1", "+1", " 1", "1 ", "12a", "0x10", "1e3", "1025",
+                          "99999999999999999999999" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "TASK", "t-1", bad[i], "email", "{}"),
-                      -1, "attempt \"%s\"", bad[i]);
+        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", "email", "8", "w", bad[i]),
+                      -1, "max-batch \"%s\"", bad[i]);
         cr_assert_eq (err.code, HP_CODE_BAD_REQUEST);
-        cr_assert (strncmp (err.text, "frame 3 (attempt): ", 19) == 0, "%s", err.text);
+        cr_assert (strncmp (err.text, "frame 5 (max-batch): ", 21) == 0, "%s", err.text);
     }
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "TASK", "t-1", "12a", "email", "{}"), -1);
-    cr_assert_str_eq (err.text, "frame 3 (attempt): not a decimal number");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "TASK", "t-1", "", "email", "{}"), -1);
-    cr_assert_str_eq (err.text, "frame 3 (attempt): empty");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "TASK", "t-1", "007", "email", "{}"), -1);
-    cr_assert_str_eq (err.text, "frame 3 (attempt): not a decimal number (leading zero)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "TASK", "t-1", "2147483648", "email", "{}"), -1);
-    cr_assert_str_eq (err.text, "frame 3 (attempt): out of range (1..2147483647)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "TASK", "t-1", "2147483647", "email", "{}"), 0);
-    cr_assert_eq (msg.attempt, 2147483647u);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", "email", "8", "w", "12a"), -1);
+    cr_assert_str_eq (err.text, "frame 5 (max-batch): not a decimal number");
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", "email", "8", "w", "007"), -1);
+    cr_assert_str_eq (err.text, "frame 5 (max-batch): not a decimal number (leading zero)");
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", "email", "8", "w", "1025"), -1);
+    cr_assert_str_eq (err.text, "frame 5 (max-batch): out of range (1..1024)");
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", "email", "8", "w", "1024"), 0);
+    cr_assert_eq (msg.max_batch, 1024u);
+    /*  an older worker's READY (no max-batch) is refused */
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", "email", "8", "w"), -1);
+    cr_assert_str_eq (err.text, "frame 5 (max-batch): missing");
 
     /*  capacity 1..65535 */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "READY", "email", "0", "w"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", "email", "0", "w", "1"), -1);
     cr_assert_str_eq (err.text, "frame 3 (capacity): out of range (1..65535)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "READY", "email", "65536", "w"), -1);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "READY", "email", "1", "w"), 0);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", "email", "65536", "w", "1"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", "email", "1", "w", "1"), 0);
     cr_assert_eq (msg.capacity, 1u);
 
-    /*  delay-ms 0..2^53-1 */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "RETRY", "t", "1", "0", ""), 0);
-    cr_assert_eq (msg.delay_ms, 0);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "THROTTLED", "t", "1",
-                                  "9007199254740991", "x"), 0);
-    cr_assert_eq (msg.delay_ms, 9007199254740991LL);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "THROTTLED", "t", "1",
-                                  "9007199254740992", "x"), -1);
-    cr_assert_str_eq (err.text, "frame 4 (delay-ms): out of range (0..9007199254740991)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "RETRY", "t", "1", "00", "x"), -1);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "RETRY", "t", "1",
-                                  "18446744073709551616", "x"), -1);
-
     /*  code 100..999 */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "NACK", "c", "99", "r"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "NACK", "c", "99", "r"), -1);
     cr_assert_str_eq (err.text, "frame 3 (code): out of range (100..999)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "NACK", "c", "1000", "r"), -1);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ADMIN-REPLY", "c", "-200", "{}"), -1);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "NACK", "c", "100", "r"), 0);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "NACK", "c", "999", "r"), 0);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "NACK", "c", "1000", "r"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ADMIN-REPLY", "c", "-200", "{}"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "NACK", "c", "100", "r"), 0);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "NACK", "c", "999", "r"), 0);
     cr_assert_eq (msg.code, 999);
 }
 
@@ -346,49 +394,40 @@ Test (proto, field_sizes)
     hp_msg_t msg;
     hp_error_t err;
     /*  corr 1..64 */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", s_repeat ('c', 64), "{}"), 0);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", s_repeat ('c', 64), "{}"), 0);
     cr_assert_eq (msg.corr.len, 64u);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", s_repeat ('c', 65), "{}"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", s_repeat ('c', 65), "{}"), -1);
     cr_assert_str_eq (err.text, "frame 2 (corr): too long (65 octets, max 64)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", "", "{}"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", "", "{}"), -1);
     cr_assert_str_eq (err.text, "frame 2 (corr): empty");
     /*  event JSON non-empty, no cap in the codec */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", "c", ""), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", "c", ""), -1);
     cr_assert_str_eq (err.text, "frame 3 (event-json): empty");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", "c", s_repeat ('x', 4000)), 0);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", "c", s_repeat ('x', 4000)), 0);
     /*  ids 1..128 */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "DONE", s_repeat ('t', 128), "1", ""), 0);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "DONE", s_repeat ('t', 129), "1", ""), -1);
-    cr_assert_str_eq (err.text, "frame 2 (task-id): too long (129 octets, max 128)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "DONE", "", "1", ""), -1);
-    cr_assert_str_eq (err.text, "frame 2 (task-id): empty");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ACK", "c", s_repeat ('e', 129),
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ACK", "c", s_repeat ('e', 129),
                                   "new", "fsync"), -1);
     cr_assert_str_eq (err.text, "frame 3 (event-id): too long (129 octets, max 128)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "READY", "email", "4",
-                                  s_repeat ('w', 129)), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", "email", "4",
+                                  s_repeat ('w', 129), "1"), -1);
     cr_assert_str_eq (err.text, "frame 4 (worker-name): too long (129 octets, max 128)");
     /*  text 0..1024 */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "FAILED", "t", "1", s_repeat ('e', 1024)), 0);
-    cr_assert_eq (msg.text.len, 1024u);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "FAILED", "t", "1", s_repeat ('e', 1025)), -1);
-    cr_assert_str_eq (err.text, "frame 4 (error): too long (1025 octets, max 1024)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "NACK", "c", "400", ""), 0);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "NACK", "c", "400", ""), 0);
     cr_assert_not_null (msg.text.ptr, "an empty text is present, not absent");
     cr_assert_eq (msg.text.len, 0u);
     /*  durability 1..16, status */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ACK", "c", "e", "new", s_repeat ('d', 17)), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ACK", "c", "e", "new", s_repeat ('d', 17)), -1);
     cr_assert_str_eq (err.text, "frame 5 (durability): too long (17 octets, max 16)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ACK", "c", "e", "new", ""), -1);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ACK", "c", "e", "maybe", "fsync"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ACK", "c", "e", "new", ""), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ACK", "c", "e", "maybe", "fsync"), -1);
     cr_assert_str_eq (err.text, "frame 4 (status): not 'new' or 'duplicate'");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ACK", "c", "e", "NEW", "fsync"), -1);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ACK", "c", "e", "duplicate", "fsync"), 0);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ACK", "c", "e", "NEW", "fsync"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ACK", "c", "e", "duplicate", "fsync"), 0);
     cr_assert (msg.duplicate);
     /*  admin */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ADMIN", "c", "status", ""), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ADMIN", "c", "status", ""), -1);
     cr_assert_str_eq (err.text, "frame 4 (args-json): empty");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ADMIN-REPLY", "c", "200", ""), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ADMIN-REPLY", "c", "200", ""), -1);
     cr_assert_str_eq (err.text, "frame 4 (body-json): empty");
 }
 
@@ -398,40 +437,40 @@ Test (proto, channel_and_verb_syntax)
     hp_error_t err;
     const char *good[] = { "email", "E", "a.b-c_d9", s_repeat ('x', 63) };
     for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
-        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "READY", good[i], "8", "w"), 0,
+        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", good[i], "8", "w", "1"), 0,
                       "%s: %s", good[i], err.text);
     const char *bad[] = { "", "e mail", "email/", "\xc3\xa9mail", "a:b", "email\n" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "READY", bad[i], "8", "w"), -1,
+        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "READY", bad[i], "8", "w", "1"), -1,
                       "\"%s\"", bad[i]);
         cr_assert (strncmp (err.text, "frame 2 (channel): ", 19) == 0, "%s", err.text);
     }
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "TASK", "t", "1", s_repeat ('x', 64), "{}"), -1);
-    cr_assert_str_eq (err.text, "frame 4 (channel): too long (64 octets, max 63)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "TASK", "t", "1", "e mail", "{}"), -1);
-    cr_assert_str_eq (err.text, "frame 4 (channel): invalid character (allowed: A-Z a-z 0-9 _ . -)");
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "TASKS", s_repeat ('x', 64), "t 1 1 2\n{}\n"), -1);
+    cr_assert_str_eq (err.text, "frame 2 (channel): too long (64 octets, max 63)");
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "TASKS", "e mail", "t 1 1 2\n{}\n"), -1);
+    cr_assert_str_eq (err.text, "frame 2 (channel): invalid character (allowed: A-Z a-z 0-9 _ . -)");
 
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ADMIN", "c", "dead.retry", "{}"), 0);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ADMIN", "c", "dead.retry", "{}"), 0);
     cr_assert (hp_str_eq (msg.verb, "dead.retry"));
     const char *bad_verbs[] = { "", "Status", "dead_list", "dead list", "v2" };
     for (size_t i = 0; i < sizeof bad_verbs / sizeof bad_verbs[0]; i++) {
-        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ADMIN", "c", bad_verbs[i], "{}"), -1);
+        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ADMIN", "c", bad_verbs[i], "{}"), -1);
         cr_assert (strncmp (err.text, "frame 3 (verb): ", 16) == 0, "%s", err.text);
     }
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ADMIN", "c", s_repeat ('a', 65), "{}"), -1);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ADMIN", "c", s_repeat ('a', 64), "{}"), 0);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ADMIN", "c", s_repeat ('a', 65), "{}"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ADMIN", "c", s_repeat ('a', 64), "{}"), 0);
 }
 
 Test (proto, too_many_frames)
 {
     hp_msg_t msg;
     hp_error_t err;
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", "c", "{}", "{}"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", "c", "{}", "{}"), -1);
     cr_assert_eq (err.code, HP_CODE_BAD_REQUEST);
     cr_assert_str_eq (err.text, "frame 4: unexpected frame (PUBLISH has 4 frames)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "HEARTBEAT", ""), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "HEARTBEAT", ""), -1);
     cr_assert_str_eq (err.text, "frame 2: unexpected frame (HEARTBEAT has 2 frames)");
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "DISCONNECT", "x", "y", "z", "w", "v", "u"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "DISCONNECT", "x", "y", "z", "w", "v", "u"), -1);
     cr_assert_eq (err.code, HP_CODE_BAD_REQUEST);
 }
 
@@ -440,38 +479,38 @@ Test (proto, corr_survives_a_broken_request)
     hp_msg_t msg;
     hp_error_t err;
     /*  the event frame is missing */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", "req-42"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", "req-42"), -1);
     cr_assert_eq (err.code, HP_CODE_BAD_REQUEST);
     cr_assert_str_eq (err.text, "frame 3 (event-json): missing");
     cr_assert_eq (msg.command, HP_PUBLISH);
     cr_assert (hp_str_eq (msg.corr, "req-42"));
     /*  the event frame is empty, or there is one frame too many */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", "req-43", ""), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", "req-43", ""), -1);
     cr_assert (hp_str_eq (msg.corr, "req-43"));
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", "req-44", "{}", "extra"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", "req-44", "{}", "extra"), -1);
     cr_assert (hp_str_eq (msg.corr, "req-44"));
     /*  an ADMIN with a bad verb */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "ADMIN", "adm-1", "BAD VERB", "{}"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "ADMIN", "adm-1", "BAD VERB", "{}"), -1);
     cr_assert_eq (msg.command, HP_ADMIN);
     cr_assert (hp_str_eq (msg.corr, "adm-1"));
     /*  an invalid corr is not reported */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH", s_repeat ('c', 65), "{}"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH", s_repeat ('c', 65), "{}"), -1);
     cr_assert_eq (msg.command, HP_PUBLISH);
     cr_assert_null (msg.corr.ptr);
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "PUBLISH"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "PUBLISH"), -1);
     cr_assert_eq (msg.command, HP_PUBLISH);
     cr_assert_null (msg.corr.ptr);
     /*  commands without a corr never report one */
-    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/1", "TASK", "t-1"), -1);
-    cr_assert_eq (msg.command, HP_TASK);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "TASKS", "email"), -1);
+    cr_assert_eq (msg.command, HP_TASKS);
     cr_assert_null (msg.corr.ptr);
 }
 
 Test (proto, decode_without_error_buffer)
 {
     hp_msg_t msg;
-    cr_assert_eq (S_DECODE_PARTS (&msg, NULL, "HERALD/1", "PUBLISH"), -1);
-    cr_assert_eq (S_DECODE_PARTS (&msg, NULL, "HERALD/1", "HEARTBEAT"), 0);
+    cr_assert_eq (S_DECODE_PARTS (&msg, NULL, "HERALD/2", "PUBLISH"), -1);
+    cr_assert_eq (S_DECODE_PARTS (&msg, NULL, "HERALD/2", "HEARTBEAT"), 0);
     cr_assert_eq (msg.command, HP_HEARTBEAT);
 }
 
@@ -492,21 +531,13 @@ Test (proto, encoder_refuses_bad_messages)
     publish.corr = hp_str (s_repeat ('c', 65));
     cr_assert_eq (hp_encode (&publish, &enc), -1, "corr too long");
 
-    hp_msg_t task = { .command = HP_TASK, .task_id = hp_str ("t"), .attempt = 0,
-                      .channel = hp_str ("email"), .body = hp_str ("{}") };
-    cr_assert_eq (hp_encode (&task, &enc), -1, "attempt 0");
-    task.attempt = 1;
-    task.channel = hp_str ("e mail");
-    cr_assert_eq (hp_encode (&task, &enc), -1, "bad channel");
-
-    hp_msg_t retry = { .command = HP_RETRY, .task_id = hp_str ("t"), .attempt = 1,
-                       .delay_ms = -1 };
-    cr_assert_eq (hp_encode (&retry, &enc), -1, "negative delay");
-    retry.delay_ms = 9007199254740992LL;
-    cr_assert_eq (hp_encode (&retry, &enc), -1, "delay too large");
-    retry.delay_ms = 5;
-    cr_assert_eq (hp_encode (&retry, &enc), 0, "a NULL text is sent empty");
-    cr_assert_eq (enc.frames[5].size, 0u);
+    hp_msg_t tasks = { .command = HP_TASKS, .channel = hp_str ("email"), .batch = hp_str ("") };
+    cr_assert_eq (hp_encode (&tasks, &enc), -1, "an empty batch");
+    tasks.batch = hp_str ("t 1 1 2\n{}\n");
+    tasks.channel = hp_str ("e mail");
+    cr_assert_eq (hp_encode (&tasks, &enc), -1, "bad channel");
+    hp_msg_t results = { .command = HP_RESULTS };
+    cr_assert_eq (hp_encode (&results, &enc), -1, "no batch");
 
     hp_msg_t nack = { .command = HP_NACK, .corr = hp_str ("c"), .code = 42, .text = hp_str ("x") };
     cr_assert_eq (hp_encode (&nack, &enc), -1, "code out of range");
@@ -518,7 +549,7 @@ Test (proto, encoder_refuses_bad_messages)
 Test (proto, encoder_truncates_long_text)
 {
     hp_encoded_t enc;
-    hp_msg_t failed = { .command = HP_FAILED, .task_id = hp_str ("t"), .attempt = 1,
+    hp_msg_t failed = { .command = HP_NACK, .corr = hp_str ("c"), .code = 503,
                         .text = hp_str (s_repeat ('e', 3000)) };
     cr_assert_eq (hp_encode (&failed, &enc), 0);
     cr_assert_eq (enc.frames[4].size, (size_t) HP_MAX_TEXT);
@@ -547,7 +578,7 @@ Test (proto, names_and_strings)
 {
     cr_assert_str_eq (hp_command_name (HP_PUBLISH), "PUBLISH");
     cr_assert_str_eq (hp_command_name (HP_ADMIN_REPLY), "ADMIN-REPLY");
-    cr_assert_str_eq (hp_command_name (HP_THROTTLED), "THROTTLED");
+    cr_assert_str_eq (hp_command_name (HP_RESULTS), "RESULTS");
     cr_assert_str_eq (hp_command_name (HP_NONE), "?");
     cr_assert_str_eq (hp_command_name (HP_COMMAND_COUNT), "?");
 
@@ -606,7 +637,7 @@ s_mutate (s_mutable_t *m, uint64_t *rng)
 {
     static const char *const tokens[] = {
         "0", "1", "00", "-1", "65535", "65536", "2147483647", "2147483648",
-        "9007199254740991", "9007199254740992", "99999999999999999999", "HERALD/1",
+        "9007199254740991", "9007199254740992", "99999999999999999999", "HERALD/2",
         "HERALD/2", "PUBLISH", "ACK", "TASK", "ADMIN-REPLY", "new", "duplicate", "", "{}"
     };
     size_t what = s_rand (rng) % 7;
@@ -716,4 +747,85 @@ Test (proto, fuzz_mutations_never_crash)
     }
     cr_assert_gt (accepted, 100u, "the mutations should leave some messages valid");
     cr_assert_gt (rejected, S_FUZZ_ROUNDS / 2, "most mutations should be rejected");
+}
+
+/*  TASKS and RESULTS entries: every field checked, the whole frame refused
+    at its first bad entry, and the entries come back as they were put. */
+Test (proto, batch_entries)
+{
+    hp_msg_t msg;
+    hp_error_t err;
+    /*  task-id SP attempt SP lease SP length LF bytes LF */
+    const char *good_tasks = "a.email 1 1 2\n{}\nb.email 2147483647 9223372036854775807 1\nx\n";
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "TASKS", "email", good_tasks), 0, "%s", err.text);
+    cr_assert_eq (msg.batch_count, 2u);
+    hp_str_t cursor = msg.batch;
+    hp_task_t task;
+    cr_assert (hp_next_task (&cursor, &task));
+    cr_assert (hp_str_eq (task.task_id, "a.email") && task.attempt == 1 && task.lease == 1);
+    cr_assert (hp_str_eq (task.body, "{}"));
+    cr_assert (hp_next_task (&cursor, &task));
+    cr_assert_eq (task.lease, 9223372036854775807ull);
+    cr_assert (hp_str_eq (task.body, "x"));
+    cr_assert_not (hp_next_task (&cursor, &task));
+    const char *bad_tasks[] = {
+        "a 1 1 2\n{}",                  /* no final LF */
+        "a 1 1 3\n{}\n",               /* length past the end */
+        "a 0 1 2\n{}\n",               /* attempt 0 */
+        "a 1 0 2\n{}\n",               /* lease 0 */
+        "a 1 9223372036854775808 2\n{}\n",
+        "a 01 1 2\n{}\n",
+        " 1 1 2\n{}\n",                /* empty task id */
+        "a\tb 1 1 2\n{}\n",           /* control character in the id */
+        "a 1 1 2\n{}\nb 1 1",          /* a cut second entry */
+        "a 1 1 2 \n{}\n",
+        "a 1 1 0\n\n",                /* an empty event */
+    };
+    for (size_t i = 0; i < sizeof bad_tasks / sizeof bad_tasks[0]; i++) {
+        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "TASKS", "email", bad_tasks[i]), -1,
+                      "entry %zu accepted", i);
+        cr_assert (strncmp (err.text, "frame 3 (tasks): entry ", 23) == 0, "%s", err.text);
+    }
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "TASKS", "email", ""), -1);
+    cr_assert_str_eq (err.text, "frame 3 (tasks): no entries");
+    const char *id = s_repeat ('t', 129);
+    char long_id[256];
+    snprintf (long_id, sizeof long_id, "%s 1 1 2\n{}\n", id);
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "TASKS", "email", long_id), -1, "id of 129 octets");
+    /*  task-id SP lease SP outcome SP delay-ms SP length LF text LF */
+    const char *good_results = "a.email 7 done 0 2\nok\nb.email 8 throttled 9007199254740991 0\n\n";
+    cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "RESULTS", good_results), 0, "%s", err.text);
+    cr_assert_eq (msg.batch_count, 2u);
+    cursor = msg.batch;
+    hp_result_t result;
+    cr_assert (hp_next_result (&cursor, &result));
+    cr_assert (result.outcome == HP_OUTCOME_DONE && result.lease == 7 && hp_str_eq (result.text, "ok"));
+    cr_assert (hp_next_result (&cursor, &result));
+    cr_assert (result.outcome == HP_OUTCOME_THROTTLED && result.delay_ms == 9007199254740991LL);
+    const char *bad_results[] = {
+        "a 7 DONE 0 0\n\n", "a 7 fine 0 0\n\n", "a 7 done 9007199254740992 0\n\n",
+        "a 7 done 0 1025\n", "a 0 done 0 0\n\n", "a 7 done -1 0\n\n",
+    };
+    for (size_t i = 0; i < sizeof bad_results / sizeof bad_results[0]; i++)
+        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "RESULTS", bad_results[i]), -1,
+                      "result %zu accepted", i);
+    /*  a text up to HP_MAX_TEXT octets; hp_result_put cuts a longer one */
+    static char frame[4096];
+    hp_result_t big = { hp_str ("a"), 1, HP_OUTCOME_FAILED, 0, hp_str (s_repeat ('e', 3000)) };
+    cr_assert_lt (hp_result_size (&big), sizeof frame);
+    size_t len = hp_result_put (frame, &big);
+    cr_assert_eq (len, hp_result_size (&big));
+    hp_frame_t frames[3] = { { "HERALD/2", 8 }, { "RESULTS", 7 }, { frame, len } };
+    cr_assert_eq (hp_decode (frames, 3, &msg, &err), 0, "%s", err.text);
+    cursor = msg.batch;
+    cr_assert (hp_next_result (&cursor, &result));
+    cr_assert_eq (result.text.len, (size_t) HP_MAX_TEXT);
+    /*  at most HP_MAX_BATCH entries */
+    static char many[(HP_MAX_BATCH + 1) * 16];
+    size_t n = 0;
+    for (int i = 0; i <= HP_MAX_BATCH; i++)
+        n += (size_t) snprintf (many + n, sizeof many - n, "t 1 done 0 0\n\n");
+    hp_frame_t too_many[3] = { { "HERALD/2", 8 }, { "RESULTS", 7 }, { many, n } };
+    cr_assert_eq (hp_decode (too_many, 3, &msg, &err), -1);
+    cr_assert (strstr (err.text, "more than 1024 entries"), "%s", err.text);
 }

@@ -104,7 +104,7 @@ Test (wire, worker_round_trip_and_heartbeat)
     void *worker = s_socket (HW_WORKER_DEALER, s_endpoint);
 
     hp_msg_t ready = { .command = HP_READY, .channel = hp_str ("email"), .capacity = 4,
-                       .worker = hp_str ("host:1") };
+                       .worker = hp_str ("host:1"), .max_batch = 4 };
     cr_assert_eq (hw_send (worker, hp_strn (NULL, 0), &ready, 0), 0);
     hw_msg_t in;
     hp_msg_t msg;
@@ -113,6 +113,7 @@ Test (wire, worker_round_trip_and_heartbeat)
     cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
     cr_assert_eq (msg.command, HP_READY);
     cr_assert_eq (msg.capacity, 4u);
+    cr_assert_eq (msg.max_batch, 4u);
 
     /*  the identity is copied before the message is closed */
     char identity[256];
@@ -121,16 +122,26 @@ Test (wire, worker_round_trip_and_heartbeat)
     memcpy (identity, in.identity.ptr, identity_len);
     hw_msg_close (&in);
 
-    hp_msg_t task = { .command = HP_TASK, .task_id = hp_str ("t-1"), .attempt = 1,
-                      .channel = hp_str ("email"), .body = hp_str ("{}") };
+    hp_task_t entry = { .task_id = hp_str ("t-1"), .attempt = 1, .lease = 5, .body = hp_str ("{}") };
+    char entries[64];
+    cr_assert_lt (hp_task_size (&entry), sizeof entries);
+    size_t entries_len = hp_task_put (entries, &entry);
+    hp_msg_t task = { .command = HP_TASKS, .channel = hp_str ("email"),
+                      .batch = hp_strn (entries, entries_len), .batch_count = 1 };
     hp_msg_t heartbeat = { .command = HP_HEARTBEAT };
     cr_assert_eq (hw_send (router, hp_strn (identity, identity_len), &task, ZMQ_DONTWAIT), 0);
     cr_assert_eq (hw_send (router, hp_strn (identity, identity_len), &heartbeat, ZMQ_DONTWAIT), 0);
 
     cr_assert_eq (hw_recv (worker, false, &in, 0), 0);
     cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
-    cr_assert_eq (msg.command, HP_TASK);
-    cr_assert (hp_str_eq (msg.task_id, "t-1"));
+    cr_assert_eq (msg.command, HP_TASKS);
+    cr_assert_eq (msg.batch_count, 1u);
+    hp_str_t cursor = msg.batch;
+    hp_task_t got;
+    cr_assert (hp_next_task (&cursor, &got));
+    cr_assert (hp_str_eq (got.task_id, "t-1") && got.lease == 5 && got.attempt == 1);
+    cr_assert (hp_str_eq (got.body, "{}"));
+    cr_assert_not (hp_next_task (&cursor, &got));
     hw_msg_close (&in);
     cr_assert_eq (hw_recv (worker, false, &in, 0), 0);
     cr_assert_eq (hw_decode (&in, &msg, &err), 0, "%s", err.text);
@@ -205,7 +216,7 @@ Test (wire, dealer_side_too_many_frames)
     hp_error_t err;
     cr_assert_eq (hw_decode (&in, &msg, &err), -1);
     cr_assert_eq (err.code, HP_CODE_BAD_REQUEST);
-    cr_assert_str_eq (err.text, "frame 0 (signature): not HERALD/1",
+    cr_assert_str_eq (err.text, "frame 0 (signature): not HERALD/2",
                       "signature errors come before the frame count");
     hw_msg_close (&in);
     cr_assert_eq (hw_recv (worker, false, &in, 0), 0);
@@ -278,8 +289,9 @@ Test (wire, invalid_message_is_not_sent)
 {
     void *router = s_socket (HW_PRODUCER_ROUTER, s_endpoint);
     void *dealer = s_socket (HW_CLIENT_DEALER, s_endpoint);
-    hp_msg_t bad = { .command = HP_TASK, .task_id = hp_str ("t"), .attempt = 0,
-                     .channel = hp_str ("email"), .body = hp_str ("{}") };
+    /*  a READY whose capacity is out of range */
+    hp_msg_t bad = { .command = HP_READY, .channel = hp_str ("email"), .capacity = 0,
+                     .worker = hp_str ("host:1"), .max_batch = 1 };
     errno = 0;
     cr_assert_eq (hw_send (dealer, hp_strn (NULL, 0), &bad, 0), -1);
     cr_assert_eq (errno, EINVAL);

@@ -39,6 +39,10 @@ static struct {
     int rc;
     char identity[256];     /* routing id of the worker's last READY */
     size_t identity_len;
+    /*  Results received and not yet looked at, in order. */
+    struct { char task_id[HP_MAX_ID + 1]; uint64_t lease; hp_outcome_t outcome;
+             char text[HP_MAX_TEXT + 1]; } results[4096];
+    size_t result_head, result_count;
 } s_fx;
 
 static int
@@ -172,6 +176,7 @@ s_expect_ready (const char *channel, uint32_t capacity)
     cr_assert_eq (s_expect (HP_READY, WAIT_MS, &in, &msg), 0, "no READY");
     cr_assert (hp_str_eq (msg.channel, channel));
     cr_assert_eq (msg.capacity, capacity);
+    cr_assert_eq (msg.max_batch, capacity, "takes up to its credit in one TASKS message");
     cr_assert (msg.worker.len > 2 && memchr (msg.worker.ptr, ':', msg.worker.len),
                "worker name should be host:pid");
     cr_assert_lt (in.identity.len, sizeof s_fx.identity);
@@ -186,15 +191,18 @@ s_identity (void)
     return hp_strn (s_fx.identity, s_fx.identity_len);
 }
 
+/*  A TASKS message with one task; its lease is its attempt, here. */
 static void
 s_send_task (const char *task_id, uint32_t attempt, const char *channel, const char *event)
 {
+    hp_task_t entry = { hp_str (task_id), attempt, attempt, hp_str (event) };
+    char frame[8192];
+    cr_assert_lt (hp_task_size (&entry), sizeof frame);
+    size_t len = hp_task_put (frame, &entry);
     hp_msg_t msg = {
-        .command = HP_TASK,
-        .task_id = hp_str (task_id),
-        .attempt = attempt,
+        .command = HP_TASKS,
         .channel = hp_str (channel),
-        .body = hp_str (event)
+        .batch = hp_strn (frame, len)
     };
     cr_assert_eq (hw_send (s_fx.router, s_identity (), &msg, 0), 0);
 }
@@ -206,20 +214,38 @@ s_send_command (hp_command_t command)
     cr_assert_eq (hw_send (s_fx.router, s_identity (), &msg, 0), 0);
 }
 
+/*  The next result (RESULTS messages may carry several): its task, lease
+    and outcome must be these; its text is copied to text. */
 static void
-s_expect_result (hp_command_t command, const char *task_id, uint32_t attempt, char *text, size_t size)
+s_expect_result (hp_outcome_t outcome, const char *task_id, uint64_t lease, char *text, size_t size)
 {
-    hw_msg_t in;
-    hp_msg_t msg;
-    cr_assert_eq (s_expect (command, WAIT_MS, &in, &msg), 0, "no %s for %s",
-                  hp_command_name (command), task_id);
-    char got[HP_MAX_ID + 1];
-    hp_str_copy (msg.task_id, got, sizeof got);
-    cr_assert_str_eq (got, task_id);
-    cr_assert_eq (msg.attempt, attempt);
+    if (s_fx.result_count == 0) {
+        hw_msg_t in;
+        hp_msg_t msg;
+        cr_assert_eq (s_expect (HP_RESULTS, WAIT_MS, &in, &msg), 0, "no RESULTS for %s", task_id);
+        hp_str_t cursor = msg.batch;
+        hp_result_t r;
+        size_t n = sizeof s_fx.results / sizeof s_fx.results[0];
+        while (hp_next_result (&cursor, &r)) {
+            cr_assert_lt (s_fx.result_count, n);
+            size_t slot = (s_fx.result_head + s_fx.result_count++) % n;
+            hp_str_copy (r.task_id, s_fx.results[slot].task_id, sizeof s_fx.results[slot].task_id);
+            hp_str_copy (r.text, s_fx.results[slot].text, sizeof s_fx.results[slot].text);
+            s_fx.results[slot].lease = r.lease;
+            s_fx.results[slot].outcome = r.outcome;
+        }
+        hw_msg_close (&in);
+    }
+    size_t n = sizeof s_fx.results / sizeof s_fx.results[0];
+    size_t slot = s_fx.result_head;
+    s_fx.result_head = (s_fx.result_head + 1) % n;
+    s_fx.result_count--;
+    cr_assert_str_eq (s_fx.results[slot].task_id, task_id);
+    cr_assert_eq (s_fx.results[slot].outcome, outcome, "%s: %s, expected %s", task_id,
+                  hp_outcome_name (s_fx.results[slot].outcome), hp_outcome_name (outcome));
+    cr_assert_eq (s_fx.results[slot].lease, lease);
     if (text)
-        hp_str_copy (msg.text, text, size);
-    hw_msg_close (&in);
+        snprintf (text, size, "%s", s_fx.results[slot].text);
 }
 
 TestSuite (worker, .init = s_setup, .fini = s_teardown, .timeout = 30);
@@ -229,7 +255,7 @@ Test (worker, ready_then_task_done)
     s_start_worker (0);
     s_expect_ready ("bench", 4);
     s_send_task ("t-1", 7, "bench", s_event);
-    s_expect_result (HP_DONE, "t-1", 7, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "t-1", 7, NULL, 0);
 }
 
 Test (worker, many_tasks_each_answered_once_in_order)
@@ -243,7 +269,7 @@ Test (worker, many_tasks_each_answered_once_in_order)
     }
     for (int i = 0; i < 2000; i++) {
         snprintf (id, sizeof id, "t-%d", i);
-        s_expect_result (HP_DONE, id, 1, NULL, 0);
+        s_expect_result (HP_OUTCOME_DONE, id, 1, NULL, 0);
     }
 }
 
@@ -253,7 +279,7 @@ Test (worker, file_driver_writes_the_delivery)
     s_expect_ready ("email", 2);
     s_send_task ("t-mail", 1, "email", s_event);
     char detail[HP_MAX_TEXT];
-    s_expect_result (HP_DONE, "t-mail", 1, detail, sizeof detail);
+    s_expect_result (HP_OUTCOME_DONE, "t-mail", 1, detail, sizeof detail);
     char path[512];
     snprintf (path, sizeof path, "%s/out/email/t-mail.eml", s_fx.dir);
     cr_assert_str_eq (detail, path);
@@ -267,7 +293,7 @@ Test (worker, file_driver_failure_is_reported_failed)
     s_expect_ready ("email", 2);
     s_send_task ("t-bad", 3, "email", "{not json");
     char error[HP_MAX_TEXT];
-    s_expect_result (HP_FAILED, "t-bad", 3, error, sizeof error);
+    s_expect_result (HP_OUTCOME_FAILED, "t-bad", 3, error, sizeof error);
     cr_assert (strstr (error, "invalid event JSON"), "error was: %s", error);
 }
 
@@ -321,7 +347,7 @@ Test (worker, disconnect_from_broker_means_ready_again)
     cr_assert_eq (s_fx.identity_len, first_len);
     cr_assert_eq (memcmp (s_fx.identity, first, first_len), 0, "same socket, same identity");
     s_send_task ("t-2", 1, "bench", s_event);
-    s_expect_result (HP_DONE, "t-2", 1, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "t-2", 1, NULL, 0);
 }
 
 Test (worker, disconnects_before_the_session_starts_are_answered_once)
@@ -336,7 +362,7 @@ Test (worker, disconnects_before_the_session_starts_are_answered_once)
     s_send_command (HP_DISCONNECT);
     s_send_command (HP_DISCONNECT);
     s_send_task ("t-4", 1, "bench", s_event);
-    s_expect_result (HP_DONE, "t-4", 1, NULL, 0);     //  fails on any READY before it
+    s_expect_result (HP_OUTCOME_DONE, "t-4", 1, NULL, 0);     //  fails on any READY before it
     s_send_command (HP_DISCONNECT);                   //  the session is live now
     s_expect_ready ("bench", 4);
 }
@@ -353,7 +379,7 @@ Test (worker, silent_broker_means_new_socket_and_ready)
     cr_assert (s_fx.identity_len != first_len || memcmp (s_fx.identity, first, first_len) != 0,
                "a reconnect must come from a new socket (new identity)");
     s_send_task ("t-3", 2, "bench", s_event);
-    s_expect_result (HP_DONE, "t-3", 2, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "t-3", 2, NULL, 0);
 }
 
 Test (worker, task_for_another_channel_and_garbage_are_dropped)
@@ -369,7 +395,7 @@ Test (worker, task_for_another_channel_and_garbage_are_dropped)
     cr_assert_eq (zmq_send (s_fx.router, "TASK", 4, 0), 4);
     s_send_task ("t-mine", 1, "bench", s_event);
     //  The first answer is for t-mine: nothing was sent for the others.
-    s_expect_result (HP_DONE, "t-mine", 1, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "t-mine", 1, NULL, 0);
 }
 
 Test (worker, stop_sends_disconnect_and_returns_zero)
@@ -403,7 +429,7 @@ typedef struct {
     hd_complete_fn *complete;
     void *ctx;
     char ids[8][HP_MAX_ID + 1];
-    uint32_t attempts[8];
+    uint64_t leases[8];         /* echoed */
     int count;
     int credit;                 /* completions asked for and not yet done */
 } fake_driver_t;
@@ -424,7 +450,7 @@ s_fake_start (void *self_, const hd_task_t *task)
     if (self->count >= 8)
         return -1;
     snprintf (self->ids[self->count], sizeof self->ids[0], "%s", task->task_id);
-    self->attempts[self->count++] = task->attempt;
+    self->leases[self->count++] = task->lease;
     return 0;
 }
 
@@ -449,9 +475,9 @@ s_fake_progress (void *self_, const zmq_pollitem_t *items, int count)
     }
     while (self->credit > 0 && self->count > 0) {
         hd_result_t result = { .outcome = HD_DONE };
-        self->complete (self->ctx, self->ids[0], self->attempts[0], &result);
+        self->complete (self->ctx, self->ids[0], 1, self->leases[0], &result);
         memmove (self->ids[0], self->ids[1], sizeof self->ids[0] * (size_t) (self->count - 1));
-        memmove (&self->attempts[0], &self->attempts[1], sizeof self->attempts[0] * (size_t) (self->count - 1));
+        memmove (&self->leases[0], &self->leases[1], sizeof self->leases[0] * (size_t) (self->count - 1));
         self->count--;
         self->credit--;
     }
@@ -471,8 +497,8 @@ s_fake_close (void **self_p)
 }
 
 static const hd_driver_ops_t s_fake_ops = {
-    "fake", s_fake_open, s_fake_start, s_fake_poll_items, s_fake_progress,
-    s_fake_in_progress, s_fake_close
+    .name = "fake", .open = s_fake_open, .start = s_fake_start, .poll_items = s_fake_poll_items,
+    .progress = s_fake_progress, .in_progress = s_fake_in_progress, .close = s_fake_close
 };
 
 static void
@@ -500,13 +526,13 @@ Test (worker, async_driver_queues_beyond_capacity_in_order)
     s_send_task ("a-4", 1, "bench", s_event);
     s_send_task ("a-5", 1, "bench", s_event);     //  queue full too: refused at once
     char error[HP_MAX_TEXT];
-    s_expect_result (HP_RETRY, "a-5", 1, error, sizeof error);
+    s_expect_result (HP_OUTCOME_RETRY, "a-5", 1, error, sizeof error);
     cr_assert (strstr (error, "capacity"), "error was: %s", error);
     s_fake_finish (4);
-    s_expect_result (HP_DONE, "a-1", 1, NULL, 0);
-    s_expect_result (HP_DONE, "a-2", 1, NULL, 0);
-    s_expect_result (HP_DONE, "a-3", 1, NULL, 0);
-    s_expect_result (HP_DONE, "a-4", 1, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "a-1", 1, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "a-2", 1, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "a-3", 1, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "a-4", 1, NULL, 0);
 }
 
 Test (worker, stop_waits_for_in_progress_deliveries)
@@ -517,7 +543,7 @@ Test (worker, stop_waits_for_in_progress_deliveries)
     s_send_task ("s-3", 4, "bench", s_event);     //  queued: dropped at stop
     s_send_task ("s-4", 4, "bench", s_event);
     s_send_task ("s-5", 4, "bench", s_event);     //  refused: proves the others arrived
-    s_expect_result (HP_RETRY, "s-5", 4, NULL, 0);
+    s_expect_result (HP_OUTCOME_RETRY, "s-5", 4, NULL, 0);
     hw_msg_t in;
     hp_msg_t msg;
     s_fx.stop = 1;
@@ -534,8 +560,8 @@ Test (worker, stop_waits_for_in_progress_deliveries)
         }
     }
     s_fake_finish (2);
-    s_expect_result (HP_DONE, "s-1", 4, NULL, 0);
-    s_expect_result (HP_DONE, "s-2", 4, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "s-1", 4, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "s-2", 4, NULL, 0);
     cr_assert_eq (s_expect (HP_DISCONNECT, WAIT_MS, &in, &msg), 0, "no DISCONNECT");
     hw_msg_close (&in);
     pthread_join (s_fx.thread, NULL);
@@ -552,7 +578,7 @@ Test (worker, stop_gives_up_after_the_shutdown_budget)
     s_send_task ("g-3", 1, "bench", s_event);
     s_send_task ("g-4", 1, "bench", s_event);
     s_send_task ("g-5", 1, "bench", s_event);
-    s_expect_result (HP_RETRY, "g-5", 1, NULL, 0);
+    s_expect_result (HP_OUTCOME_RETRY, "g-5", 1, NULL, 0);
     hw_msg_t in;
     hp_msg_t msg;
     int64_t start = herald_clock_mono_ms ();
@@ -575,12 +601,13 @@ s_leaky_start (void *self_, const hd_task_t *task)
     snprintf (result.text, sizeof result.text,
               "POST https://user:pa55@hooks.slack.com/services/T000/B000/XXXXXXXX: HTTP 500: "
               "{\"token\":\"s3cr3t\"}\r\nX-Evil: 1");
-    self->complete (self->ctx, task->task_id, task->attempt, &result);
+    self->complete (self->ctx, task->task_id, task->attempt, task->lease, &result);
     return 0;
 }
 
 static const hd_driver_ops_t s_leaky_ops = {
-    "leaky", s_fake_open, s_leaky_start, NULL, NULL, s_fake_in_progress, s_fake_close
+    .name = "leaky", .open = s_fake_open, .start = s_leaky_start, .in_progress = s_fake_in_progress,
+    .close = s_fake_close
 };
 
 Test (worker, reported_errors_carry_no_secret_and_one_line)
@@ -589,7 +616,7 @@ Test (worker, reported_errors_carry_no_secret_and_one_line)
     s_expect_ready ("bench", 4);
     s_send_task ("k-1", 1, "bench", s_event);
     char error[HP_MAX_TEXT];
-    s_expect_result (HP_RETRY, "k-1", 1, error, sizeof error);
+    s_expect_result (HP_OUTCOME_RETRY, "k-1", 1, error, sizeof error);
     cr_assert_str_eq (error, "POST https://***@hooks.slack.com/services/T000/B000/***: HTTP 500: "
                              "{\"token\":\"***\"}  X-Evil: 1");
 }
