@@ -8,19 +8,30 @@
 
 #define REPORT_ROWS     7
 
-/*  The broker's documented memory bound is base + what the queues may hold
-    (issue 9, point 7: "base + broker.queue_window x event size", each
-    channel keeping up to queue_window tasks). README.md gives no base yet:
-    NAN means "not documented", and shape 5 then gets no verdict. When the
-    README gives one, put its base (MiB) here and check s_rss_bound_mib
-    against the README's formula. */
-#define REPORT_RSS_BASE_MIB     NAN
+/*  The broker's documented memory bound (README.md, "How much memory the
+    broker takes"): base + channels x queue_window x (event size + 200 B)
+    + 72 B x idempotency keys held (here: every event of the backlog). */
+#define REPORT_RSS_BASE_MIB     80.0
+#define REPORT_TASK_BYTES       200.0
+#define REPORT_KEY_BYTES        72.0
+
+static double
+s_queues_mib (const peers_report_t *self)
+{
+    return (double) self->queue_window * PEERS_CHANNELS * (self->event_bytes + REPORT_TASK_BYTES)
+         / 1048576.0;
+}
+
+static double
+s_keys_mib (const peers_report_t *self)
+{
+    return (double) self->backlog.events * REPORT_KEY_BYTES / 1048576.0;
+}
 
 static double
 s_rss_bound_mib (const peers_report_t *self)
 {
-    return REPORT_RSS_BASE_MIB + (double) self->queue_window * PEERS_CHANNELS
-                               * self->event_bytes / 1048576.0;
+    return REPORT_RSS_BASE_MIB + s_queues_mib (self) + s_keys_mib (self);
 }
 
 typedef struct {
@@ -81,7 +92,7 @@ s_rows (const peers_report_t *self, s_row_t rows[REPORT_ROWS])
     rows[3].label = "3. ACK latency p99, 1 outstanding, us";
     rows[4].label = "3. ACK latency p99.9, 1 outstanding, us";
     rows[5].label = "4. end to end, 3 channels, events/s";
-    rows[6].label = "5. broker RSS with the backlog, MiB";
+    rows[6].label = "5. broker peak RSS (VmHWM) with the backlog, MiB";
     for (int s = 0; s < PEERS_SYSTEMS; s++) {
         rows[0].value[s] = s_rate (&self->pipelined[s]);
         rows[1].value[s] = s_rate (&self->producers[s]);
@@ -92,7 +103,7 @@ s_rows (const peers_report_t *self, s_row_t rows[REPORT_ROWS])
         rows[5].value[s] = s_rate (&self->end_to_end[s]);
     }
     if (self->backlog_measured)
-        rows[6].value[PEERS_HERALD] = (double) self->backlog.rss_kib / 1024.0;
+        rows[6].value[PEERS_HERALD] = (double) self->backlog.hwm_kib / 1024.0;
 
     const double *h = NULL;
     rows[0].target = ">= 4x Redis";
@@ -113,8 +124,6 @@ s_rows (const peers_report_t *self, s_row_t rows[REPORT_ROWS])
     h = rows[5].value;
     rows[5].target = ">= 4x Redis";
     rows[5].verdict = s_verdict (s_ratio (h[PEERS_HERALD], h[PEERS_REDIS]), 4.0, true);
-    //  README.md gives no bound yet (issue 9 point 7 adds "base +
-    //  queue_window x event size"): no verdict until it does.
     static char bound[96];
     double bound_mib = s_rss_bound_mib (self);
     if (isnan (bound_mib))
@@ -200,15 +209,15 @@ peers_report_print (const peers_report_t *self, FILE *out)
                  rows[r].target, rows[r].target[0]? verdict: "");
     }
     if (self->backlog_measured) {
-        double queues_mib = (double) self->queue_window * PEERS_CHANNELS * self->event_bytes
-                          / 1048576.0;
         fprintf (out, "\n5. %ld tasks queued (%ld events x %d channels, no worker connected): "
-                 "VmRSS %.0f MiB, VmHWM %.0f MiB.\n   Documented bound: base %s + queue_window "
-                 "%ld x %d channels x %d-byte events (%.0f MiB).\n", self->backlog.tasks,
+                 "VmRSS %.0f MiB, VmHWM %.0f MiB.\n   Documented bound (README.md): base %.0f MiB"
+                 " + queue_window %ld x %d channels x (%d-byte events + %.0f B) (%.0f MiB)"
+                 " + %ld keys x %.0f B (%.0f MiB) = %.0f MiB.\n", self->backlog.tasks,
                  self->backlog.events, PEERS_CHANNELS, (double) self->backlog.rss_kib / 1024.0,
-                 (double) self->backlog.hwm_kib / 1024.0,
-                 isnan (REPORT_RSS_BASE_MIB)? "(not in README.md yet)": "from README.md",
-                 self->queue_window, PEERS_CHANNELS, self->event_bytes, queues_mib);
+                 (double) self->backlog.hwm_kib / 1024.0, REPORT_RSS_BASE_MIB,
+                 self->queue_window, PEERS_CHANNELS, self->event_bytes, REPORT_TASK_BYTES,
+                 s_queues_mib (self), self->backlog.events, REPORT_KEY_BYTES, s_keys_mib (self),
+                 s_rss_bound_mib (self));
     }
     fprintf (out, "\nCPU used, %% of one core over each system's measured time:\n");
     s_print_cpu (out, "1. pipelined", self->pipelined, true);

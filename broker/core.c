@@ -19,6 +19,9 @@
 #define S_OUTCOME_FLUSH_MS  20          /* outcomes alone wait this long for company on disk */
 #define S_LOAD_CHUNK        2000        /* tasks per load from the index */
 #define S_RECORD_MAX        (64u << 20)
+/*  A task's id for a log line (a buffer that lives to the end of the
+    enclosing full expression). */
+#define S_TASK_ID(self, task) (task_id ((task), (self)->config, (char [TASK_ID_MAX]) { 0 }).ptr)
 #define S_BATCHES_MAX       16          /* workers given tasks at once in a tick */
 
 /*  A publish waiting for its journal record (or its duplicate's) to be durable. */
@@ -563,7 +566,7 @@ s_make_tasks (core_t *self, const s_ack_t *ack, int64_t now)
             ch->backlog_lsn = ack->lsn;
             continue;
         }
-        task_t *task = task_new (ack->blob, f, c, self->config->channels[c].name, 0);
+        task_t *task = task_new (ack->blob, f, c, 0);
         if (!task) {
             ch->backlog = true;
             ch->backlog_lsn = ack->lsn;
@@ -663,7 +666,7 @@ s_outcome (core_t *self, const task_t *task, record_outcome_kind_t kind, bool lo
         return;
     }
     if (self->io.append_status (self->io.ctx) == JOURNAL_IO) {
-        herald_warn ("outcome not recorded: the journal failed", "task_id=%s", task->key);
+        herald_warn ("outcome not recorded: the journal failed", "task_id=%s", S_TASK_ID (self, task));
         return;
     }
     size_t size = record_size (&rec);
@@ -671,7 +674,7 @@ s_outcome (core_t *self, const task_t *task, record_outcome_kind_t kind, bool lo
     if (!held) {
         /*  One more delivery under the same task id after a restart,
             never a lost event. */
-        herald_warn ("outcome not recorded", "task_id=%s", task->key);
+        herald_warn ("outcome not recorded", "task_id=%s", S_TASK_ID (self, task));
         return;
     }
     held->next = NULL;
@@ -707,7 +710,7 @@ s_attempt_failed (core_t *self, task_t *task, const char *outcome_name, const ch
                       task->throttled, error);
         else
             snprintf (text, sizeof text, "gave up after %u attempts: %s", charged, error);
-        herald_warn ("task dead", "task_id=%s channel=%s attempt=%u error=%s", task->key, channel->name,
+        herald_warn ("task dead", "task_id=%s channel=%s attempt=%u error=%s", S_TASK_ID (self, task), channel->name,
                      task->attempts, herald_log_quote (text, quoted, sizeof quoted));
         s_outcome (self, task, RECORD_DEAD, true, outcome_name, text, 0, 0);
         ch->open--;
@@ -724,7 +727,7 @@ s_attempt_failed (core_t *self, task_t *task, const char *outcome_name, const ch
     int64_t wall = herald_clock_wall_ms ();
     s_outcome (self, task, RECORD_RESCHEDULE, true, outcome_name, error, wall + delay, delay);
     herald_info ("task will retry", "task_id=%s channel=%s attempt=%u outcome=%s delay_ms=%lld error=%s",
-                 task->key, channel->name, task->attempts, outcome_name, (long long) delay,
+                 S_TASK_ID (self, task), channel->name, task->attempts, outcome_name, (long long) delay,
                  herald_log_quote (error, quoted, sizeof quoted));
     dispatch_enqueue (self->dispatch, task, now + delay, now, false);
 }
@@ -832,7 +835,7 @@ s_task_answered (core_t *self, worker_t *worker, const hp_result_t *result, int6
     s_chan_t *ch = &self->chans[task->channel];
     switch (result->outcome) {
         case HP_OUTCOME_DONE:
-            herald_debug ("task done", "task_id=%s attempt=%u", task->key, task->attempts);
+            herald_debug ("task done", "task_id=%s attempt=%u", S_TASK_ID (self, task), task->attempts);
             s_outcome (self, task, RECORD_DONE, false, "done", "", 0, 0);
             ch->open--;
             ch->done++;
@@ -913,7 +916,9 @@ s_send_batch (core_t *self, s_batch_t *batch, int64_t now)
         char *grown = realloc (self->frame, cap);
         if (!grown) {
             for (uint32_t i = 0; i < batch->count; i++) {
-                task_t *task = dispatch_complete (self->dispatch, worker, hp_str (batch->tasks[i]->key),
+                char id[TASK_ID_MAX];
+                task_t *task = dispatch_complete (self->dispatch, worker,
+                                                  task_id (batch->tasks[i], self->config, id),
                                                   batch->tasks[i]->lease);
                 if (task)
                     dispatch_hand_back (self->dispatch, task, now);
@@ -927,7 +932,8 @@ s_send_batch (core_t *self, s_batch_t *batch, int64_t now)
     size_t len = 0;
     for (uint32_t i = 0; i < batch->count; i++) {
         task_t *task = batch->tasks[i];
-        hp_task_t entry = { hp_str (task->key), task->attempts, task->lease,
+        char id[TASK_ID_MAX];
+        hp_task_t entry = { task_id (task, self->config, id), task->attempts, task->lease,
                             hp_strn (task->event->data, task->event->len) };
         len += hp_task_put (self->frame + len, &entry);
     }
@@ -949,7 +955,8 @@ s_send_batch (core_t *self, s_batch_t *batch, int64_t now)
     worker->blocked = true;
     worker->blocked_errno = errno;
     for (uint32_t i = 0; i < batch->count; i++) {
-        task_t *task = dispatch_complete (self->dispatch, worker, hp_str (batch->tasks[i]->key),
+        char id[TASK_ID_MAX];
+        task_t *task = dispatch_complete (self->dispatch, worker, task_id (batch->tasks[i], self->config, id),
                                           batch->tasks[i]->lease);
         if (task)
             dispatch_hand_back (self->dispatch, task, now);
@@ -983,7 +990,8 @@ s_dispatch (core_t *self, int64_t now)
             batch->count = 0;
             batch->bytes = 0;
         }
-        hp_task_t entry = { hp_str (task->key), task->attempts, task->lease,
+        char id[TASK_ID_MAX];
+        hp_task_t entry = { task_id (task, self->config, id), task->attempts, task->lease,
                             hp_strn (task->event->data, task->event->len) };
         size_t size = hp_task_size (&entry);
         if (batch->count > 0 && batch->bytes + size > (size_t) self->config->broker.max_event_bytes + HP_BATCH_OVERHEAD)
@@ -1062,7 +1070,7 @@ s_loaded (core_t *self, index_msg_t *msg, int64_t now)
     for (size_t i = 0; i < msg->task_count; i++) {
         index_task_t *t = &msg->tasks[i];
         blob_t *blob = blob_new (t->seq, t->uid, t->body, t->body_len);
-        task_t *task = blob? task_new (blob, t->ch, c, self->config->channels[c].name, t->attempts): NULL;
+        task_t *task = blob? task_new (blob, t->ch, c, t->attempts): NULL;
         if (!task) {
             free (blob);
             herald_error ("out of memory loading tasks", "channel=%s", self->config->channels[c].name);

@@ -1,4 +1,5 @@
 /*  dispatch: ready queues, delayed heap, workers, leases and channel limits. */
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -92,19 +93,26 @@ blob_new (uint64_t seq, const char *uid, const char *data, size_t len)
 }
 
 task_t *
-task_new (blob_t *event, int ch, int channel, const char *channel_name, uint32_t attempts)
+task_new (blob_t *event, int ch, int channel, uint32_t attempts)
 {
+    assert (ch >= 0 && ch < 256 && channel >= 0 && channel < HERALD_MAX_CHANNELS);
     task_t *task = calloc (1, sizeof *task);
     if (!task)
         return NULL;
     task->seq = event->seq;
-    task->ch = ch;
-    task->channel = channel;
+    task->ch = (uint8_t) ch;
+    task->channel = (uint16_t) channel;
     task->attempts = attempts;
     task->event = event;
     event->refs++;
-    snprintf (task->key, sizeof task->key, "%s.%s", event->uid, channel_name);
     return task;
+}
+
+hp_str_t
+task_id (const task_t *task, const herald_config_t *config, char *buf)
+{
+    int n = snprintf (buf, TASK_ID_MAX, "%s.%s", task->event->uid, config->channels[task->channel].name);
+    return hp_strn (buf, n < 0? 0: n >= TASK_ID_MAX? TASK_ID_MAX - 1: (size_t) n);
 }
 
 void
@@ -405,12 +413,14 @@ dispatch_pause (dispatch_t *self, int channel, int64_t until)
 }
 
 task_t *
-dispatch_complete (dispatch_t *self, worker_t *worker, hp_str_t task_id, uint64_t lease)
+dispatch_complete (dispatch_t *self, worker_t *worker, hp_str_t wanted, uint64_t lease)
 {
     for (uint32_t i = 0; i < worker->lease_count; i++) {
         task_t *task = worker->leases[i];
         if (task->lease == lease) {
-            if (!hp_str_eq (task_id, task->key))
+            char id[TASK_ID_MAX];
+            hp_str_t own = task_id (task, self->config, id);
+            if (wanted.len != own.len || memcmp (wanted.ptr, own.ptr, own.len) != 0)
                 return NULL;        /* a lease id with another task's id: not ours */
             s_unlease (self, worker, i);
             return task;

@@ -26,23 +26,31 @@ typedef struct {
 
 typedef struct worker worker_t;
 
+/*  A task in memory: about 100 bytes (its id is not stored: it is the
+    event's uid, a dot and the channel's name, see task_id). */
 typedef struct task {
     uint64_t seq;                   /* its event */
-    int ch;                         /* its place in the event's fan-out */
-    int channel;                    /* index into config->channels */
+    uint8_t ch;                     /* its place in the event's fan-out */
+    bool suspect;                   /* was at a worker that died: delivered alone from now on */
+    uint16_t channel;               /* index into config->channels */
     uint32_t attempts;              /* attempts made, handed-back ones not counted */
     uint32_t throttled;             /* of them, answered THROTTLED: not charged to the budget */
+    uint32_t heap_index;            /* position in the delayed heap */
     uint64_t lease;                 /* the current lease (the fencing token): 0 when not leased */
     int64_t due_ms;                 /* delayed: monotonic time it becomes ready */
     int64_t lease_deadline;         /* leased: monotonic time the lease expires */
     worker_t *worker;               /* lease holder, NULL when not leased */
     blob_t *event;                  /* shared, refcounted */
     struct task *next;              /* ready queue link */
-    size_t heap_index;              /* position in the delayed heap */
-    bool suspect;                   /* was at a worker that died: delivered alone from now on */
     uint64_t avoid;                 /* serial of the worker whose lease on it expired: try another */
-    char key[HP_MAX_ID + 1];        /* stable task id, the idempotency key */
 } task_t;
+
+#define TASK_ID_MAX     (32 + 1 + HERALD_NAME_MAX)     /* uid, dot, channel name: < HP_MAX_ID */
+
+/*  The task's stable id, its idempotency key: "uid.channel", written into
+    buf (TASK_ID_MAX bytes). Returns it as a string of buf. */
+hp_str_t
+    task_id (const task_t *task, const herald_config_t *config, char *buf);
 
 struct worker {
     char identity[256];             /* ROUTER routing id */
@@ -86,7 +94,7 @@ blob_t *
     channel). Takes a reference on event; its key is uid.channel-name.
     NULL on OOM. */
 task_t *
-    task_new (blob_t *event, int ch, int channel, const char *channel_name, uint32_t attempts);
+    task_new (blob_t *event, int ch, int channel, uint32_t attempts);
 
 /*  Frees a task that is in no queue, dropping its event reference. */
 void

@@ -25,7 +25,7 @@
 #define S_COMMIT_MS         200         /* a transaction stays open this long at most */
 #define S_TXN_BYTES         (8u << 20)  /* and takes at most this much of the journal */
 #define S_WAKE_MS           50          /* the thread looks at the journal this often */
-#define S_WINDOW_EVENTS     50000       /* events held before they are written */
+#define S_WINDOW_EVENTS     8000        /* events held before they are written */
 #define S_PRUNE_IDLE_MS     60000
 #define S_PRUNE_BATCH       500
 #define S_PRUNE_FIRST_MS    5000
@@ -1002,7 +1002,7 @@ index_open_file (const char *path, index_info_t *info, char *err, size_t errlen)
     }
     if (s_exec (self, "PRAGMA journal_mode=WAL", "set WAL mode") != 0
     ||  s_exec (self, "PRAGMA synchronous=FULL", "set synchronous") != 0
-    ||  s_exec (self, "PRAGMA cache_size=-65536", "pragma") != 0
+    ||  s_exec (self, "PRAGMA cache_size=-8192", "pragma") != 0
     ||  s_exec (self, "PRAGMA journal_size_limit=67108864", "pragma") != 0) {
         snprintf (err, errlen, "%s", self->err);
         index_destroy (&self);
@@ -1709,6 +1709,7 @@ index_start (index_t *self, int64_t retention_ms, char *err, size_t errlen)
         snprintf (err, errlen, "index %.900s: cannot start its thread", self->path);
         return -1;
     }
+    pthread_setname_np (self->thread, "herald-index");
     self->started = true;
     return 0;
 }

@@ -22,7 +22,7 @@
                                            a segment's last bytes fewer than this are never a record */
 #define S_ZERO_CHUNK    (1u << 20)      /* zero-fill writes */
 #define S_READ_CHUNK    (1u << 20)      /* reader's buffer */
-#define S_STAGE_MAX     (64u << 20)     /* staged bytes before appends wait for the writer */
+#define S_STAGE_MAX     (16u << 20)     /* staged bytes before appends are refused (busy) */
 #define S_SPARES_KEPT   2               /* released segments kept for reuse beyond the next one */
 #define S_PREPARE_RETRY_MS 1000
 
@@ -887,6 +887,7 @@ journal_start (journal_t *self, char *err, size_t errlen)
         snprintf (err, errlen, "journal %s: cannot start a thread", self->dir);
         return -1;
     }
+    pthread_setname_np (self->preparer, "herald-prepare");
     if (pthread_create (&self->writer, NULL, s_writer, self) != 0) {
         pthread_mutex_lock (&self->seg_lock);
         self->stopping = true;
@@ -896,6 +897,7 @@ journal_start (journal_t *self, char *err, size_t errlen)
         snprintf (err, errlen, "journal %s: cannot start a thread", self->dir);
         return -1;
     }
+    pthread_setname_np (self->writer, "herald-journal");
     self->threads_started = true;
     s_want (self, self->end);
     /*  The segment the first append goes to must exist before the broker

@@ -496,6 +496,7 @@ zap_new (const zap_options_t *options, allowlist_t **allowlist_p, char *err, siz
         zap_destroy (&self);
         return NULL;
     }
+    pthread_setname_np (self->thread, "herald-zap");
     self->started = true;
     char answer[8] = "";
     do

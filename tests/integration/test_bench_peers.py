@@ -23,7 +23,7 @@ ROWS = [
     ("3. ACK latency p99, 1 outstanding, us", (True, True, True)),
     ("3. ACK latency p99.9, 1 outstanding, us", (True, True, True)),
     ("4. end to end, 3 channels, events/s", (True, False, True)),
-    ("5. broker RSS with the backlog, MiB", (False, False, True)),
+    ("5. broker peak RSS (VmHWM) with the backlog, MiB", (False, False, True)),
 ]
 RUN_TIMEOUT = 150       # seconds; --quick takes 15-30 s on the 2-core machine
 

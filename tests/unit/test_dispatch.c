@@ -28,6 +28,9 @@ teardown (void)
 
 TestSuite (dispatch, .init = setup, .fini = teardown);
 
+/*  A task's id (a buffer living to the end of the full expression). */
+#define S_ID(task) task_id ((task), &config, (char [TASK_ID_MAX]) { 0 })
+
 /*  A task of its own event (seq = id). */
 static task_t *
 queue_task (uint64_t id, int channel, int64_t due, int64_t now)
@@ -35,7 +38,7 @@ queue_task (uint64_t id, int channel, int64_t due, int64_t now)
     char uid[33];
     snprintf (uid, sizeof uid, "uid%llu", (unsigned long long) id);
     blob_t *event = blob_new (id, uid, "{}", 2);
-    task_t *task = task_new (event, 0, channel, config.channels[channel].name, 0);
+    task_t *task = task_new (event, 0, channel, 0);
     dispatch_enqueue (d, task, due, now, false);
     return task;
 }
@@ -58,7 +61,7 @@ Test (dispatch, never_more_than_the_credit)
     cr_assert_eq (a->seq, 1);
     cr_assert_eq (b->seq, 2);
     cr_assert_eq (a->attempts, 1);
-    task_t *done = dispatch_complete (d, w, hp_str (a->key), a->lease);
+    task_t *done = dispatch_complete (d, w, S_ID (a), a->lease);
     cr_assert_eq (done, a);
     task_destroy (&done);
     task_t *c = dispatch_next (d, 0);
@@ -82,11 +85,11 @@ Test (dispatch, stale_lease_is_fenced)
     queue_task (1, 0, 0, 0);
     task_t *task = dispatch_next (d, 0);
     cr_assert_gt (task->lease, 7ull << 32, "lease ids start above the first one given");
-    cr_assert_null (dispatch_complete (d, w, hp_str (task->key), task->lease + 1), "another lease");
+    cr_assert_null (dispatch_complete (d, w, S_ID (task), task->lease + 1), "another lease");
     cr_assert_null (dispatch_complete (d, w, hp_str ("other.email"), task->lease), "another task's id");
     worker_t *other = add_worker ("w2", 0, 1);
-    cr_assert_null (dispatch_complete (d, other, hp_str (task->key), task->lease), "answer from another worker");
-    task_t *done = dispatch_complete (d, w, hp_str (task->key), task->lease);
+    cr_assert_null (dispatch_complete (d, other, S_ID (task), task->lease), "answer from another worker");
+    task_t *done = dispatch_complete (d, w, S_ID (task), task->lease);
     cr_assert_eq (done, task);
     task_destroy (&done);
 }
@@ -104,8 +107,8 @@ Test (dispatch, requeued_task_gets_a_new_attempt_and_old_answer_is_ignored)
     task_t *again = dispatch_next (d, 1000);
     cr_assert_eq (again->attempts, 2);
     cr_assert_gt (again->lease, first_lease, "a new lease, greater");
-    cr_assert_null (dispatch_complete (d, w1, hp_str (again->key), first_lease), "late answer of lease 1");
-    task_t *done = dispatch_complete (d, again->worker, hp_str (again->key), again->lease);
+    cr_assert_null (dispatch_complete (d, w1, S_ID (again), first_lease), "late answer of lease 1");
+    task_t *done = dispatch_complete (d, again->worker, S_ID (again), again->lease);
     cr_assert_eq (done, again);
     (void) w2;
     task_destroy (&done);
@@ -232,9 +235,11 @@ Test (dispatch, backoff_full_jitter_bounds)
 Test (dispatch, shared_event_freed_with_last_task)
 {
     blob_t *shared = blob_new (1, "k", "{\"x\":1}", 7);
-    task_t *a = task_new (shared, 0, 0, "email", 0);
-    task_t *b = task_new (shared, 1, 1, "inventory", 0);
+    task_t *a = task_new (shared, 0, 0, 0);
+    task_t *b = task_new (shared, 1, 1, 0);
     cr_assert_eq (shared->refs, 2);
+    char id[TASK_ID_MAX];
+    cr_assert (hp_str_eq (task_id (b, &config, id), "k.inventory"), "task id is uid.channel: %s", id);
     task_destroy (&a);
     cr_assert_null (a);
     cr_assert_eq (shared->refs, 1);
@@ -276,7 +281,7 @@ Test (dispatch, suspect_task_is_delivered_alone)
     task_t *next = dispatch_next (d, 0);
     cr_assert (next && next->seq == 3);
     cr_assert_eq (next->worker, busy, "the solo worker gets nothing else meanwhile");
-    task_t *done = dispatch_complete (d, idle, hp_str (solo->key), solo->lease);
+    task_t *done = dispatch_complete (d, idle, S_ID (solo), solo->lease);
     cr_assert_eq (done, solo);
     cr_assert_not (idle->solo, "free again after its answer");
     task_destroy (&done);
@@ -294,7 +299,7 @@ Test (dispatch, expired_lease_retries_on_another_worker)
     task_t *again = dispatch_next (d, 1000);
     cr_assert_eq (again->worker, other, "not back to the worker whose lease expired");
     /*  With no other worker, the same one is used rather than waiting forever. */
-    task_t *back = dispatch_complete (d, other, hp_str (again->key), again->lease);
+    task_t *back = dispatch_complete (d, other, S_ID (again), again->lease);
     dispatch_worker_remove (d, &other);
     dispatch_enqueue (d, back, 0, 1000, false);
     task_t *third = dispatch_next (d, 1000);
@@ -316,5 +321,5 @@ Test (dispatch, hand_back_keeps_the_budget_and_fences_the_old_lease)
     cr_assert_eq (again, task);
     cr_assert_eq (again->attempts, 1, "the handed-back attempt is not counted");
     cr_assert_gt (again->lease, lease);
-    cr_assert_null (dispatch_complete (d, w, hp_str (again->key), lease), "the old lease is fenced");
+    cr_assert_null (dispatch_complete (d, w, S_ID (again), lease), "the old lease is fenced");
 }
