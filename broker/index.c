@@ -951,7 +951,7 @@ index_open_file (const char *path, index_info_t *info, char *err, size_t errlen)
     }
     snprintf (self->path, sizeof self->path, "%s", path);
     pthread_mutex_init (&self->lock, NULL);
-    pthread_cond_init (&self->wake, NULL);
+    herald_cond_init_monotonic (&self->wake);
     self->event_fd = eventfd (0, EFD_NONBLOCK | EFD_CLOEXEC);
     if (self->event_fd < 0 || s_mkdir_parent (path) != 0) {
         snprintf (err, errlen, "store %s: %s", path, strerror (errno));
@@ -1580,13 +1580,7 @@ s_thread (void *arg)
         index_msg_t *requests = self->requests;
         self->requests = self->requests_tail = NULL;
         if (!requests && !stopping && !waiting) {
-            struct timespec until;
-            clock_gettime (CLOCK_REALTIME, &until);
-            until.tv_nsec += S_WAKE_MS * 1000000L;
-            if (until.tv_nsec >= 1000000000L) {
-                until.tv_sec++;
-                until.tv_nsec -= 1000000000L;
-            }
+            struct timespec until = herald_clock_deadline (S_WAKE_MS);
             pthread_cond_timedwait (&self->wake, &self->lock, &until);
             stopping = self->stopping;
             requests = self->requests;

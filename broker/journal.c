@@ -16,6 +16,7 @@
 
 #include "herald_log.h"
 #include "journal.h"
+#include "herald_clock.h"
 
 #define S_SKIP_TYPE     0xff            /* payload type byte of a filler record */
 #define S_MIN_RECORD    32              /* header + one payload byte, aligned: the smallest record;
@@ -453,9 +454,7 @@ s_preparer (void *arg)
                       strerror (errno));
             herald_error ("journal cannot make a segment", "dir=%s error=\"%s\"", self->dir,
                           strerror (errno));
-            struct timespec until;
-            clock_gettime (CLOCK_REALTIME, &until);
-            until.tv_sec += S_PREPARE_RETRY_MS / 1000;
+            struct timespec until = herald_clock_deadline (S_PREPARE_RETRY_MS);
             pthread_cond_timedwait (&self->prepare_wake, &self->seg_lock, &until);
             continue;
         }
@@ -570,9 +569,7 @@ s_writer (void *arg)
             pthread_mutex_lock (&self->lock);
             bool stop = self->stopping;
             if (!stop) {
-                struct timespec until;
-                clock_gettime (CLOCK_REALTIME, &until);
-                until.tv_sec += 1;
+                struct timespec until = herald_clock_deadline (1000);
                 pthread_cond_timedwait (&self->write_wake, &self->lock, &until);
             }
             stop = self->stopping;
@@ -844,8 +841,8 @@ journal_open (const char *dir, const journal_options_t *options, uint64_t from,
     self->event_fd = -1;
     pthread_mutex_init (&self->seg_lock, NULL);
     pthread_mutex_init (&self->lock, NULL);
-    pthread_cond_init (&self->prepare_wake, NULL);
-    pthread_cond_init (&self->write_wake, NULL);
+    herald_cond_init_monotonic (&self->prepare_wake);
+    herald_cond_init_monotonic (&self->write_wake);
     if (mkdir (dir, 0700) != 0 && errno != EEXIST) {
         snprintf (err, errlen, "journal %s: cannot create: %s", dir, strerror (errno));
         journal_destroy (&self);

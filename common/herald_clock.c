@@ -47,3 +47,27 @@ herald_clock_format (int64_t wall_ms, char *buf, size_t size)
               tm.tm_hour, tm.tm_min, tm.tm_sec, (int) (wall_ms % 1000));
     return buf;
 }
+
+int
+herald_cond_init_monotonic (pthread_cond_t *cond)
+{
+    pthread_condattr_t attr;
+    if (pthread_condattr_init (&attr) != 0)
+        return -1;
+    int rc = pthread_condattr_setclock (&attr, CLOCK_MONOTONIC);
+    if (rc == 0)
+        rc = pthread_cond_init (cond, &attr);
+    pthread_condattr_destroy (&attr);
+    return rc == 0? 0: -1;
+}
+
+struct timespec
+herald_clock_deadline (int64_t ms)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    int64_t ns = (int64_t) ts.tv_nsec + (ms % 1000) * 1000000;
+    ts.tv_sec += (time_t) (ms / 1000 + ns / 1000000000);
+    ts.tv_nsec = (long) (ns % 1000000000);
+    return ts;
+}
