@@ -2,17 +2,14 @@
     whatever decodes). The input is split into frames at each "\n--\n"
     separator; each frame is copied into its own exact-size allocation so
     that ASan sees any read past a frame.
-    Build: cmake -DHERALD_FUZZ=ON -DCMAKE_C_COMPILER=clang; run: fuzz_proto -max_total_time=60 */
-#include <stdint.h>
-#include <stdlib.h>
-#include <string.h>
-
+    Properties: whatever decodes encodes back to the same frames; a
+    refusal is 400 or 505 with a text that is printable ASCII without
+    double quotes or backslashes (herald_proto.h: safe in JSON and logfmt).
+    Run: scripts/fuzz.sh (tests/fuzz/README.md). */
+#include "fuzz_util.h"
 #include "herald_proto.h"
 
 #define S_MAX_INPUT_FRAMES 12
-
-int
-LLVMFuzzerTestOneInput (const uint8_t *data, size_t size);
 
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
@@ -44,17 +41,23 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
     hp_error_t err;
     if (hp_decode (frames, count, &msg, &err) == 0) {
         hp_encoded_t out;
-        if (hp_encode (&msg, &out) != 0 || out.count != count)
-            abort ();       /* whatever decodes must encode back */
+        fuzz_check (hp_encode (&msg, &out) == 0 && out.count == count,
+                    "%s decodes but does not encode back", hp_command_name (msg.command));
         for (size_t i = 0; i < count; i++)
-            if (out.frames[i].size != frames[i].size
-            ||  (out.frames[i].size
-                 && memcmp (out.frames[i].data, frames[i].data, frames[i].size) != 0))
-                abort ();
+            fuzz_check (out.frames[i].size == frames[i].size
+                        && (out.frames[i].size == 0
+                            || memcmp (out.frames[i].data, frames[i].data, frames[i].size) == 0),
+                        "%s: frame %zu encodes differently", hp_command_name (msg.command), i);
     }
-    else
-    if (err.code != HP_CODE_BAD_REQUEST && err.code != HP_CODE_VERSION)
-        abort ();
+    else {
+        fuzz_check (err.code == HP_CODE_BAD_REQUEST || err.code == HP_CODE_VERSION,
+                    "refused with code %d", err.code);
+        fuzz_check (fuzz_terminated (err.text, sizeof err.text) && err.text[0],
+                    "error text empty or not terminated");
+        for (const char *p = err.text; *p; p++)
+            fuzz_check (*p >= 0x20 && *p < 0x7f && *p != '"' && *p != '\\',
+                        "error text holds byte 0x%02x: %s", (unsigned) (unsigned char) *p, err.text);
+    }
     for (size_t i = 0; i < count; i++)
         free ((void *) frames[i].data);
     return 0;
