@@ -6,8 +6,8 @@
     Properties (herald_redact.h): the output fits the buffer and is one
     line of printable UTF-8: no C0 control, DEL, C1 control, bidirectional
     control, BOM or line/paragraph separator, and no trailing space; when
-    not cut, redacting the output again changes nothing (what the first
-    pass left is not a secret by its own rules). */
+    not cut, redacting the output again finds no secret the first pass
+    showed (s_check_second_pass). */
 #include "fuzz_util.h"
 #include "herald_proto.h"
 #include "herald_redact.h"
@@ -36,6 +36,29 @@ s_check_line (const char *out, size_t size, const char *what)
     }
 }
 
+/*  A second pass may only hide more of what stands before a mark (a name
+    such as "auth=" whose value the first pass hid): that shows no secret.
+    It must not hide what follows a mark (the rest of a secret the first
+    pass cut short) nor find a secret of its own (one the first missed). */
+static void
+s_check_second_pass (const char *first, const char *second)
+{
+    size_t len1 = strlen (first), len2 = strlen (second);
+    if (len1 == len2 && memcmp (first, second, len1) == 0)
+        return;
+    size_t prefix = 0;
+    while (prefix < len1 && prefix < len2 && first[prefix] == second[prefix])
+        prefix++;
+    size_t suffix = 0;
+    while (suffix < len1 - prefix && suffix < len2 - prefix
+           && first[len1 - 1 - suffix] == second[len2 - 1 - suffix])
+        suffix++;
+    bool after_mark = prefix >= 3 && memcmp (first + prefix - 3, HERALD_REDACT_MARK, 3) == 0;
+    bool before_mark = suffix >= 3 && memcmp (first + len1 - suffix, HERALD_REDACT_MARK, 3) == 0;
+    fuzz_check (!after_mark && before_mark, "a second pass hides more (the first one showed a"
+                " secret):\n  %s\ninto\n  %s", first, second);
+}
+
 int
 LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
 {
@@ -60,7 +83,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         char *again = malloc (out_size);
         fuzz_check (again != NULL, "out of memory");
         herald_redact (out, again, out_size);
-        fuzz_check (strcmp (again, out) == 0, "a second pass changes\n  %s\ninto\n  %s", out, again);
+        s_check_second_pass (out, again);
         free (again);
     }
 
