@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "herald_asan.h"
 #include "herald_json.h"
 #include "herald_proto.h"
 #include "validate.h"
@@ -145,10 +146,11 @@ static struct {
 static void *
 s_arena_malloc (size_t size)
 {
-    size = (size + 15) & ~(size_t) 15;
-    if (size <= ARENA_SIZE - s_arena.used) {
+    size_t rounded = (size + HERALD_ASAN_REDZONE + 15) & ~(size_t) 15;
+    if (rounded <= ARENA_SIZE - s_arena.used) {
         void *p = s_arena.bytes + s_arena.used;
-        s_arena.used += size;
+        s_arena.used += rounded;
+        herald_asan_unpoison (p, size);
         return p;
     }
     return malloc (size);
@@ -174,6 +176,7 @@ validate_event (const herald_config_t *config, const char *body, size_t len,
     json_free_t old_free;
     json_get_alloc_funcs (&old_malloc, &old_free);
     s_arena.used = 0;
+    herald_asan_poison (s_arena.bytes, ARENA_SIZE);    /* overruns inside the arena show */
     json_set_alloc_funcs (s_arena_malloc, s_arena_free);
     int rc = s_validate (config, body, len, result);
     json_set_alloc_funcs (old_malloc, old_free);

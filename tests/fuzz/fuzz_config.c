@@ -179,17 +179,19 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         s_check_report (report, problems);
         free (report);
     }
-    /*  A short error buffer: the message is cut, never overflows. */
-    size_t errlen = 1 + (size? data[0] % 64: 0);
-    char *small = malloc (errlen);
-    fuzz_check (small != NULL, "out of memory");
-    herald_config_t *other = malloc (sizeof *other);
-    fuzz_check (other != NULL, "out of memory");
-    int rc_small = herald_config_parse (other, text, size, S_NAME, small, errlen);
-    fuzz_check (rc_small == rc, "the error buffer's size changed the answer");
-    fuzz_check (fuzz_terminated (small, errlen), "short error not terminated");
-    free (other);
-    free (small);
+    /*  A short error buffer (for one input in four: parsing allocates a
+        whole configuration, half a megabyte, which is what costs here): the
+        message is cut, never overflows. */
+    if (size && data[size - 1] % 4 == 0) {
+        size_t errlen = 1 + data[0] % 64;
+        char *small = malloc (errlen);
+        fuzz_check (small != NULL, "out of memory");
+        static herald_config_t other;
+        int rc_small = herald_config_parse (&other, text, size, S_NAME, small, errlen);
+        fuzz_check (rc_small == rc, "the error buffer's size changed the answer");
+        fuzz_check (fuzz_terminated (small, errlen), "short error not terminated");
+        free (small);
+    }
     free (text);
     return 0;
 }
