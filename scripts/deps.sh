@@ -3,10 +3,13 @@
 set -euo pipefail
 # libsystemd-dev: the broker's sd_notify; systemd: systemd-analyze for the
 # install test (man-db: its man page check); python3-zmq: the Python example;
-# groff-base: the man page test.
+# groff-base: the man page test. clang, libclang-rt-dev (libFuzzer and the
+# sanitizer runtimes) and llvm (llvm-symbolizer, for readable reports): the
+# fuzz targets (scripts/fuzz.sh).
 packages=(cmake make gcc pkg-config libzmq3-dev libcurl4-openssl-dev libyaml-dev
           libcriterion-dev libsqlite3-dev libjansson-dev sqlite3 openssl python3 python3-aiosmtpd
-          libsystemd-dev systemd man-db python3-zmq groff-base binutils)
+          libsystemd-dev systemd man-db python3-zmq groff-base binutils
+          clang libclang-rt-dev llvm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
