@@ -13,7 +13,8 @@
       renders, and the To header holds that address once, after a display
       name that decodes (atoms, one quoted string or encoded words) to the
       rendered name and nothing else;
-    - the Subject decodes to the rendered subject;
+    - the Subject decodes to the rendered subject; no plain text holds
+      "=?" (a reader would decode it as an encoded word);
     - no line is longer than 76 bytes unless it holds the address or the
       task id;
     - the body is one part, or exactly two (text/plain, text/html) between
