@@ -197,14 +197,23 @@ s_string (s_scan_t *s, s_span_t *span)
     return s_fail (s, open, "unterminated string");
 }
 
+/*  A failed decoding leaves out empty (never half a string). */
+static size_t
+s_decode_failed (char *out)
+{
+    out[0] = '\0';
+    return (size_t) -1;
+}
+
 /*  Decodes a checked string span into out (NUL-terminated, at most size-1
-    bytes). Returns the decoded length, or (size_t) -1 if it does not fit. */
+    bytes). Returns the decoded length, or (size_t) -1, out empty, if it
+    does not fit. */
 static size_t
 s_decode (const s_span_t *span, char *out, size_t size)
 {
     if (!span->escaped) {
         if (span->len >= size)
-            return (size_t) -1;
+            return s_decode_failed (out);
         memcpy (out, span->ptr, span->len);
         out[span->len] = '\0';
         return span->len;
@@ -216,7 +225,7 @@ s_decode (const s_span_t *span, char *out, size_t size)
         uint32_t cp;
         if (c != '\\') {
             if (n + 1 >= size)
-                return (size_t) -1;
+                return s_decode_failed (out);
             out[n++] = c;
             continue;
         }
@@ -256,7 +265,7 @@ s_decode (const s_span_t *span, char *out, size_t size)
             buf[0] = (char) (0xf0 | cp >> 18), buf[1] = (char) (0x80 | ((cp >> 12) & 0x3f)),
             buf[2] = (char) (0x80 | ((cp >> 6) & 0x3f)), buf[3] = (char) (0x80 | (cp & 0x3f)), k = 4;
         if (n + k >= size)
-            return (size_t) -1;
+            return s_decode_failed (out);
         memcpy (out + n, buf, k);
         n += k;
     }
@@ -339,12 +348,20 @@ s_number (s_scan_t *s)
                                        errno = 0, strtoll (text, NULL, 10), errno == ERANGE)))
             return s_fail (s, start, "too big integer");
     }
-    else
-    if (len < sizeof text) {
-        snprintf (text, sizeof text, "%.*s", (int) len, start);
+    else {
+        /*  jansson refuses reals beyond a double's range, however they are
+            written (a long text is copied to the heap to be read). */
+        char *copy = len < sizeof text? text: malloc (len + 1);
+        if (!copy)
+            return s_fail (s, start, "out of memory");
+        memcpy (copy, start, len);
+        copy[len] = '\0';
         errno = 0;
-        double v = strtod (text, NULL);
-        if (errno == ERANGE && isinf (v))
+        double v = strtod (copy, NULL);
+        bool overflow = errno == ERANGE && isinf (v);
+        if (copy != text)
+            free (copy);
+        if (overflow)
             return s_fail (s, start, "real number overflow");
     }
     return 0;

@@ -14,6 +14,7 @@
 #define S_WEBHOOK_MIN       8       /* last segment of a webhook URL, at least */
 #define S_BASIC_MIN         8       /* credentials after Bearer / Basic, at least */
 #define S_CUT_MARK          "..."
+#define S_VALUE_ENDS        " ,;&}])\"'"     /* what ends an unquoted value or credentials */
 
 typedef struct {
     char *out;
@@ -59,9 +60,21 @@ s_finish (s_writer_t *w)
         memcpy (w->out + w->len, S_CUT_MARK, sizeof S_CUT_MARK - 1);
         w->len += sizeof S_CUT_MARK - 1;
     }
-    else
+    else {
+        if (w->cut) {
+            /*  No room for the mark: the text ends on a whole character,
+                so a character cut at the end goes. */
+            size_t start = w->len;
+            while (start > 0 && ((unsigned char) w->out [start - 1] & 0xC0) == 0x80)
+                start--;
+            unsigned char lead = start > 0? (unsigned char) w->out [start - 1]: 0;
+            size_t want = lead >= 0xF0? 4: lead >= 0xE0? 3: lead >= 0xC0? 2: 1;
+            if (start > 0 && lead >= 0xC0 && w->len - (start - 1) < want)
+                w->len = start - 1;
+        }
         while (w->len > 0 && w->out [w->len - 1] == ' ')
             w->len--;
+    }
     w->out [w->len] = '\0';
 }
 
@@ -393,6 +406,16 @@ s_put_url (s_writer_t *w, const char *url, size_t len)
 
 static size_t s_auth_scheme (const char *text, size_t at, size_t *lead);
 
+/*  True for an authentication scheme's name: Bearer, Token, AWS4-HMAC-SHA256. */
+static bool
+s_scheme_word (const char *text, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        if (!s_ident_char (text [i]))
+            return false;
+    return len > 0;
+}
+
 /*  If a secret name with its value ("token=abc", "\"password\": \"x\"",
     "X-Api-Key: abc") starts at text [at]: returns how many bytes precede the
     value in *lead and the total length; else 0. */
@@ -435,7 +458,7 @@ s_named_secret (const char *text, size_t at, size_t *lead)
         while (text [i] && text [i] != quote)
             i++;
     else
-        while (text [i] && !strchr (" ,;&}])\"'", text [i]))
+        while (text [i] && !strchr (S_VALUE_ENDS, text [i]))
             i++;
     if (i == value)
         return 0;
@@ -443,6 +466,20 @@ s_named_secret (const char *text, size_t at, size_t *lead)
     size_t scheme = quote? 0: s_auth_scheme (text, value, &scheme_lead);
     if (scheme)
         i = value + scheme;     /* "Authorization: Bearer abc": the credentials too */
+    else
+    if (!quote && text [i] == ' ' && s_word_is (text + at, name_end - at, "authorization")
+    &&  s_scheme_word (text + value, i - value)) {
+        /*  "Authorization: Token abc": whatever the scheme, the word after
+            it is the credentials. */
+        size_t next = i;
+        while (text [next] == ' ')
+            next++;
+        size_t end = next;
+        while (text [end] && !strchr (S_VALUE_ENDS, text [end]))
+            end++;
+        if (end > next)
+            i = end;
+    }
     *lead = value - at;
     return i - at;
 }
@@ -467,7 +504,9 @@ s_auth_scheme (const char *text, size_t at, size_t *lead)
         i++;
     size_t value = i;
     bool digit = false, upper = false, lower = false, symbol = false;
-    while (text [i] && (isalnum ((unsigned char) text [i]) || strchr ("+/=._~-", text [i]))) {
+    /*  The credentials are the whole word, not only its token68 characters
+        (+/=._~-): a token with a character outside them is still secret. */
+    while (text [i] && !strchr (S_VALUE_ENDS, text [i])) {
         digit |= isdigit ((unsigned char) text [i]) != 0;
         upper |= isupper ((unsigned char) text [i]) != 0;
         lower |= islower ((unsigned char) text [i]) != 0;

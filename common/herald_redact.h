@@ -12,8 +12,9 @@
         the last segment of a webhook URL (host hooks.*, or a path segment
         hooks / webhook / webhooks) -> ***;
       - in the rest: the value after a secret key ("token=abc",
-        "\"password\": \"abc\"", "X-Api-Key: abc") and after Bearer / Basic
-        -> ***;
+        "\"password\": \"abc\"", "X-Api-Key: abc"), the credentials after
+        Bearer / Basic (the whole word) and after "Authorization: SCHEME"
+        whatever the scheme -> ***;
       - CR, LF, tabs and other control characters become spaces; C1
         controls, bidirectional overrides and bytes that are not UTF-8
         become '?'; trailing spaces go;

@@ -7,10 +7,12 @@ set -euo pipefail
 # redis-server and libhiredis-dev are for scripts/bench-peers.sh, which starts its own
 # redis-server on a free port (on a machine with systemd, Debian's package also enables
 # a system service on port 6379, which the bench does not use).
+# clang, libclang-rt-dev (libFuzzer and the sanitizer runtimes) and llvm
+# (llvm-symbolizer, for readable reports): the fuzz targets (scripts/fuzz.sh).
 packages=(cmake make gcc pkg-config libzmq3-dev libcurl4-openssl-dev libyaml-dev
           libcriterion-dev libsqlite3-dev libjansson-dev sqlite3 openssl python3 python3-aiosmtpd
           libsystemd-dev systemd man-db python3-zmq groff-base binutils
-          redis-server libhiredis-dev)
+          redis-server libhiredis-dev clang libclang-rt-dev llvm)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # The whole test suite: installs what is missing, builds Herald twice (normal,
 # then with AddressSanitizer + UndefinedBehaviorSanitizer) and runs every test
-# under ctest in both builds. Exit status 0 only if everything passed.
+# under ctest in both builds; between the two, a short fuzz run of every parser
+# (scripts/fuzz.sh --ci: a clang build in build-fuzz/, every regression input
+# replayed, then 20 s per target). Exit status 0 only if everything passed.
 #   HERALD_SKIP_SANITIZE=1   run only the normal build
+#   HERALD_SKIP_FUZZ=1       skip the fuzz run
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 "$root/scripts/deps.sh"
@@ -11,6 +14,11 @@ echo "== normal build"
 BUILD_DIR="$root/build" "$root/scripts/build.sh"
 echo "== tests (normal build)"
 ctest --test-dir "$root/build" --output-on-failure -j2 --timeout 600
+
+if [ "${HERALD_SKIP_FUZZ:-0}" != "1" ]; then
+  echo "== fuzz (libFuzzer, ASan + UBSan, 20 s per target)"
+  "$root/scripts/fuzz.sh" --ci
+fi
 
 if [ "${HERALD_SKIP_SANITIZE:-0}" != "1" ]; then
   echo "== sanitizer build (ASan + UBSan)"

@@ -15,7 +15,6 @@
 #define S_LINE_MAX        76        /* RFC 2045 / 2047: encoded lines, folding included */
 #define S_WORD_INPUT_MAX  45        /* RFC 2047: 45 bytes -> 60 base64 chars, word <= 75 */
 #define S_WORD_OVERHEAD   12        /* "=?UTF-8?B?" and "?=" */
-#define S_PLAIN_MAX       200       /* longer header values are encoded (and so folded) */
 #define S_BOUNDARY_MAX    96
 
 struct _hd_mail_t {
@@ -138,15 +137,55 @@ s_encode_words (herald_text_t *out, const char *value)
     }
 }
 
-/*  Appends an unstructured header value (Subject): as is when short plain
-    ASCII, else as encoded words. value holds no control characters
-    (rendered in HD_ESCAPE_HEADER mode). */
+/*  True when text can go out as is: ASCII, and nothing a reader would
+    decode as an encoded word ("=?UTF-8?B?QQ==?=" shows as "A"). */
+static bool
+s_plain_ok (const char *text)
+{
+    return s_is_ascii (text) && !strstr (text, "=?");
+}
+
+/*  Appends text folded before its spaces so that no line passes 76 bytes
+    (RFC 5322 folding: unfolding gives text back). Returns false, having
+    appended nothing, when a word is too long to fit any line. */
+static bool
+s_put_folded (herald_text_t *out, const char *text)
+{
+    /*  Pieces start at a space that follows a non-space and precedes
+        more text, so that no line is only white space. */
+    size_t len = strlen (text);
+    for (int pass = 0; pass < 2; pass++) {
+        size_t used = s_line_length (out);
+        size_t start = 0;
+        while (start < len) {
+            size_t end = start + 1;
+            while (end < len && !(text [end] == ' ' && text [end - 1] != ' '
+                                  && text [end + strspn (text + end, " ")] != '\0'))
+                end++;
+            size_t piece = end - start;
+            bool fold = start > 0 && used + piece > S_LINE_MAX;
+            if (pass == 0 && (fold? piece: used + piece) > S_LINE_MAX)
+                return false;
+            if (pass == 1) {
+                if (fold)
+                    herald_text_append (out, "\r\n", 2);
+                herald_text_append (out, text + start, piece);
+            }
+            used = fold? piece: used + piece;
+            start = end;
+        }
+    }
+    return true;
+}
+
+/*  Appends an unstructured header value (Subject): plain ASCII folded at
+    its spaces, else (other text, or a word too long for a line) encoded
+    words. value holds no control characters (rendered in HD_ESCAPE_HEADER
+    mode). */
 static void
 s_put_unstructured (herald_text_t *out, const char *value)
 {
-    if (strlen (value) <= S_PLAIN_MAX && s_is_ascii (value))
-        herald_text_puts (out, value);
-    else
+    if (!s_plain_ok (value) || !s_put_folded (out, value))
         s_encode_words (out, value);
 }
 
@@ -159,11 +198,12 @@ s_atext (char c)
 
 /*  Appends a display name (a phrase): as is when it is atoms and spaces, a
     quoted string when other ASCII (so "Eve, evil@example.com" stays one
-    name), encoded words when long or not ASCII. */
+    name), either folded at its spaces; encoded words when not ASCII or
+    when a word is too long for a line. */
 static void
 s_put_phrase (herald_text_t *out, const char *name)
 {
-    if (strlen (name) > S_PLAIN_MAX || !s_is_ascii (name)) {
+    if (!s_plain_ok (name)) {
         s_encode_words (out, name);
         return;
     }
@@ -171,17 +211,24 @@ s_put_phrase (herald_text_t *out, const char *name)
     for (const char *p = name; *p; p++)
         if (!s_atext (*p) && *p != ' ')
             atoms = false;
-    if (atoms) {
-        herald_text_puts (out, name);
-        return;
+    herald_text_t phrase = { 0 };
+    if (atoms)
+        herald_text_puts (&phrase, name);
+    else {
+        herald_text_putc (&phrase, '"');
+        for (const char *p = name; *p; p++) {
+            if (*p == '"' || *p == '\\')
+                herald_text_putc (&phrase, '\\');
+            herald_text_putc (&phrase, *p);
+        }
+        herald_text_putc (&phrase, '"');
     }
-    herald_text_putc (out, '"');
-    for (const char *p = name; *p; p++) {
-        if (*p == '"' || *p == '\\')
-            herald_text_putc (out, '\\');
-        herald_text_putc (out, *p);
-    }
-    herald_text_putc (out, '"');
+    if (phrase.failed)
+        out->failed = true;
+    else
+    if (!s_put_folded (out, phrase.data? phrase.data: ""))
+        s_encode_words (out, name);
+    free (phrase.data);
 }
 
 static void

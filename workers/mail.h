@@ -6,7 +6,8 @@
 
     Event data can never add a header, a recipient or an SMTP command:
     values inserted in headers have control characters replaced and are
-    encoded (RFC 2047) or quoted; the recipient must be one plain address
+    encoded (RFC 2047) or quoted (plain text that a reader would decode as
+    an encoded word, "=?...?=", is encoded too); the recipient must be one plain address
     (local@domain, printable ASCII, no specials); a display name may only
     come from the To template's own "Name <{{...}}>" form; bodies are
     quoted-printable, so no line holds a bare CR or LF. Lines are at most

@@ -226,6 +226,82 @@ Test (mail, header_lines_fold_at_76)
     hd_mail_destroy (&mail);
 }
 
+/*  Every line of message at most 76 bytes; returns the unfolded value of
+    header name (caller frees). */
+static char *
+s_unfolded_header (const char *message, const char *name)
+{
+    for (const char *line = message; *line; ) {
+        const char *eol = strstr (line, "\r\n");
+        cr_assert_not_null (eol);
+        cr_assert_leq (eol - line, 76, "line of %d bytes: %.90s", (int) (eol - line), line);
+        line = eol + 2;
+    }
+    size_t name_len = strlen (name);
+    const char *start = strstr (message, name);
+    cr_assert (start && start [name_len] == ':' && start [name_len + 1] == ' ', "no %s", name);
+    start += name_len + 2;
+    herald_text_t value = { 0 };
+    herald_text_puts (&value, "");
+    for (const char *p = start; *p; p++) {
+        if (p [0] == '\r' && p [1] == '\n') {
+            if (p [2] != ' ')
+                break;
+            p++;                /* CRLF SP: the space stays */
+            continue;
+        }
+        herald_text_putc (&value, *p);
+    }
+    return value.data;
+}
+
+/*  Found by fuzz_mail (tests/fuzz/regressions/mail/): a plain ASCII
+    Subject or display name up to 200 bytes was written on one line of up
+    to 210 bytes, past mail.h's 76. They fold at their spaces now. */
+Test (mail, long_ascii_headers_fold_at_76)
+{
+    hd_mail_t *mail = s_new ("shop@example.com", "{{data.customer.name}} <{{data.customer.email}}>",
+                             "{{data.subject}}", s_text, NULL);
+    const char *subject = "Your order 1042 from the Example Shop has shipped and will arrive"
+                          " on Tuesday between 9 and 12, tracking number 1Z999AA10123456784";
+    const char *name = "Ann-Marie Example-Customer, Head of Purchasing at Example Industries";
+    char event [1024];
+    snprintf (event, sizeof event, "{\"data\":{\"order_id\":1,\"subject\":\"%s\",\"customer\":{"
+              "\"name\":\"%s\",\"email\":\"ann@example.com\"}}}", subject, name);
+    char err [HERALD_ERR_MAX];
+    char *message = s_render (mail, "t-7", event, NULL, err);
+    cr_assert_not_null (message, "%s", err);
+    char *value = s_unfolded_header (message, "Subject");
+    cr_assert_str_eq (value, subject);
+    free (value);
+    value = s_unfolded_header (message, "To");
+    char want [256];
+    snprintf (want, sizeof want, "\"%s\" <ann@example.com>", name);
+    cr_assert_str_eq (value, want);
+    free (value);
+    free (message);
+    hd_mail_destroy (&mail);
+}
+
+/*  Found by fuzz_mail: plain text holding "=?...?=" was written as is,
+    and a mail reader decodes it as an encoded word ("=?UTF-8?B?QQ==?="
+    shows "A"). Such text is encoded itself. */
+Test (mail, text_that_looks_encoded_is_encoded)
+{
+    hd_mail_t *mail = s_new ("shop@example.com", "{{data.customer.name}} <{{data.customer.email}}>",
+                             "{{data.subject}}", s_text, NULL);
+    const char *event = "{\"data\":{\"order_id\":1,\"subject\":\"=?UTF-8?B?QQ==?=\",\"customer\":{"
+                        "\"name\":\"=?UTF-8?B?QQ==?=\",\"email\":\"ann@example.com\"}}}";
+    char err [HERALD_ERR_MAX];
+    char *message = s_render (mail, "t-8", event, NULL, err);
+    cr_assert_not_null (message, "%s", err);
+    cr_assert (strstr (message, "\r\nSubject: =?UTF-8?B?PT9VVEYtOD9CP1FRPT0/PQ==?=\r\n"), "%s", message);
+    cr_assert (strstr (message, "\r\nTo: =?UTF-8?B?PT9VVEYtOD9CP1FRPT0/PQ==?= <ann@example.com>\r\n"),
+               "%s", message);
+    free (message);
+    hd_mail_destroy (&mail);
+}
+
 Test (mail, task_and_event_problems_are_named)
 {
     hd_mail_t *mail = s_new ("shop@example.com", "{{data.customer.email}}", "s", s_text, NULL);

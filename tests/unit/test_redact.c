@@ -79,6 +79,26 @@ Test (redact, named_secrets_in_text)
     s_expect ("my_token=abc", "my_token=***");
 }
 
+/*  Found by fuzz_redact (tests/fuzz/regressions/redact/): the credentials
+    after Bearer were cut at the first character outside base64, and the
+    rest of the token was shown. */
+Test (redact, bearer_credentials_are_redacted_whole)
+{
+    s_expect ("Authorization: Bearer eyJhbGciOiJ!UzI1NiJ9.e30.sig X-Api-Key:!abcdef",
+              "Authorization: *** X-Api-Key:***");
+    s_expect ("sent Bearer eyJhbGciOiJ!UzI1NiJ9.e30 twice", "sent Bearer *** twice");
+}
+
+/*  An Authorization value is credentials whatever the scheme: "Token abc"
+    (a common API scheme) showed abc. */
+Test (redact, authorization_with_any_scheme_is_redacted_whole)
+{
+    s_expect ("Authorization: Token 9944b09199c62bcf9418ad846dd0e4bbdfc6ee4b rejected",
+              "Authorization: *** rejected");
+    s_expect ("authorization=ApiKey k-1234; retry", "authorization=***; retry");
+    s_expect ("Authorization: Bearer abc", "Authorization: ***");
+}
+
 Test (redact, one_printable_line)
 {
     s_expect ("caf\xc3\xa9 \xe2\x82\xac ok\r\nnext\t\x01 bad \xff\xc3x cut \xe2\x82   ",
@@ -106,6 +126,13 @@ Test (redact, bounded_on_a_character_boundary)
     char tiny [3];
     herald_redact ("abcdef", tiny, sizeof tiny);
     cr_assert_str_eq (tiny, "ab");
+    /*  Found by fuzz_redact (tests/fuzz/regressions/redact/): below room
+        for "...", the cut kept half a character. */
+    char four [4];
+    herald_redact ("\xc3\xa9\xc3\xa9", four, sizeof four);
+    cr_assert_str_eq (four, "\xc3\xa9");
+    herald_redact ("\xc3\xa9", tiny, 2);
+    cr_assert_str_eq (tiny, "");
     /*  The secret is replaced before the cut: no prefix of it shows. */
     herald_redact ("https://h/p?token=abcdefghijklmnopqrstuvwxyz", out, sizeof out);
     cr_assert_null (strstr (out, "abc"), "%s", out);

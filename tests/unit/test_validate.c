@@ -305,3 +305,42 @@ Test (validate, lookups_through_arrays_and_escapes)
     cr_assert_eq (check (body, &r), -1);
     cr_assert_str_eq (r.reason, "data.items.2.sku: required field missing");
 }
+
+/*  A string attribute too long to keep is refused, and the result's field is
+    left empty, not holding the first bytes without a terminator (found by
+    fuzz_validate: an escaped source of 300 characters). */
+Test (validate, overlong_attributes_leave_empty_fields)
+{
+    char source[400], body[1024];
+    memset (source, '1', sizeof source);
+    memcpy (source, "a\\u0041", 7);           /* escaped: the slow decoding path */
+    source[300] = '\0';
+    snprintf (body, sizeof body, "{\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"%s\","
+              "\"type\":\"order.confirmed\",\"data\":{}}", source);
+    validate_result_t r;
+    memset (&r, 'x', sizeof r);
+    cr_assert_eq (check (body, &r), -1);
+    cr_assert (strstr (r.reason, "source: longer than 256 characters"), "reason: %s", r.reason);
+    cr_assert (memchr (r.source, '\0', sizeof r.source) != NULL, "source is terminated");
+    cr_assert_str_eq (r.source, "");
+}
+
+/*  A real beyond a double's range is refused as jansson refuses it, also
+    when it is written with more than 64 characters (found by fuzz_validate's
+    comparison with jansson). */
+Test (validate, real_overflow_is_refused_however_long)
+{
+    char body[512], number[200];
+    memset (number, '4', sizeof number);
+    memcpy (number, "1e09", 4);
+    number[150] = '\0';
+    snprintf (body, sizeof body, ENVELOPE ("{\"order_id\":1,\"customer\":{\"email\":\"a@b.c\"}," ITEMS
+                                           ",\"x\":%s}"), number);
+    validate_result_t r;
+    cr_assert_eq (check (body, &r), -1);
+    cr_assert_eq (r.code, HP_CODE_BAD_REQUEST);
+    cr_assert (strstr (r.reason, "real number overflow"), "reason: %s", r.reason);
+    snprintf (body, sizeof body, ENVELOPE ("{\"order_id\":1,\"customer\":{\"email\":\"a@b.c\"}," ITEMS
+                                           ",\"x\":1e0944}"));
+    cr_assert_eq (check (body, &r), -1, "short: refused too");
+}
