@@ -30,22 +30,32 @@
 #include <jansson.h>
 
 #include "herald_config.h"
+#include "herald_metrics.h"
 #include "herald_proto.h"
 #include "index.h"
 #include "journal.h"
 
 typedef struct core core_t;
 
+/*  The socket a request came in on: its reply goes back to that socket,
+    never chosen by the routing id (a producer picks its own routing id). */
+typedef enum {
+    CORE_ORIGIN_PEER = 0,           /* the producer or admin endpoint, as the request's command says */
+    CORE_ORIGIN_INTERNAL            /* the broker's own inproc socket (the HTTP endpoint's thread) */
+} core_origin_t;
+
 /*  What the core asks of the world. */
 typedef struct {
     void *ctx;
     /*  A reply to a producer (ACK or NACK). */
-    void (*reply) (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg);
+    void (*reply) (void *ctx, core_origin_t origin, const void *identity, size_t identity_len,
+                   const hp_msg_t *msg);
     /*  A message to a worker: 0, or -1 with errno when it cannot be sent
         now (EAGAIN: its pipe is full; EHOSTUNREACH: it is gone). */
     int (*to_worker) (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg);
     /*  An admin reply. */
-    void (*admin_reply) (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg);
+    void (*admin_reply) (void *ctx, core_origin_t origin, const void *identity, size_t identity_len,
+                         const hp_msg_t *msg);
     /*  Appends a journal record: the LSN past it, or 0 (then status says why). */
     uint64_t (*append) (void *ctx, const void *payload, uint32_t len);
     journal_status_t (*append_status) (void *ctx);
@@ -53,6 +63,8 @@ typedef struct {
     void (*query) (void *ctx, index_msg_t *msg);
     /*  Adds loop-level facts to the status answer (producers, store size). */
     void (*status) (void *ctx, json_t *broker);
+    /*  Counters for GET /metrics (borrowed; NULL: none kept). */
+    herald_metrics_t *metrics;
 } core_io_t;
 
 /*  What the store knew at open. */
@@ -79,16 +91,17 @@ void
 void
     core_started (core_t *self, int64_t now);
 
-/*  Messages. identity is the peer's routing id. */
+/*  Messages. identity is the peer's routing id; origin the socket it came
+    in on, handed back with the reply. */
 void
-    core_publish (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg,
-                  int64_t now);
+    core_publish (core_t *self, core_origin_t origin, const void *identity, size_t identity_len,
+                  const hp_msg_t *msg, int64_t now);
 void
     core_worker (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg,
                  int64_t now);
 void
-    core_admin (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg,
-                int64_t now);
+    core_admin (core_t *self, core_origin_t origin, const void *identity, size_t identity_len,
+                const hp_msg_t *msg, int64_t now);
 
 /*  The journal is durable up to lsn: ACKs and new tasks follow. */
 void
