@@ -23,13 +23,17 @@ With security.tokens_file:
   - 401 without a token (WWW-Authenticate: Bearer) and with a wrong one;
     403 for a token whose role may not use the route (admin_read on
     /events, producer on /metrics); /healthz needs no token;
-  - `herald token revoke`: the token is refused at once, without restart."""
+  - `herald token revoke`: the token is refused at once, without restart.
+With security.tls_cert and tls_key (a self-signed certificate from openssl):
+  - a publish over HTTPS gets 201; plain HTTP gets no answer."""
 
+import http.client
 import json
 import os
 import re
 import shutil
 import socket
+import ssl
 import stat
 import subprocess
 
@@ -227,9 +231,33 @@ def with_tokens(t):
     t.check(r.returncode == 65, "revoking it again: exit 65 (no such token)", r.stderr)
 
 
+def with_tls(t):
+    h = httptest.HttpHerald("http-tls")
+    t.deployments.append(h)
+    cert, key = os.path.join(h.tmp, "herald.crt"), os.path.join(h.tmp, "herald.key")
+    r = subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=127.0.0.1",
+                        "-keyout", key, "-out", cert], capture_output=True, text=True, timeout=60)
+    t.require(r.returncode == 0, "openssl makes a self-signed certificate", r.stderr)
+    with open(h.config, "a") as f:
+        f.write("security:\n  tls_cert: %s\n  tls_key: %s\n" % (json.dumps(cert), json.dumps(key)))
+    h.start_broker()
+    context = ssl.create_default_context(cafile=cert)
+    context.check_hostname = False
+    conn = http.client.HTTPSConnection("127.0.0.1", h.port, context=context, timeout=10)
+    status, _, text, body = h.post_event(event(1), conn=conn)
+    conn.close()
+    t.check(status == 201, "HTTPS (security.tls_cert, tls_key): 201 over TLS", text)
+    try:
+        plain = h.request("GET", "/healthz", timeout=3)[0]
+    except Exception:
+        plain = None
+    t.check(plain != 200, "the TLS endpoint does not answer plain HTTP", plain)
+
+
 def body(t):
     without_tokens(t)
     with_tokens(t)
+    with_tls(t)
 
 
 if __name__ == "__main__":
