@@ -1052,7 +1052,9 @@ s_run (void *arg)
         s_expire (self, herald_clock_mono_ms ());
         MHD_run (self->daemon);
     }
-    /*  Stopping: whoever still waits gets 503 (its event, if ACKed, stays). */
+    /*  Stopping: the answers the loop sent are given; whoever still waits
+        gets 503 (its event, if ACKed later, stays stored). */
+    s_drain_dealer (self);
     for (size_t i = 0; i < self->slot_count; i++) {
         s_request_t *request = self->slots[i];
         if (!request)
