@@ -1,5 +1,4 @@
 /*  dispatch: ready queues, delayed heap, workers, leases and channel limits. */
-#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>

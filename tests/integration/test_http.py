@@ -25,7 +25,9 @@ With security.tokens_file:
     /events, producer on /metrics); /healthz needs no token;
   - `herald token revoke`: the token is refused at once, without restart.
 With security.tls_cert and tls_key (a self-signed certificate from openssl):
-  - a publish over HTTPS gets 201; plain HTTP gets no answer."""
+  - a publish over HTTPS gets 201; plain HTTP gets no answer.
+With CURVE on the ZeroMQ endpoints (security.broker_key) and tokens:
+  - HTTP publishes all the same (the internal socket is inproc, no ZAP)."""
 
 import http.client
 import json
@@ -254,10 +256,39 @@ def with_tls(t):
     t.check(plain != 200, "the TLS endpoint does not answer plain HTTP", plain)
 
 
+def with_curve(t):
+    """The internal socket is inproc: CURVE and its ZAP handler on the ZeroMQ
+    endpoints do not stand between the HTTP thread and the loop."""
+    h = httptest.HttpHerald("http-curve", tokens=True)
+    t.deployments.append(h)
+    for name in ("broker", "shop"):
+        r = h.herald("keygen", os.path.join(h.tmp, name), config=False)
+        t.require(r.returncode == 0, "herald keygen %s" % name, r.stderr)
+    with open(h.config) as f:
+        text = f.read()
+    with open(h.config, "w") as f:
+        f.write(text.replace("security:\n", "security:\n  broker_key: %s\n  producers: [%s]\n"
+                             % (json.dumps(os.path.join(h.tmp, "broker.secret")),
+                                json.dumps(os.path.join(h.tmp, "shop.public"))), 1))
+    token = h.token("shop", "producer")
+    broker = h.spawn("broker", [harness.binary("herald-broker"), "-c", h.config])
+    harness.wait_until(lambda: _healthz(h) or not broker.alive(), 15, "the CURVE broker to serve HTTP")
+    status, _, text, _ = h.post_event(event(1), token=token)
+    t.check(status == 201, "with CURVE on the ZeroMQ endpoints, HTTP publishes: 201", text)
+
+
+def _healthz(h):
+    try:
+        return h.request("GET", "/healthz", timeout=2)[0] == 200
+    except OSError:
+        return False
+
+
 def body(t):
     without_tokens(t)
     with_tokens(t)
     with_tls(t)
+    with_curve(t)
 
 
 if __name__ == "__main__":
