@@ -53,10 +53,18 @@ struct broker {
 //  What the core asks for
 
 static void
-s_io_reply (void *ctx, core_origin_t origin, const void *identity, size_t identity_len, const hp_msg_t *msg)
+s_io_reply (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg)
 {
     broker_t *self = ctx;
-    outbox_send (origin == CORE_ORIGIN_INTERNAL? self->internal_outbox: self->outbox, identity, identity_len, msg);
+    outbox_send (self->outbox, identity, identity_len, msg);
+}
+
+/*  Replies to the HTTP thread, on the socket it asked on. */
+static void
+s_io_internal_reply (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg)
+{
+    broker_t *self = ctx;
+    outbox_send (self->internal_outbox, identity, identity_len, msg);
 }
 
 static int
@@ -67,13 +75,10 @@ s_io_to_worker (void *ctx, const void *identity, size_t identity_len, const hp_m
 }
 
 static void
-s_io_admin_reply (void *ctx, core_origin_t origin, const void *identity, size_t identity_len, const hp_msg_t *msg)
+s_io_admin_reply (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg)
 {
     broker_t *self = ctx;
-    if (origin == CORE_ORIGIN_INTERNAL)
-        outbox_send (self->internal_outbox, identity, identity_len, msg);
-    else
-        hw_send (self->admin, hp_strn (identity, identity_len), msg, ZMQ_DONTWAIT);
+    hw_send (self->admin, hp_strn (identity, identity_len), msg, ZMQ_DONTWAIT);
 }
 
 static uint64_t
@@ -172,7 +177,7 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
     core_io_t io = {
         .ctx = self, .reply = s_io_reply, .to_worker = s_io_to_worker, .admin_reply = s_io_admin_reply,
         .append = s_io_append, .append_status = s_io_append_status, .query = s_io_query,
-        .status = s_io_status, .metrics = self->metrics,
+        .status = s_io_status, .metrics = self->metrics, .internal_reply = s_io_internal_reply,
     };
     core_start_t start = { .next_seq = info.next_seq, .boots = info.boots };
     self->core = core_new (config, &io, &start);
@@ -324,7 +329,7 @@ s_drain_producers (broker_t *self, int64_t now)
             outbox_send (self->outbox, in.identity.ptr, in.identity.len, &nack);
         }
         else
-            core_publish (self->core, CORE_ORIGIN_PEER, in.identity.ptr, in.identity.len, &msg, now);
+            core_publish (self->core, in.identity.ptr, in.identity.len, &msg, now);
         hw_msg_close (&in);
     }
 }
@@ -407,7 +412,7 @@ s_drain_admin (broker_t *self, int64_t now)
                 hw_send (self->admin, in.identity, &reply, ZMQ_DONTWAIT);
             }
             else
-                core_admin (self->core, CORE_ORIGIN_PEER, in.identity.ptr, in.identity.len, &msg, now);
+                core_admin (self->core, in.identity.ptr, in.identity.len, &msg, now);
             free (body);
         }
         hw_msg_close (&in);
@@ -438,9 +443,9 @@ s_drain_internal (broker_t *self, int64_t now)
         }
         else
         if (msg.command == HP_PUBLISH)
-            core_publish (self->core, CORE_ORIGIN_INTERNAL, in.identity.ptr, in.identity.len, &msg, now);
+            core_publish_from (self->core, CORE_ORIGIN_INTERNAL, in.identity.ptr, in.identity.len, &msg, now);
         else
-            core_admin (self->core, CORE_ORIGIN_INTERNAL, in.identity.ptr, in.identity.len, &msg, now);
+            core_admin_from (self->core, CORE_ORIGIN_INTERNAL, in.identity.ptr, in.identity.len, &msg, now);
         hw_msg_close (&in);
     }
 }

@@ -168,6 +168,21 @@ s_log_refusal (core_t *self, int64_t now)
     return allow;
 }
 
+/*  A reply goes back on the socket its request came in on, never chosen by
+    the routing id (a producer picks its own). */
+static void
+s_send_reply (core_t *self, core_origin_t origin, bool admin, const void *identity, size_t identity_len,
+              const hp_msg_t *msg)
+{
+    if (origin == CORE_ORIGIN_INTERNAL && self->io.internal_reply)
+        self->io.internal_reply (self->io.ctx, identity, identity_len, msg);
+    else
+    if (admin)
+        self->io.admin_reply (self->io.ctx, identity, identity_len, msg);
+    else
+        self->io.reply (self->io.ctx, identity, identity_len, msg);
+}
+
 static void
 s_nack (core_t *self, const void *identity, size_t identity_len, hp_str_t corr, int code,
         const char *reason)
@@ -177,7 +192,7 @@ s_nack (core_t *self, const void *identity, size_t identity_len, hp_str_t corr, 
     if (!corr.ptr || corr.len == 0)
         msg.corr = hp_str ("-");
     herald_metrics_refused (self->io.metrics, code);
-    self->io.reply (self->io.ctx, self->origin, identity, identity_len, &msg);
+    s_send_reply (self, self->origin, false, identity, identity_len, &msg);
 }
 
 /*  Encodes and appends a record. The LSN past it, or 0. */
@@ -495,8 +510,14 @@ s_lookup_duplicate (core_t *self, const void *identity, size_t identity_len, hp_
 }
 
 void
-core_publish (core_t *self, core_origin_t origin, const void *identity, size_t identity_len, const hp_msg_t *msg,
-              int64_t now)
+core_publish (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg, int64_t now)
+{
+    core_publish_from (self, CORE_ORIGIN_PEER, identity, identity_len, msg, now);
+}
+
+void
+core_publish_from (core_t *self, core_origin_t origin, const void *identity, size_t identity_len,
+                   const hp_msg_t *msg, int64_t now)
 {
     self->version = msg->version;
     self->origin = origin;
@@ -546,7 +567,7 @@ s_duplicate_answered (core_t *self, index_msg_t *msg, int64_t now)
         if (!corr.ptr || corr.len == 0)
             ack.corr = hp_str ("-");
         herald_metrics_acked (self->io.metrics, true, lookup->received_us);
-        self->io.reply (self->io.ctx, lookup->origin, lookup->identity, lookup->identity_len, &ack);
+        s_send_reply (self, lookup->origin, false, lookup->identity, lookup->identity_len, &ack);
     }
     else
     if (msg->code == HP_CODE_OK || msg->code == HP_CODE_NOT_FOUND) {
@@ -614,7 +635,7 @@ core_durable (core_t *self, uint64_t lsn, int64_t now)
             .durability = hp_str ("fsync"),
         };
         herald_metrics_acked (self->io.metrics, ack->duplicate, ack->received_us);
-        self->io.reply (self->io.ctx, ack->origin, ack->identity, ack->identity_len, &reply);
+        s_send_reply (self, ack->origin, false, ack->identity, ack->identity_len, &reply);
         if (ack->blob) {
             self->events_accepted++;
             s_make_tasks (self, ack, now);
@@ -1136,7 +1157,7 @@ s_admin_reply (core_t *self, const void *identity, size_t identity_len, hp_str_t
     hp_msg_t reply = { .command = HP_ADMIN_REPLY, .version = self->version,
                        .corr = corr.ptr && corr.len? corr: hp_str ("-"),
                        .code = code, .body = hp_str (body? body: "{}") };
-    self->io.admin_reply (self->io.ctx, self->origin, identity, identity_len, &reply);
+    s_send_reply (self, self->origin, true, identity, identity_len, &reply);
 }
 
 static void
@@ -1264,8 +1285,14 @@ s_dead_change (core_t *self, record_type_t type, json_t *args, const void *ident
 }
 
 void
-core_admin (core_t *self, core_origin_t origin, const void *identity, size_t identity_len, const hp_msg_t *msg,
-            int64_t now)
+core_admin (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg, int64_t now)
+{
+    core_admin_from (self, CORE_ORIGIN_PEER, identity, identity_len, msg, now);
+}
+
+void
+core_admin_from (core_t *self, core_origin_t origin, const void *identity, size_t identity_len, const hp_msg_t *msg,
+                 int64_t now)
 {
     self->version = msg->version;
     self->origin = origin;

@@ -48,14 +48,12 @@ typedef enum {
 typedef struct {
     void *ctx;
     /*  A reply to a producer (ACK or NACK). */
-    void (*reply) (void *ctx, core_origin_t origin, const void *identity, size_t identity_len,
-                   const hp_msg_t *msg);
+    void (*reply) (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg);
     /*  A message to a worker: 0, or -1 with errno when it cannot be sent
         now (EAGAIN: its pipe is full; EHOSTUNREACH: it is gone). */
     int (*to_worker) (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg);
     /*  An admin reply. */
-    void (*admin_reply) (void *ctx, core_origin_t origin, const void *identity, size_t identity_len,
-                         const hp_msg_t *msg);
+    void (*admin_reply) (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg);
     /*  Appends a journal record: the LSN past it, or 0 (then status says why). */
     uint64_t (*append) (void *ctx, const void *payload, uint32_t len);
     journal_status_t (*append_status) (void *ctx);
@@ -65,6 +63,9 @@ typedef struct {
     void (*status) (void *ctx, json_t *broker);
     /*  Counters for GET /metrics (borrowed; NULL: none kept). */
     herald_metrics_t *metrics;
+    /*  Any reply (ACK, NACK, ADMIN-REPLY) to a request that came in with
+        CORE_ORIGIN_INTERNAL (NULL: none does). */
+    void (*internal_reply) (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg);
 } core_io_t;
 
 /*  What the store knew at open. */
@@ -91,17 +92,26 @@ void
 void
     core_started (core_t *self, int64_t now);
 
-/*  Messages. identity is the peer's routing id; origin the socket it came
-    in on, handed back with the reply. */
+/*  Messages. identity is the peer's routing id. */
 void
-    core_publish (core_t *self, core_origin_t origin, const void *identity, size_t identity_len,
-                  const hp_msg_t *msg, int64_t now);
+    core_publish (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg,
+                  int64_t now);
 void
     core_worker (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg,
                  int64_t now);
 void
-    core_admin (core_t *self, core_origin_t origin, const void *identity, size_t identity_len,
-                const hp_msg_t *msg, int64_t now);
+    core_admin (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg,
+                int64_t now);
+
+/*  The same, from the socket origin: its replies go to io.internal_reply
+    for CORE_ORIGIN_INTERNAL (core_publish and core_admin are these with
+    CORE_ORIGIN_PEER). */
+void
+    core_publish_from (core_t *self, core_origin_t origin, const void *identity, size_t identity_len,
+                       const hp_msg_t *msg, int64_t now);
+void
+    core_admin_from (core_t *self, core_origin_t origin, const void *identity, size_t identity_len,
+                     const hp_msg_t *msg, int64_t now);
 
 /*  The journal is durable up to lsn: ACKs and new tasks follow. */
 void
