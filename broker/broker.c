@@ -9,10 +9,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <zmq.h>
 
 #include "broker.h"
 #include "core.h"
+#include "herald_metrics.h"
+#include "http.h"
 #include "herald_clock.h"
 #include "herald_log.h"
 #include "herald_ratelimit.h"
@@ -24,6 +27,7 @@
 
 #define DRAIN_WORKER_MAX    8192    /* worker messages handled per turn */
 #define DRAIN_ADMIN_MAX     16      /* admin requests handled per turn */
+#define INTERNAL_HWM        100000  /* the internal socket's HWM: the HTTP thread always reads */
 #define POLL_MAX_MS         1000
 
 struct broker {
@@ -32,7 +36,11 @@ struct broker {
     void *producers;                /* ROUTER */
     void *workers;                  /* ROUTER */
     void *admin;                    /* ROUTER */
+    void *internal;                 /* ROUTER on inproc://herald-internal-PID: the HTTP thread (trusted) */
     outbox_t *outbox;               /* replies to producers, parked per peer */
+    outbox_t *internal_outbox;      /* replies to the HTTP thread */
+    herald_metrics_t *metrics;      /* for GET /metrics */
+    http_t *http;                   /* the HTTP endpoint's thread, or NULL */
     store_t *store;
     core_t *core;
     herald_ratelimit_t malformed;   /* log lines about malformed messages */
@@ -49,6 +57,14 @@ s_io_reply (void *ctx, const void *identity, size_t identity_len, const hp_msg_t
 {
     broker_t *self = ctx;
     outbox_send (self->outbox, identity, identity_len, msg);
+}
+
+/*  Replies to the HTTP thread, on the socket it asked on. */
+static void
+s_io_internal_reply (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg)
+{
+    broker_t *self = ctx;
+    outbox_send (self->internal_outbox, identity, identity_len, msg);
 }
 
 static int
@@ -131,7 +147,8 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
     self->config = config;
     self->malformed = herald_ratelimit (20, 1000);
     self->ctx = zmq_ctx_new ();
-    if (!self->ctx) {
+    self->metrics = herald_metrics_new ();
+    if (!self->ctx || !self->metrics) {
         snprintf (err, errlen, "out of memory");
         broker_destroy (&self);
         return NULL;
@@ -147,6 +164,7 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         .segment_size = config->broker.journal_segment_bytes,
         .journal_max = config->broker.journal_max_bytes,
         .retention_ms = config->broker.dedup_retention_ms,
+        .metrics = self->metrics,
     };
     index_info_t info;
     bool corrupt;
@@ -159,7 +177,7 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
     core_io_t io = {
         .ctx = self, .reply = s_io_reply, .to_worker = s_io_to_worker, .admin_reply = s_io_admin_reply,
         .append = s_io_append, .append_status = s_io_append_status, .query = s_io_query,
-        .status = s_io_status,
+        .status = s_io_status, .metrics = self->metrics, .internal_reply = s_io_internal_reply,
     };
     core_start_t start = { .next_seq = info.next_seq, .boots = info.boots };
     self->core = core_new (config, &io, &start);
@@ -190,14 +208,22 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
     if (self->workers)
         self->admin = hw_socket_new (self->ctx, HW_ADMIN_ROUTER, config->broker.admin, &admin_options,
                                      err, errlen);
-    if (!self->admin) {
+    /*  The HTTP thread's way in: inproc, so only this process reaches it
+        (no ZAP); its requests take the producers' path through the core. */
+    char internal[80];
+    snprintf (internal, sizeof internal, "inproc://herald-internal-%ld-%p", (long) getpid (), (void *) self);
+    hw_options_t internal_options = { .hwm = INTERNAL_HWM, .max_msg_size = transport_max, .linger_ms = 0 };
+    if (self->admin)
+        self->internal = hw_socket_new (self->ctx, HW_PRODUCER_ROUTER, internal, &internal_options, err, errlen);
+    if (!self->internal) {
         *status = BROKER_ERR_BIND;
         broker_destroy (&self);
         return NULL;
     }
     size_t peer_cap = (size_t) config->broker.max_unread_replies;
     self->outbox = outbox_new (self->producers, "producer", peer_cap, 4 * peer_cap + 100000);
-    if (!self->outbox) {
+    self->internal_outbox = outbox_new (self->internal, "http", 4 * peer_cap + 100000, 4 * peer_cap + 100000);
+    if (!self->outbox || !self->internal_outbox) {
         snprintf (err, errlen, "out of memory");
         broker_destroy (&self);
         return NULL;
@@ -208,6 +234,14 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         return NULL;
     }
     core_started (self->core, herald_clock_mono_ms ());
+    if (config->broker.http[0]) {
+        self->http = http_new (self->ctx, config, internal, err, errlen);
+        if (!self->http) {
+            *status = BROKER_ERR_BIND;
+            broker_destroy (&self);
+            return NULL;
+        }
+    }
     *status = BROKER_OK;
     return self;
 }
@@ -218,11 +252,16 @@ broker_destroy (broker_t **self_p)
     if (!self_p || !*self_p)
         return;
     broker_t *self = *self_p;
-    /*  The store first (it writes what is staged), the core after (the
+    /*  The HTTP thread first (its socket closes before the context ends),
+        the store next (it writes what is staged), the core after (the
         store's threads post to nobody once stopped). */
+    http_destroy (&self->http);
     store_destroy (&self->store);
     core_destroy (&self->core);
     outbox_destroy (&self->outbox);
+    outbox_destroy (&self->internal_outbox);
+    if (self->internal)
+        zmq_close (self->internal);
     if (self->producers)
         zmq_close (self->producers);
     if (self->workers)
@@ -232,6 +271,7 @@ broker_destroy (broker_t **self_p)
     security_destroy (&self->security);
     if (self->ctx)
         zmq_ctx_term (self->ctx);
+    herald_metrics_destroy (&self->metrics);
     free (self);
     *self_p = NULL;
 }
@@ -273,6 +313,8 @@ s_drain_producers (broker_t *self, int64_t now)
         if (hw_decode (&in, &msg, &err) != 0) {
             if (s_log_malformed (self, now))
                 herald_info ("malformed publish refused", "code=%d error=\"%s\"", err.code, err.text);
+            herald_metrics_received (self->metrics);
+            herald_metrics_refused (self->metrics, err.code);
             hp_msg_t nack = { .command = HP_NACK, .version = msg.version, .code = err.code, .text = hp_str (err.text),
                               .corr = msg.command == HP_PUBLISH && msg.corr.ptr? msg.corr: hp_str ("-") };
             outbox_send (self->outbox, in.identity.ptr, in.identity.len, &nack);
@@ -377,6 +419,37 @@ s_drain_admin (broker_t *self, int64_t now)
     }
 }
 
+/*  The HTTP thread's requests: PUBLISH and ADMIN, as from a producer and an
+    admin tool, answered on this socket (CORE_ORIGIN_INTERNAL). It is
+    trusted (inproc: this process only); the HTTP thread has checked the
+    client's token and role. Read, like producers, only while the core
+    accepts publishes. */
+static void
+s_drain_internal (broker_t *self, int64_t now)
+{
+    for (int i = 0; i < self->config->broker.batch_max && core_accepting (self->core); i++) {
+        hw_msg_t in;
+        if (hw_recv (self->internal, true, &in, ZMQ_DONTWAIT) != 0) {
+            hw_msg_close (&in);
+            break;
+        }
+        hp_msg_t msg;
+        hp_error_t err;
+        if (hw_decode (&in, &msg, &err) != 0 || (msg.command != HP_PUBLISH && msg.command != HP_ADMIN)) {
+            herald_error ("internal request refused (a bug of the HTTP thread)", "code=%d", err.code);
+            hp_msg_t nack = { .command = HP_NACK, .code = HP_CODE_INTERNAL, .text = hp_str ("malformed internal request"),
+                              .corr = msg.corr.ptr? msg.corr: hp_str ("-") };
+            outbox_send (self->internal_outbox, in.identity.ptr, in.identity.len, &nack);
+        }
+        else
+        if (msg.command == HP_PUBLISH)
+            core_publish_from (self->core, CORE_ORIGIN_INTERNAL, in.identity.ptr, in.identity.len, &msg, now);
+        else
+            core_admin_from (self->core, CORE_ORIGIN_INTERNAL, in.identity.ptr, in.identity.len, &msg, now);
+        hw_msg_close (&in);
+    }
+}
+
 /*  What the journal's writer and the index's thread have done. */
 static void
 s_store_news (broker_t *self, int64_t now)
@@ -397,8 +470,8 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
 {
     const herald_broker_config_t *cfg = &self->config->broker;
     char qstore[HERALD_PATH_MAX + 8];
-    herald_info ("broker ready", "producers=%s workers=%s admin=%s store=%s", cfg->producers, cfg->workers,
-                 cfg->admin, herald_log_quote (cfg->store, qstore, sizeof qstore));
+    herald_info ("broker ready", "producers=%s workers=%s admin=%s http=%s store=%s", cfg->producers, cfg->workers,
+                 cfg->admin, cfg->http[0]? cfg->http: "-", herald_log_quote (cfg->store, qstore, sizeof qstore));
     bool stopping = false;
     int64_t next_deadline = herald_clock_mono_ms ();
     while (self->fatal == BROKER_OK) {
@@ -422,10 +495,11 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
             { NULL, store_journal_fd (self->store), ZMQ_POLLIN, 0 },
             { NULL, store_index_fd (self->store), ZMQ_POLLIN, 0 },
             { self->producers, 0, ZMQ_POLLIN, 0 },
+            { self->internal, 0, ZMQ_POLLIN, 0 },
         };
-        int count = core_accepting (self->core)? 5: 4;
+        int count = core_accepting (self->core)? 6: 4;
         long timeout = next_deadline > now? (long) (next_deadline - now): 0;
-        if (outbox_parked (self->outbox) > 0 && timeout > 5)
+        if ((outbox_parked (self->outbox) > 0 || outbox_parked (self->internal_outbox) > 0) && timeout > 5)
             timeout = 5;
         if (timeout > POLL_MAX_MS)
             timeout = POLL_MAX_MS;
@@ -441,14 +515,17 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
         s_store_news (self, now);
         if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
             s_drain_workers (self, now);
-        if (rc > 0 && count == 5 && (items[4].revents & ZMQ_POLLIN))
+        if (rc > 0 && count == 6 && (items[4].revents & ZMQ_POLLIN))
             s_drain_producers (self, now);
+        if (rc > 0 && count == 6 && (items[5].revents & ZMQ_POLLIN))
+            s_drain_internal (self, now);
         if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
             s_drain_admin (self, now);
         next_deadline = core_tick (self->core, now);
         if (core_flush_due (self->core, now, false))
             store_flush (self->store);
         outbox_flush (self->outbox);
+        outbox_flush (self->internal_outbox);
         if (core_failed (self->core) && self->fatal == BROKER_OK)
             self->fatal = store_append_status (self->store) == JOURNAL_IO? BROKER_ERR_IO: BROKER_ERR_STORE;
     }
@@ -465,6 +542,7 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
         s_store_news (self, herald_clock_mono_ms ());
     }
     outbox_flush (self->outbox);
+    outbox_flush (self->internal_outbox);
     /*  Give producers a moment to read the last replies: a peer that sees
         the connection close drops what it had not read yet. */
     int64_t grace_end = herald_clock_mono_ms () + 300;

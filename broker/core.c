@@ -33,6 +33,8 @@ typedef struct {
     size_t corr_len;
     char corr[HP_MAX_CORR];
     uint8_t version;                    /* the request's protocol version, for its reply */
+    core_origin_t origin;               /* the socket the request came in on, for its reply */
+    int64_t received_us;                /* monotonic us it arrived (ACK latency) */
     char event_id[129];
     blob_t *blob;                       /* a new event: its tasks are made at durability */
     int type_index;
@@ -47,6 +49,8 @@ typedef struct s_lookup {
     size_t corr_len;
     char corr[HP_MAX_CORR];
     uint8_t version;
+    core_origin_t origin;
+    int64_t received_us;
     validate_result_t check;            /* to publish it as new after all (pruned meanwhile) */
     char *body;
     size_t body_len;
@@ -81,6 +85,7 @@ typedef struct s_admin {
     size_t corr_len;
     char corr[HP_MAX_CORR];
     uint8_t version;
+    core_origin_t origin;
 } s_admin_t;
 
 typedef struct {
@@ -104,6 +109,8 @@ struct core {
     uint64_t next_tag;
     uint64_t rng[2];
     uint8_t version;                    /* protocol version of the request being answered */
+    core_origin_t origin;               /* the socket of the request being answered */
+    int64_t received_us;                /* monotonic us the publish being handled arrived */
     /*  ACKs in journal order. */
     s_ack_t *acks;
     size_t ack_head, ack_count, ack_cap;
@@ -164,6 +171,21 @@ s_log_refusal (core_t *self, int64_t now)
     return allow;
 }
 
+/*  A reply goes back on the socket its request came in on, never chosen by
+    the routing id (a producer picks its own). */
+static void
+s_send_reply (core_t *self, core_origin_t origin, bool admin, const void *identity, size_t identity_len,
+              const hp_msg_t *msg)
+{
+    if (origin == CORE_ORIGIN_INTERNAL && self->io.internal_reply)
+        self->io.internal_reply (self->io.ctx, identity, identity_len, msg);
+    else
+    if (admin)
+        self->io.admin_reply (self->io.ctx, identity, identity_len, msg);
+    else
+        self->io.reply (self->io.ctx, identity, identity_len, msg);
+}
+
 static void
 s_nack (core_t *self, const void *identity, size_t identity_len, hp_str_t corr, int code,
         const char *reason)
@@ -172,7 +194,8 @@ s_nack (core_t *self, const void *identity, size_t identity_len, hp_str_t corr, 
                      .text = hp_str (reason) };
     if (!corr.ptr || corr.len == 0)
         msg.corr = hp_str ("-");
-    self->io.reply (self->io.ctx, identity, identity_len, &msg);
+    herald_metrics_refused (self->io.metrics, code);
+    s_send_reply (self, self->origin, false, identity, identity_len, &msg);
 }
 
 /*  Encodes and appends a record. The LSN past it, or 0. */
@@ -356,6 +379,8 @@ s_fill_peer (unsigned char *identity, size_t *identity_len, char *corr, size_t *
              uint8_t *version, uint8_t from_version, const void *from, size_t from_len, hp_str_t from_corr)
 {
     *version = from_version;
+    /*  The socket to answer on travels with the version (see the callers:
+        origin, and received_us for publishes, are copied beside it). */
     *identity_len = from_len < 256? from_len: 256;
     memcpy (identity, from, *identity_len);
     *corr_len = from_corr.len < HP_MAX_CORR? from_corr.len: HP_MAX_CORR;
@@ -443,6 +468,9 @@ s_stage_event (core_t *self, const void *identity, size_t identity_len, hp_str_t
     snprintf (ack->event_id, sizeof ack->event_id, "%s", check->id);
     s_fill_peer (ack->identity, &ack->identity_len, ack->corr, &ack->corr_len, &ack->version,
                  self->version, identity, identity_len, corr);
+    ack->origin = self->origin;
+    ack->received_us = self->received_us;
+    blob->received_at = e->received_at;
     self->events_staged = true;
 }
 
@@ -469,6 +497,8 @@ s_lookup_duplicate (core_t *self, const void *identity, size_t identity_len, hp_
     s_fill_peer (lookup->identity, &lookup->identity_len, lookup->corr, &lookup->corr_len,
                  &lookup->version, self->version, identity,
                  identity_len, corr);
+    lookup->origin = self->origin;
+    lookup->received_us = self->received_us;
     lookup->next = self->lookups;
     self->lookups = lookup;
     self->lookup_count++;
@@ -485,7 +515,17 @@ s_lookup_duplicate (core_t *self, const void *identity, size_t identity_len, hp_
 void
 core_publish (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg, int64_t now)
 {
+    core_publish_from (self, CORE_ORIGIN_PEER, identity, identity_len, msg, now);
+}
+
+void
+core_publish_from (core_t *self, core_origin_t origin, const void *identity, size_t identity_len,
+                   const hp_msg_t *msg, int64_t now)
+{
     self->version = msg->version;
+    self->origin = origin;
+    self->received_us = self->io.metrics? herald_clock_mono_us (): 0;
+    herald_metrics_received (self->io.metrics);
     if (self->stopping) {
         s_nack (self, identity, identity_len, msg->corr, HP_CODE_BUSY, "busy: the broker is stopping;"
                 " publish again later");
@@ -521,13 +561,16 @@ s_duplicate_answered (core_t *self, index_msg_t *msg, int64_t now)
     self->lookup_count--;
     hp_str_t corr = hp_strn (lookup->corr, lookup->corr_len);
     self->version = lookup->version;
+    self->origin = lookup->origin;
+    self->received_us = lookup->received_us;
     if (msg->code == HP_CODE_OK && msg->dedup_key && strcmp (msg->dedup_key, lookup->check.dedup_key) == 0) {
         hp_msg_t ack = { .command = HP_ACK, .version = lookup->version, .corr = corr,
                          .event_id = hp_str (msg->event_id),
                          .duplicate = true, .durability = hp_str ("fsync") };
         if (!corr.ptr || corr.len == 0)
             ack.corr = hp_str ("-");
-        self->io.reply (self->io.ctx, lookup->identity, lookup->identity_len, &ack);
+        herald_metrics_acked (self->io.metrics, true, lookup->received_us);
+        s_send_reply (self, lookup->origin, false, lookup->identity, lookup->identity_len, &ack);
     }
     else
     if (msg->code == HP_CODE_OK || msg->code == HP_CODE_NOT_FOUND) {
@@ -594,7 +637,8 @@ core_durable (core_t *self, uint64_t lsn, int64_t now)
             .duplicate = ack->duplicate,
             .durability = hp_str ("fsync"),
         };
-        self->io.reply (self->io.ctx, ack->identity, ack->identity_len, &reply);
+        herald_metrics_acked (self->io.metrics, ack->duplicate, ack->received_us);
+        s_send_reply (self, ack->origin, false, ack->identity, ack->identity_len, &reply);
         if (ack->blob) {
             self->events_accepted++;
             s_make_tasks (self, ack, now);
@@ -616,6 +660,7 @@ core_journal_failed (core_t *self, const char *why)
     while (self->ack_count > 0) {
         s_ack_t *ack = &self->acks[self->ack_head];
         self->version = ack->version;
+        self->origin = ack->origin;
         s_nack (self, ack->identity, ack->identity_len, hp_strn (ack->corr, ack->corr_len), HP_CODE_STORAGE,
                 "storage failure: the event may or may not be stored; publish it again (it is idempotent)");
         if (ack->blob && --ack->blob->refs <= 0)
@@ -748,6 +793,7 @@ s_worker_lost (core_t *self, worker_t **worker_p, const char *why, int64_t now)
     task_t *task;
     while ((task = dispatch_worker_pop_lease (self->dispatch, worker))) {
         task->suspect = true;
+        herald_metrics_delivery (self->io.metrics, task->channel, HERALD_DELIVERY_WORKER_LOST);
         if (alone)
             s_attempt_failed (self, task, "worker-lost", why, 0, false, false, now);
         else
@@ -833,6 +879,13 @@ s_task_answered (core_t *self, worker_t *worker, const hp_result_t *result, int6
     hp_str_copy (result->text, raw, sizeof raw);
     herald_redact (raw, error, sizeof error);
     s_chan_t *ch = &self->chans[task->channel];
+    static const herald_delivery_t delivery[] = {
+        [HP_OUTCOME_DONE] = HERALD_DELIVERY_DONE, [HP_OUTCOME_RETRY] = HERALD_DELIVERY_RETRY,
+        [HP_OUTCOME_THROTTLED] = HERALD_DELIVERY_THROTTLED, [HP_OUTCOME_FAILED] = HERALD_DELIVERY_FAILED,
+    };
+    herald_metrics_delivery (self->io.metrics, task->channel,
+                             result->outcome >= HP_OUTCOME_DONE && result->outcome <= HP_OUTCOME_FAILED
+                             ? delivery[result->outcome]: HERALD_DELIVERY_FAILED);
     switch (result->outcome) {
         case HP_OUTCOME_DONE:
             herald_debug ("task done", "task_id=%s attempt=%u", S_TASK_ID (self, task), task->attempts);
@@ -1112,7 +1165,7 @@ s_admin_reply (core_t *self, const void *identity, size_t identity_len, hp_str_t
     hp_msg_t reply = { .command = HP_ADMIN_REPLY, .version = self->version,
                        .corr = corr.ptr && corr.len? corr: hp_str ("-"),
                        .code = code, .body = hp_str (body? body: "{}") };
-    self->io.admin_reply (self->io.ctx, identity, identity_len, &reply);
+    s_send_reply (self, self->origin, true, identity, identity_len, &reply);
 }
 
 static void
@@ -1149,13 +1202,18 @@ s_admin_wait (core_t *self, s_admin_kind_t kind, uint64_t tag, const void *ident
     s_fill_peer (admin->identity, &admin->identity_len, admin->corr, &admin->corr_len,
                  &admin->version, self->version, identity,
                  identity_len, corr);
+    admin->origin = self->origin;
     admin->next = self->admins;
     self->admins = admin;
 }
 
+/*  status, and metrics: the same with the counters of herald_metrics and
+    each channel's oldest open task's age (tasks loaded from the store have
+    no arrival time: they count from the broker's start). */
 static void
-s_status (core_t *self, const void *identity, size_t identity_len, hp_str_t corr)
+s_status (core_t *self, const void *identity, size_t identity_len, hp_str_t corr, bool metrics)
 {
+    int64_t uptime_ms = herald_clock_mono_ms () - self->started;
     json_t *channels = json_array ();
     for (int c = 0; c < self->config->channel_count; c++) {
         const herald_channel_t *channel = &self->config->channels[c];
@@ -1173,10 +1231,17 @@ s_status (core_t *self, const void *identity, size_t identity_len, hp_str_t corr
             "done", (json_int_t) ch->done,
             "dead", (json_int_t) ch->dead,
             "workers", counts.workers));
+        if (metrics) {
+            int64_t oldest = dispatch_oldest (self->dispatch, c);
+            int64_t age = oldest == INT64_MAX? (ch->open > 0? uptime_ms: 0)
+                        : oldest == 0? uptime_ms: herald_clock_wall_ms () - oldest;
+            json_object_set_new (json_array_get (channels, (size_t) c), "oldest_pending_age_ms",
+                                 json_integer ((json_int_t) (age > 0? age: 0)));
+        }
     }
     json_t *broker = json_pack ("{s:s, s:I, s:I, s:s, s:b}",
         "version", HERALD_VERSION,
-        "uptime_ms", (json_int_t) (herald_clock_mono_ms () - self->started),
+        "uptime_ms", (json_int_t) uptime_ms,
         "events", (json_int_t) (self->next_seq - 1),
         "store", self->config->broker.store,
         "store_full", self->io.append_status (self->io.ctx) == JOURNAL_FULL);
@@ -1184,6 +1249,8 @@ s_status (core_t *self, const void *identity, size_t identity_len, hp_str_t corr
     json_t *reply = json_pack ("{s:o, s:o}", "broker", broker, "channels", channels);
     if (self->io.status)
         self->io.status (self->io.ctx, reply);
+    if (metrics)
+        json_object_set_new (reply, "metrics", herald_metrics_json (self->io.metrics, self->config->channel_count));
     char *body = json_dumps (reply, JSON_COMPACT);
     json_decref (reply);
     s_admin_reply (self, identity, identity_len, corr, body? HP_CODE_OK: HP_CODE_INTERNAL, body);
@@ -1228,7 +1295,15 @@ s_dead_change (core_t *self, record_type_t type, json_t *args, const void *ident
 void
 core_admin (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg, int64_t now)
 {
+    core_admin_from (self, CORE_ORIGIN_PEER, identity, identity_len, msg, now);
+}
+
+void
+core_admin_from (core_t *self, core_origin_t origin, const void *identity, size_t identity_len, const hp_msg_t *msg,
+                 int64_t now)
+{
     self->version = msg->version;
+    self->origin = origin;
     json_error_t jerr;
     json_t *args = json_loadb (msg->body.ptr, msg->body.len, 0, &jerr);
     if (!json_is_object (args)) {
@@ -1240,8 +1315,8 @@ core_admin (core_t *self, const void *identity, size_t identity_len, const hp_ms
     index_kind_t kind = INDEX_FAILED;
     const char *text = NULL;
     uint64_t number = 0;
-    if (hp_str_eq (msg->verb, "status"))
-        s_status (self, identity, identity_len, msg->corr);
+    if (hp_str_eq (msg->verb, "status") || hp_str_eq (msg->verb, "metrics"))
+        s_status (self, identity, identity_len, msg->corr, hp_str_eq (msg->verb, "metrics"));
     else
     if (hp_str_eq (msg->verb, "dead.list")) {
         kind = INDEX_DEAD_LIST;
@@ -1330,6 +1405,7 @@ s_admin_answered (core_t *self, index_msg_t *msg)
     *link = admin->next;
     hp_str_t corr = hp_strn (admin->corr, admin->corr_len);
     self->version = admin->version;
+    self->origin = admin->origin;
     if (admin->kind == S_ADMIN_RETRY || admin->kind == S_ADMIN_PURGE) {
         int64_t total = 0;
         for (int i = 0; i < msg->channel_count; i++) {
@@ -1414,6 +1490,7 @@ core_tick (core_t *self, int64_t now)
         char error[128];
         snprintf (error, sizeof error, "lease expired after %lld ms without an answer",
                   (long long) self->config->channels[task->channel].lease_ms);
+        herald_metrics_delivery (self->io.metrics, task->channel, HERALD_DELIVERY_LEASE_EXPIRED);
         s_attempt_failed (self, task, "lease-expired", error, 0, false, false, now);
     }
     dispatch_promote (self->dispatch, now);

@@ -30,11 +30,19 @@
 #include <jansson.h>
 
 #include "herald_config.h"
+#include "herald_metrics.h"
 #include "herald_proto.h"
 #include "index.h"
 #include "journal.h"
 
 typedef struct core core_t;
+
+/*  The socket a request came in on: its reply goes back to that socket,
+    never chosen by the routing id (a producer picks its own routing id). */
+typedef enum {
+    CORE_ORIGIN_PEER = 0,           /* the producer or admin endpoint, as the request's command says */
+    CORE_ORIGIN_INTERNAL            /* the broker's own inproc socket (the HTTP endpoint's thread) */
+} core_origin_t;
 
 /*  What the core asks of the world. */
 typedef struct {
@@ -53,6 +61,11 @@ typedef struct {
     void (*query) (void *ctx, index_msg_t *msg);
     /*  Adds loop-level facts to the status answer (producers, store size). */
     void (*status) (void *ctx, json_t *broker);
+    /*  Counters for GET /metrics (borrowed; NULL: none kept). */
+    herald_metrics_t *metrics;
+    /*  Any reply (ACK, NACK, ADMIN-REPLY) to a request that came in with
+        CORE_ORIGIN_INTERNAL (NULL: none does). */
+    void (*internal_reply) (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg);
 } core_io_t;
 
 /*  What the store knew at open. */
@@ -89,6 +102,16 @@ void
 void
     core_admin (core_t *self, const void *identity, size_t identity_len, const hp_msg_t *msg,
                 int64_t now);
+
+/*  The same, from the socket origin: its replies go to io.internal_reply
+    for CORE_ORIGIN_INTERNAL (core_publish and core_admin are these with
+    CORE_ORIGIN_PEER). */
+void
+    core_publish_from (core_t *self, core_origin_t origin, const void *identity, size_t identity_len,
+                       const hp_msg_t *msg, int64_t now);
+void
+    core_admin_from (core_t *self, core_origin_t origin, const void *identity, size_t identity_len,
+                     const hp_msg_t *msg, int64_t now);
 
 /*  The journal is durable up to lsn: ACKs and new tasks follow. */
 void

@@ -85,6 +85,7 @@ blob_new (uint64_t seq, const char *uid, const char *data, size_t len)
         return NULL;
     blob->refs = 0;
     blob->seq = seq;
+    blob->received_at = 0;
     snprintf (blob->uid, sizeof blob->uid, "%s", uid);
     blob->len = len;
     memcpy (blob->data, data, len);
@@ -503,6 +504,26 @@ dispatch_counts (dispatch_t *self, int channel, dispatch_counts_t *counts)
     for (int i = 0; i < self->worker_count; i++)
         if (self->workers[i]->channel == channel)
             counts->workers++;
+}
+
+int64_t
+dispatch_oldest (dispatch_t *self, int channel)
+{
+    channel_state_t *ch = &self->channels[channel];
+    int64_t oldest = INT64_MAX;
+    for (task_t *task = ch->head; task; task = task->next)
+        if (task->event->received_at < oldest)
+            oldest = task->event->received_at;
+    for (size_t i = 0; i < ch->delayed; i++)
+        if (ch->heap[i]->event->received_at < oldest)
+            oldest = ch->heap[i]->event->received_at;
+    for (int w = 0; w < self->worker_count; w++) {
+        worker_t *worker = self->workers[w];
+        for (uint32_t i = 0; worker->channel == channel && i < worker->lease_count; i++)
+            if (worker->leases[i]->event->received_at < oldest)
+                oldest = worker->leases[i]->event->received_at;
+    }
+    return oldest;
 }
 
 size_t

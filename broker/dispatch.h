@@ -19,6 +19,7 @@
 typedef struct {
     int refs;
     uint64_t seq;                   /* the event's number */
+    int64_t received_at;            /* wall ms it arrived, 0 = not known (loaded from the store) */
     char uid[33];                   /* task ids are uid.channel */
     size_t len;
     char data[];                    /* NUL-terminated JSON envelope */
@@ -175,6 +176,12 @@ bool
 /*  Per channel counts. */
 void
     dispatch_counts (dispatch_t *self, int channel, dispatch_counts_t *counts);
+
+/*  The earliest received_at of a channel's tasks held in memory (0 when
+    one of them has none), INT64_MAX when it holds none. Walks them all:
+    for a metrics scrape, not for the hot path. */
+int64_t
+    dispatch_oldest (dispatch_t *self, int channel);
 
 /*  Tasks of a channel held in memory (ready + delayed + in flight). */
 size_t

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "herald_log.h"
+#include "herald_clock.h"
 #include "journal.h"
 #include "herald_clock.h"
 
@@ -42,6 +43,7 @@ struct journal {
     char dir[1024];
     uint32_t segment_size;
     uint64_t max_bytes;
+    herald_metrics_t *metrics;      /* fdatasync times, borrowed (NULL = none) */
     int dir_fd;
     int event_fd;
 
@@ -524,11 +526,15 @@ s_write_batch (journal_t *self, const buffer_t *buf)
             touched[touched_count++] = fd;
         done += n;
     }
-    for (size_t i = 0; i < touched_count; i++)
+    for (size_t i = 0; i < touched_count; i++) {
+        int64_t started = self->metrics? herald_clock_mono_us (): 0;
         if (fdatasync (touched[i]) != 0) {
             s_set_fatal (self, "journal %s: fdatasync failed: %s", self->dir, strerror (errno));
             return -1;
         }
+        if (self->metrics)
+            herald_metrics_journal_sync (self->metrics, herald_clock_mono_us () - started);
+    }
     return 0;
 }
 
@@ -837,6 +843,7 @@ journal_open (const char *dir, const journal_options_t *options, uint64_t from,
     if (self->segment_size < 65536)
         self->segment_size = 65536;
     self->max_bytes = options? options->max_bytes: 0;
+    self->metrics = options? options->metrics: NULL;
     self->dir_fd = -1;
     self->event_fd = -1;
     pthread_mutex_init (&self->seg_lock, NULL);

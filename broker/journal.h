@@ -33,6 +33,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "herald_metrics.h"
+
 typedef struct journal journal_t;
 
 #define JOURNAL_HEADER          24
@@ -49,6 +51,7 @@ typedef enum {
 typedef struct {
     uint32_t segment_size;  /* bytes per segment, a multiple of 4096 (default 32 MiB) */
     uint64_t max_bytes;     /* most bytes of segments kept (0 = no limit) */
+    herald_metrics_t *metrics;  /* each fdatasync's time goes there (borrowed, NULL = none) */
 } journal_options_t;
 
 /*  One record, as read back. */

@@ -39,6 +39,7 @@ static const struct {
     unsigned roles;
 } s_verbs[] = {
     { "status",     HERALD_ROLE_ADMIN_READ | HERALD_ROLE_ADMIN_OPERATE },
+    { "metrics",    HERALD_ROLE_ADMIN_READ | HERALD_ROLE_ADMIN_OPERATE },
     { "track",      HERALD_ROLE_ADMIN_READ | HERALD_ROLE_ADMIN_OPERATE },
     { "dead.list",  HERALD_ROLE_ADMIN_READ | HERALD_ROLE_ADMIN_OPERATE },
     { "dead.show",  HERALD_ROLE_ADMIN_OPERATE },    /* returns the event: customer data */

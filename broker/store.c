@@ -32,7 +32,7 @@ store_open (const store_options_t *options, index_info_t *info, bool *corrupt, c
     char dir[1100];
     snprintf (dir, sizeof dir, "%s.journal", options->path);
     journal_options_t journal_options = { .segment_size = options->segment_size,
-                                          .max_bytes = options->journal_max };
+                                          .max_bytes = options->journal_max, .metrics = options->metrics };
     journal_status_t status;
     self->journal = journal_open (dir, &journal_options, info->applied_lsn, &status, err, errlen);
     if (!self->journal) {

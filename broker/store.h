@@ -24,6 +24,7 @@ typedef struct {
     uint32_t segment_size;          /* journal segment bytes (0: default) */
     uint64_t journal_max;           /* journal bytes before appends are refused (0: no limit) */
     int64_t retention_ms;           /* events older than this, all done, are deleted */
+    herald_metrics_t *metrics;      /* the journal's fdatasync times (borrowed, NULL = none) */
 } store_options_t;
 
 /*  Opens both parts and checks the journal (no thread runs yet). info

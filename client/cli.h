@@ -45,6 +45,8 @@ int
     cli_up (int argc, char **argv);
 int
     cli_keygen (int argc, char **argv);
+int
+    cli_token (int argc, char **argv);
 
 /*  Prints "herald CMD: message" and a hint to --help on stderr.
     Returns EX_USAGE. */

@@ -18,6 +18,7 @@ static const s_command_t s_commands[] = {
     { "check-config", cli_check_config, "validate and explain a configuration file" },
     { "up",           cli_up,           "run the broker and the workers, restart crashed ones" },
     { "keygen",       cli_keygen,       "make a CURVE key pair: NAME.public and NAME.secret (mode 0600)" },
+    { "token",        cli_token,        "make, list or revoke bearer tokens of the HTTP endpoint" },
 };
 
 static void

@@ -141,12 +141,16 @@ int
 config_check_endpoints (const herald_config_t *cfg, const config_node_t *root, const char *name,
                         char *err, size_t errlen)
 {
+    //  The HTTP endpoint is a TCP socket too
+    char http[300];
+    snprintf (http, sizeof http, "tcp://%s", cfg->broker.http);
     const s_endpoint_t endpoints[] = {
         { "producers", cfg->broker.producers },
         { "workers", cfg->broker.workers },
         { "admin", cfg->broker.admin },
+        { "http", http },
     };
-    size_t count = sizeof endpoints / sizeof endpoints[0];
+    size_t count = sizeof endpoints / sizeof endpoints[0] - (cfg->broker.http[0]? 0: 1);
     for (size_t i = 0; i < count; i++) {
         for (size_t j = i + 1; j < count; j++) {
             if (!s_endpoints_clash (endpoints[i].value, endpoints[j].value))
@@ -451,6 +455,35 @@ s_parse_again (const char *path)
     return root;
 }
 
+/*  The HTTP endpoint's files: the token file may be missing (the broker
+    then knows no token, and `herald token new` creates it), but its
+    directory must be there; the TLS files must be readable. */
+static void
+s_check_http (s_check_t *self)
+{
+    const herald_security_config_t *sec = &self->cfg->security;
+    if (sec->tokens_file[0]) {
+        const char *keys[] = { "security", "tokens_file", NULL };
+        struct stat st;
+        if (stat (sec->tokens_file, &st) == 0)
+            s_check_readable (self, keys, sec->tokens_file);
+        else {
+            char dir[PATH_MAX];
+            s_dirname (sec->tokens_file, dir, sizeof dir);
+            if (stat (dir, &st) != 0 || !S_ISDIR (st.st_mode))
+                s_problem (self, keys, "directory %s of the token file does not exist", dir);
+        }
+    }
+    if (sec->tls_cert[0]) {
+        const char *keys[] = { "security", "tls_cert", NULL };
+        s_check_readable (self, keys, sec->tls_cert);
+    }
+    if (sec->tls_key[0]) {
+        const char *keys[] = { "security", "tls_key", NULL };
+        s_check_readable (self, keys, sec->tls_key);
+    }
+}
+
 int
 herald_config_check (const herald_config_t *self, char **report)
 {
@@ -461,6 +494,7 @@ herald_config_check (const herald_config_t *self, char **report)
     s_check_ipc (&check, "producers", self->broker.producers);
     s_check_ipc (&check, "workers", self->broker.workers);
     s_check_ipc (&check, "admin", self->broker.admin);
+    s_check_http (&check);
     for (int i = 0; i < self->channel_count && i < HERALD_MAX_CHANNELS; i++)
         s_check_channel (&check, &self->channels[i]);
     config_node_destroy (&check.root);

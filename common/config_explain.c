@@ -125,6 +125,15 @@ herald_config_explain (const herald_config_t *self)
     herald_text_printf (&out, "broker\n");
     herald_text_printf (&out, "  producers  %s\n  workers    %s\n  admin      %s\n",
                 b->producers, b->workers, b->admin);
+    if (b->http[0]) {
+        const herald_security_config_t *sec = &self->security;
+        herald_text_printf (&out, "  http       %s://%s (POST /events, GET /metrics, /healthz, /readyz), %s; "
+                            "at most %d connections, idle ones closed after %s\n",
+                            sec->tls_cert[0]? "https": "http", b->http,
+                            sec->tokens_file[0]? "bearer tokens from security.tokens_file"
+                                               : "no tokens: every request allowed",
+                            b->http_max_connections, config_format_duration (b->http_timeout_ms, a, sizeof a));
+    }
     herald_text_printf (&out, "  store      %s\n", b->store);
     herald_text_printf (&out, "  limits     events up to %s, %d per commit, busy above %d undelivered tasks per channel, "
                 "%d tasks per channel in memory, hwm %d\n",

@@ -49,6 +49,7 @@ typedef enum {
     S_PATH,             /* dotted path into the event data */
     S_ENVNAME,          /* environment variable name */
     S_ENDPOINT,         /* tcp:// ipc:// inproc:// */
+    S_HOSTPORT,         /* HOST:PORT of the HTTP endpoint, "" = none */
     S_URL,              /* choices are the allowed schemes */
     S_INT,              /* int, min..max */
     S_SIZE,             /* size_t, "256KiB" */
@@ -104,6 +105,7 @@ static const s_row_t s_schema[] = {
     { .pattern = "broker.listen.producers", .type = S_ENDPOINT, S_BROKER (producers), .fallback = "tcp://127.0.0.1:5570" },
     { .pattern = "broker.listen.workers", .type = S_ENDPOINT, S_BROKER (workers), .fallback = "tcp://127.0.0.1:5571" },
     { .pattern = "broker.listen.admin", .type = S_ENDPOINT, S_BROKER (admin), .fallback = "tcp://127.0.0.1:5572" },
+    { .pattern = "broker.listen.http", .type = S_HOSTPORT, S_BROKER (http) },
     { .pattern = "broker.store", .type = S_STR, S_BROKER (store), .fallback = "var/herald.db", .nonempty = true },
     { .pattern = "broker.max_event_bytes", .type = S_SIZE, S_BROKER (max_event_bytes),
       .min = 1024, .max = 16 * 1024 * 1024, .fallback = "256KiB" },
@@ -131,6 +133,10 @@ static const s_row_t s_schema[] = {
       .fallback = "1024" },
     { .pattern = "broker.handshake_timeout", .type = S_DURATION, S_BROKER (handshake_timeout_ms), .min = 100,
       .max = 60 * S_MS_SECOND, .fallback = "5s" },
+    { .pattern = "broker.http_max_connections", .type = S_INT, S_BROKER (http_max_connections), .min = 1,
+      .max = 100000, .fallback = "256" },
+    { .pattern = "broker.http_timeout", .type = S_DURATION, S_BROKER (http_timeout_ms), .min = S_MS_SECOND,
+      .max = S_MS_HOUR, .fallback = "10s" },
 
     { .pattern = "channels", .type = S_DICT },
     { .pattern = "channels.*", .type = S_CHANNEL },
@@ -202,6 +208,9 @@ static const s_row_t s_schema[] = {
     { .pattern = "security.workers.*", .type = S_KEYLIST, .role = HERALD_ROLE_WORKER },
     { .pattern = "security.admin_read", .type = S_KEYLIST, .role = HERALD_ROLE_ADMIN_READ },
     { .pattern = "security.admin_operate", .type = S_KEYLIST, .role = HERALD_ROLE_ADMIN_OPERATE },
+    { .pattern = "security.tokens_file", .type = S_STR, S_SEC (tokens_file), .nonempty = true },
+    { .pattern = "security.tls_cert", .type = S_STR, S_SEC (tls_cert), .nonempty = true },
+    { .pattern = "security.tls_key", .type = S_STR, S_SEC (tls_key), .nonempty = true },
 };
 
 #define S_SCHEMA_ROWS (sizeof s_schema / sizeof s_schema[0])
@@ -561,6 +570,7 @@ s_set_scalar (s_loader_t *self, const s_row_t *row, const char *text, int line,
         case S_PATH:
         case S_ENVNAME:
         case S_ENDPOINT:
+        case S_HOSTPORT:
         case S_URL: {
             if (s_has_control (text))
                 return s_fail (self, line, path, "must not contain control characters (newlines, tabs)");
@@ -590,6 +600,13 @@ s_set_scalar (s_loader_t *self, const s_row_t *row, const char *text, int line,
                     }
                     return s_fail (self, line, path, "must start with %s, got '%s'", list, shown);
                 }
+            }
+            if (row->type == S_HOSTPORT && *text) {
+                struct sockaddr_storage addr;
+                socklen_t addr_len;
+                char why[160];
+                if (herald_http_address_parse (text, &addr, &addr_len, why, sizeof why) != 0)
+                    return s_fail (self, line, path, "%s", why);
             }
             if (row->type == S_STR && row->choices) {
                 bool ok = false;
@@ -1196,6 +1213,45 @@ s_apply (s_loader_t *self, const s_row_t *row, const config_node_t *node, const 
     }
 }
 
+/*  The HTTP endpoint's binding rules, like the ZeroMQ endpoints': loopback
+    always; another address needs TLS and tokens (an HTTP client proves who
+    it is with a token, and the token must not cross the network in clear),
+    or security.plaintext: true, which accepts that anyone who can connect
+    may do what the tokens allow (everything, without tokens_file). */
+static int
+s_finish_http (s_loader_t *self, const config_node_t *root)
+{
+    herald_security_config_t *sec = &self->cfg->security;
+    const config_node_t *node = config_node_child (root, "security");
+    if (!sec->tls_cert[0] != !sec->tls_key[0]) {
+        const config_node_t *at = config_node_child (node, sec->tls_cert[0]? "tls_cert": "tls_key");
+        return s_fail (self, at? at->line: 0, sec->tls_cert[0]? "security.tls_key": "security.tls_cert",
+                       "is required with %s: the HTTP endpoint's TLS needs both the certificate (PEM) "
+                       "and its private key (PEM)", sec->tls_cert[0]? "security.tls_cert": "security.tls_key");
+    }
+    const char *http = self->cfg->broker.http;
+    if (!http[0] || sec->plaintext)
+        return 0;
+    char endpoint[300];
+    snprintf (endpoint, sizeof endpoint, "tcp://%s", http);
+    if (herald_endpoint_is_local (endpoint))
+        return 0;
+    const config_node_t *at = config_node_child (config_node_child (config_node_child (root, "broker"), "listen"),
+                                                 "http");
+    char shown[80];
+    s_show (http, shown, sizeof shown);
+    if (!sec->tls_cert[0])
+        return s_fail (self, at? at->line: 0, "broker.listen.http",
+                       "%s is reachable from the network: it needs TLS (security.tls_cert and "
+                       "security.tls_key, PEM files) and tokens (security.tokens_file), or "
+                       "security: { plaintext: true } to serve it in clear", shown);
+    if (!sec->tokens_file[0])
+        return s_fail (self, at? at->line: 0, "broker.listen.http",
+                       "%s is reachable from the network: it needs security.tokens_file (herald token "
+                       "new), or anyone who can connect could publish", shown);
+    return 0;
+}
+
 /*  The security section as a whole, and fail closed without it: no
     non-loopback tcp endpoint unless CURVE is on or plaintext is chosen. */
 static int
@@ -1211,7 +1267,12 @@ s_finish_security (s_loader_t *self, const config_node_t *root)
         if (key && sec->plaintext)
             return s_fail (self, plain->line, "security.plaintext",
                            "true turns CURVE off, but broker_key turns it on: keep only one of them");
-        if (!key && !sec->plaintext)
+        /*  A section with only HTTP settings (tokens, TLS) leaves the
+            ZeroMQ endpoints as without one: loopback and ipc only. */
+        bool http_only = !sec->plaintext && (sec->tokens_file[0] || sec->tls_cert[0] || sec->tls_key[0])
+                      && !config_node_child (node, "producers") && !config_node_child (node, "workers")
+                      && !config_node_child (node, "admin_read") && !config_node_child (node, "admin_operate");
+        if (!key && !sec->plaintext && !http_only)
             return s_fail (self, node->line, "security.broker_key",
                            "is required: the broker's .secret key file (herald keygen etc/keys/broker); "
                            "or plaintext: true to accept anyone without CURVE");
@@ -1239,6 +1300,8 @@ s_finish_security (s_loader_t *self, const config_node_t *root)
             sec->curve = true;
         }
     }
+    if (s_finish_http (self, root) != 0)
+        return -1;
     if (sec->curve || sec->plaintext)
         return 0;
     const config_node_t *listen = config_node_child (config_node_child (root, "broker"), "listen");
@@ -1419,6 +1482,60 @@ herald_endpoint_is_local (const char *endpoint)
             return IN6_IS_ADDR_LOOPBACK (&v6) || (IN6_IS_ADDR_V4MAPPED (&v6) && v6.s6_addr[12] == 127);
     }
     return false;       /* *, 0.0.0.0, interface names, other hosts and addresses */
+}
+
+int
+herald_http_address_parse (const char *text, struct sockaddr_storage *addr, socklen_t *addr_len,
+                           char *err, size_t errlen)
+{
+    memset (addr, 0, sizeof *addr);
+    const char *colon = text? strrchr (text, ':'): NULL;
+    if (!colon || colon == text) {
+        snprintf (err, errlen, "must be HOST:PORT like 127.0.0.1:8470, [::1]:8470 or *:8470");
+        return -1;
+    }
+    const char *port_text = colon + 1;
+    int64_t port;
+    const char *end;
+    if (s_parse_digits (port_text, &port, &end) != 0 || *end || port < 1 || port > 65535) {
+        snprintf (err, errlen, "the port must be a number from 1 to 65535 (HOST:PORT like 127.0.0.1:8470)");
+        return -1;
+    }
+    char host[80];
+    size_t len = (size_t) (colon - text);
+    if (len >= sizeof host) {
+        snprintf (err, errlen, "the host is too long (HOST:PORT like 127.0.0.1:8470)");
+        return -1;
+    }
+    memcpy (host, text, len);
+    host[len] = '\0';
+    struct sockaddr_in *v4 = (struct sockaddr_in *) addr;
+    struct sockaddr_in6 *v6 = (struct sockaddr_in6 *) addr;
+    if (strcmp (host, "*") == 0 || strcmp (host, "localhost") == 0) {
+        v4->sin_family = AF_INET;
+        v4->sin_addr.s_addr = htonl (host[0] == '*'? INADDR_ANY: INADDR_LOOPBACK);
+        v4->sin_port = htons ((uint16_t) port);
+        *addr_len = sizeof *v4;
+        return 0;
+    }
+    if (inet_pton (AF_INET, host, &v4->sin_addr) == 1) {
+        v4->sin_family = AF_INET;
+        v4->sin_port = htons ((uint16_t) port);
+        *addr_len = sizeof *v4;
+        return 0;
+    }
+    if (len > 2 && host[0] == '[' && host[len - 1] == ']') {
+        host[len - 1] = '\0';
+        if (inet_pton (AF_INET6, host + 1, &v6->sin6_addr) == 1) {
+            v6->sin6_family = AF_INET6;
+            v6->sin6_port = htons ((uint16_t) port);
+            *addr_len = sizeof *v6;
+            return 0;
+        }
+    }
+    snprintf (err, errlen, "the host must be an IPv4 address, [IPv6 address], localhost or * "
+              "(HOST:PORT like 127.0.0.1:8470)");
+    return -1;
 }
 
 const herald_client_key_t *

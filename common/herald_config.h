@@ -7,6 +7,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/socket.h>
 
 #define HERALD_MAX_CHANNELS     16
 #define HERALD_MAX_EVENT_TYPES  32
@@ -128,6 +129,9 @@ typedef struct {
     int max_unread_replies;         /* replies parked for one producer whose pipe is full; above it the producer is dropped, default 10000 */
     int max_connections;            /* open connections per endpoint; above, new ones are closed, default 1024 */
     int64_t handshake_timeout_ms;   /* a peer must finish the ZeroMQ (and CURVE) handshake by then, default 5s */
+    char http[256];                 /* HOST:PORT of the HTTP endpoint (broker.listen.http), "" = none */
+    int http_max_connections;       /* open HTTP connections; above, new ones are refused, default 256 */
+    int64_t http_timeout_ms;        /* an HTTP connection idle this long is closed, default 10s */
 } herald_broker_config_t;
 
 /*  What a client key may do: bits of herald_client_key_t.roles. */
@@ -161,6 +165,9 @@ typedef struct {
     char admin_read_file[HERALD_PATH_MAX];  /* first admin_read entry */
     char admin_operate_file[HERALD_PATH_MAX]; /* first admin_operate entry */
     char worker_file[HERALD_MAX_CHANNELS][HERALD_PATH_MAX]; /* first security.workers.C entry, by channel */
+    char tokens_file[HERALD_PATH_MAX];      /* HTTP bearer tokens (herald token), "" = HTTP without tokens */
+    char tls_cert[HERALD_PATH_MAX];         /* HTTP endpoint's certificate chain (PEM), "" = no TLS */
+    char tls_key[HERALD_PATH_MAX];          /* its private key (PEM) */
 } herald_security_config_t;
 
 typedef struct {
@@ -233,6 +240,14 @@ const char *
     names, other addresses) is reachable from the network. */
 bool
     herald_endpoint_is_local (const char *endpoint);
+
+/*  Parses the HTTP endpoint's "HOST:PORT" (HOST: an IPv4 address, [IPv6],
+    localhost, or * for every address; PORT 1..65535) into addr (a struct
+    sockaddr_in or sockaddr_in6, *addr_len set). 0, or -1 with what is wrong
+    in err. */
+int
+    herald_http_address_parse (const char *text, struct sockaddr_storage *addr, socklen_t *addr_len,
+                               char *err, size_t errlen);
 
 /*  The key in self->security.keys with that Z85 text, or NULL. */
 const herald_client_key_t *

@@ -9,10 +9,14 @@ set -euo pipefail
 # a system service on port 6379, which the bench does not use).
 # clang, libclang-rt-dev (libFuzzer and the sanitizer runtimes) and llvm
 # (llvm-symbolizer, for readable reports): the fuzz targets (scripts/fuzz.sh).
+# libmicrohttpd-dev: the broker's HTTP endpoint; libsodium-dev: SHA-256 of HTTP
+# tokens; prometheus: promtool checks /metrics; php-cli, php-curl and nodejs: the
+# HTTP examples (examples/php, examples/node), run by test_examples.py.
 packages=(cmake make gcc pkg-config libzmq3-dev libcurl4-openssl-dev libyaml-dev
           libcriterion-dev libsqlite3-dev libjansson-dev sqlite3 openssl python3 python3-aiosmtpd
           libsystemd-dev systemd man-db python3-zmq groff-base binutils
-          redis-server libhiredis-dev clang libclang-rt-dev llvm)
+          redis-server libhiredis-dev clang libclang-rt-dev llvm
+          libmicrohttpd-dev libsodium-dev prometheus php-cli php-curl nodejs)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -196,7 +196,7 @@ Test (config_security, section_errors_name_line_and_key)
                     "t.yaml:4: security.admin_read: lists ");
     s_expect_error ("security:\n  broker_key: @/broker.secret\n  admin: [@/dash.public]\n",
                     "t.yaml:3: security.admin: unknown key (known keys: broker_key, plaintext, producers, workers, "
-                    "admin_read, admin_operate)");
+                    "admin_read, admin_operate, tokens_file, tls_cert, tls_key)");
 
     /*  A malformed key file: the config line and the key file's line. */
     char path[128];
