@@ -26,6 +26,15 @@
                                    name does not start with '.', append
                                    "<pid> <target>\n" to L (one O_APPEND
                                    write: lines never interleave)
+    HERALD_FAULT_WRITE_LOG=L       for regular files whose path contains
+    HERALD_FAULT_WRITE_LOG_MATCH=S S (default: every regular file), append
+                                   "W <path> <offset> <length>" to L for each
+                                   write/pwrite before doing it, and
+                                   "S <path>" after each successful
+                                   fsync/fdatasync: what a power cut at that
+                                   moment could lose is every write of a file
+                                   after its last S line (the test then
+                                   undoes them to simulate one)
     HERALD_FAULT_NO_CURVE=1        zmq_has ("curve") answers 0: a libzmq built
                                    without libsodium, for the broker's refusal
     HERALD_FAULT_CLOCK_OFFSET_FILE=F   CLOCK_REALTIME (clock_gettime,
@@ -72,6 +81,9 @@ static const char *s_crash_on;
 static size_t s_crash_on_len;
 static const char *s_rename_log;
 static const char *s_clock_file;
+static const char *s_write_log;
+static const char *s_write_log_match;
+static int s_write_log_fd = -1;
 
 static const char *
 s_env (const char *name)
@@ -95,6 +107,10 @@ s_init (void)
     s_crash_on_len = s_crash_on? strlen (s_crash_on): 0;
     s_rename_log = s_env ("HERALD_FAULT_RENAME_LOG");
     s_clock_file = s_env ("HERALD_FAULT_CLOCK_OFFSET_FILE");
+    s_write_log = s_env ("HERALD_FAULT_WRITE_LOG");
+    s_write_log_match = s_env ("HERALD_FAULT_WRITE_LOG_MATCH");
+    if (s_write_log)
+        s_write_log_fd = open (s_write_log, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
 }
 
 /*  The next definition of a symbol, resolved once (races resolve to the
@@ -210,13 +226,47 @@ s_fsync_fault (int fd)
     return 0;
 }
 
+/*  The write log: one O_APPEND write per line (lines never interleave).
+    kind 'W' with the range, or 'S' (synced). offset < 0: the file's
+    position (a plain write). */
+static void
+s_log_write (int fd, char kind, long long offset, size_t len)
+{
+    if (s_write_log_fd < 0)
+        return;
+    int saved = errno;
+    struct stat st;
+    char link[64], path[4096];
+    snprintf (link, sizeof link, "/proc/self/fd/%d", fd);
+    ssize_t plen = fstat (fd, &st) == 0 && S_ISREG (st.st_mode)? readlink (link, path, sizeof path - 1): -1;
+    if (plen > 0) {
+        path[plen] = '\0';
+        if (!s_write_log_match || strstr (path, s_write_log_match)) {
+            if (kind == 'W' && offset < 0)
+                offset = (long long) lseek (fd, 0, SEEK_CUR);
+            char line[4200];
+            int n = kind == 'W'? snprintf (line, sizeof line, "W %s %lld %zu\n", path, offset, len)
+                               : snprintf (line, sizeof line, "S %s\n", path);
+            if (n > 0 && (size_t) n < sizeof line) {
+                S_REAL (s_write_fn, write);
+                ssize_t ignored = real_write (s_write_log_fd, line, (size_t) n);
+                (void) ignored;
+            }
+        }
+    }
+    errno = saved;
+}
+
 int
 fsync (int fd)
 {
     S_REAL (s_fsync_fn, fsync);
     if (s_fsync_fault (fd) != 0)
         return -1;
-    return real_fsync (fd);
+    int rc = real_fsync (fd);
+    if (rc == 0)
+        s_log_write (fd, 'S', 0, 0);
+    return rc;
 }
 
 int
@@ -225,7 +275,10 @@ fdatasync (int fd)
     S_REAL (s_fsync_fn, fdatasync);
     if (s_fsync_fault (fd) != 0)
         return -1;
-    return real_fdatasync (fd);
+    int rc = real_fdatasync (fd);
+    if (rc == 0)
+        s_log_write (fd, 'S', 0, 0);
+    return rc;
 }
 
 /*  The write faults: 0 go on with the real call, -1 fail it (errno set). */
@@ -255,6 +308,8 @@ write (int fd, const void *buf, size_t len)
     S_REAL (s_write_fn, write);
     if (s_write_fault (fd, buf, len) != 0)
         return -1;
+    if (fd != s_write_log_fd)
+        s_log_write (fd, 'W', -1, len);
     return real_write (fd, buf, len);
 }
 
@@ -264,6 +319,7 @@ pwrite (int fd, const void *buf, size_t len, off_t offset)
     S_REAL (s_pwrite_fn, pwrite);
     if (s_write_fault (fd, buf, len) != 0)
         return -1;
+    s_log_write (fd, 'W', (long long) offset, len);
     return real_pwrite (fd, buf, len, offset);
 }
 
@@ -273,6 +329,7 @@ pwrite64 (int fd, const void *buf, size_t len, off64_t offset)
     S_REAL (s_pwrite64_fn, pwrite64);
     if (s_write_fault (fd, buf, len) != 0)
         return -1;
+    s_log_write (fd, 'W', (long long) offset, len);
     return real_pwrite64 (fd, buf, len, offset);
 }
 
