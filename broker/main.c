@@ -240,5 +240,8 @@ main (int argc, char **argv)
     status = broker_run (broker, &s_stop);
     broker_destroy (&broker);
     herald_lockfile_destroy (&lock);
-    return status == BROKER_OK? 0: status == BROKER_ERR_IO? EXIT_IOERR: EXIT_SOFTWARE;
+    /*  The journal's I/O failing and the index failing (damaged, or an
+        error it cannot go on after) are both "store unusable": 74. */
+    return status == BROKER_OK? 0
+         : status == BROKER_ERR_IO || status == BROKER_ERR_STORE? EXIT_IOERR: EXIT_SOFTWARE;
 }

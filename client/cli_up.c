@@ -128,8 +128,9 @@ s_help (FILE *out)
         "\n"
         "Exit status: 0 stopped by a signal; 64 usage; 69 broker or binaries unavailable\n"
         "(the broker exited or did not answer at start); 75 another herald up runs this\n"
-        "store's stack, or another broker holds the store; 78 configuration error (in\n"
-        "FILE, or a child exited with 78).\n");
+        "store's stack, or another broker holds the store; 73 its lock file beside the\n"
+        "store cannot be created (a missing or read-only directory); 78 configuration\n"
+        "error (in FILE, or a child exited with 78).\n");
 }
 
 static const char *

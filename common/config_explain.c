@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "config_internal.h"
+#include "herald_redact.h"
 #include "herald_text.h"
 
 /*  Appends the description of channel index: driver, retry, limits, workers. */
@@ -15,17 +16,22 @@ s_explain_channel (herald_text_t *out, const herald_config_t *cfg, int index)
 {
     const herald_channel_t *ch = &cfg->channels[index];
     char a[32], b[32];
+    /*  URLs may hold credentials (user:password@, a webhook's token in its
+        path): shown redacted, as in logs. */
+    char smtp_url[sizeof ch->smtp.url], http_url[sizeof ch->http.url];
+    herald_redact (ch->smtp.url, smtp_url, sizeof smtp_url);
+    herald_redact (ch->http.url, http_url, sizeof http_url);
     herald_text_printf (out, "  %s\n    driver     %s", ch->name, herald_driver_name (ch->driver));
     if (ch->driver == HERALD_DRIVER_FILE)
         herald_text_printf (out, ", writes to %s/\n", ch->dir);
     else
     if (ch->driver == HERALD_DRIVER_SMTP)
-        herald_text_printf (out, ", relay %s (tls %s%s%s, verify peer %s)\n", ch->smtp.url,
+        herald_text_printf (out, ", relay %s (tls %s%s%s, verify peer %s)\n", smtp_url,
                     config_tls_name (ch->smtp.tls), ch->smtp.username[0]? ", auth as ": "",
                     ch->smtp.username, ch->smtp.verify_peer? "yes": "NO");
     else
     if (ch->driver == HERALD_DRIVER_HTTP)
-        herald_text_printf (out, ", %s %s (verify peer %s, redirects %s)\n", ch->http.method, ch->http.url,
+        herald_text_printf (out, ", %s %s (verify peer %s, redirects %s)\n", ch->http.method, http_url,
                     ch->http.verify_peer? "yes": "NO", ch->http.follow_redirects? "followed": "refused");
     else
         herald_text_printf (out, ", accepts and drops every task\n");

@@ -26,7 +26,7 @@ try {
   response = await fetch(url, { method: 'POST', headers, body: JSON.stringify(event),
                                 signal: AbortSignal.timeout(5000) });
 } catch (e) {
-  console.error(`no answer from ${url}: ${e.cause?.code ?? e.message}; publish again (same order: it is idempotent)`);
+  console.error(`no answer from ${url}: ${e.cause?.code ?? e.message}; publish it again: the same order_id is stored once (order.confirmed is keyed by data.order_id)`);
   process.exit(69);
 }
 const answer = await response.json();

@@ -34,7 +34,7 @@ curl_setopt_array($curl, [
 ]);
 $body = curl_exec($curl);
 if ($body === false) {
-    fwrite(STDERR, "no answer from $url: " . curl_error($curl) . "; publish again (same order: it is idempotent)\n");
+    fwrite(STDERR, "no answer from $url: " . curl_error($curl) . "; publish it again: the same order_id is stored once (order.confirmed is keyed by data.order_id)\n");
     exit(69);
 }
 $status = curl_getinfo($curl, CURLINFO_RESPONSE_CODE);

@@ -32,7 +32,8 @@ corr = b"1"                                 # matches the answer to the request
 socket.send_multipart([b"HERALD/2", b"PUBLISH", corr, json.dumps(event).encode()])
 
 if not socket.poll(5000):                   # milliseconds
-    print("no answer from %s: publish again (it is idempotent)" % endpoint, file=sys.stderr)
+    print("no answer from %s: publish it again; the same order_id is stored once"
+          " (order.confirmed is keyed by data.order_id in etc/herald.yaml)" % endpoint, file=sys.stderr)
     sys.exit(69)
 frames = socket.recv_multipart()
 if frames[:3] == [b"HERALD/2", b"ACK", corr]:   # ACK corr event-id status durability

@@ -41,5 +41,5 @@ except urllib.error.HTTPError as e:                                 # refused: {
     print("refused (%d): %s" % (e.code, answer.get("error")), file=sys.stderr)
     sys.exit(75 if e.code in (503, 507) else 65)
 except (urllib.error.URLError, OSError) as e:
-    print("no answer from %s: %s; publish again (same order: it is idempotent)" % (url, e), file=sys.stderr)
+    print("no answer from %s: %s; publish it again: the same order_id is stored once (order.confirmed is keyed by data.order_id)" % (url, e), file=sys.stderr)
     sys.exit(69)

@@ -650,3 +650,24 @@ Test (config_errors, required_field_unknown_type)
                     "    fanout: [email]\n",
                     "t.yaml:7: events.order.confirmed.required: order_id: unknown field type 'text'");
 }
+
+/*  check-config prints the explanation: a URL's credentials (user:password@,
+    a webhook's token in its path) are shown redacted, as in the logs. */
+Test (config_explain, urls_are_redacted)
+{
+    static const char text[] =
+        "channels:\n"
+        "  email: { driver: smtp, smtp: { url: \"smtp://mailer:s3cretpw@smtp.example.com:587\","
+        " tls: none, from: \"a@example.com\", to: \"{{data.customer.email}}\", subject: \"x\","
+        " text_template: t.txt, html_template: t.html } }\n"
+        "  inventory: { driver: http, http: { url: \"https://hooks.slack.com/services/T0000/B0000/XYZs3cretTOKEN\" } }\n"
+        S_EVENTS;
+    cr_assert_eq (s_parse (text), 0, "%s", s_err);
+    char *out = herald_config_explain (&s_cfg);
+    cr_assert_not_null (out);
+    cr_assert_null (strstr (out, "s3cretpw"), "the SMTP password is shown:\n%s", out);
+    cr_assert_null (strstr (out, "XYZs3cretTOKEN"), "the webhook token is shown:\n%s", out);
+    cr_assert (strstr (out, "smtp.example.com"), "the host is still shown:\n%s", out);
+    cr_assert (strstr (out, "hooks.slack.com"), "the host is still shown:\n%s", out);
+    free (out);
+}
