@@ -16,7 +16,7 @@
       worker  a DEALER that announces a channel with a credit (READY) and
               answers each task "done" at once, the results of one loop
               round in one RESULTS message, as herald-worker with the noop
-              driver does.
+              driver does (floor_worker.c).
 
     Nothing is parsed beyond the frames and entry headers: no JSON, no
     validation, no dedup, no index, no lease table, no retry timers. What a
@@ -39,6 +39,8 @@
 #include <zmq.h>
 
 #include "bench_util.h"
+#include "floor_frames.h"
+#include "floor_worker.h"
 
 #define E2E_CHANNELS_MAX    8
 #define E2E_WORKERS_MAX     32
@@ -47,9 +49,6 @@
 #define E2E_EVENT_MAX       (256 * 1024)        /* as broker.max_event_bytes */
 #define E2E_BUFFER          (8L << 20)          /* one batch's bytes at most */
 #define E2E_OUTCOME_MAX     256                 /* bytes kept of one result's header */
-#define E2E_FRAMES_MAX      8
-#define E2E_ENTRIES_MAX     1024                /* entries per TASKS / RESULTS (HERALD/2) */
-#define E2E_CREDIT          32                  /* a worker's default credit: Herald's channel capacity */
 
 static volatile sig_atomic_t s_stop = 0;
 
@@ -248,46 +247,8 @@ static bool
 s_staging_full (e2e_server_t *self)
 {
     e2e_batch_t *b = self->staging;
-    return b->event_count == E2E_BATCH_EVENTS || b->outcome_count + E2E_ENTRIES_MAX > E2E_BATCH_OUTCOMES
-        || b->used + E2E_EVENT_MAX + E2E_ENTRIES_MAX * E2E_OUTCOME_MAX > E2E_BUFFER;
-}
-
-//  Receives one whole message into frames (at most E2E_FRAMES_MAX kept,
-//  the rest dropped). Its frame count, 0 if none was waiting, -1 on error.
-static int
-s_recv (void *socket, zmq_msg_t frames[E2E_FRAMES_MAX])
-{
-    int count = 0, more = 1;
-    while (more) {
-        zmq_msg_t scratch;
-        zmq_msg_t *frame = count < E2E_FRAMES_MAX? &frames[count]: &scratch;
-        zmq_msg_init (frame);
-        if (zmq_msg_recv (frame, socket, count == 0? ZMQ_DONTWAIT: 0) < 0) {
-            zmq_msg_close (frame);
-            for (int i = 0; i < count && i < E2E_FRAMES_MAX; i++)
-                zmq_msg_close (&frames[i]);
-            return count == 0 && (errno == EAGAIN || errno == EINTR)? 0: -1;
-        }
-        more = zmq_msg_more (frame);
-        if (frame == &scratch)
-            zmq_msg_close (frame);
-        count++;
-    }
-    return count;
-}
-
-static void
-s_close_frames (zmq_msg_t *frames, int count)
-{
-    for (int i = 0; i < count && i < E2E_FRAMES_MAX; i++)
-        zmq_msg_close (&frames[i]);
-}
-
-static bool
-s_is (zmq_msg_t *frame, const char *text)
-{
-    size_t len = strlen (text);
-    return zmq_msg_size (frame) == len && memcmp (zmq_msg_data (frame), text, len) == 0;
+    return b->event_count == E2E_BATCH_EVENTS || b->outcome_count + FLOOR_ENTRIES_MAX > E2E_BATCH_OUTCOMES
+        || b->used + E2E_EVENT_MAX + FLOOR_ENTRIES_MAX * E2E_OUTCOME_MAX > E2E_BUFFER;
 }
 
 //  STATUS: "HERALD/1" "STATUS" corr "WORKERS DONE..." (done by channel).
@@ -312,19 +273,19 @@ s_take_producers (e2e_server_t *self)
 {
     e2e_batch_t *b = self->staging;
     while (!s_staging_full (self)) {
-        zmq_msg_t f[E2E_FRAMES_MAX];
-        int count = s_recv (self->producers, f);
+        zmq_msg_t f[FLOOR_FRAMES_MAX];
+        int count = floor_recv (self->producers, f);
         if (count <= 0)
             return count;
-        if (count == 4 && s_is (&f[1], "HERALD/1") && s_is (&f[2], "STATUS"))
+        if (count == 4 && floor_is (&f[1], "HERALD/1") && floor_is (&f[2], "STATUS"))
             s_status (self, &f[0], &f[3]);
         else
-        if (count == 5 && s_is (&f[1], "HERALD/1") && s_is (&f[2], "PUBLISH")
+        if (count == 5 && floor_is (&f[1], "HERALD/1") && floor_is (&f[2], "PUBLISH")
             && zmq_msg_size (&f[4]) <= E2E_EVENT_MAX) {
             size_t len = zmq_msg_size (&f[4]);
             e2e_event_t *event = malloc (sizeof *event + len);
             if (!event) {
-                s_close_frames (f, count);
+                floor_close (f, count);
                 return -1;
             }
             event->seq = ++self->seq;
@@ -339,7 +300,7 @@ s_take_producers (e2e_server_t *self)
             zmq_msg_move (&a->corr, &f[3]);
             b->events[b->event_count++] = event;
         }
-        s_close_frames (f, count);
+        floor_close (f, count);
     }
     return 0;
 }
@@ -375,9 +336,9 @@ s_ready (e2e_server_t *self, zmq_msg_t *f)
 {
     int channel = -1;
     for (int c = 0; c < self->channel_count; c++)
-        if (s_is (&f[3], self->channels[c].name))
+        if (floor_is (&f[3], self->channels[c].name))
             channel = c;
-    uint32_t credit = s_frame_number (&f[4], 65535), max_batch = s_frame_number (&f[6], E2E_ENTRIES_MAX);
+    uint32_t credit = s_frame_number (&f[4], 65535), max_batch = s_frame_number (&f[6], FLOOR_ENTRIES_MAX);
     if (channel < 0 || !credit || !max_batch || zmq_msg_size (&f[0]) > sizeof self->sessions[0].id
         || s_session (self, &f[0]) || self->session_count == E2E_WORKERS_MAX) {
         fprintf (stderr, "herald_floor_e2e: a READY refused (unknown channel, bad numbers or "
@@ -401,7 +362,7 @@ s_results (e2e_server_t *self, e2e_worker_t *w, zmq_msg_t *frame)
 {
     e2e_batch_t *b = self->staging;
     const char *at = zmq_msg_data (frame), *end = at + zmq_msg_size (frame);
-    for (int entries = 0; at < end && entries < E2E_ENTRIES_MAX; entries++) {
+    for (int entries = 0; at < end && entries < FLOOR_ENTRIES_MAX; entries++) {
         const char *lf = memchr (at, '\n', (size_t) (end - at));
         const char *space = lf? lf: at;
         while (space > at && space[-1] != ' ')
@@ -427,19 +388,19 @@ static int
 s_take_workers (e2e_server_t *self)
 {
     while (!s_staging_full (self)) {
-        zmq_msg_t f[E2E_FRAMES_MAX];
-        int count = s_recv (self->workers, f);
+        zmq_msg_t f[FLOOR_FRAMES_MAX];
+        int count = floor_recv (self->workers, f);
         if (count <= 0)
             return count;
-        if (count == 7 && s_is (&f[1], "HERALD/2") && s_is (&f[2], "READY"))
+        if (count == 7 && floor_is (&f[1], "HERALD/2") && floor_is (&f[2], "READY"))
             s_ready (self, f);
         else
-        if (count == 4 && s_is (&f[1], "HERALD/2") && s_is (&f[2], "RESULTS")) {
+        if (count == 4 && floor_is (&f[1], "HERALD/2") && floor_is (&f[2], "RESULTS")) {
             e2e_worker_t *w = s_session (self, &f[0]);
             if (w)
                 s_results (self, w, &f[3]);
         }
-        s_close_frames (f, count);
+        floor_close (f, count);
     }
     return 0;
 }
@@ -635,129 +596,6 @@ s_run_server (const char *producers, const char *workers, const char *file, long
     return rc == 0? 0: 1;
 }
 
-//  ---------------------------------------------------------------- worker
-
-typedef struct {
-    void *dealer;
-    char *results;                  /* this round's RESULTS entries */
-    size_t used, cap;
-    int count;
-    uint64_t tasks;
-} e2e_client_t;
-
-static int
-s_flush (e2e_client_t *self)
-{
-    if (self->count == 0)
-        return 0;
-    int rc = zmq_send (self->dealer, "HERALD/2", 8, ZMQ_SNDMORE) < 0
-          || zmq_send (self->dealer, "RESULTS", 7, ZMQ_SNDMORE) < 0
-          || zmq_send (self->dealer, self->results, self->used, 0) < 0? -1: 0;
-    self->used = 0;
-    self->count = 0;
-    return rc;
-}
-
-//  One TASKS frame: a "done" result per entry ("id lease done 0 0 LF LF").
-static int
-s_answer (e2e_client_t *self, zmq_msg_t *frame)
-{
-    const char *at = zmq_msg_data (frame), *end = at + zmq_msg_size (frame);
-    while (at < end) {
-        const char *lf = memchr (at, '\n', (size_t) (end - at));
-        const char *id_end = lf? memchr (at, ' ', (size_t) (lf - at)): NULL;
-        const char *lease = id_end? memchr (id_end + 1, ' ', (size_t) (lf - id_end - 1)): NULL;
-        const char *len_at = lease? memchr (lease + 1, ' ', (size_t) (lf - lease - 1)): NULL;
-        char *stop = NULL;
-        unsigned long len = len_at? strtoul (len_at + 1, &stop, 10): 0;
-        if (!len_at || stop != lf || (size_t) (end - lf) < 2 || len > (size_t) (end - lf) - 2) {
-            fprintf (stderr, "herald_floor_e2e: worker: a malformed TASKS entry\n");
-            return -1;
-        }
-        size_t need = (size_t) (len_at - at) + 16;
-        if (self->count == E2E_ENTRIES_MAX && s_flush (self) != 0)
-            return -1;
-        if (self->used + need > self->cap) {
-            size_t cap = self->cap? self->cap * 2: 65536;
-            char *grown = realloc (self->results, cap);
-            if (!grown)
-                return -1;
-            self->results = grown;
-            self->cap = cap;
-        }
-        //  id SP lease, then " done 0 0" and an empty text.
-        memcpy (self->results + self->used, at, (size_t) (id_end - at));
-        self->used += (size_t) (id_end - at);
-        memcpy (self->results + self->used, lease, (size_t) (len_at - lease));
-        self->used += (size_t) (len_at - lease);
-        memcpy (self->results + self->used, " done 0 0\n\n", 11);
-        self->used += 11;
-        self->count++;
-        self->tasks++;
-        at = lf + 1 + len + 1;
-    }
-    return 0;
-}
-
-static int
-s_run_worker (const char *endpoint, const char *channel, long credit)
-{
-    static e2e_client_t self;
-    void *ctx = zmq_ctx_new ();
-    self.dealer = ctx? zmq_socket (ctx, ZMQ_DEALER): NULL;
-    int linger = 0, hwm = 0;
-    char text[32], name[64];
-    snprintf (name, sizeof name, "floor-worker:%d", (int) getpid ());
-    if (!self.dealer
-    ||  zmq_setsockopt (self.dealer, ZMQ_LINGER, &linger, sizeof linger) != 0
-    ||  zmq_setsockopt (self.dealer, ZMQ_SNDHWM, &hwm, sizeof hwm) != 0
-    ||  zmq_setsockopt (self.dealer, ZMQ_RCVHWM, &hwm, sizeof hwm) != 0
-    ||  zmq_connect (self.dealer, endpoint) != 0) {
-        fprintf (stderr, "herald_floor_e2e: worker: connect %s: %s\n", endpoint, zmq_strerror (errno));
-        return 1;
-    }
-    int len = snprintf (text, sizeof text, "%ld", credit);
-    char batch[16];
-    int batch_len = snprintf (batch, sizeof batch, "%ld", credit < E2E_ENTRIES_MAX? credit: E2E_ENTRIES_MAX);
-    int rc = zmq_send (self.dealer, "HERALD/2", 8, ZMQ_SNDMORE) < 0
-          || zmq_send (self.dealer, "READY", 5, ZMQ_SNDMORE) < 0
-          || zmq_send (self.dealer, channel, strlen (channel), ZMQ_SNDMORE) < 0
-          || zmq_send (self.dealer, text, (size_t) len, ZMQ_SNDMORE) < 0
-          || zmq_send (self.dealer, name, strlen (name), ZMQ_SNDMORE) < 0
-          || zmq_send (self.dealer, batch, (size_t) batch_len, 0) < 0? -1: 0;
-    while (rc == 0 && !s_stop) {
-        zmq_pollitem_t item = { self.dealer, 0, ZMQ_POLLIN, 0 };
-        if (zmq_poll (&item, 1, 200) < 0) {
-            if (errno == EINTR)
-                continue;
-            rc = -1;
-            break;
-        }
-        //  One loop round: every TASKS message waiting, then one RESULTS.
-        for (;;) {
-            zmq_msg_t f[E2E_FRAMES_MAX];
-            int count = s_recv (self.dealer, f);
-            if (count < 0)
-                rc = -1;
-            if (count <= 0)
-                break;
-            if (count == 4 && s_is (&f[0], "HERALD/2") && s_is (&f[1], "TASKS")
-                && s_answer (&self, &f[3]) != 0)
-                rc = -1;
-            s_close_frames (f, count);
-        }
-        if (rc == 0)
-            rc = s_flush (&self);
-    }
-    if (rc != 0 && !s_stop)
-        fprintf (stderr, "herald_floor_e2e: worker: stopped: %s\n", zmq_strerror (errno));
-    fprintf (stderr, "herald_floor_e2e: worker %s: %" PRIu64 " tasks done\n", channel, self.tasks);
-    zmq_close (self.dealer);
-    zmq_ctx_term (ctx);
-    free (self.results);
-    return rc == 0? 0: 1;
-}
-
 //  ---------------------------------------------------------------- main
 
 static void
@@ -780,7 +618,7 @@ s_usage (FILE *out)
         "          min(credit, 1024); answers every task \"done\" at once, one RESULTS message\n"
         "          per loop round.\n"
         "Both run until SIGTERM or SIGINT and print their counts to stderr at the end.\n",
-        E2E_CREDIT);
+        FLOOR_WORKER_CREDIT);
 }
 
 int
@@ -800,7 +638,7 @@ main (int argc, char **argv)
     };
     const char *producers = NULL, *workers = NULL, *file = NULL, *endpoint = NULL,
                *channel = NULL, *channels = "email,inventory,courier";
-    long file_mib = 64, credit = E2E_CREDIT;
+    long file_mib = 64, credit = FLOOR_WORKER_CREDIT;
     int c;
     while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
         char *end = NULL;
@@ -848,5 +686,5 @@ main (int argc, char **argv)
     sigaction (SIGINT, &sa, NULL);
     sigaction (SIGTERM, &sa, NULL);
     return server? s_run_server (producers, workers, file, file_mib, channels)
-                 : s_run_worker (endpoint, channel, credit);
+                 : floor_worker_run (endpoint, channel, credit, &s_stop);
 }
