@@ -37,6 +37,9 @@
 #define PEERS_STOP_MS       10000   /* SIGTERM, then SIGKILL after this */
 #define PEERS_QUEUE_WINDOW  100000  /* broker.queue_window in Herald's config (its default) */
 #define PEERS_BACKLOG_TASKS 1000000
+#define PEERS_FLOOR_CREDIT  1024    /* each floor worker's credit in shape 4: HERALD/2's
+                                       largest batch, so the floor is not held back by it */
+#define PEERS_CAPACITY      32      /* Herald's channels.*.capacity in shape 4: its default */
 #define PEERS_MAX_PENDING   100000000   /* the ingest shapes queue all they publish (no
                                            workers): no busy NACK from the backlog cap */
 
@@ -55,6 +58,7 @@ typedef struct {
     char bin_dir[PATH_MAX];
     char base_dir[512];             /* where the temp dir is made */
     bool keep;
+    long capacity;                  /* Herald's channels.*.capacity (credit per worker) */
 } peers_options_t;
 
 typedef struct {
@@ -82,16 +86,21 @@ s_usage (FILE *out)
         "usage: herald_bench_peers [options]      (or: scripts/bench-peers.sh [options])\n"
         "\n"
         "Herald side by side with Redis 7 streams (XADD, appendfsync always) and the machine's\n"
-        "floor (a ZeroMQ ROUTER that appends each batch to a file with one write + fdatasync),\n"
-        "all on tcp://127.0.0.1, the same ~500-byte order event, stores on the same disk:\n"
+        "floor, all on tcp://127.0.0.1, the same ~500-byte order event, stores on the same disk:\n"
         "  1. ACKed events/s, one producer with 1,000 publishes outstanding\n"
         "  2. 8 producer processes x 1 outstanding: total events/s (the checkout shape)\n"
         "  3. ACK latency p50 / p99 / p99.9 at 1 outstanding\n"
-        "  4. end to end over three channels (Herald: noop workers; Redis: three consumer\n"
-        "     groups, XREADGROUP COUNT 100 + XACK), first publish to last acknowledgement\n"
+        "  4. end to end over three channels, first publish to last acknowledgement (Herald:\n"
+        "     noop workers; Redis: three consumer groups, XREADGROUP COUNT 100 + XACK)\n"
         "  5. Herald's broker RSS with a 1,000,000-task backlog (no workers)\n"
+        "The floor is no Herald code, only the work any broker must do: for 1 to 3\n"
+        "herald_floor_server, a ZeroMQ ROUTER that appends each batch of events to a file with\n"
+        "one write + fdatasync before it ACKs; for 4 herald_floor_e2e, the same, then each\n"
+        "durable event sent to three workers (credit 1024, batched like HERALD/2's TASKS and\n"
+        "RESULTS) whose answers are written the same way before they count.\n"
         "The systems take turns within each shape; the table gives Herald/Redis and\n"
-        "Herald/floor with issue 9's targets, and the CPU each process used.\n"
+        "Herald/floor with issue 9's targets (a target of k x Redis above the floor of the same\n"
+        "run is reported \"out of reach\", not MISSED), and the CPU each process used.\n"
         "\n"
         "options:\n"
         "  --quick             small counts for CI: the whole run in well under a minute\n"
@@ -100,6 +109,8 @@ s_usage (FILE *out)
         "  --backlog-tasks N   tasks queued in 5 (default 1000000; quick 30000)\n"
         "  --rounds R          turns per system in 1, 2 and 4 (default 3, 2 for 4; quick 1)\n"
         "  --shapes LIST       run only these shapes, e.g. 2,3 (default 1,2,3,4,5)\n"
+        "  --capacity N        Herald's channels.*.capacity, each worker's credit, in 4\n"
+        "                      (default 32, Herald's default; the floor's workers take 1024)\n"
         "  --json FILE         also write the results as JSON\n"
         "  --tmp DIR           where the temp dir (every store) goes (default $TMPDIR or /tmp)\n"
         "  --bin-dir DIR       where the Herald and bench binaries are (default: this one's)\n"
@@ -147,7 +158,7 @@ s_parse_shapes (const char *text, bool shape[6])
 static int
 s_options (peers_options_t *opt, int argc, char **argv)
 {
-    enum { O_QUICK = 1, O_SHAPES, O_SECONDS, O_EVENTS, O_BACKLOG, O_ROUNDS, O_JSON, O_TMP, O_BIN, O_KEEP,
+    enum { O_QUICK = 1, O_SHAPES, O_SECONDS, O_EVENTS, O_BACKLOG, O_ROUNDS, O_JSON, O_TMP, O_BIN, O_KEEP, O_CAPACITY,
            O_HELP, O_VERSION };
     static const struct option longopts[] = {
         { "quick", no_argument, NULL, O_QUICK },
@@ -160,11 +171,13 @@ s_options (peers_options_t *opt, int argc, char **argv)
         { "tmp", required_argument, NULL, O_TMP },
         { "bin-dir", required_argument, NULL, O_BIN },
         { "keep", no_argument, NULL, O_KEEP },
+        { "capacity", required_argument, NULL, O_CAPACITY },
         { "help", no_argument, NULL, O_HELP },
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 }
     };
     memset (opt, 0, sizeof *opt);
+    opt->capacity = PEERS_CAPACITY;
     for (int s = 1; s <= 5; s++)
         opt->shape[s] = true;
     long seconds = -1, events = -1, backlog = -1, rounds = -1;
@@ -199,6 +212,7 @@ s_options (peers_options_t *opt, int argc, char **argv)
                 break;
             case O_BIN:     snprintf (opt->bin_dir, sizeof opt->bin_dir, "%s", optarg); break;
             case O_KEEP:    opt->keep = true; break;
+            case O_CAPACITY: if (s_parse_long (optarg, "--capacity", 1, 10000, &opt->capacity)) return -1; break;
             case 'h':
             case O_HELP:    s_usage (stdout); return 1;
             case O_VERSION: printf ("herald_bench_peers %s\n", HERALD_VERSION); return 1;
@@ -431,6 +445,71 @@ s_start_floor (peers_run_t *self)
     return 0;
 }
 
+//  Ready when STATUS answers with every channel's worker connected.
+static int
+s_floor_e2e_ready (peers_run_t *self, peers_side_t *side)
+{
+    (void) self;
+    long values[1 + PEERS_CHANNELS];
+    return side->status
+        && peers_target_floor_status (side->status, values, 1 + PEERS_CHANNELS, 1000)
+           == 1 + PEERS_CHANNELS && values[0] >= PEERS_CHANNELS? 0: -1;
+}
+
+//  The floor for end to end: herald_floor_e2e's server and one of its
+//  workers per channel (credit 32 each, as Herald's noop workers here).
+static int
+s_start_floor_e2e (peers_run_t *self)
+{
+    peers_side_t *side = &self->sides[PEERS_FLOOR];
+    memset (side, 0, sizeof *side);
+    side->system = PEERS_FLOOR;
+    int ports[2] = { peers_free_port (), peers_free_port () };
+    if (ports[0] < 0 || ports[1] < 0)
+        return -1;
+    char workers[64], program[PATH_MAX + 32], file[PATH_MAX + 32], log_name[64];
+    snprintf (side->endpoint, sizeof side->endpoint, "tcp://127.0.0.1:%d", ports[0]);
+    snprintf (workers, sizeof workers, "tcp://127.0.0.1:%d", ports[1]);
+    snprintf (program, sizeof program, "%s/herald_floor_e2e", self->opt.bin_dir);
+    snprintf (file, sizeof file, "%s/floor-e2e.data", self->dir);
+    char *argv[] = { program, "server", "--producers", side->endpoint, "--workers", workers,
+                     "--file", file, NULL };
+    peers_proc_t *proc = s_start (self, "herald_floor_e2e", "herald_floor_e2e", argv);
+    if (!proc)
+        return -1;
+    side->servers[side->server_count++] = proc;
+    for (int c = 0; c < PEERS_CHANNELS; c++) {
+        char credit[16];
+        snprintf (credit, sizeof credit, "%d", PEERS_FLOOR_CREDIT);
+        char *wargv[] = { program, "worker", "--endpoint", workers, "--channel",
+                          (char *) s_channels[c], "--credit", credit, NULL };
+        char worker_name[40];
+        snprintf (worker_name, sizeof worker_name, "floor-worker-%s", s_channels[c]);
+        snprintf (log_name, sizeof log_name, "%s", worker_name);
+        peers_proc_t *worker = s_start (self, worker_name, log_name, wargv);
+        if (!worker)
+            return -1;
+        side->servers[side->server_count++] = worker;
+    }
+    char err[256];
+    side->status = peers_target_new (PEERS_FLOOR, side->endpoint, NULL, err, sizeof err);
+    if (!side->status || s_wait_ready (proc, s_floor_e2e_ready, self, side) != 0)
+        return -1;
+    printf ("started    herald_floor_e2e, pid %d, %s, with 3 workers (credit %d), file %s\n",
+            (int) peers_proc_pid (proc), side->endpoint, PEERS_FLOOR_CREDIT, file);
+    return 0;
+}
+
+static void
+s_stop_floor (peers_run_t *self)
+{
+    peers_side_t *side = &self->sides[PEERS_FLOOR];
+    peers_target_destroy (&side->status);
+    for (int i = side->server_count - 1; i >= 0; i--)
+        s_stop (self, &side->servers[i]);
+    side->server_count = 0;
+}
+
 //  ---------------------------------------------------------------- Herald
 
 //  Ready when the status verb answers and, if workers were started, every
@@ -488,11 +567,12 @@ s_start_herald (peers_run_t *self, const char *name, bool workers)
              "    required: [order_id, customer.email, items]\n"
              "    fanout: [email, inventory, courier]\n"
              "channels:\n"
-             "  email:     { driver: noop }\n"
-             "  inventory: { driver: noop }\n"
-             "  courier:   { driver: noop }\n"
+             "  email:     { driver: noop, capacity: %ld }\n"
+             "  inventory: { driver: noop, capacity: %ld }\n"
+             "  courier:   { driver: noop, capacity: %ld }\n"
              "workers: { email: 1, inventory: 1, courier: 1 }\n",
-             side->endpoint, ports[1], admin, dir, PEERS_QUEUE_WINDOW, PEERS_MAX_PENDING);
+             side->endpoint, ports[1], admin, dir, PEERS_QUEUE_WINDOW, PEERS_MAX_PENDING,
+             self->opt.capacity, self->opt.capacity, self->opt.capacity);
     if (fclose (f) != 0)
         return -1;
     char program[PATH_MAX + 32], log_name[64];
@@ -517,9 +597,11 @@ s_start_herald (peers_run_t *self, const char *name, bool workers)
     side->admin = herald_client_new (admin);
     if (!side->admin || s_wait_ready (self->broker, s_herald_ready, self, side) != 0)
         return -1;
-    printf ("started    herald-broker (%s), pid %d, %s%s, store %s/herald.db\n", name,
+    printf ("started    herald-broker (%s), pid %d, %s, %s, store %s/herald.db\n", name,
             (int) peers_proc_pid (self->broker), side->endpoint,
-            workers? ", with 3 noop workers": ", no workers", dir);
+            workers? "with 3 noop workers": "no workers", dir);
+    if (workers)
+        printf ("           channels.*.capacity %ld (each worker's credit)\n", self->opt.capacity);
     return 0;
 }
 
@@ -569,13 +651,13 @@ s_phase_ingest (peers_run_t *self)
     }
     if (rc != 0)
         return -1;
-    s_stop (self, &self->sides[PEERS_FLOOR].servers[0]);
-    self->sides[PEERS_FLOOR].server_count = 0;
+    s_stop_floor (self);
     s_stop_herald (self);
     return 0;
 }
 
-//  Shape 4: Redis (three consumer groups) and a fresh Herald with workers.
+//  Shape 4: Redis (three consumer groups), the floor's end-to-end server
+//  with its workers, and a fresh Herald with workers.
 static int
 s_phase_end_to_end (peers_run_t *self)
 {
@@ -583,18 +665,18 @@ s_phase_end_to_end (peers_run_t *self)
     peers_report_t *rep = &self->report;
     if (!opt->shape[4])
         return 0;
-    if (s_start_herald (self, "herald-e2e", true) != 0)
+    if (s_start_floor_e2e (self) != 0 || s_start_herald (self, "herald-e2e", true) != 0)
         return -1;
     int rounds = opt->quick? 1: opt->rounds > 1? opt->rounds - 1: 1;
-    printf ("\n== 4. end to end, 3 channels: %d round(s) x 2 systems, %ld events each, "
+    printf ("\n== 4. end to end, 3 channels: %d round(s) x 3 systems, %ld events each, "
             "%ld outstanding\n", rounds, opt->events, rep->window);
     fflush (stdout);
-    peers_side_t *sides[2] = { &self->sides[PEERS_REDIS], &self->sides[PEERS_HERALD] };
-    peers_result_t out[2];
-    int rc = peers_shape_end_to_end (&self->env, sides, 2, rounds, opt->events, rep->window, out);
-    rep->end_to_end[PEERS_REDIS] = out[0];
-    rep->end_to_end[PEERS_HERALD] = out[1];
+    peers_side_t *sides[PEERS_SYSTEMS] = { &self->sides[PEERS_REDIS], &self->sides[PEERS_FLOOR],
+                                           &self->sides[PEERS_HERALD] };
+    int rc = peers_shape_end_to_end (&self->env, sides, PEERS_SYSTEMS, rounds, opt->events,
+                                     rep->window, rep->end_to_end);
     rep->rounds_end_to_end = rounds;
+    s_stop_floor (self);
     s_stop_herald (self);
     return rc;
 }
@@ -663,6 +745,8 @@ main (int argc, char **argv)
     rep->producer_count = 8;
     rep->events = self.opt.events;
     rep->queue_window = PEERS_QUEUE_WINDOW;
+    rep->herald_capacity = self.opt.capacity;
+    rep->floor_credit = PEERS_FLOOR_CREDIT;
     char event[2048];
     rep->event_bytes = bench_order_event (event, sizeof event, 1000000000ULL, self.now_text);
     bench_describe_disk (self.dir, rep->disk, sizeof rep->disk);
@@ -684,6 +768,7 @@ main (int argc, char **argv)
     double t0 = bench_now_ms ();
     rc = s_start_redis (&self) == 0 && s_phase_ingest (&self) == 0
       && s_phase_end_to_end (&self) == 0 && s_phase_backlog (&self) == 0? 0: 1;
+    s_stop_floor (&self);
     s_stop_herald (&self);
     s_stop_all (&self);
     if (rc == 0) {

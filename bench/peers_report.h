@@ -14,7 +14,7 @@ typedef struct {
     peers_result_t pipelined[PEERS_SYSTEMS];
     peers_result_t producers[PEERS_SYSTEMS];
     peers_result_t latency[PEERS_SYSTEMS];
-    peers_result_t end_to_end[PEERS_SYSTEMS];   /* no floor */
+    peers_result_t end_to_end[PEERS_SYSTEMS];
     peers_backlog_t backlog;                    /* Herald alone */
     bool backlog_measured;
     /*  How the run was made. */
@@ -26,6 +26,8 @@ typedef struct {
     int producer_count;             /* processes in shape 2 */
     long events;                    /* per end-to-end run */
     long queue_window;              /* Herald's broker.queue_window in the run */
+    long herald_capacity;           /* Herald's channels.*.capacity (worker credit) in 4 */
+    int floor_credit;               /* the floor's workers' credit in 4 */
     int event_bytes;                /* size of one event */
     char disk[300];                 /* where the stores live */
     char redis_version[32];

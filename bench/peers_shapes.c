@@ -380,16 +380,38 @@ s_herald_done (peers_side_t *side, long done[PEERS_CHANNELS])
     return found == PEERS_CHANNELS? 0: -1;
 }
 
-//  Herald: pipelined publishing, then the status verb polled (only after
-//  the last ACK) until every channel has done them all.
+//  The floor's durable done counts per channel, from its STATUS. 0, or -1.
 static int
-s_end_to_end_herald (peers_env_t *env, peers_side_t *side, long events, long window,
+s_floor_done (peers_side_t *side, long done[PEERS_CHANNELS])
+{
+    long values[1 + PEERS_CHANNELS];
+    if (!side->status
+        || peers_target_floor_status (side->status, values, 1 + PEERS_CHANNELS, 2000)
+           != 1 + PEERS_CHANNELS)
+        return -1;
+    for (int c = 0; c < PEERS_CHANNELS; c++)
+        done[c] = values[1 + c];
+    return 0;
+}
+
+static int
+s_done (peers_side_t *side, long done[PEERS_CHANNELS])
+{
+    return side->system == PEERS_FLOOR? s_floor_done (side, done): s_herald_done (side, done);
+}
+
+//  Herald and the floor: pipelined publishing, then the done counts polled
+//  (only after the last ACK) until every channel has done them all.
+static int
+s_end_to_end_polled (peers_env_t *env, peers_side_t *side, long events, long window,
                      double *elapsed_s, long *acked)
 {
     long done0[PEERS_CHANNELS], done[PEERS_CHANNELS];
+    const char *label = peers_system_label (side->system);
     peers_target_t *target = s_connect (side);
-    if (!target || s_herald_done (side, done0) != 0) {
-        fprintf (stderr, "herald_bench_peers: Herald's status verb did not answer\n");
+    if (!target || s_done (side, done0) != 0) {
+        fprintf (stderr, "herald_bench_peers: %s's done counts did not come (%s)\n", label,
+                 side->system == PEERS_FLOOR? "STATUS": "the status verb");
         peers_target_destroy (&target);
         return -1;
     }
@@ -399,14 +421,14 @@ s_end_to_end_herald (peers_env_t *env, peers_side_t *side, long events, long win
     peers_target_destroy (&target);
     double deadline = bench_now_ms () + 120000.0 + (double) events;
     while (rc == 0) {
-        bool all = s_herald_done (side, done) == 0;
+        bool all = s_done (side, done) == 0;
         for (int c = 0; all && c < PEERS_CHANNELS; c++)
             all = done[c] - done0[c] >= flow.acked;
         if (all)
             break;
         if (bench_now_ms () > deadline || *env->interrupted) {
-            fprintf (stderr, "herald_bench_peers: Herald's tasks not all done after %.0f s\n",
-                     (bench_now_ms () - t0) / 1000.0);
+            fprintf (stderr, "herald_bench_peers: %s's tasks not all done after %.0f s\n",
+                     label, (bench_now_ms () - t0) / 1000.0);
             rc = -1;
         }
         struct timespec pause = { 0, 5000000 };
@@ -522,7 +544,7 @@ peers_shape_end_to_end (peers_env_t *env, peers_side_t **sides, int n, int round
                 rc = s_end_to_end_redis (env, side, events, window, &elapsed, &acked, &out[i]);
             }
             else
-                rc = s_end_to_end_herald (env, side, events, window, &elapsed, &acked);
+                rc = s_end_to_end_polled (env, side, events, window, &elapsed, &acked);
             s_account (&out[i], side, &mark, true);
             out[i].count += acked;
             out[i].wall_s += elapsed;

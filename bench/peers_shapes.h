@@ -49,6 +49,7 @@ typedef struct {
     peers_proc_t *servers[PEERS_SERVERS_MAX];   /* whose CPU is counted */
     int server_count;
     herald_client_t *admin;         /* Herald: its admin endpoint (end to end) */
+    peers_target_t *status;         /* the floor's end-to-end server: for its STATUS */
 } peers_side_t;
 
 /*  What every shape needs from the run. */
@@ -70,8 +71,9 @@ int
 int
     peers_shape_latency (peers_env_t *env, peers_side_t **sides, int n, double seconds,
                          peers_result_t *out);
-/*  sides: Redis (three consumer groups, one consumer process each) and
-    Herald (one noop worker per channel, already connected). */
+/*  sides: Redis (three consumer groups, one consumer process each), the
+    floor (herald_floor_e2e with one worker per channel, connected) and
+    Herald (one noop worker per channel, connected), in any order. */
 int
     peers_shape_end_to_end (peers_env_t *env, peers_side_t **sides, int n, int rounds,
                             long events, long window, peers_result_t *out);

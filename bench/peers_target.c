@@ -218,6 +218,60 @@ s_recv_floor (peers_target_t *self, int timeout_ms)
     return 0;
 }
 
+int
+peers_target_floor_status (peers_target_t *self, long *values, int n, int timeout_ms)
+{
+    if (self->system != PEERS_FLOOR) {
+        snprintf (self->error, sizeof self->error, "STATUS: only the floor answers it");
+        return -1;
+    }
+    if (zmq_send (self->dealer, "HERALD/1", 8, ZMQ_SNDMORE) < 0
+    ||  zmq_send (self->dealer, "STATUS", 6, ZMQ_SNDMORE) < 0
+    ||  zmq_send (self->dealer, "status", 6, 0) < 0) {
+        snprintf (self->error, sizeof self->error, "floor: send STATUS: %s", zmq_strerror (errno));
+        return -1;
+    }
+    zmq_pollitem_t item = { self->dealer, 0, ZMQ_POLLIN, 0 };
+    if (zmq_poll (&item, 1, timeout_ms) <= 0) {
+        snprintf (self->error, sizeof self->error, "floor: no STATUS answer within %d ms",
+                  timeout_ms);
+        return -1;
+    }
+    char command[16] = "", text[256] = "";
+    int frames = 0, more = 1;
+    while (more) {
+        zmq_msg_t frame;
+        zmq_msg_init (&frame);
+        if (zmq_msg_recv (&frame, self->dealer, 0) < 0) {
+            snprintf (self->error, sizeof self->error, "floor: recv: %s", zmq_strerror (errno));
+            zmq_msg_close (&frame);
+            return -1;
+        }
+        size_t size = zmq_msg_size (&frame);
+        if (frames == 1 && size < sizeof command)
+            memcpy (command, zmq_msg_data (&frame), size);
+        if (frames == 3 && size < sizeof text)
+            memcpy (text, zmq_msg_data (&frame), size);
+        more = zmq_msg_more (&frame);
+        zmq_msg_close (&frame);
+        frames++;
+    }
+    if (frames != 4 || strcmp (command, "STATUS") != 0) {
+        snprintf (self->error, sizeof self->error, "floor: unexpected answer '%s' (%d frames) "
+                  "to STATUS", command, frames);
+        return -1;
+    }
+    int count = 0;
+    for (char *at = text, *end = NULL; count < n && *at; at = end) {
+        errno = 0;
+        long v = strtol (at, &end, 10);
+        if (end == at || errno)
+            break;
+        values[count++] = v;
+    }
+    return count;
+}
+
 static int
 s_send_redis (peers_target_t *self, const char *event, size_t len)
 {

@@ -58,6 +58,13 @@ int
 int
     peers_target_recv (peers_target_t *self, int timeout_ms);
 
+/*  The floor's end-to-end server only (herald_floor_e2e): asks STATUS and
+    puts up to n numbers of the answer in values: the workers connected,
+    then the durable done count of each channel. How many it put, or -1
+    (see peers_target_error). No publish may be outstanding on self. */
+int
+    peers_target_floor_status (peers_target_t *self, long *values, int n, int timeout_ms);
+
 /*  The last error or refusal, for messages. */
 const char *
     peers_target_error (peers_target_t *self);

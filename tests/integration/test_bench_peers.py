@@ -1,8 +1,9 @@
 """test_bench_peers: herald_bench_peers --quick (what scripts/bench-peers.sh
 runs) produces its table with every row filled for the systems that row
-compares, writes the same figures as JSON, refuses bad options naming them,
-and leaves no process and no temp dir behind. Speed is never asserted: only
-that each figure was measured."""
+compares (end to end included: the floor's herald_floor_e2e), a verdict for
+each target and a closing count of them, writes the same figures as JSON,
+refuses bad options naming them, and leaves no process and no temp dir
+behind. Speed is never asserted: only that each figure was measured."""
 
 import json
 import os
@@ -22,7 +23,7 @@ ROWS = [
     ("3. ACK latency p50, 1 outstanding, us", (True, True, True)),
     ("3. ACK latency p99, 1 outstanding, us", (True, True, True)),
     ("3. ACK latency p99.9, 1 outstanding, us", (True, True, True)),
-    ("4. end to end, 3 channels, events/s", (True, False, True)),
+    ("4. end to end, 3 channels, events/s", (True, True, True)),
     ("5. broker peak RSS (VmHWM) with the backlog, MiB", (False, False, True)),
 ]
 RUN_TIMEOUT = 150       # seconds; --quick takes 15-30 s on the 2-core machine
@@ -60,7 +61,7 @@ def body(t):
     t.check(rc == 0 and all(o in out for o in ("--quick", "--seconds", "--events", "--json")),
             "--help exits 0 and lists --quick, --seconds, --events, --json", out + err)
     for bad, name in (("--seconds=0", "--seconds"), ("--shapes=7", "--shapes"),
-                      ("--events=x", "--events")):
+                      ("--events=x", "--events"), ("--capacity=0", "--capacity")):
         rc, out, err = run([bench, bad], 10)
         t.check(rc == harness.EX_USAGE and name in err,
                 "%s is refused with exit 64 and a message naming %s" % (bad, name),
@@ -91,12 +92,27 @@ def body(t):
             t.check(len(cells) >= 5 and all(want),
                     "row '%s': a figure for each system it compares, '-' for the others" % label,
                     line)
+            if measured[1] and len(cells) >= 5:
+                t.check(re.fullmatch(r"\d+\.\d\dx", cells[4]) is not None,
+                        "row '%s': Herald/floor is a number" % label, line)
+            target = line.split("  ")[-1]
+            if ">=" in target or "<=" in target:
+                t.check(re.search(r": (met|MISSED|out of reach: [\d.]+x Redis = [\d,]+ > floor "
+                                  r"[\d,]+)", target) is not None,
+                        "row '%s': a verdict on its target" % label, line)
 
         t.check(re.search(r"^CPU used", out, re.M) and re.search(r"herald-broker \d+%", out)
                 and re.search(r"redis-server \d+%", out)
-                and re.search(r"herald_floor_server \d+%", out),
+                and re.search(r"herald_floor_server \d+%", out)
+                and re.search(r"herald_floor_e2e \d+%", out),
                 "the CPU of each server process is printed", out[-2500:])
         t.check("How:" in out, "the output says how the systems were interleaved", out[-1500:])
+        m = re.search(r"^Verdicts: (\d+) met, (\d+) MISSED, (\d+) out of reach\.$", out, re.M)
+        t.check(m is not None and sum(int(g) for g in m.groups()) == 6,
+                "the closing note counts the verdicts on the six targets", out[-1500:])
+        if m and int(m.group(3)) > 0:
+            t.check("Out of reach: the target, a multiple of Redis, is above the floor" in out,
+                    "the closing note says what out of reach rests on", out[-1500:])
 
         with open(result) as f:
             data = json.load(f)
@@ -108,6 +124,10 @@ def body(t):
             ok = all((isinstance(v, (int, float)) and v > 0) if m else v is None
                      for v, m in zip(values, measured))
             t.check(ok, "--json row '%s': figures where measured, null elsewhere" % label, row)
+            if row.get("target"):
+                t.check(row.get("verdict") in ("met", "missed", "out of reach")
+                        and (row.get("verdict") != "out of reach" or "> floor" in row.get("note", "")),
+                        "--json row '%s': a verdict, and the reason when out of reach" % label, row)
         backlog = ((data.get("shapes") or {}).get("backlog") or {}).get("herald") or {}
         t.check(backlog.get("tasks", 0) >= 30000 and backlog.get("vmhwm_kib", 0) > 0,
                 "--json: the backlog's task count and the broker's VmHWM", backlog)
