@@ -985,6 +985,10 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls, enum 
     *con_cls = NULL;
 }
 
+/*  libmicrohttpd's own log lines: its format, its arguments. */
+static void
+s_mhd_log (void *cls, const char *fmt, va_list args) __attribute__ ((format (printf, 2, 0)));
+
 static void
 s_mhd_log (void *cls, const char *fmt, va_list args)
 {
