@@ -160,7 +160,7 @@ s_answer (http_admin_response_t *response, int status, const char *content_type,
     s_header (response, "Content-Security-Policy", "%s", S_CSP);
     s_header (response, "X-Content-Type-Options", "nosniff");
     s_header (response, "X-Frame-Options", "DENY");
-    s_header (response, "Referrer-Policy", "no-referrer");
+    s_header (response, "Referrer-Policy", "same-origin");   /* not no-referrer: it makes form POSTs send "Origin: null" */
     s_header (response, "Cross-Origin-Opener-Policy", "same-origin");
     s_header (response, "Cross-Origin-Resource-Policy", "same-origin");
 }

@@ -51,7 +51,7 @@ s_head (herald_text_t *out, const http_admin_view_t *view, const char *title, co
 {
     herald_text_puts (out, "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
                       "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n"
-                      "<meta name=\"referrer\" content=\"no-referrer\">\n<title>");
+                      "<meta name=\"referrer\" content=\"same-origin\">\n<title>");
     s_put (out, title);
     herald_text_puts (out, " - Herald</title>\n<link rel=\"icon\" href=\"/admin/static/icon.svg\">\n"
                       "<link rel=\"stylesheet\" href=\"/admin/static/admin.css\">\n"
