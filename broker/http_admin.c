@@ -45,7 +45,8 @@ typedef struct {
     unsigned role;                      /* HERALD_ROLE_ADMIN_READ or _OPERATE */
     bool session;                       /* through the login form's cookie */
     bool bearer;                        /* through an Authorization header: no CSRF possible */
-    char who[HERALD_TOKEN_NAME_MAX + 24];
+    char who[HERALD_TOKEN_NAME_MAX + 24];   /* "NAME (role)", "" when open */
+    char name[HERALD_TOKEN_NAME_MAX];       /* the token's name, "" when open */
     char csrf[HTTP_SESSION_TEXT];
 } s_who_t;
 
@@ -255,6 +256,7 @@ static void
 s_who_of_token (s_who_t *who, const herald_token_t *token)
 {
     who->role = token->role;
+    snprintf (who->name, sizeof who->name, "%s", token->name);
     snprintf (who->who, sizeof who->who, "%s (%s)", token->name, herald_token_role_name (token->role));
 }
 
@@ -320,6 +322,7 @@ s_identify (http_admin_t *self, const herald_tokens_t *tokens, const http_admin_
         }
         who->role = session->role;
         who->session = true;
+        snprintf (who->name, sizeof who->name, "%s", session->token_name);
         snprintf (who->who, sizeof who->who, "%s (%s)", session->token_name, herald_token_role_name (session->role));
         snprintf (who->csrf, sizeof who->csrf, "%s", session->csrf);
     }
@@ -482,8 +485,12 @@ s_action (http_admin_t *self, const http_admin_request_t *request, http_admin_ca
                    "and press Purge again.");
         return -1;
     }
-    herald_info (call->page == S_RETRY? "http: admin dead retry": "http: admin dead purge", "by=%s task=%s channel=%s",
-                 call->who.who, call->id[0]? call->id: "-", call->id[0] || !call->channel[0]? "-": call->channel);
+    char task[3 * S_ID_MAX + 3];
+    herald_info (call->page == S_RETRY? "http: admin dead retry": "http: admin dead purge",
+                 "token=%s role=%s task=%s channel=%s", call->who.name[0]? call->who.name: "-",
+                 self->tokens_on? herald_token_role_name (call->who.role): "open",
+                 herald_log_quote (call->id[0]? call->id: "-", task, sizeof task),
+                 call->id[0] || !call->channel[0]? "-": call->channel);
     s_ask (response, call->page == S_RETRY? "dead.retry": "dead.purge",
            call->id[0]? json_pack ("{s:s}", "task_id", call->id): json_pack ("{s:s}", "channel", call->channel));
     return 0;
