@@ -36,6 +36,7 @@
 #include "herald_tokens.h"
 #include "herald_wire.h"
 #include "http.h"
+#include "http_admin.h"
 #include "http_metrics.h"
 
 #define S_BATCH_MAX         1000        /* events in one batch request */
@@ -50,18 +51,21 @@
 typedef enum {
     S_PUBLIC = 0,                       /* no token needed */
     S_NEEDS_PRODUCER,
-    S_NEEDS_ADMIN_READ                  /* admin_read or admin_operate */
+    S_NEEDS_ADMIN_READ,                 /* admin_read or admin_operate */
+    S_PAGE                              /* the admin page decides (session cookie or token: http_admin.c) */
 } s_access_t;
 
 typedef struct s_request s_request_t;
 
-/*  A route: method and exact path, who may use it, and its handler, called
-    once the request's body is read. The admin page adds its rows here. */
+/*  A route: method and exact path (or, with prefix, the path and what is
+    under it), who may use it, and its handler, called once the request's
+    body is read. */
 typedef struct {
     const char *method;
     const char *path;
     s_access_t access;
     void (*handle) (http_t *self, s_request_t *request);
+    bool prefix;
 } s_route_t;
 
 /*  What one event of a request became. */
@@ -104,6 +108,10 @@ struct s_request {
     const char *content_type;
     char retry_after[16];
     char www_authenticate[120];
+    /*  The admin page's */
+    char *path;                         /* the decoded path */
+    http_admin_call_t *page;
+    http_admin_response_t page_response;
 };
 
 struct http {
@@ -130,18 +138,22 @@ struct http {
     uint64_t next_id;
     http_process_t process;
     herald_ratelimit_t log_limit;
+    http_admin_t *admin;                /* the admin page: routes, sessions */
 };
 
 static void s_events (http_t *self, s_request_t *request);
 static void s_metrics (http_t *self, s_request_t *request);
 static void s_healthz (http_t *self, s_request_t *request);
 static void s_readyz (http_t *self, s_request_t *request);
+static void s_page (http_t *self, s_request_t *request);
 
 static const s_route_t s_routes[] = {
-    { "POST", "/events",  S_NEEDS_PRODUCER,   s_events },
-    { "GET",  "/metrics", S_NEEDS_ADMIN_READ, s_metrics },
-    { "GET",  "/healthz", S_PUBLIC,           s_healthz },
-    { "GET",  "/readyz",  S_PUBLIC,           s_readyz },
+    { "POST", "/events",  S_NEEDS_PRODUCER,   s_events,  false },
+    { "GET",  "/metrics", S_NEEDS_ADMIN_READ, s_metrics, false },
+    { "GET",  "/healthz", S_PUBLIC,           s_healthz, false },
+    { "GET",  "/readyz",  S_PUBLIC,           s_readyz,  false },
+    { "GET",  "/admin",   S_PAGE,             s_page,    true },
+    { "POST", "/admin",   S_PAGE,             s_page,    true },
 };
 
 #define S_ROUTES (sizeof s_routes / sizeof s_routes[0])
@@ -195,8 +207,14 @@ s_queue (struct MHD_Connection *connection, s_request_t *request)
         MHD_add_response_header (response, MHD_HTTP_HEADER_RETRY_AFTER, request->retry_after);
     if (request->www_authenticate[0])
         MHD_add_response_header (response, MHD_HTTP_HEADER_WWW_AUTHENTICATE, request->www_authenticate);
-    if (request->status == MHD_HTTP_METHOD_NOT_ALLOWED && request->route)
+    if (request->status == MHD_HTTP_METHOD_NOT_ALLOWED && request->route && request->route->access != S_PAGE)
         MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW, request->route->method);
+    else
+    if (request->status == MHD_HTTP_METHOD_NOT_ALLOWED && request->route && !request->page_response.header_count)
+        MHD_add_response_header (response, MHD_HTTP_HEADER_ALLOW, "GET, POST");
+    for (size_t i = 0; i < request->page_response.header_count; i++)
+        MHD_add_response_header (response, request->page_response.headers[i].name,
+                                 request->page_response.headers[i].value);
     enum MHD_Result rc = MHD_queue_response (connection, (unsigned) request->status, response);
     MHD_destroy_response (response);
     return rc;
@@ -293,7 +311,7 @@ s_tokens_notified (http_t *self)
 static int
 s_authorize (http_t *self, s_request_t *request)
 {
-    if (request->route->access == S_PUBLIC || !self->tokens_on)
+    if (request->route->access == S_PUBLIC || request->route->access == S_PAGE || !self->tokens_on)
         return 0;
     s_tokens_check (self, herald_clock_mono_ms (), false);
     const char *header = MHD_lookup_connection_value (request->connection, MHD_HEADER_KIND,
@@ -370,10 +388,12 @@ s_send (http_t *self, const hp_msg_t *msg)
     return hw_send (self->dealer, (hp_str_t) { NULL, 0 }, msg, ZMQ_DONTWAIT);
 }
 
-/*  Asks the loop an admin verb; then (self, request) runs with the answer
-    in request->admin_code / admin_body (admin_code 0: no answer in time). */
+/*  Asks the loop an admin verb with args (JSON); then (self, request) runs
+    with the answer in request->admin_code / admin_body (admin_code 0: no
+    answer in time). */
 static bool
-s_admin (http_t *self, s_request_t *request, const char *verb, void (*then) (http_t *, s_request_t *))
+s_admin_with (http_t *self, s_request_t *request, const char *verb, const char *args,
+              void (*then) (http_t *, s_request_t *))
 {
     if (s_park (self, request, S_ADMIN_WAIT_MS) != 0) {
         s_error (request, MHD_HTTP_SERVICE_UNAVAILABLE, HP_CODE_BUSY, "busy: too many requests wait for the broker");
@@ -381,7 +401,7 @@ s_admin (http_t *self, s_request_t *request, const char *verb, void (*then) (htt
     }
     char corr[64];
     s_corr (request, 0, corr, sizeof corr);
-    hp_msg_t msg = { .command = HP_ADMIN, .corr = hp_str (corr), .verb = hp_str (verb), .body = hp_str ("{}") };
+    hp_msg_t msg = { .command = HP_ADMIN, .corr = hp_str (corr), .verb = hp_str (verb), .body = hp_str (args) };
     request->admin_then = then;
     if (s_send (self, &msg) != 0) {
         s_unpark (self, request);
@@ -389,6 +409,12 @@ s_admin (http_t *self, s_request_t *request, const char *verb, void (*then) (htt
         return false;
     }
     return true;
+}
+
+static bool
+s_admin (http_t *self, s_request_t *request, const char *verb, void (*then) (http_t *, s_request_t *))
+{
+    return s_admin_with (self, request, verb, "{}", then);
 }
 
 /*  Resumes a request whose answer is complete. */
@@ -819,14 +845,68 @@ s_readyz (http_t *self, s_request_t *request)
 }
 
 //  --------------------------------------------------------------------------
+//  /admin: the admin page (http_admin.c); here only what MHD knows
+
+static const char *
+s_page_arg (void *ctx, const char *name)
+{
+    return MHD_lookup_connection_value (((s_request_t *) ctx)->connection, MHD_GET_ARGUMENT_KIND, name);
+}
+
+static const char *
+s_page_header (void *ctx, const char *name)
+{
+    return MHD_lookup_connection_value (((s_request_t *) ctx)->connection, MHD_HEADER_KIND, name);
+}
+
+/*  The page's answer becomes the response (its headers go out in s_queue). */
+static void
+s_page_respond (s_request_t *request)
+{
+    http_admin_response_t *page = &request->page_response;
+    s_set_response (request, page->status, page->content_type, page->body);
+    page->body = NULL;
+}
+
+static void
+s_page_answered (http_t *self, s_request_t *request)
+{
+    http_admin_answer (self->admin, request->page, request->admin_code, request->admin_body, &request->page_response);
+    s_page_respond (request);
+}
+
+static void
+s_page (http_t *self, s_request_t *request)
+{
+    int64_t now = herald_clock_mono_ms ();
+    s_tokens_check (self, now, false);
+    http_admin_request_t in = { .method = request->route->method, .path = request->path, .arg = s_page_arg,
+                                .header = s_page_header, .ctx = request, .body = request->body,
+                                .body_len = request->len };
+    http_admin_begin (self->admin, self->tokens_on? self->tokens: NULL, &in, now, &request->page,
+                      &request->page_response);
+    if (request->page_response.verb[0])
+        s_admin_with (self, request, request->page_response.verb, request->page_response.args, s_page_answered);
+    else
+        s_page_respond (request);
+}
+
+//  --------------------------------------------------------------------------
 //  MHD callbacks
+
+static bool
+s_path_matches (const s_route_t *route, const char *url)
+{
+    size_t len = strlen (route->path);
+    return strcmp (url, route->path) == 0 || (route->prefix && strncmp (url, route->path, len) == 0 && url[len] == '/');
+}
 
 static const s_route_t *
 s_route (const char *method, const char *url, bool *path_known)
 {
     *path_known = false;
     for (size_t i = 0; i < S_ROUTES; i++)
-        if (strcmp (url, s_routes[i].path) == 0) {
+        if (s_path_matches (&s_routes[i], url)) {
             *path_known = true;
             if (strcmp (method, s_routes[i].method) == 0
             ||  (strcmp (method, "HEAD") == 0 && strcmp (s_routes[i].method, "GET") == 0))
@@ -845,17 +925,26 @@ s_begin (http_t *self, s_request_t *request, const char *method, const char *url
     if (!request->route) {
         if (path_known) {
             for (size_t i = 0; i < S_ROUTES; i++)
-                if (strcmp (url, s_routes[i].path) == 0)
+                if (s_path_matches (&s_routes[i], url))
                     request->route = &s_routes[i];
             s_error (request, MHD_HTTP_METHOD_NOT_ALLOWED, 405, "%s %s: use %s", method, url, request->route->method);
         }
         else
             s_error (request, MHD_HTTP_NOT_FOUND, HP_CODE_NOT_FOUND, "no route %s (POST /events, GET /metrics, "
-                     "/healthz, /readyz)", url);
+                     "/healthz, /readyz, /admin)", url);
         return -1;
     }
     if (s_authorize (self, request) != 0)
         return -1;
+    if (request->route->handle == s_page) {
+        request->limit = HTTP_ADMIN_BODY_MAX;
+        request->path = strdup (url);
+        if (!request->path) {
+            s_error (request, MHD_HTTP_INTERNAL_SERVER_ERROR, HP_CODE_INTERNAL, "out of memory");
+            return -1;
+        }
+        return 0;
+    }
     if (request->route->handle != s_events)
         return 0;
     const char *content_type = MHD_lookup_connection_value (request->connection, MHD_HEADER_KIND,
@@ -981,6 +1070,9 @@ s_completed (void *cls, struct MHD_Connection *connection, void **con_cls, enum 
     free (request->body);
     free (request->admin_body);
     free (request->response);
+    free (request->path);
+    http_admin_call_destroy (&request->page);
+    http_admin_response_clear (&request->page_response);
     free (request);
     *con_cls = NULL;
 }
@@ -1110,7 +1202,8 @@ http_new (void *ctx, const herald_config_t *config, const char *internal, char *
     self->slots = calloc (self->slot_count, sizeof *self->slots);
     self->tokens = herald_tokens_new ();
     self->stop_fd = eventfd (0, EFD_CLOEXEC | EFD_NONBLOCK);
-    if (!self->slots || !self->tokens || self->stop_fd < 0) {
+    self->admin = http_admin_new (config);
+    if (!self->slots || !self->tokens || self->stop_fd < 0 || !self->admin) {
         snprintf (err, errlen, "http: out of memory");
         http_destroy (&self);
         return NULL;
@@ -1234,6 +1327,7 @@ http_destroy (http_t **self_p)
     if (self->inotify_fd >= 0)
         close (self->inotify_fd);
     herald_tokens_destroy (&self->tokens);
+    http_admin_destroy (&self->admin);
     free (self->slots);
     if (self->tls_key)
         explicit_bzero (self->tls_key, strlen (self->tls_key));

@@ -5,13 +5,16 @@
     the ZeroMQ path (validation, idempotency, the ACK after fdatasync,
     back-pressure), and the loop never waits for HTTP clients.
 
-    Routes (one table in http.c; the admin page adds its rows there):
+    Routes (one table in http.c):
       POST /events    CloudEvents structured, binary or batch mode; the answer
                       comes after the durable write (201 new, 200 duplicate)
       GET  /metrics   Prometheus text 0.0.4 (the `metrics` admin verb, rendered)
       GET  /healthz   200 while the process answers
       GET  /readyz    200 when the broker answers, its store takes events and
                       every channel has a worker; else 503 naming what fails
+      /admin...       the admin page (http_admin.h), which checks its own
+                      access: a Bearer token or the session cookie of its
+                      login form
 
     Tokens: with security.tokens_file every route but /healthz and /readyz
     needs "Authorization: Bearer TOKEN" of a role that may use it; the file
