@@ -836,8 +836,10 @@ s_apply_until (index_t *self, uint64_t until)
         return -1;
     }
     atomic_store (&self->applied, until);
-    if (s_window_flush (self) != 0
-    ||  s_set_meta (self, "applied_lsn", until) != 0
+    /*  The window stays open across applies until the transaction commits
+        (or a reader needs the tables): an event and the outcomes that
+        follow it within a commit interval become one row. */
+    if (s_set_meta (self, "applied_lsn", until) != 0
     ||  s_set_meta (self, "next_seq", self->next_seq) != 0)
         return -1;
     return 0;
@@ -848,7 +850,7 @@ s_commit (index_t *self)
 {
     if (!self->in_txn)
         return 0;
-    if (s_write_counts (self) != 0 || s_step (self, S_COMMIT, "commit") != 0)
+    if (s_window_flush (self) != 0 || s_write_counts (self) != 0 || s_step (self, S_COMMIT, "commit") != 0)
         return -1;
     self->in_txn = false;
     self->committed = atomic_load (&self->applied);
@@ -1631,6 +1633,12 @@ s_thread (void *arg)
                 keep = &msg->next;
                 continue;
             }
+            if (self->window.count > 0 && s_window_flush (self) != 0) {
+                msg->code = HP_CODE_INTERNAL;
+                s_answer_error (msg, HP_CODE_INTERNAL, self->err);
+                s_post_reply (self, msg);
+                continue;
+            }
             s_answer (self, msg);
             int primary = sqlite3_extended_errcode (self->db) & 0xff;
             if (msg->code == HP_CODE_INTERNAL && (primary == SQLITE_CORRUPT || primary == SQLITE_NOTADB)) {
@@ -1643,7 +1651,8 @@ s_thread (void *arg)
         }
         now = herald_clock_mono_ms ();
         if (!failed && !self->full_since && self->retention_ms > 0 && now >= self->next_prune) {
-            if ((s_begin (self) != 0 || s_prune_step (self, herald_clock_wall_ms ()) < 0)
+            if ((s_begin (self) != 0 || s_window_flush (self) != 0
+                 || s_prune_step (self, herald_clock_wall_ms ()) < 0)
             &&  !s_retry_when_room (self)) {
                 failed = true;
                 s_post_failure (self);
