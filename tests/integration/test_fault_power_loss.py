@@ -90,7 +90,14 @@ def body(t):
     ledger = faultlib.Ledger(h)
     write_log = os.path.join(h.tmp, "writes.log")
     store_dir = h.tmp
-    broker_env = faultlib.preload_env(write_log=write_log, write_log_match="herald.db")
+    # every other cut falls inside a segment's fdatasync (held there by the
+    # fault library), where the batch just written is certainly not synced:
+    # random moments alone may all fall between syncs on a slow build
+    block = os.path.join(h.tmp, "fsync.block")
+    reached = os.path.join(h.tmp, "fsync.reached")
+    broker_env = faultlib.preload_env(write_log=write_log, write_log_match="herald.db",
+                                      fsync_block=block, fsync_reached=reached,
+                                      fsync_match=".seg")
     worker_env = faultlib.preload_env()
     worker_env.update(ledger.worker_env())
 
@@ -106,6 +113,7 @@ def body(t):
     faultlib.run_producers(producers)
 
     cuts = 0
+    in_sync = 0
     totals = {"files": 0, "zeroed": 0, "torn": 0, "kept": 0}
     end = time.monotonic() + DURATION
     while time.monotonic() < end:
@@ -114,16 +122,29 @@ def body(t):
             t.check(False, "the broker stays up between power cuts",
                     "exit %s: %s" % (broker.popen.returncode, harness.tail(broker.log, 10)))
             break
+        if cuts % 2 == 0:
+            faultlib.remove(reached)
+            with open(block, "w") as f:
+                f.write("file")
+            try:
+                harness.wait_until(lambda: os.path.exists(reached), 5, "segment fdatasync entered",
+                                   interval=0.005)
+                in_sync += 1
+            except harness.TestFailure:
+                pass
         h.kill(broker, signal.SIGKILL)
+        faultlib.remove(block)
         cuts += 1
         for k, v in cut_power(rng, write_log, store_dir).items():
             totals[k] += v
         broker = faultlib.start_broker(h, env=broker_env)
-    t.note("load over: %d power cuts, %s; finishing the producers" % (cuts, totals))
+    t.note("load over: %d power cuts (%d inside a segment fdatasync), %s; finishing the producers"
+           % (cuts, in_sync, totals))
 
     acks = faultlib.finish_producers(t, producers, timeout=60 + DURATION)
     t.check(len(acks) > 0, "some orders were ACKed (%d)" % len(acks))
     t.check(cuts >= min(5, DURATION / 3), "the power was cut %d times" % cuts)
+    t.check(in_sync >= 2, "at least two cuts fell inside a segment fdatasync (%d)" % in_sync)
     t.check(totals["zeroed"] > 0, "the cuts undid unsynced writes (%d bytes zeroed, %d torn)"
             % (totals["zeroed"], totals["torn"]))
     ledger.wait_all(acks, timeout=60 + DURATION * 2)
