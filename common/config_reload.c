@@ -189,8 +189,8 @@ s_copy (const config_key_t *key, void *to, const void *from)
         memcpy ((char *) to + key->offset2, (const char *) from + key->offset2, sizeof (int64_t));
 }
 
-/*  The field as text for a log line; strings are redacted (a URL may hold
-    a password). */
+/*  The field as text for a log line; URLs are redacted (one may hold a
+    password or a token), other strings (paths, endpoints, names) are not. */
 static const char *
 s_format (const config_key_t *key, const void *base, char *buf, size_t size)
 {
@@ -202,9 +202,16 @@ s_format (const config_key_t *key, const void *base, char *buf, size_t size)
     bool flag;
     char a[32], b[32];
     switch (key->value) {
-        case CONFIG_VALUE_STRING:
-            herald_redact (*field? field: "\"\"", buf, size);
+        case CONFIG_VALUE_STRING: {
+            size_t len = strlen (key->pattern);
+            if (len >= 4 && strcmp (key->pattern + len - 4, ".url") == 0)
+                herald_redact (field, buf, size);
+            else
+                snprintf (buf, size, "%.*s", (int) (size > 1? size - 1: 0), field);
+            if (!buf[0])
+                snprintf (buf, size, "\"\"");
             break;
+        }
         case CONFIG_VALUE_INT:
             memcpy (&i, field, sizeof i);
             snprintf (buf, size, "%d", i);
