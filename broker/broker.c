@@ -22,6 +22,7 @@
 #include "herald_wire.h"
 #include "notify.h"
 #include "outbox.h"
+#include "reload.h"
 #include "security.h"
 #include "store.h"
 
@@ -31,7 +32,8 @@
 #define POLL_MAX_MS         1000
 
 struct broker {
-    const herald_config_t *config;
+    const herald_config_t *config;  /* the loop's: live, below */
+    herald_config_t *live;          /* a copy of the one loaded, which a reload rewrites between turns (reload.h) */
     void *ctx;
     void *producers;                /* ROUTER */
     void *workers;                  /* ROUTER */
@@ -144,7 +146,17 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         snprintf (err, errlen, "out of memory");
         return NULL;
     }
-    self->config = config;
+    /*  The loop and what runs on its thread read the live copy; the HTTP
+        thread gets the configuration as loaded (reload.h says why). */
+    const herald_config_t *loaded = config;
+    self->live = malloc (sizeof *self->live);
+    if (!self->live) {
+        snprintf (err, errlen, "out of memory");
+        broker_destroy (&self);
+        return NULL;
+    }
+    memcpy (self->live, loaded, sizeof *self->live);
+    config = self->config = self->live;
     self->malformed = herald_ratelimit (20, 1000);
     self->ctx = zmq_ctx_new ();
     self->metrics = herald_metrics_new ();
@@ -193,7 +205,7 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
     }
     /*  Transport cap: above max_event_bytes we still want to answer with a
         NACK 413, so only absurd messages are cut off by libzmq itself. */
-    long long transport_max = (long long) config->broker.max_event_bytes * 4 + 65536;
+    long long transport_max = reload_transport_max (config->broker.max_event_bytes);
     hw_options_t options = { .hwm = config->broker.hwm, .max_msg_size = transport_max, .linger_ms = 1000 };
     hw_options_t admin_options = { .hwm = 1000, .max_msg_size = 1 << 20, .linger_ms = 1000 };
     hw_options_t producer_options = options, worker_options = options;
@@ -221,8 +233,9 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         return NULL;
     }
     size_t peer_cap = (size_t) config->broker.max_unread_replies;
-    self->outbox = outbox_new (self->producers, "producer", peer_cap, 4 * peer_cap + 100000);
-    self->internal_outbox = outbox_new (self->internal, "http", 4 * peer_cap + 100000, 4 * peer_cap + 100000);
+    self->outbox = outbox_new (self->producers, "producer", peer_cap, reload_outbox_total (peer_cap));
+    self->internal_outbox = outbox_new (self->internal, "http", reload_outbox_total (peer_cap),
+                                        reload_outbox_total (peer_cap));
     if (!self->outbox || !self->internal_outbox) {
         snprintf (err, errlen, "out of memory");
         broker_destroy (&self);
@@ -235,7 +248,7 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
     }
     core_started (self->core, herald_clock_mono_ms ());
     if (config->broker.http[0]) {
-        self->http = http_new (self->ctx, config, internal, err, errlen);
+        self->http = http_new (self->ctx, loaded, internal, err, errlen);
         if (!self->http) {
             *status = BROKER_ERR_BIND;
             broker_destroy (&self);
@@ -272,6 +285,7 @@ broker_destroy (broker_t **self_p)
     if (self->ctx)
         zmq_ctx_term (self->ctx);
     herald_metrics_destroy (&self->metrics);
+    free (self->live);
     free (self);
     *self_p = NULL;
 }
@@ -478,7 +492,12 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
         if (self->reload && *self->reload) {
             *self->reload = 0;
             notify_reloading ();
-            security_reload (self->security);
+            reload_targets_t targets = {
+                .core = self->core, .security = self->security, .store = self->store, .outbox = self->outbox,
+                .internal_outbox = self->internal_outbox, .http = self->http,
+                .sockets = { self->producers, self->workers, self->internal },
+            };
+            reload_apply (self->live, &targets);
             notify_ready ();
         }
         int64_t now = herald_clock_mono_ms ();

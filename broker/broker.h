@@ -34,8 +34,9 @@ broker_status_t
 void
     broker_destroy (broker_t **self_p);
 
-/*  broker_run reloads the security section (key lists) of the configuration
-    file whenever *reload becomes non-zero (SIGHUP), and clears it. */
+/*  broker_run reloads the configuration file whenever *reload becomes
+    non-zero (SIGHUP), and clears it: what can change live changes between
+    two turns, the rest waits for a restart (reload.h). */
 void
     broker_watch_reload (broker_t *self, volatile sig_atomic_t *reload);
 

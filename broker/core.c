@@ -38,6 +38,8 @@ typedef struct {
     char event_id[129];
     blob_t *blob;                       /* a new event: its tasks are made at durability */
     int type_index;
+    uint8_t fanout[HERALD_MAX_CHANNELS];/* its channels as its record lists them (a reload may change the type's) */
+    uint8_t fanout_count;
 } s_ack_t;
 
 /*  A duplicate waiting for the index to name the stored event. */
@@ -396,6 +398,12 @@ static void
 s_stage_event (core_t *self, const void *identity, size_t identity_len, hp_str_t corr,
                const validate_result_t *check, const char *body, size_t body_len, int64_t now)
 {
+    if (check->type_index < 0) {
+        /*  A duplicate's type removed by a reload while it waited. */
+        s_nack (self, identity, identity_len, corr, HP_CODE_UNKNOWN_TYPE,
+                "type: the event type was removed from the configuration");
+        return;
+    }
     const herald_event_type_t *type = &self->config->events[check->type_index];
     int cap = self->config->broker.max_pending_events;
     if (cap > 0)
@@ -465,6 +473,9 @@ s_stage_event (core_t *self, const void *identity, size_t identity_len, hp_str_t
     ack->duplicate = false;
     ack->blob = blob;
     ack->type_index = check->type_index;
+    ack->fanout_count = (uint8_t) type->fanout_count;
+    for (int f = 0; f < type->fanout_count; f++)
+        ack->fanout[f] = (uint8_t) type->fanout[f];
     snprintf (ack->event_id, sizeof ack->event_id, "%s", check->id);
     s_fill_peer (ack->identity, &ack->identity_len, ack->corr, &ack->corr_len, &ack->version,
                  self->version, identity, identity_len, corr);
@@ -599,9 +610,8 @@ s_duplicate_answered (core_t *self, index_msg_t *msg, int64_t now)
 static void
 s_make_tasks (core_t *self, const s_ack_t *ack, int64_t now)
 {
-    const herald_event_type_t *type = &self->config->events[ack->type_index];
-    for (int f = 0; f < type->fanout_count; f++) {
-        int c = type->fanout[f];
+    for (int f = 0; f < ack->fanout_count; f++) {
+        int c = ack->fanout[f];
         s_chan_t *ch = &self->chans[c];
         ch->open++;
         if (ch->backlog || dispatch_held (self->dispatch, c) >= (size_t) self->config->broker.queue_window) {
@@ -1616,4 +1626,15 @@ int64_t
 core_events_accepted (core_t *self)
 {
     return self->events_accepted;
+}
+
+void
+core_config_changed (core_t *self, const int *event_map, int64_t now)
+{
+    for (s_lookup_t *lookup = self->lookups; lookup; lookup = lookup->next)
+        if (lookup->check.type_index >= 0)
+            lookup->check.type_index = event_map[lookup->check.type_index];
+    dispatch_reconfigure (self->dispatch);
+    if (self->next_heartbeat > now + self->config->broker.heartbeat_ms)
+        self->next_heartbeat = now + self->config->broker.heartbeat_ms;
 }

@@ -152,6 +152,15 @@ bool
 bool
     core_failed (core_t *self);
 
+/*  A reload rewrote the configuration (borrowed at core_new) between two
+    turns: the same channels in the same order, other limits and event
+    types. event_map gives each old event type index its new one (-1: the
+    type was removed). Registered workers are held to a lower capacity,
+    rate buckets to the new burst, the next heartbeat to the new interval;
+    events staged before keep the fan-out their journal record lists. */
+void
+    core_config_changed (core_t *self, const int *event_map, int64_t now);
+
 /*  Counts for tests and status. */
 typedef struct {
     int64_t open, done, dead;

@@ -239,6 +239,26 @@ dispatch_promote (dispatch_t *self, int64_t now)
     }
 }
 
+void
+dispatch_reconfigure (dispatch_t *self)
+{
+    for (int i = 0; i < self->config->channel_count; i++) {
+        const herald_channel_t *cfg = &self->config->channels[i];
+        channel_state_t *ch = &self->channels[i];
+        double burst = cfg->burst > 0? cfg->burst: 1;
+        if (ch->tokens_at < 0 || ch->tokens > burst)
+            ch->tokens = burst;
+    }
+    for (int i = 0; i < self->worker_count; i++) {
+        worker_t *worker = self->workers[i];
+        uint32_t capacity = (uint32_t) self->config->channels[worker->channel].capacity;
+        if (worker->capacity > capacity)
+            worker->capacity = capacity;
+        if (worker->max_batch > worker->capacity)
+            worker->max_batch = worker->capacity;
+    }
+}
+
 /*  Workers. */
 
 worker_t *

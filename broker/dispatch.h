@@ -110,6 +110,14 @@ void
 void
     dispatch_promote (dispatch_t *self, int64_t now);
 
+/*  The configuration changed (a reload, between two turns): each rate
+    bucket holds at most the new burst (a bucket never used starts full),
+    and registered workers keep no more credit than their channel's
+    capacity (their leases beyond it stay until answered; a higher capacity
+    comes with the worker's next READY). */
+void
+    dispatch_reconfigure (dispatch_t *self);
+
 /*  Registers a worker (READY). NULL if the table is full or on OOM. */
 worker_t *
     dispatch_worker_add (dispatch_t *self, const char *identity, size_t identity_len,

@@ -20,6 +20,7 @@
 #include <microhttpd.h>
 #include <pthread.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -115,7 +116,8 @@ struct s_request {
 };
 
 struct http {
-    const herald_config_t *config;
+    const herald_config_t *config;      /* as at start: the thread reads only what needs a restart */
+    _Atomic size_t event_max;           /* broker.max_event_bytes, which a reload may change */
     void *ctx;
     char internal[96];
     void *dealer;                       /* to the broker's internal ROUTER; the thread's own */
@@ -952,7 +954,7 @@ s_begin (http_t *self, s_request_t *request, const char *method, const char *url
     size_t type_len = content_type? strcspn (content_type, ";"): 0;
     while (type_len > 0 && content_type[type_len - 1] == ' ')
         type_len--;
-    size_t event_max = self->config->broker.max_event_bytes;
+    size_t event_max = atomic_load_explicit (&self->event_max, memory_order_relaxed);
     static const char structured[] = "application/cloudevents+json", batch[] = "application/cloudevents-batch+json";
     if (type_len == sizeof structured - 1 && strncasecmp (content_type, structured, type_len) == 0)
         request->mode = S_MODE_STRUCTURED;
@@ -1192,6 +1194,7 @@ http_new (void *ctx, const herald_config_t *config, const char *internal, char *
         return NULL;
     }
     self->config = config;
+    atomic_init (&self->event_max, config->broker.max_event_bytes);
     self->ctx = ctx;
     self->stop_fd = -1;
     self->inotify_fd = -1;
@@ -1335,4 +1338,11 @@ http_destroy (http_t **self_p)
     free (self->tls_cert);
     free (self);
     *self_p = NULL;
+}
+
+void
+http_set_event_max (http_t *self, size_t bytes)
+{
+    if (self)
+        atomic_store_explicit (&self->event_max, bytes, memory_order_relaxed);
 }

@@ -39,6 +39,12 @@ typedef struct http http_t;
 http_t *
     http_new (void *ctx, const herald_config_t *config, const char *internal, char *err, size_t errlen);
 
+/*  The largest event accepted from now on (broker.max_event_bytes changed
+    by a reload; the only setting the thread reads after its start, through
+    an atomic). NULL-safe. */
+void
+    http_set_event_max (http_t *self, size_t bytes);
+
 /*  Answers what still waits with 503, stops the thread and the daemon.
     NULL-safe; nulls *self_p. Call before the context is terminated. */
 void

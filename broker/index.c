@@ -192,7 +192,7 @@ struct index {
     s_window_t window;
     s_delta_t deltas[INDEX_MAX_CHANNELS * 2];
     int delta_count;
-    int64_t retention_ms;
+    _Atomic int64_t retention_ms;   /* the index thread reads it; a reload may change it (index_set_retention) */
     uint64_t prune_cursor;
     int64_t next_prune;
     int64_t full_since;             /* monotonic ms: the disk was full at the last try */
@@ -1836,4 +1836,11 @@ int64_t
 index_file_bytes (index_t *self)
 {
     return atomic_load (&self->file_bytes);
+}
+
+void
+index_set_retention (index_t *self, int64_t retention_ms)
+{
+    if (self)
+        atomic_store (&self->retention_ms, retention_ms);
 }

@@ -125,6 +125,11 @@ int
 int
     index_start (index_t *self, int64_t retention_ms, char *err, size_t errlen);
 
+/*  A new retention (broker.dedup_retention changed by a reload), used
+    from the next pruning pass on. Any thread. */
+void
+    index_set_retention (index_t *self, int64_t retention_ms);
+
 /*  Stops the thread (after applying what is durable and committing). */
 void
     index_destroy (index_t **self_p);

@@ -220,9 +220,15 @@ outbox_new (void *socket, const char *what, size_t peer_cap, size_t total_cap)
         return NULL;
     self->socket = socket;
     snprintf (self->what, sizeof self->what, "%s", what);
+    outbox_set_caps (self, peer_cap, total_cap);
+    return self;
+}
+
+void
+outbox_set_caps (outbox_t *self, size_t peer_cap, size_t total_cap)
+{
     self->peer_cap = peer_cap > 0? peer_cap: 1;
     self->total_cap = total_cap >= self->peer_cap? total_cap: self->peer_cap;
-    return self;
 }
 
 void

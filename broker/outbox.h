@@ -37,6 +37,11 @@ typedef struct {
 outbox_t *
     outbox_new (void *socket, const char *what, size_t peer_cap, size_t total_cap);
 
+/*  New caps (broker.max_unread_replies changed by a reload): a peer over
+    the new one is dropped at its next parked reply. */
+void
+    outbox_set_caps (outbox_t *self, size_t peer_cap, size_t total_cap);
+
 /*  Frees every parked reply; NULL-safe, nulls the pointer. */
 void
     outbox_destroy (outbox_t **self_p);

@@ -279,24 +279,11 @@ s_on_closed (void *arg, int fd, endpoint_t endpoint, const char *key)
 }
 
 int
-security_reload (security_t *self)
+security_apply (security_t *self, const herald_config_t *fresh)
 {
-    if (!self)
+    if (!self || !fresh)
         return -1;
-    const char *path = self->config->path;
-    herald_config_t *fresh = malloc (sizeof *fresh);
-    char err[HERALD_ERR_MAX];
-    if (!fresh) {
-        herald_error ("reload refused: out of memory", NULL);
-        return -1;
-    }
-    char quoted[HERALD_ERR_MAX + 16];
-    if (herald_config_load (fresh, path, err, sizeof err) != 0) {
-        herald_error ("reload refused: keeping the running security configuration", "error=%s",
-                      herald_log_quote (err, quoted, sizeof quoted));
-        free (fresh);
-        return -1;
-    }
+    const char *path = fresh->path;
     const herald_security_config_t *now = &fresh->security, *running = &self->config->security;
     const char *why = NULL;
     if (now->curve != running->curve || now->plaintext != running->plaintext)
@@ -307,21 +294,12 @@ security_reload (security_t *self)
     if (why) {
         herald_error ("reload refused: keeping the running security configuration", "file=%s error=\"%s\"",
                       path, why);
-        free (fresh);
         return -1;
     }
-    if (memcmp (&fresh->broker, &self->config->broker, sizeof fresh->broker) != 0
-    ||  fresh->channel_count != self->config->channel_count || fresh->event_count != self->config->event_count)
-        herald_warn ("reload: only the security section is reloaded; other changes need a restart",
-                     "file=%s", path);
-    if (!self->curve) {
-        herald_info ("reload: no key lists without CURVE; nothing changed", "file=%s", path);
-        free (fresh);
-        return 0;
-    }
+    if (!self->curve)
+        return 0;           /* no key lists without CURVE */
     allowlist_t *next = allowlist_new (fresh, self->config, self->allowlist);
     allowlist_t *copy = allowlist_copy (next);
-    free (fresh);
     if (!next || !copy) {
         allowlist_destroy (&next);
         allowlist_destroy (&copy);

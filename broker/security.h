@@ -5,8 +5,8 @@
     (a key removed by a reload loses its connections), a worker's READY
     against the channels its key serves, and each admin verb against the
     key's role. Without it (loopback, ipc, or plaintext: true) only the
-    connection cap and the handshake counters apply. SIGHUP reloads the key
-    lists (security_reload) without a restart. */
+    connection cap and the handshake counters apply. A reload (SIGHUP,
+    reload.c) applies new key lists (security_apply) without a restart. */
 #ifndef HERALD_SECURITY_H
 #define HERALD_SECURITY_H
 
@@ -60,13 +60,14 @@ bool
 int
     security_admin_check (security_t *self, const hw_msg_t *in, hp_str_t verb, char **body);
 
-/*  Re-reads the configuration file's security section and swaps the key
-    lists: connected peers whose keys are still allowed keep their
-    connections, connections of removed keys are closed. An invalid file, or
-    a change only a restart can make (CURVE on or off, another broker key),
-    keeps the running lists and logs why. 0 / -1. */
+/*  Swaps the key lists for those of fresh (the configuration file read
+    again by a reload, loaded and checked; its channels are those running,
+    matched by name): connected peers whose keys are still allowed keep
+    their connections, connections of removed keys are closed. A change
+    only a restart can make (CURVE on or off, another broker key) keeps the
+    running lists and logs why. 0 / -1. */
 int
-    security_reload (security_t *self);
+    security_apply (security_t *self, const herald_config_t *fresh);
 
 /*  The "security" object of `herald status`. New reference. */
 json_t *

@@ -169,3 +169,10 @@ store_index_lag (store_t *self)
     uint64_t applied = index_applied (self->index);
     return durable > applied? durable - applied: 0;
 }
+
+void
+store_set_retention (store_t *self, int64_t retention_ms)
+{
+    self->retention_ms = retention_ms;
+    index_set_retention (self->index, retention_ms);
+}

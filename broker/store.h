@@ -83,4 +83,8 @@ int64_t
 uint64_t
     store_index_lag (store_t *self);
 
+/*  A new dedup retention for the index's pruning (a reload). */
+void
+    store_set_retention (store_t *self, int64_t retention_ms);
+
 #endif

@@ -12,7 +12,14 @@
     S_BACKOFF_MIN_MS; one that dies before that waits twice as long each
     time, up to S_BACKOFF_MAX_MS, so a crash loop does not spin while a
     broker killed a few times in a minute is back within about a second each
-    time. A child that exits 78 (configuration error) stops the stack. */
+    time. A child that exits 78 (configuration error) stops the stack.
+
+    Reload (SIGHUP): the file is read and checked again; if it passes,
+    SIGHUP goes to the broker (and herald up waits until the broker has
+    applied it), then to every worker, and the number of workers per
+    channel follows `workers:` (new ones started, extra ones stopped with
+    SIGTERM and not restarted). A file that fails changes nothing and is
+    forwarded to no one. */
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
@@ -29,6 +36,7 @@
 #include "cli.h"
 #include "cli_relay.h"
 #include "herald_clock.h"
+#include "herald_config_reload.h"
 #include "herald_keys.h"
 #include "herald_lockfile.h"
 #include "herald_log.h"
@@ -58,6 +66,7 @@ typedef struct {
     int64_t backoff_ms;         /* delay before the next restart */
     int last_status;            /* waitpid status of the last exit */
     bool ready;                 /* broker: answered on its admin endpoint since its start */
+    bool retired;               /* worker: stopped by a reload, not restarted; its slot is reused once it exited */
     cli_relay_t *relay;         /* its stderr, NULL when not running */
     char last_error[1024];      /* what it said last before its last exit */
 } s_child_t;
@@ -67,7 +76,7 @@ typedef struct {
     herald_config_t *config;
     char broker_bin[PATH_MAX];
     char worker_bin[PATH_MAX];
-    s_child_t *children;        /* [0] is the broker */
+    s_child_t *children;        /* [0] is the broker; a reload may add slots (never hold a pointer across one) */
     size_t count;
     int signal_fd;
     sigset_t old_mask;          /* restored in children */
@@ -78,6 +87,7 @@ typedef struct {
     bool starting;              /* waiting for the broker: an exit is fatal, not restarted */
     bool stopping;              /* SIGINT/SIGTERM seen (or a fatal exit): no more restarts */
     bool hurry;                 /* a second stop signal: kill now */
+    bool hangup;                /* SIGHUP seen: reload at the next turn of the run loop */
     int fatal;                  /* exit code imposed by a child's exit (78), 0 = none */
     char admin_key[HERALD_PATH_MAX];    /* CURVE: the key of the start-up probe */
     char worker_keys[HERALD_MAX_CHANNELS][HERALD_PATH_MAX]; /* CURVE: --key for each channel's workers */
@@ -104,8 +114,11 @@ s_help (FILE *out)
         "\n"
         "Signals: SIGINT/SIGTERM stops the workers, then the broker, each given\n"
         "broker.shutdown_timeout before SIGKILL; a second signal kills at once.\n"
-        "SIGHUP is forwarded to the broker and the workers (configuration reload, as\n"
-        "far as each supports it); the stack keeps running.\n"
+        "SIGHUP reloads the stack without stopping it: FILE is read and checked again;\n"
+        "if it passes, SIGHUP goes to the broker (herald up waits until it has\n"
+        "reloaded), then to each worker, and the workers per channel follow `workers:`\n"
+        "(new ones started, extra ones stopped with SIGTERM, gracefully). A file that\n"
+        "fails is logged and changes nothing: nothing is forwarded.\n"
         "\n"
         "One stack per store: herald up holds a lock on STORE.up.lock (beside\n"
         "broker.store, holding its pid) and refuses to start while another herald up\n"
@@ -309,13 +322,13 @@ s_reap (s_up_t *self)
         else
             snprintf (how, sizeof how, "status=%d", WEXITSTATUS (status));
         char fields[128];
-        herald_log (self->stopping? HERALD_LOG_INFO: HERALD_LOG_WARN, "exited",
+        herald_log (self->stopping || child->retired? HERALD_LOG_INFO: HERALD_LOG_WARN, "exited",
                     "%s child_pid=%d %s uptime_ms=%lld",
                     s_child_fields (self, child, fields, sizeof fields),
                     (int) pid, how, (long long) (now - child->started));
         child->pid = 0;
         child->last_status = status;
-        if (self->stopping || self->starting)
+        if (self->stopping || self->starting || child->retired)
             continue;
         if (WIFEXITED (status) && WEXITSTATUS (status) == EX_CONFIG)
             s_fatal (self, child, pid);
@@ -334,13 +347,27 @@ s_running (const s_up_t *self, s_kind_t kind)
     return running;
 }
 
-//  SIGHUP: a reload request for the whole stack, passed on to every child.
+static bool s_probe (s_up_t *self);
+
+//  SIGHUP for the broker first, then the workers. The broker applies a
+//  reload at the top of a turn of its loop and answers an admin request
+//  within a turn: the answer to a second `status`, asked once the first
+//  was answered, comes from a turn that began after the signal arrived.
+//  So a worker that registers again with a new capacity meets a broker
+//  that already knows it. A broker that does not answer (restarting) is
+//  not waited for.
 static void
 s_forward_hangup (s_up_t *self)
 {
     int sent = 0;
-    for (size_t i = 0; i < self->count; i++)
-        if (self->children[i].pid > 0 && kill (self->children[i].pid, SIGHUP) == 0)
+    s_child_t *broker = &self->children[0];
+    if (broker->pid > 0 && kill (broker->pid, SIGHUP) == 0) {
+        sent++;
+        if (broker->ready && s_probe (self))
+            s_probe (self);
+    }
+    for (size_t i = 1; i < self->count; i++)
+        if (self->children[i].pid > 0 && !self->children[i].retired && kill (self->children[i].pid, SIGHUP) == 0)
             sent++;
     herald_info ("reload requested: SIGHUP forwarded to the broker and the workers",
                  "signal=SIGHUP children=%d", sent);
@@ -380,7 +407,7 @@ s_handle_signals (s_up_t *self)
     if (reap)
         s_reap (self);
     if (hangup && !self->stopping)
-        s_forward_hangup (self);
+        self->hangup = true;
 }
 
 //  Waits for a signal or a child's output until deadline (monotonic ms,
@@ -563,6 +590,40 @@ s_find_binaries (s_up_t *self, const char *bin_dir)
     return 0;
 }
 
+//  CURVE: the --key of each channel's workers (the .secret beside the
+//  first key of security.workers.CHANNEL), checked, into keys. 0, or -1
+//  with why in err.
+static int
+s_worker_keys (const s_up_t *self, const herald_config_t *config, char keys[][HERALD_PATH_MAX],
+               char *err, size_t errlen)
+{
+    const herald_security_config_t *sec = &config->security;
+    char why[HERALD_ERR_MAX];
+    herald_keypair_t pair;
+    int rc = 0;
+    for (int c = 0; c < config->channel_count && rc == 0 && sec->curve; c++) {
+        keys[c][0] = '\0';
+        if (config->workers[c] <= 0)
+            continue;
+        const char *name = config->channels[c].name;
+        if (!sec->worker_file[c][0]) {
+            snprintf (err, errlen, "%s: security.workers.%s lists no key, so %s's %d worker(s) cannot connect: "
+                      "add one (herald keygen) or set workers.%s: 0", self->config_path, name, name,
+                      config->workers[c], name);
+            rc = -1;
+            continue;
+        }
+        herald_keys_sibling (sec->worker_file[c], ".public", ".secret", keys[c], HERALD_PATH_MAX);
+        if (herald_keys_load_secret (keys[c], &pair, why, sizeof why) != 0) {
+            snprintf (err, errlen, "the %s workers' key (the .secret beside %.200s, the first key of "
+                      "security.workers.%s): %.200s", name, sec->worker_file[c], name, why);
+            rc = -1;
+        }
+    }
+    explicit_bzero (&pair, sizeof pair);
+    return rc;
+}
+
 //  CURVE: finds and checks the keys of the probe and of every channel's
 //  workers before anything starts. 0, or prints why and returns 78.
 static int
@@ -579,21 +640,9 @@ s_find_keys (s_up_t *self)
                          "admin_operate) there", self->config_path);
     if (herald_keys_load_secret (self->admin_key, &pair, err, sizeof err) != 0)
         return cli_fail (S_CMD, EX_CONFIG, "%s", err);
-    for (int c = 0; c < self->config->channel_count; c++) {
-        if (self->config->workers[c] <= 0)
-            continue;
-        const char *name = self->config->channels[c].name;
-        if (!sec->worker_file[c][0])
-            return cli_fail (S_CMD, EX_CONFIG, "%s: security.workers.%s lists no key, so %s's %d worker(s) "
-                             "cannot connect: add one (herald keygen) or set workers.%s: 0",
-                             self->config_path, name, name, self->config->workers[c], name);
-        herald_keys_sibling (sec->worker_file[c], ".public", ".secret", self->worker_keys[c],
-                             sizeof self->worker_keys[c]);
-        if (herald_keys_load_secret (self->worker_keys[c], &pair, err, sizeof err) != 0)
-            return cli_fail (S_CMD, EX_CONFIG, "the %s workers' key (the .secret beside %s, the first "
-                             "key of security.workers.%s): %s", name, sec->worker_file[c], name, err);
-    }
     explicit_bzero (&pair, sizeof pair);
+    if (s_worker_keys (self, self->config, self->worker_keys, err, sizeof err) != 0)
+        return cli_fail (S_CMD, EX_CONFIG, "%s", err);
     return 0;
 }
 
@@ -640,6 +689,137 @@ s_next_deadline (const s_up_t *self)
     return next;
 }
 
+//  ----------------------------------------------------------------------
+//  Reload
+
+//  Workers of channel that a reload has not retired.
+static int
+s_workers_of (const s_up_t *self, int channel)
+{
+    int count = 0;
+    for (size_t i = 1; i < self->count; i++)
+        count += self->children[i].kind == S_WORKER && self->children[i].channel == channel
+              && !self->children[i].retired;
+    return count;
+}
+
+//  A new worker of channel, in a retired slot that has exited or a new
+//  one. 0 / -1 (out of memory).
+static int
+s_add_worker (s_up_t *self, int channel)
+{
+    size_t slot = self->count;
+    for (size_t i = 1; i < self->count && slot == self->count; i++)
+        if (self->children[i].retired && self->children[i].pid == 0)
+            slot = i;
+    if (slot == self->count) {
+        s_child_t *grown = realloc (self->children, (self->count + 1) * sizeof *grown);
+        if (!grown)
+            return -1;
+        self->children = grown;
+        self->count++;
+    }
+    s_child_t *child = &self->children[slot];
+    cli_relay_destroy (&child->relay);
+    *child = (s_child_t) { .kind = S_WORKER, .channel = channel, .backoff_ms = S_BACKOFF_MIN_MS };
+    if (s_spawn (self, child) != 0)
+        s_schedule_restart (self, child, herald_clock_mono_ms ());
+    return 0;
+}
+
+//  Stops the newest worker of channel (SIGTERM: it finishes its
+//  deliveries) and does not restart it.
+static void
+s_retire_worker (s_up_t *self, int channel)
+{
+    for (size_t i = self->count - 1; i >= 1; i--) {
+        s_child_t *child = &self->children[i];
+        if (child->kind != S_WORKER || child->channel != channel || child->retired)
+            continue;
+        child->retired = true;
+        child->restart_at = 0;
+        char fields[128];
+        herald_info ("stopping a worker: fewer asked for", "%s child_pid=%d",
+                     s_child_fields (self, child, fields, sizeof fields), (int) child->pid);
+        if (child->pid > 0)
+            kill (child->pid, SIGTERM);
+        return;
+    }
+}
+
+//  Reads and checks the configuration file again into *fresh. 0, or -1
+//  with the reason logged.
+static int
+s_reload_read (s_up_t *self, herald_config_t *fresh)
+{
+    char err[HERALD_ERR_MAX], quoted[2 * HERALD_ERR_MAX], qpath[HERALD_PATH_MAX + 8];
+    herald_log_quote (self->config_path, qpath, sizeof qpath);
+    if (herald_config_load (fresh, self->config_path, err, sizeof err) != 0) {
+        herald_error ("reload refused: keeping the running configuration", "file=%s error=%s", qpath,
+                      herald_log_quote (err, quoted, sizeof quoted));
+        return -1;
+    }
+    char *report = NULL;
+    int problems = herald_config_check (fresh, &report);
+    if (problems != 0) {
+        for (char *p = report; p && *p; p++)
+            if (*p == '\n')
+                *p = p[1]? ';': '\0';
+        herald_error ("reload refused: keeping the running configuration", "file=%s problems=%d error=%s", qpath,
+                      problems, herald_log_quote (report? report: "out of memory", quoted, sizeof quoted));
+        free (report);
+        return -1;
+    }
+    return 0;
+}
+
+//  SIGHUP: the file read and checked again; if it passes, forwarded to
+//  the broker then to the workers, and the workers per channel made what
+//  `workers:` asks. Channels are those running (adding or removing one
+//  needs a restart, as for the broker).
+static void
+s_reload (s_up_t *self)
+{
+    herald_config_t *fresh = malloc (sizeof *fresh);
+    herald_config_t *merged = malloc (sizeof *merged);
+    herald_config_diff_t *diff = malloc (sizeof *diff);
+    char (*keys)[HERALD_PATH_MAX] = calloc (HERALD_MAX_CHANNELS, HERALD_PATH_MAX);
+    char err[HERALD_ERR_MAX], quoted[2 * HERALD_ERR_MAX];
+    if (!fresh || !merged || !diff || !keys)
+        herald_error ("reload refused: out of memory", NULL);
+    else
+    if (s_reload_read (self, fresh) == 0) {
+        herald_config_merge (self->config, fresh, merged, diff);
+        if (s_worker_keys (self, merged, keys, err, sizeof err) != 0)
+            herald_error ("reload refused: keeping the running configuration", "error=%s",
+                          herald_log_quote (err, quoted, sizeof quoted));
+        else {
+            s_forward_hangup (self);
+            memcpy (self->config, merged, sizeof *self->config);
+            memcpy (self->worker_keys, keys, sizeof self->worker_keys);
+            int started = 0, stopped = 0;
+            for (int c = 0; c < self->config->channel_count; c++) {
+                for (int have = s_workers_of (self, c); have < self->config->workers[c]; have++, started++)
+                    if (s_add_worker (self, c) != 0) {
+                        herald_error ("out of memory: a worker not started", "channel=%s",
+                                      self->config->channels[c].name);
+                        break;
+                    }
+                for (int have = s_workers_of (self, c); have > self->config->workers[c]; have--, stopped++)
+                    s_retire_worker (self, c);
+            }
+            char changes[1024];
+            herald_info ("configuration reloaded", "workers_started=%d workers_stopped=%d changes=%s", started,
+                         stopped, herald_log_quote (herald_config_diff_text (diff, false, changes, sizeof changes),
+                                                    quoted, sizeof quoted));
+        }
+    }
+    free (fresh);
+    free (merged);
+    free (diff);
+    free (keys);
+}
+
 //  Runs until stopped. Returns the exit code.
 static int
 s_run (s_up_t *self)
@@ -654,11 +834,14 @@ s_run (s_up_t *self)
         if (s_spawn (self, &self->children[i]) != 0)
             s_schedule_restart (self, &self->children[i], herald_clock_mono_ms ());
 
-    s_child_t *broker = &self->children[0];
     while (!self->stopping) {
         s_wait (self, s_next_deadline (self));
         if (self->stopping)
             break;
+        if (self->hangup) {
+            self->hangup = false;
+            s_reload (self);
+        }
         int64_t now = herald_clock_mono_ms ();
         for (size_t i = 0; i < self->count; i++) {
             s_child_t *child = &self->children[i];
@@ -666,10 +849,11 @@ s_run (s_up_t *self)
                 if (s_spawn (self, child) != 0)
                     s_schedule_restart (self, child, now);
                 else
-                if (child == broker)
+                if (i == 0)
                     self->next_probe = now;
             }
         }
+        s_child_t *broker = &self->children[0];
         if (broker->pid > 0 && !broker->ready && herald_clock_mono_ms () >= self->next_probe
         &&  s_probe (self))
             s_broker_ready (self);

@@ -87,4 +87,39 @@ config_check_endpoints (const herald_config_t *cfg, const config_node_t *root, c
 const char *
 config_tls_name (herald_tls_mode_t mode);
 
+/* ------------------------------------------------------------------------ */
+/*  The schema's rows, for what a reload compares (config_reload.c)          */
+
+typedef enum {
+    CONFIG_VALUE_NONE = 0,          /* a container or a list, compared by code of its own */
+    CONFIG_VALUE_STRING,            /* char[size] */
+    CONFIG_VALUE_INT,               /* int */
+    CONFIG_VALUE_SIZE,              /* size_t */
+    CONFIG_VALUE_DURATION,          /* int64_t ms */
+    CONFIG_VALUE_BACKOFF,           /* two int64_t ms, at offset and offset2 */
+    CONFIG_VALUE_RATE,              /* double per second */
+    CONFIG_VALUE_BOOL,              /* bool */
+    CONFIG_VALUE_ENUM               /* int, an index into choices */
+} config_value_t;
+
+typedef enum {
+    CONFIG_SCOPE_CONFIG,            /* herald_config_t */
+    CONFIG_SCOPE_BROKER,            /* herald_broker_config_t */
+    CONFIG_SCOPE_CHANNEL,           /* herald_channel_t */
+    CONFIG_SCOPE_EVENT,             /* herald_event_type_t */
+    CONFIG_SCOPE_SECURITY           /* herald_security_config_t */
+} config_scope_t;
+
+typedef struct {
+    const char *pattern;            /* "channels.*.retry.max_attempts" (static) */
+    config_value_t value;
+    config_scope_t scope;
+    size_t offset, size, offset2;   /* the target field(s) in the scope's struct */
+    const char *const *choices;     /* CONFIG_VALUE_ENUM names */
+} config_key_t;
+
+/*  Row index of the schema table into *key: 0, or -1 past the last row. */
+int
+config_schema_key (size_t index, config_key_t *key);
+
 #endif

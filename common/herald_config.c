@@ -1548,3 +1548,38 @@ herald_config_find_key (const herald_config_t *self, const char *z85)
             return &self->security.keys[i];
     return NULL;
 }
+
+/* ------------------------------------------------------------------------ */
+/*  The schema, for the reload's comparison (config_reload.c)                */
+
+int
+config_schema_key (size_t index, config_key_t *key)
+{
+    if (index >= S_SCHEMA_ROWS)
+        return -1;
+    const s_row_t *row = &s_schema[index];
+    static const config_value_t values[] = {
+        [S_STR] = CONFIG_VALUE_STRING, [S_PATH] = CONFIG_VALUE_STRING, [S_ENVNAME] = CONFIG_VALUE_STRING,
+        [S_ENDPOINT] = CONFIG_VALUE_STRING, [S_HOSTPORT] = CONFIG_VALUE_STRING, [S_URL] = CONFIG_VALUE_STRING,
+        [S_INT] = CONFIG_VALUE_INT, [S_SIZE] = CONFIG_VALUE_SIZE, [S_DURATION] = CONFIG_VALUE_DURATION,
+        [S_BACKOFF] = CONFIG_VALUE_BACKOFF, [S_RATE] = CONFIG_VALUE_RATE, [S_BOOL] = CONFIG_VALUE_BOOL,
+        [S_ENUM] = CONFIG_VALUE_ENUM,
+    };
+    static const config_scope_t scopes[] = {
+        [S_IN_CONFIG] = CONFIG_SCOPE_CONFIG, [S_IN_BROKER] = CONFIG_SCOPE_BROKER,
+        [S_IN_CHANNEL] = CONFIG_SCOPE_CHANNEL, [S_IN_EVENT] = CONFIG_SCOPE_EVENT,
+        [S_IN_SECURITY] = CONFIG_SCOPE_SECURITY,
+    };
+    *key = (config_key_t) {
+        .pattern = row->pattern,
+        .value = (size_t) row->type < sizeof values / sizeof values[0]? values[row->type]: CONFIG_VALUE_NONE,
+        .scope = scopes[row->scope],
+        .offset = row->offset, .size = row->size, .offset2 = row->offset2,
+        .choices = row->choices,
+    };
+    /*  Rows with a target of their own only: the others (containers,
+        lists, workers.*) are read by code that compares them itself. */
+    if (row->size == 0)
+        key->value = CONFIG_VALUE_NONE;
+    return 0;
+}

@@ -5,7 +5,6 @@
     json), so a supervisor and a log shipper read them like any other. */
 #include <errno.h>
 #include <getopt.h>
-#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -22,51 +21,17 @@
 #define EXIT_CONFIG   78
 
 static volatile sig_atomic_t s_interrupted = 0;
+static volatile sig_atomic_t s_reload = 0;
 
+//  Whatever thread takes the signal (ours, ZeroMQ's, libcurl's), it only
+//  sets a flag: the worker's loop looks at both at least every 100 ms.
 static void
 s_on_signal (int signum)
 {
-    s_interrupted = 1;
-}
-
-//  SIGHUP asks for a reload, which workers cannot do yet: it must not kill
-//  them (`herald up` forwards it to every child). A thread waits for it
-//  with sigwait, so it can log like any other code; every other thread
-//  (ours, ZeroMQ's, libcurl's) has it blocked.
-static void *
-s_hangup_run (void *arg)
-{
-    const sigset_t *set = arg;
-    for (;;) {
-        int signum = 0;
-        if (sigwait (set, &signum) == 0 && signum == SIGHUP)
-            herald_warn ("SIGHUP ignored: reload not supported yet by workers (restart them to "
-                         "apply a new configuration)", "signal=SIGHUP");
-    }
-    return NULL;
-}
-
-//  Blocks SIGHUP in this thread (and so in every thread created later) and
-//  starts the thread that logs it. 0 / -1.
-static int
-s_hangup_start (pthread_t *thread)
-{
-    static sigset_t set;
-    sigemptyset (&set);
-    sigaddset (&set, SIGHUP);
-    //  Its disposition may be inherited as ignored; a blocked default one is
-    //  what sigwait receives.
-    signal (SIGHUP, SIG_DFL);
-    if (pthread_sigmask (SIG_BLOCK, &set, NULL) != 0)
-        return -1;
-    return pthread_create (thread, NULL, s_hangup_run, &set) == 0? 0: -1;
-}
-
-static void
-s_hangup_stop (pthread_t thread)
-{
-    pthread_cancel (thread);        //  sigwait is a cancellation point
-    pthread_join (thread, NULL);
+    if (signum == SIGHUP)
+        s_reload = 1;
+    else
+        s_interrupted = 1;
 }
 
 //  A start-up error as a log line. Returns code.
@@ -88,7 +53,13 @@ s_usage (FILE *out)
         "Runs one worker process for a channel: registers with the broker, delivers\n"
         "the channel's tasks through its driver (file, noop, smtp, http) and reports\n"
         "each outcome. SIGTERM or SIGINT stops it after in-progress deliveries finish.\n"
-        "SIGHUP is logged and ignored (reload is not supported yet).\n"
+        "SIGHUP re-reads FILE: the channel's driver settings (SMTP or HTTP settings,\n"
+        "templates read again from disk, credentials from the environment), its\n"
+        "capacity and the heartbeat apply without a restart; deliveries in progress\n"
+        "finish with the settings they started with; a new capacity is announced in\n"
+        "a new session once none is in progress. An invalid file, or one the driver\n"
+        "cannot open, is logged and the running settings stay. What needs a restart\n"
+        "(the broker's endpoint, keys) keeps its running value.\n"
         "\n"
         "  -c, --config FILE     configuration file (herald.yaml)\n"
         "  -n, --channel NAME    channel to serve, as named under channels:\n"
@@ -127,7 +98,8 @@ s_install_signals (void)
     action.sa_handler = s_on_signal;
     sigemptyset (&action.sa_mask);
     action.sa_flags = 0;    //  no SA_RESTART: zmq_poll returns EINTR at once
-    if (sigaction (SIGTERM, &action, NULL) || sigaction (SIGINT, &action, NULL))
+    if (sigaction (SIGTERM, &action, NULL) || sigaction (SIGINT, &action, NULL)
+    ||  sigaction (SIGHUP, &action, NULL))
         return -1;
     struct sigaction ignore;
     memset (&ignore, 0, sizeof ignore);
@@ -227,8 +199,7 @@ main (int argc, char **argv)
         free (config);
         return s_fail (EXIT_USAGE, "worker cannot start", err);
     }
-    pthread_t hangup;
-    if (s_install_signals () != 0 || s_hangup_start (&hangup) != 0) {
+    if (s_install_signals () != 0) {
         free (config);
         return s_fail (EXIT_SOFTWARE, "worker cannot start", "cannot install signal handlers");
     }
@@ -273,13 +244,12 @@ main (int argc, char **argv)
         : herald_worker_new (config, channel_index, endpoint, err, sizeof err);
     explicit_bzero (&keys, sizeof keys);
     if (!worker) {
-        s_hangup_stop (hangup);
         free (config);
         return s_fail (EXIT_CONFIG, "configuration error", err);
     }
+    herald_worker_watch_reload (worker, &s_reload);
     int rc = herald_worker_run (worker, &s_interrupted);
     herald_worker_destroy (&worker);
-    s_hangup_stop (hangup);
     free (config);
     return rc == 0? 0: EXIT_SOFTWARE;
 }

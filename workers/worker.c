@@ -10,7 +10,9 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "driver_set.h"
 #include "herald_clock.h"
+#include "herald_config_reload.h"
 #include "herald_log.h"
 #include "herald_redact.h"
 #include "herald_wire.h"
@@ -33,11 +35,13 @@ typedef struct {
 } worker_task_t;
 
 struct _herald_worker_t {
-    const herald_config_t *config;      /* borrowed */
-    const herald_channel_t *channel;    /* borrowed, inside config */
-    const hd_driver_ops_t *ops;
-    void *driver;                       /* driver instance */
-    bool async;                         /* driver has poll_items/progress */
+    const herald_config_t *config;      /* the current driver's (borrowed at start, then a reload's) */
+    const herald_channel_t *channel;    /* inside config */
+    driver_set_t *drivers;              /* the current instance, and those a reload replaced */
+    bool ops_fixed;                     /* the driver was given (tests): a reload keeps its ops */
+    bool async;                         /* the current driver has poll_items/progress */
+    volatile sig_atomic_t *reload;      /* set by SIGHUP: read the configuration again, or NULL */
+    bool resession;                     /* capacity or message cap changed: register again once idle */
     char endpoint[WORKER_ENDPOINT_MAX];
     char name[HP_MAX_ID + 1];           /* "hostname:pid", announced in READY */
     uint32_t capacity;                  /* credit announced in READY */
@@ -275,10 +279,10 @@ s_start_task (herald_worker_t *self, const char *task_id, uint32_t attempt, uint
 {
     hd_task_t task = { .task_id = task_id, .attempt = attempt, .lease = lease,
                        .channel = self->channel->name, .event_json = event, .event_len = len };
-    if (self->ops->start (self->driver, &task) != 0) {
+    const hd_driver_ops_t *ops = driver_set_ops (self->drivers);
+    if (ops->start (driver_set_current (self->drivers), &task) != 0) {
         hd_result_t result = { .outcome = HD_RETRY };
-        snprintf (result.text, sizeof result.text, "driver %s could not start the delivery",
-                  self->ops->name);
+        snprintf (result.text, sizeof result.text, "driver %s could not start the delivery", ops->name);
         s_report (self, task_id, attempt, lease, &result);
     }
 }
@@ -286,14 +290,16 @@ s_start_task (herald_worker_t *self, const char *task_id, uint32_t attempt, uint
 static bool
 s_driver_has_room (herald_worker_t *self)
 {
+    /*  Deliveries a replaced driver still finishes count against the
+        credit too. */
     return !self->async
-        || (uint32_t) self->ops->in_progress (self->driver) < self->capacity;
+        || (uint32_t) driver_set_in_progress (self->drivers) < self->capacity;
 }
 
 static void
 s_start_queued (herald_worker_t *self)
 {
-    while (self->queue_count > 0 && !self->stopping && s_driver_has_room (self)) {
+    while (self->queue_count > 0 && !self->stopping && !self->resession && s_driver_has_room (self)) {
         worker_task_t task = self->queue[self->queue_head];
         self->queue[self->queue_head].event = NULL;
         self->queue_head = (self->queue_head + 1) % self->capacity;
@@ -308,9 +314,10 @@ s_on_task (herald_worker_t *self, const hp_task_t *entry)
 {
     char task_id[HP_MAX_ID + 1];
     hp_str_copy (entry->task_id, task_id, sizeof task_id);
-    if (self->stopping) {
+    if (self->stopping || self->resession) {
         //  Not started: the broker requeues it when it gets our DISCONNECT.
-        herald_debug ("task not started, stopping", "task_id=%s", task_id);
+        herald_debug ("task not started", "task_id=%s why=%s", task_id,
+                      self->stopping? "stopping": "registering again");
         return;
     }
     if (self->queue_count > 0 || !s_driver_has_room (self)) {
@@ -494,9 +501,43 @@ s_poll_timeout (herald_worker_t *self)
     return timeout < 0? 0: (long) timeout;
 }
 
+//  Sizes the queue of tasks waiting for the driver (capacity entries; it
+//  must be empty) and the poll items (the socket, then a share for each
+//  driver instance). 0 / -1 (out of memory: nothing changed).
+static int
+s_size (herald_worker_t *self, uint32_t capacity, int drivers)
+{
+    int item_max = (int) s_min (1 + (int64_t) drivers * (2 * (int64_t) capacity + 16),
+                                (int64_t) drivers * WORKER_MAX_ITEMS);
+    if (item_max > self->item_max) {
+        zmq_pollitem_t *items = realloc (self->items, (size_t) item_max * sizeof *items);
+        if (!items)
+            return -1;
+        self->items = items;
+        self->item_max = item_max;
+    }
+    if (capacity != self->capacity || !self->queue) {
+        worker_task_t *queue = calloc (capacity, sizeof *queue);
+        if (!queue)
+            return -1;
+        free (self->queue);
+        self->queue = queue;
+        self->queue_head = 0;
+        self->capacity = capacity;
+    }
+    return 0;
+}
+
+static uint32_t
+s_capacity (const herald_channel_t *channel)
+{
+    int capacity = channel->capacity;
+    return (uint32_t) (capacity < 1? 1: capacity > 65535? 65535: capacity);
+}
+
 static herald_worker_t *
 s_worker_new (const herald_config_t *config, int channel_index, const char *endpoint,
-              const hd_driver_ops_t *ops, const herald_keypair_t *keys, const char *server_key,
+              const hd_driver_ops_t *ops, bool ops_fixed, const herald_keypair_t *keys, const char *server_key,
               char *err, size_t errlen)
 {
     if (!config || !ops || channel_index < 0 || channel_index >= config->channel_count) {
@@ -517,7 +558,7 @@ s_worker_new (const herald_config_t *config, int channel_index, const char *endp
     }
     self->config = config;
     self->channel = channel;
-    self->ops = ops;
+    self->ops_fixed = ops_fixed;
     if (keys && server_key) {
         self->curve = true;
         self->keys = *keys;
@@ -525,8 +566,6 @@ s_worker_new (const herald_config_t *config, int channel_index, const char *endp
     }
     self->async = ops->poll_items && ops->progress;
     snprintf (self->endpoint, sizeof self->endpoint, "%s", endpoint);
-    int capacity = channel->capacity;
-    self->capacity = (uint32_t) (capacity < 1? 1: capacity > 65535? 65535: capacity);
     char host[HP_MAX_ID];
     if (gethostname (host, sizeof host) != 0)
         snprintf (host, sizeof host, "localhost");
@@ -541,21 +580,20 @@ s_worker_new (const herald_config_t *config, int channel_index, const char *endp
     self->options.max_msg_size = (long long) config->broker.max_event_bytes + HP_BATCH_OVERHEAD;
     self->options.linger_ms = 0;
 
-    if (self->async) {
-        self->queue = calloc (self->capacity, sizeof *self->queue);
-        self->item_max = (int) s_min (1 + 2 * (int64_t) self->capacity + 16, WORKER_MAX_ITEMS);
-    }
-    else
-        self->item_max = 1;
-    self->items = calloc ((size_t) self->item_max, sizeof *self->items);
     self->ctx = zmq_ctx_new ();
-    if ((self->async && !self->queue) || !self->items || !self->ctx) {
+    if (s_size (self, s_capacity (channel), 1) != 0 || !self->ctx) {
         snprintf (err, errlen, "worker: out of memory");
         herald_worker_destroy (&self);
         return NULL;
     }
-    self->driver = ops->open (channel, s_on_complete, self, err, errlen);
-    if (!self->driver) {
+    void *instance = ops->open (channel, s_on_complete, self, err, errlen);
+    if (!instance) {
+        herald_worker_destroy (&self);
+        return NULL;
+    }
+    self->drivers = driver_set_new (ops, instance, (herald_config_t *) config, false);
+    if (!self->drivers) {
+        snprintf (err, errlen, "worker: out of memory");
         herald_worker_destroy (&self);
         return NULL;
     }
@@ -571,7 +609,7 @@ herald_worker_new_with_driver (const herald_config_t *config, int channel_index,
                                const char *endpoint, const hd_driver_ops_t *ops,
                                char *err, size_t errlen)
 {
-    return s_worker_new (config, channel_index, endpoint, ops, NULL, NULL, err, errlen);
+    return s_worker_new (config, channel_index, endpoint, ops, true, NULL, NULL, err, errlen);
 }
 
 herald_worker_t *
@@ -583,7 +621,7 @@ herald_worker_new_curve (const herald_config_t *config, int channel_index, const
         return NULL;
     }
     return s_worker_new (config, channel_index, endpoint,
-                         hd_driver_for (config->channels[channel_index].driver), keys, server_key,
+                         hd_driver_for (config->channels[channel_index].driver), false, keys, server_key,
                          err, errlen);
 }
 
@@ -595,16 +633,127 @@ herald_worker_new (const herald_config_t *config, int channel_index, const char 
         snprintf (err, errlen, "worker: no channel with index %d", channel_index);
         return NULL;
     }
-    return herald_worker_new_with_driver (config, channel_index, endpoint,
-                                          hd_driver_for (config->channels[channel_index].driver),
-                                          err, errlen);
+    return s_worker_new (config, channel_index, endpoint, hd_driver_for (config->channels[channel_index].driver),
+                         false, NULL, NULL, err, errlen);
+}
+
+//  ----------------------------------------------------------------------
+//  Reload
+
+//  A new capacity or message cap reaches the broker with a new session
+//  (PROTOCOL.md: READY again only after a DISCONNECT or on a new
+//  connection). Called with no delivery in progress: our DISCONNECT gives
+//  back, uncharged, what the broker sent that we did not start; a new
+//  connection registers with the new numbers.
+static void
+s_resession (herald_worker_t *self)
+{
+    self->resession = false;
+    hp_msg_t msg = { .command = HP_DISCONNECT };
+    s_send (self, &msg);
+    s_close_socket (self, WORKER_STOP_LINGER_MS);
+    s_drop_queue (self);
+    uint32_t capacity = s_capacity (self->channel);
+    if (s_size (self, capacity, driver_set_count (self->drivers)) != 0)
+        herald_error ("out of memory: the capacity stays", "channel=%s capacity=%u wanted=%u", self->channel->name,
+                      self->capacity, capacity);
+    self->options.max_msg_size = (long long) self->config->broker.max_event_bytes + HP_BATCH_OVERHEAD;
+    self->silence_deadline = self->now + self->silence_ms;
+    char err[HERALD_ERR_MAX];
+    if (s_connect (self, err, sizeof err) != 0) {
+        char q[HERALD_ERR_MAX + 16];
+        herald_error ("reconnect failed", "endpoint=%s error=%s", self->endpoint, herald_log_quote (err, q, sizeof q));
+        return;         //  the silence timer tries again
+    }
+    self->last_sent = self->now;
+    s_send_ready (self);
+}
+
+//  Takes merged (owned) as the configuration, with instance of ops opened
+//  on its channel as the current driver; the one in use retires and
+//  finishes what it started with its own settings. NULL, or why not (then
+//  nothing changed and the caller still owns both).
+static const char *
+s_switch (herald_worker_t *self, herald_config_t *merged, const herald_channel_t *channel,
+          const hd_driver_ops_t *ops, void *instance)
+{
+    if (s_size (self, self->capacity, driver_set_count (self->drivers) + 1) != 0)
+        return "out of memory";
+    if (driver_set_replace (self->drivers, ops, instance, merged) != 0)
+        return "the drivers of several earlier reloads still finish their deliveries: try again later";
+    size_t message_cap = self->config->broker.max_event_bytes;
+    self->config = merged;
+    self->channel = channel;
+    self->async = ops->poll_items && ops->progress;
+    self->heartbeat_ms = merged->broker.heartbeat_ms > 0? merged->broker.heartbeat_ms: 1000;
+    int liveness = merged->broker.heartbeat_liveness > 0? merged->broker.heartbeat_liveness: 3;
+    self->silence_ms = self->heartbeat_ms * liveness;
+    if (s_capacity (channel) != self->capacity || merged->broker.max_event_bytes != message_cap)
+        self->resession = true;
+    return NULL;
+}
+
+//  SIGHUP: reads the configuration file again and opens the channel's
+//  driver anew with it (templates and CA files read again, secrets taken
+//  from the environment again); heartbeats follow at once, a new capacity
+//  or message cap with a new session once nothing is in progress. What
+//  needs a restart (the broker's endpoint, keys) keeps its running value.
+//  A file that does not load, or that the driver cannot open, changes
+//  nothing.
+static void
+s_reload (herald_worker_t *self)
+{
+    herald_config_t *fresh = malloc (sizeof *fresh);
+    herald_config_t *merged = malloc (sizeof *merged);
+    herald_config_diff_t *diff = malloc (sizeof *diff);
+    char err[HERALD_ERR_MAX];
+    const char *why = !fresh || !merged || !diff? "out of memory": NULL;
+    if (!why && herald_config_load (fresh, self->config->path, err, sizeof err) != 0)
+        why = err;
+    if (!why) {
+        herald_config_merge (self->config, fresh, merged, diff);
+        const herald_channel_t *channel = &merged->channels[herald_config_channel_index (merged, self->channel->name)];
+        const hd_driver_ops_t *ops = self->ops_fixed? driver_set_ops (self->drivers): hd_driver_for (channel->driver);
+        void *instance = ops? ops->open (channel, s_on_complete, self, err, sizeof err): NULL;
+        if (!instance)
+            why = ops? err: "unknown driver";
+        else
+        if ((why = s_switch (self, merged, channel, ops, instance)) != NULL)
+            ops->close (&instance);
+        else {
+            char applied[1024], waiting[512], q1[1100], q2[600];
+            herald_info ("configuration reloaded", "channel=%s driver=%s capacity=%d register_again=%s "
+                         "changes=%s restart=%s", self->channel->name, ops->name, channel->capacity,
+                         self->resession? "true": "false",
+                         herald_log_quote (herald_config_diff_text (diff, false, applied, sizeof applied), q1, sizeof q1),
+                         herald_log_quote (herald_config_diff_text (diff, true, waiting, sizeof waiting), q2, sizeof q2));
+            merged = NULL;      //  the driver set owns it
+            driver_set_reap (self->drivers);
+        }
+    }
+    if (why) {
+        char q[HERALD_ERR_MAX + 16], qpath[HERALD_PATH_MAX + 8];
+        herald_error ("reload refused: keeping the running configuration", "channel=%s file=%s error=%s",
+                      self->channel->name, herald_log_quote (self->config->path, qpath, sizeof qpath),
+                      herald_log_quote (why, q, sizeof q));
+    }
+    free (fresh);
+    free (merged);
+    free (diff);
+}
+
+void
+herald_worker_watch_reload (herald_worker_t *self, volatile sig_atomic_t *reload)
+{
+    self->reload = reload;
 }
 
 int
 herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop)
 {
     herald_info ("worker started", "channel=%s driver=%s endpoint=%s capacity=%u worker=%s",
-                 self->channel->name, self->ops->name, self->endpoint, self->capacity, self->name);
+                 self->channel->name, driver_set_ops (self->drivers)->name, self->endpoint, self->capacity,
+                 self->name);
     self->now = herald_clock_mono_ms ();
     self->silence_deadline = self->now + self->silence_ms;
     self->last_sent = self->now;
@@ -620,16 +769,21 @@ herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop)
 
     int rc = 0;
     while (true) {
+        if (self->reload && *self->reload) {
+            *self->reload = 0;
+            if (!self->stopping)
+                s_reload (self);
+        }
         if (*stop && !self->stopping) {
             self->stopping = true;
             self->stop_deadline = self->now + self->config->broker.shutdown_timeout_ms;
             herald_info ("stopping", "channel=%s in_progress=%d not_started=%u",
-                         self->channel->name, self->ops->in_progress (self->driver),
+                         self->channel->name, driver_set_in_progress (self->drivers),
                          self->queue_count);
             s_drop_queue (self);
         }
         if (self->stopping
-        && (self->ops->in_progress (self->driver) == 0 || self->now >= self->stop_deadline))
+        && (driver_set_in_progress (self->drivers) == 0 || self->now >= self->stop_deadline))
             break;
 
         long timeout = s_poll_timeout (self);
@@ -637,9 +791,7 @@ herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop)
         if (self->socket)
             self->items[count++] = (zmq_pollitem_t) { self->socket, 0, ZMQ_POLLIN, 0 };
         int first_driver_item = count;
-        if (self->async)
-            count += self->ops->poll_items (self->driver, self->items + count,
-                                            self->item_max - count, &timeout);
+        count += driver_set_poll_items (self->drivers, self->items + count, self->item_max - count, &timeout);
         if (zmq_poll (self->items, count, timeout) < 0) {
             if (errno == EINTR) {
                 self->now = herald_clock_mono_ms ();
@@ -656,24 +808,23 @@ herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop)
             rc = -1;
             break;
         }
-        if (self->async) {
-            self->ops->progress (self->driver, self->items + first_driver_item,
-                                 count - first_driver_item);
+        driver_set_progress (self->drivers, self->items + first_driver_item, count - first_driver_item);
+        if (self->async)
             s_start_queued (self);
-        }
         /*  The round's deliveries end together: a driver that defers its
             completions (the file driver syncs once for the round) finishes
             them now, and their results leave as one RESULTS message. */
-        if (self->ops->flush)
-            self->ops->flush (self->driver);
+        driver_set_flush (self->drivers);
         s_flush_results (self);
+        if (driver_set_reap (self->drivers) == 0 && self->resession && !self->stopping
+        &&  driver_set_in_progress (self->drivers) == 0)
+            s_resession (self);
         s_run_timers (self);
     }
-    if (self->ops->flush)
-        self->ops->flush (self->driver);
+    driver_set_flush (self->drivers);
     s_flush_results (self);
     if (rc == 0) {
-        int left = self->ops->in_progress (self->driver);
+        int left = driver_set_in_progress (self->drivers);
         if (left > 0)
             herald_warn ("stop budget spent, abandoning deliveries", "channel=%s in_progress=%d",
                          self->channel->name, left);
@@ -691,8 +842,7 @@ herald_worker_destroy (herald_worker_t **self_p)
     if (!self_p || !*self_p)
         return;
     herald_worker_t *self = *self_p;
-    if (self->driver)
-        self->ops->close (&self->driver);
+    driver_set_destroy (&self->drivers);
     s_close_socket (self, 0);
     if (self->ctx)
         zmq_ctx_term (self->ctx);

@@ -46,6 +46,16 @@ herald_worker_t *
 int
     herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop);
 
+/*  herald_worker_run reads the configuration file (config->path) again
+    whenever *reload becomes non-zero (SIGHUP), and clears it: the
+    channel's driver is opened anew with the new settings (templates read
+    again), deliveries in progress finish with the settings they started
+    with, heartbeats follow at once, and a new capacity or message cap is
+    announced in a new session once nothing is in progress. An invalid
+    file, or one the driver cannot open, is logged and changes nothing. */
+void
+    herald_worker_watch_reload (herald_worker_t *self, volatile sig_atomic_t *reload);
+
 /*  Closes the driver and the socket. NULL-safe, nulls *self_p. */
 void
     herald_worker_destroy (herald_worker_t **self_p);

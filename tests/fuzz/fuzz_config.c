@@ -8,9 +8,15 @@
     indexes in range, names valid, strings terminated, ranges ordered), can
     be explained, and herald_config_check reports each problem as one line
     naming the file. herald_config_check only looks at the file system
-    (stat, access, a read-only open of regular files): it is run too. */
+    (stat, access, a read-only open of regular files): it is run too.
+    A reload (herald_config_merge) of an accepted configuration over a
+    fixed running one, and the other way round, keeps the running channels
+    in their order and its restart keys, keeps every index in range, and
+    maps every old event type to a new one or to -1; one over itself
+    changes nothing. */
 #include "fuzz_util.h"
 #include "herald_config.h"
+#include "herald_config_reload.h"
 
 #define S_NAME "fuzz-herald.yaml"       /* no such file: check-config finds no lines */
 
@@ -138,6 +144,73 @@ s_check_accepted (const herald_config_t *cfg)
                 && strcmp (b->workers, b->admin) != 0, "two endpoints on one address accepted");
 }
 
+static const char s_running_text[] =
+    "broker: { listen: { producers: \"ipc://@p\", workers: \"ipc://@w\", admin: \"ipc://@a\" } }\n"
+    "channels:\n"
+    "  email: { driver: file, dir: out/email, rate: 5/s }\n"
+    "  inventory: { driver: file, dir: out/inventory }\n"
+    "events:\n"
+    "  order.confirmed: { key: order_id, fanout: [email, inventory] }\n"
+    "  order.paid: { fanout: [inventory] }\n";
+
+/*  merged = running reloaded with fresh: the invariants a process relies
+    on after a reload. */
+static void
+s_check_merge (const herald_config_t *running, const herald_config_t *fresh)
+{
+    static herald_config_t merged;
+    static herald_config_diff_t diff;
+    herald_config_merge (running, fresh, &merged, &diff);
+    fuzz_check (merged.channel_count == running->channel_count, "a reload changed the number of channels");
+    for (int i = 0; i < merged.channel_count; i++) {
+        fuzz_check (strcmp (merged.channels[i].name, running->channels[i].name) == 0,
+                    "a reload moved channel %s", running->channels[i].name);
+        s_check_channel (&merged.channels[i]);
+    }
+    fuzz_check (merged.event_count >= 0 && merged.event_count <= HERALD_MAX_EVENT_TYPES, "%d event types",
+                merged.event_count);
+    for (int i = 0; i < merged.event_count; i++)
+        s_check_event (&merged, &merged.events[i]);
+    for (int i = 0; i < running->event_count; i++)
+        fuzz_check (diff.event_map[i] >= -1 && diff.event_map[i] < merged.event_count
+                    && (diff.event_map[i] < 0
+                        || strcmp (merged.events[diff.event_map[i]].name, running->events[i].name) == 0),
+                    "event map of %s", running->events[i].name);
+    fuzz_check (strcmp (merged.broker.producers, running->broker.producers) == 0
+                && strcmp (merged.broker.store, running->broker.store) == 0
+                && merged.broker.hwm == running->broker.hwm
+                && strcmp (merged.security.broker_key, running->security.broker_key) == 0,
+                "a reload changed a restart key");
+    fuzz_check (diff.count >= 0 && diff.count <= HERALD_MAX_CHANGES && diff.unlisted >= 0 && diff.restart >= 0
+                && diff.restart <= diff.count + diff.unlisted, "change counts");
+    for (int i = 0; i < diff.count; i++)
+        fuzz_check (fuzz_terminated (diff.changes[i].key, sizeof diff.changes[i].key)
+                    && fuzz_terminated (diff.changes[i].was, sizeof diff.changes[i].was)
+                    && fuzz_terminated (diff.changes[i].now, sizeof diff.changes[i].now), "change text");
+    char text[512];
+    herald_config_diff_text (&diff, false, text, sizeof text);
+    herald_config_diff_text (&diff, true, text, sizeof text);
+}
+
+static void
+s_check_reloads (const herald_config_t *fresh)
+{
+    static herald_config_t running, merged;
+    static herald_config_diff_t diff;
+    static bool loaded;
+    if (!loaded) {
+        char err[HERALD_ERR_MAX];
+        fuzz_check (herald_config_parse (&running, s_running_text, sizeof s_running_text - 1, "running", err,
+                                         sizeof err) == 0, "the running configuration: %s", err);
+        loaded = true;
+    }
+    s_check_merge (&running, fresh);
+    s_check_merge (fresh, &running);
+    herald_config_merge (fresh, fresh, &merged, &diff);
+    fuzz_check (diff.count == 0 && diff.unlisted == 0 && memcmp (&merged, fresh, sizeof merged) == 0,
+                "a reload of the same file changed something (%d changes)", diff.count);
+}
+
 /*  Each line of a check-config report: "NAME: key: what" (no lines are
     known: the file is not there to be read again). */
 static void
@@ -178,6 +251,7 @@ LLVMFuzzerTestOneInput (const uint8_t *data, size_t size)
         fuzz_check (problems >= 0, "herald_config_check failed");
         s_check_report (report, problems);
         free (report);
+        s_check_reloads (&s_config);
     }
     /*  A short error buffer (for one input in four: parsing allocates a
         whole configuration, half a megabyte, which is what costs here): the

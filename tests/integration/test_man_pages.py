@@ -10,8 +10,9 @@ programs and the configuration schema say.
   - herald.yaml(5): every key of the schema table in common/herald_config.c
     has an entry (channels.* written channels.NAME, events.* events.TYPE,
     workers.* workers.CHANNEL, headers.* headers.HEADER; security.* too)
-    saying its compiled-in default, and the page documents no key the schema
-    does not have."""
+    saying its compiled-in default and whether SIGHUP applies it ("Reload:
+    live." or "Reload: restart.", as the table in common/config_reload.c
+    says), and the page documents no key the schema does not have."""
 
 import os
 import re
@@ -21,6 +22,7 @@ import harness
 
 MAN_DIR = os.path.join(harness.SOURCE_DIR, "man")
 CONFIG_SOURCE = os.path.join(harness.SOURCE_DIR, "common", "herald_config.c")
+RELOAD_SOURCE = os.path.join(harness.SOURCE_DIR, "common", "config_reload.c")
 CONTAINERS = ("S_MAP", "S_DICT", "S_CHANNEL", "S_EVENT")
 PLACEHOLDERS = (("channels.*", "channels.NAME"), ("events.*", "events.TYPE"),
                 ("workers.*", "workers.CHANNEL"), ("headers.*", "headers.HEADER"))
@@ -90,6 +92,13 @@ def schema_rows():
     return rows
 
 
+def reload_classes():
+    """{documented key: "live" or "restart"} of the reload table."""
+    with open(RELOAD_SOURCE) as f:
+        source = f.read()
+    return {documented_key(p): c.lower() for p, c in re.findall(r'\{ "([^"]+)",\s+S_(LIVE|RESTART) \}', source)}
+
+
 def documented_key(pattern):
     for wildcard, name in PLACEHOLDERS:
         pattern = pattern.replace(wildcard, name)
@@ -104,9 +113,13 @@ def check_config_page(t):
         entries[m.group(1)] = re.sub(r"\s+", " ", m.group(2))
     rows = [(documented_key(p), kind, fallback) for p, kind, fallback in schema_rows() if kind not in CONTAINERS]
     t.require(len(rows) > 40, "the schema table of %s is read (%d keys)" % (CONFIG_SOURCE, len(rows)))
+    classes = reload_classes()
+    t.require(len(classes) > 40, "the reload table of %s is read (%d keys)" % (RELOAD_SOURCE, len(classes)))
     for key, kind, fallback in rows:
         if not t.check(key in entries, "herald.yaml(5) documents %s" % key):
             continue
+        t.check(classes.get(key) and "Reload: %s." % classes[key] in entries[key],
+                "herald.yaml(5): %s says Reload: %s" % (key, classes.get(key)), entries[key][-200:])
         if fallback is not None:
             t.check(re.search(r"Default: %s(?![\w.])" % re.escape(fallback), entries[key]),
                     "herald.yaml(5): %s says its default, %s" % (key, fallback), entries[key])

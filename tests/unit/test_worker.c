@@ -431,12 +431,17 @@ typedef struct {
     char ids[8][HP_MAX_ID + 1];
     uint64_t leases[8];         /* echoed */
     int count;
-    int credit;                 /* completions asked for and not yet done */
 } fake_driver_t;
+
+static int s_fake_opened, s_fake_closed;     /* instances, for the reload tests */
+static int s_fake_started;                  /* deliveries started, by any instance */
+static int s_fake_credit;                   /* completions asked for (through the pipe, which every
+                                               instance polls) and not yet done */
 
 static void *
 s_fake_open (const herald_channel_t *channel, hd_complete_fn *complete, void *ctx, char *err, size_t errlen)
 {
+    s_fake_opened++;
     fake_driver_t *self = calloc (1, sizeof *self);
     self->complete = complete;
     self->ctx = ctx;
@@ -449,6 +454,7 @@ s_fake_start (void *self_, const hd_task_t *task)
     fake_driver_t *self = self_;
     if (self->count >= 8)
         return -1;
+    s_fake_started++;
     snprintf (self->ids[self->count], sizeof self->ids[0], "%s", task->task_id);
     self->leases[self->count++] = task->lease;
     return 0;
@@ -471,15 +477,15 @@ s_fake_progress (void *self_, const zmq_pollitem_t *items, int count)
         char bytes[16];
         ssize_t got = read (s_fake_pipe[0], bytes, sizeof bytes);
         if (got > 0)
-            self->credit += (int) got;
+            s_fake_credit += (int) got;
     }
-    while (self->credit > 0 && self->count > 0) {
+    while (s_fake_credit > 0 && self->count > 0) {
         hd_result_t result = { .outcome = HD_DONE };
         self->complete (self->ctx, self->ids[0], 1, self->leases[0], &result);
         memmove (self->ids[0], self->ids[1], sizeof self->ids[0] * (size_t) (self->count - 1));
         memmove (&self->leases[0], &self->leases[1], sizeof self->leases[0] * (size_t) (self->count - 1));
         self->count--;
-        self->credit--;
+        s_fake_credit--;
     }
 }
 
@@ -492,6 +498,7 @@ s_fake_in_progress (void *self)
 static void
 s_fake_close (void **self_p)
 {
+    s_fake_closed++;
     free (*self_p);
     *self_p = NULL;
 }
@@ -619,4 +626,165 @@ Test (worker, reported_errors_carry_no_secret_and_one_line)
     s_expect_result (HP_OUTCOME_RETRY, "k-1", 1, error, sizeof error);
     cr_assert_str_eq (error, "POST https://***@hooks.slack.com/services/T000/B000/***: HTTP 500: "
                              "{\"token\":\"***\"}  X-Evil: 1");
+}
+
+/*  ---------------------------------------------------------------- reload */
+
+static volatile sig_atomic_t s_reload;
+
+/*  Writes the worker's configuration file (bench: capacity, email: the
+    file driver) and loads it into s_fx.config, so that a reload reads
+    the file again. */
+static void
+s_write_config (int capacity, const char *heartbeat)
+{
+    char path[256], text[2048];
+    snprintf (path, sizeof path, "%s/herald.yaml", s_fx.dir);
+    snprintf (text, sizeof text,
+              "broker:\n"
+              "  listen: { workers: \"%s\", producers: \"ipc://%s/p.sock\", admin: \"ipc://%s/a.sock\" }\n"
+              "  store: %s/herald.db\n"
+              "  heartbeat: %s\n"
+              "  shutdown_timeout: 2s\n"
+              "channels:\n"
+              "  bench: { driver: noop, capacity: %d }\n"
+              "  email: { driver: file, dir: %s/out/email, capacity: 2 }\n"
+              "events:\n"
+              "  order.confirmed: { fanout: [bench, email] }\n",
+              s_fx.endpoint, s_fx.dir, s_fx.dir, s_fx.dir, heartbeat, capacity, s_fx.dir);
+    FILE *f = fopen (path, "w");
+    cr_assert_not_null (f);
+    fputs (text, f);
+    fclose (f);
+    if (!s_fx.worker) {
+        char err[HERALD_ERR_MAX];
+        cr_assert_eq (herald_config_load (&s_fx.config, path, err, sizeof err), 0, "%s", err);
+    }
+}
+
+static void
+s_start_reloadable_fake_worker (int capacity)
+{
+    cr_assert_eq (pipe (s_fake_pipe), 0);
+    /*  Every instance polls the pipe: the one that reads a byte may not be
+        the one that finishes a delivery, and the other must not block. */
+    cr_assert_eq (fcntl (s_fake_pipe[0], F_SETFL, O_NONBLOCK), 0);
+    s_fake_opened = s_fake_closed = s_fake_started = s_fake_credit = 0;
+    s_write_config (capacity, "1s");
+    char err[512];
+    s_fx.worker = herald_worker_new_with_driver (&s_fx.config, 0, NULL, &s_fake_ops, err, sizeof err);
+    cr_assert_not_null (s_fx.worker, "%s", err);
+    s_reload = 0;
+    herald_worker_watch_reload (s_fx.worker, &s_reload);
+    cr_assert_eq (pthread_create (&s_fx.thread, NULL, s_run, NULL), 0);
+    s_fx.running = true;
+    s_expect_ready ("bench", (uint32_t) capacity);
+}
+
+/*  Waits until the fake driver has started count deliveries. */
+static void
+s_wait_started (int count)
+{
+    int64_t deadline = herald_clock_mono_ms () + WAIT_MS;
+    while (s_fake_started < count && herald_clock_mono_ms () < deadline)
+        zmq_poll (NULL, 0, 5);
+    cr_assert_geq (s_fake_started, count, "deliveries started: %d", s_fake_started);
+}
+
+/*  Waits until the fake driver counters are these. */
+static bool
+s_wait_opened (int opened, int closed)
+{
+    int64_t deadline = herald_clock_mono_ms () + WAIT_MS;
+    while (herald_clock_mono_ms () < deadline) {
+        if (s_fake_opened == opened && s_fake_closed == closed)
+            return true;
+        zmq_poll (NULL, 0, 5);
+    }
+    return false;
+}
+
+Test (worker, reload_opens_a_new_driver_and_the_old_one_finishes_its_deliveries)
+{
+    s_start_reloadable_fake_worker (2);
+    s_send_task ("r-1", 1, "bench", s_event);
+    s_send_task ("r-2", 1, "bench", s_event);
+    s_wait_started (2);
+    s_write_config (2, "2s");           /* a change that needs no new session */
+    s_reload = 1;
+    cr_assert (s_wait_opened (2, 0), "a reload opens the driver again and keeps the busy one: opened %d closed %d",
+               s_fake_opened, s_fake_closed);
+    /*  The old instance holds r-1 and r-2: the credit is full, r-3 waits. */
+    s_send_task ("r-3", 1, "bench", s_event);
+    s_fake_finish (2);
+    s_expect_result (HP_OUTCOME_DONE, "r-1", 1, NULL, 0);
+    s_expect_result (HP_OUTCOME_DONE, "r-2", 1, NULL, 0);
+    cr_assert (s_wait_opened (2, 1), "the old instance is closed once its deliveries are done: closed %d",
+               s_fake_closed);
+    s_fake_finish (1);
+    s_expect_result (HP_OUTCOME_DONE, "r-3", 1, NULL, 0);
+    s_send_task ("r-4", 1, "bench", s_event);
+    s_fake_finish (1);
+    s_expect_result (HP_OUTCOME_DONE, "r-4", 1, NULL, 0);
+    cr_assert_eq (s_fake_opened, 2);
+}
+
+Test (worker, reload_with_a_new_capacity_registers_again_once_idle)
+{
+    s_start_reloadable_fake_worker (2);
+    char first[256];
+    size_t first_len = s_fx.identity_len;
+    memcpy (first, s_fx.identity, first_len);
+    s_send_task ("c-1", 1, "bench", s_event);
+    s_wait_started (1);
+    s_write_config (3, "1s");
+    s_reload = 1;
+    cr_assert (s_wait_opened (2, 0), "opened %d closed %d", s_fake_opened, s_fake_closed);
+    /*  Sent after the reload, before the new session: not started (the
+        broker gives it back at the DISCONNECT). */
+    s_send_task ("c-2", 1, "bench", s_event);
+    hw_msg_t in;
+    hp_msg_t msg;
+    zmq_pollitem_t item = { s_fx.router, 0, ZMQ_POLLIN, 0 };
+    int64_t until = herald_clock_mono_ms () + 200;
+    while (herald_clock_mono_ms () < until) {
+        if (zmq_poll (&item, 1, 20) > 0) {
+            cr_assert_eq (hw_recv (s_fx.router, true, &in, 0), 0);
+            cr_assert_eq (hw_decode (&in, &msg, NULL), 0);
+            cr_assert_eq (msg.command, HP_HEARTBEAT, "got %s while c-1 is in progress", hp_command_name (msg.command));
+            hw_msg_close (&in);
+        }
+    }
+    s_fake_finish (1);
+    s_expect_result (HP_OUTCOME_DONE, "c-1", 1, NULL, 0);
+    cr_assert_eq (s_expect (HP_DISCONNECT, WAIT_MS, &in, &msg), 0, "no DISCONNECT once idle");
+    cr_assert (in.identity.len == first_len && memcmp (in.identity.ptr, first, first_len) == 0,
+               "the DISCONNECT ends the old session");
+    hw_msg_close (&in);
+    s_expect_ready ("bench", 3);
+    cr_assert (s_fx.identity_len != first_len || memcmp (s_fx.identity, first, first_len) != 0,
+               "the new READY comes on a new connection");
+    s_send_task ("c-3", 1, "bench", s_event);
+    s_fake_finish (1);
+    s_expect_result (HP_OUTCOME_DONE, "c-3", 1, NULL, 0);
+}
+
+Test (worker, reload_of_an_invalid_file_changes_nothing)
+{
+    s_start_reloadable_fake_worker (2);
+    char path[256];
+    snprintf (path, sizeof path, "%s/herald.yaml", s_fx.dir);
+    FILE *f = fopen (path, "a");
+    cr_assert_not_null (f);
+    fputs ("broker: [\n", f);
+    fclose (f);
+    s_reload = 1;
+    int64_t deadline = herald_clock_mono_ms () + WAIT_MS;
+    while (s_reload && herald_clock_mono_ms () < deadline)
+        zmq_poll (NULL, 0, 5);
+    cr_assert_eq (s_reload, 0, "the worker looked at the reload request");
+    cr_assert_eq (s_fake_opened, 1, "no driver opened for an invalid file");
+    s_send_task ("i-1", 1, "bench", s_event);
+    s_fake_finish (1);
+    s_expect_result (HP_OUTCOME_DONE, "i-1", 1, NULL, 0);
 }
