@@ -4,6 +4,8 @@ named by NOTIFY_SOCKET and starts the real broker with it.
 
   - READY=1 comes once the broker is bound and has recovered its store: when
     it arrives, the endpoints exist and a publish is ACKed;
+  - SIGHUP brings RELOADING=1 (with MONOTONIC_USEC, as systemd's
+    Type=notify-reload wants it), then READY=1 once the file is applied;
   - SIGTERM brings STOPPING=1, then a clean exit 0;
   - without NOTIFY_SOCKET the broker runs as before (every other test)."""
 
@@ -54,6 +56,14 @@ def body(t):
         t.check(r.returncode == 0 and '"event_id"' in r.stdout,
                 "a publish sent the moment READY=1 arrived is ACKed",
                 "exit %d stdout %r stderr %r" % (r.returncode, r.stdout, r.stderr[-500:]))
+
+        h.send_signal(broker, signal.SIGHUP)
+        seen = []
+        receive_until(sock, "READY=1", broker, seen, timeout=20)
+        lines = [m.split("\n") for m in seen]
+        t.check(len(lines) == 2 and lines[0][0] == "RELOADING=1"
+                and any(x.startswith("MONOTONIC_USEC=") for x in lines[0]) and lines[1] == ["READY=1"],
+                "SIGHUP brings RELOADING=1 with MONOTONIC_USEC, then READY=1", seen)
 
         h.send_signal(broker, signal.SIGTERM)
         seen = []
