@@ -137,6 +137,8 @@ static const s_row_t s_schema[] = {
       .max = 100000, .fallback = "256" },
     { .pattern = "broker.http_timeout", .type = S_DURATION, S_BROKER (http_timeout_ms), .min = S_MS_SECOND,
       .max = S_MS_HOUR, .fallback = "10s" },
+    { .pattern = "broker.takeover_timeout", .type = S_DURATION, S_BROKER (takeover_timeout_ms), .min = S_MS_SECOND,
+      .max = S_MS_HOUR, .fallback = "10s" },
 
     { .pattern = "channels", .type = S_DICT },
     { .pattern = "channels.*", .type = S_CHANNEL },
