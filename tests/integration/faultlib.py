@@ -219,6 +219,7 @@ class Producer(threading.Thread):
         self.failures = 0
         self.nacks = {}             # NACK code -> count (from stderr)
         self.reasons = {}           # NACK reason (up to its first ";") -> count
+        self.failovers = 0          # "failing over to" lines (herald publish -e A,B)
         self.exits = {}
         self.runs = 0
         self.written = 0            # lines handed to publish processes
@@ -335,6 +336,8 @@ class Producer(threading.Thread):
                     num = head.rsplit(" ", 1)[-1].lstrip("(")
                     if num.isdigit():
                         self.totals[key] += int(num)
+            if "failing over to " in line:
+                self.failovers += 1
             if " NACK " in line:
                 code = line.split(" NACK ", 1)[1].split()[0]
                 self.nacks[code] = self.nacks.get(code, 0) + 1

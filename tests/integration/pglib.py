@@ -53,6 +53,23 @@ def bindir():
     return os.path.dirname(found[-1])
 
 
+def _group_alive(pgid):
+    """True while a process of group pgid runs (zombies, which a container's
+    init may never reap, do not count: they hold no port nor memory)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+            return True
+    return False
+
+
 def free_port():
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
@@ -161,11 +178,7 @@ class Postgres:
             pass
         self.proc.wait(timeout=timeout)
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                os.killpg(pgid, 0)
-            except ProcessLookupError:
-                return
+        while time.monotonic() < deadline and _group_alive(pgid):
             time.sleep(0.05)
 
     def cleanup(self):
