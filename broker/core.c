@@ -1589,6 +1589,24 @@ s_admin_answered (core_t *self, index_msg_t *msg)
 //  --------------------------------------------------------------------------
 //  The index speaks
 
+/*  A shared store: each channel's limits (rate, burst, max_in_flight) are
+    divided among the living brokers serving it. */
+static void
+s_share (core_t *self, const index_msg_t *msg)
+{
+    for (int i = 0; i < msg->channel_count; i++) {
+        int c = herald_config_channel_index (self->config, msg->channels[i]);
+        if (c < 0)
+            continue;
+        const herald_channel_t *cfg = &self->config->channels[c];
+        int brokers = msg->channel_counts[i] > 1? (int) msg->channel_counts[i]: 1;
+        dispatch_set_share (self->dispatch, c, brokers);
+        if (cfg->rate_per_sec > 0 || cfg->max_in_flight > 0)
+            herald_info ("channel limits shared among brokers", "channel=%s brokers=%d rate_per_sec=%.3g",
+                         cfg->name, brokers, cfg->rate_per_sec / brokers);
+    }
+}
+
 void
 core_index (core_t *self, index_msg_t *msg, int64_t now)
 {
@@ -1620,6 +1638,9 @@ core_index (core_t *self, index_msg_t *msg, int64_t now)
                 self->chans[c].backlog = true;
             break;
         }
+        case INDEX_SHARE:
+            s_share (self, msg);
+            break;
         case INDEX_FAILED: {
             char quoted[2100];
             herald_error ("store index failed: stopping", "error=%s",

@@ -158,6 +158,11 @@ void
 task_t *
     dispatch_expired (dispatch_t *self, int64_t now);
 
+/*  The channel's rate, burst and max_in_flight are shared by `brokers`
+    brokers (a store shared by several: each takes its part); 1 alone. */
+void
+    dispatch_set_share (dispatch_t *self, int channel, int brokers);
+
 /*  Holds back a channel's deliveries until the monotonic time until (the
     downstream said 429 / Retry-After: it speaks for the API, not one task). */
 void

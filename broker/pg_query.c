@@ -39,6 +39,7 @@ struct pg_query {
     uint64_t claim_serial;              /* claims made (the claim column) */
     uint64_t lost_claim;                /* a claim whose answer was lost with the connection */
     char broker[24];                    /* broker id as text */
+    char shares[512];                   /* the last INDEX_SHARE told, as text */
 };
 
 //  --------------------------------------------------------------------------
@@ -644,6 +645,38 @@ pg_query_refresh_status (pg_shared_t *shared, PGconn *conn)
     pthread_mutex_unlock (&shared->lock);
 }
 
+/*  How many living brokers serve each channel (their liveness rows), told
+    to the core when it changes: each takes its part of the channel's rate. */
+static void
+s_shares (pg_query_t *self)
+{
+    char timeout[24];
+    snprintf (timeout, sizeof timeout, "%" PRId64, self->shared->takeover_ms);
+    const char *values[1] = { timeout };
+    PGresult *res = s_exec (self, "shares",
+        "SELECT c, count (*) FROM herald.brokers b, unnest (string_to_array (b.channels, ' ')) AS c"
+        " WHERE b.seen_at >= now () - make_interval (secs => $1::double precision / 1000)"
+        " GROUP BY c ORDER BY c", 1, values);
+    if (!res)
+        return;
+    char text[sizeof self->shares] = "";
+    size_t n = 0;
+    index_msg_t *note = index_msg_new (INDEX_SHARE);
+    for (int r = 0; note && r < PQntuples (res) && r < INDEX_MAX_CHANNELS; r++) {
+        n += (size_t) snprintf (text + n, n < sizeof text? sizeof text - n: 0, "%s=%s ", PQgetvalue (res, r, 0),
+                                PQgetvalue (res, r, 1));
+        snprintf (note->channels[note->channel_count], sizeof note->channels[0], "%s", PQgetvalue (res, r, 0));
+        note->channel_counts[note->channel_count++] = s_int (res, r, 1);
+    }
+    PQclear (res);
+    if (note && strcmp (text, self->shares) != 0) {
+        snprintf (self->shares, sizeof self->shares, "%s", text);
+        pg_post (self->shared, note);
+        note = NULL;
+    }
+    index_msg_destroy (&note);
+}
+
 static void
 s_periodic (pg_query_t *self)
 {
@@ -655,6 +688,8 @@ s_periodic (pg_query_t *self)
         if (!s_heartbeat (self) || !self->conn)
             return;
         s_look_for_free_tasks (self);
+        if (self->conn)
+            s_shares (self);
         if (self->conn)
             pg_query_refresh_status (self->shared, self->conn);
     }
