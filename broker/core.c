@@ -450,6 +450,38 @@ s_places_kept (core_t *self, const herald_event_type_t *type)
     return keep;
 }
 
+/*  A shared store: the last worker of channel c left this broker, which
+    keeps none of its tasks then: they go back to the store (free), for a
+    broker with workers to claim, once what was appended before is
+    committed (their outcomes first). */
+static void
+s_give_back (core_t *self, int c)
+{
+    size_t count = dispatch_held (self->dispatch, c);
+    index_msg_t *msg = count? index_msg_new (INDEX_RELEASE): NULL;
+    if (msg)
+        msg->tasks = calloc (count, sizeof *msg->tasks);
+    if (!msg || !msg->tasks) {
+        index_msg_destroy (&msg);
+        return;
+    }
+    task_t *task;
+    while (msg->task_count < count && (task = dispatch_take_back (self->dispatch, c))) {
+        msg->tasks[msg->task_count++] = (index_task_t) { .seq = task->seq, .ch = task->ch };
+        task_destroy (&task);
+    }
+    if (msg->task_count == 0) {
+        index_msg_destroy (&msg);
+        return;
+    }
+    herald_info ("no worker left for a channel: its tasks go back to the store for the other brokers",
+                 "channel=%s tasks=%zu", self->config->channels[c].name, msg->task_count);
+    snprintf (msg->text, sizeof msg->text, "%s", self->config->channels[c].name);
+    msg->min_lsn = UINT64_MAX;          /* after what was appended so far */
+    self->chans[c].backlog = true;
+    self->io.query (self->io.ctx, msg);
+}
+
 /*  A shared store: tells it which channels have a worker here (for its
     liveness row: the other brokers' share of each channel's rate). */
 static void
@@ -464,6 +496,9 @@ s_tell_serving (core_t *self)
     }
     if (self->serving_told && serving == self->serving)
         return;
+    for (int c = 0; c < self->config->channel_count && self->serving_told; c++)
+        if ((self->serving & (1u << c)) && !(serving & (1u << c)))
+            s_give_back (self, c);
     index_msg_t *msg = index_msg_new (INDEX_SERVING);
     if (!msg)
         return;
@@ -1631,6 +1666,7 @@ core_index (core_t *self, index_msg_t *msg, int64_t now)
             break;
         case INDEX_APPLIED:
         case INDEX_SERVING:
+        case INDEX_RELEASE:
             break;
         case INDEX_BACKLOG: {
             int c = herald_config_channel_index (self->config, msg->text);

@@ -537,6 +537,22 @@ dispatch_oldest (dispatch_t *self, int channel)
     return oldest;
 }
 
+task_t *
+dispatch_take_back (dispatch_t *self, int channel)
+{
+    channel_state_t *ch = &self->channels[channel];
+    task_t *task = ch->head;
+    if (task) {
+        ch->head = task->next;
+        if (!ch->head)
+            ch->tail = NULL;
+        ch->ready--;
+        task->next = NULL;
+        return task;
+    }
+    return s_heap_pop (ch);
+}
+
 size_t
 dispatch_held (dispatch_t *self, int channel)
 {

@@ -188,6 +188,13 @@ void
 int64_t
     dispatch_oldest (dispatch_t *self, int channel);
 
+/*  One task of a channel held in memory and not leased (ready, then
+    delayed), taken out of the dispatcher (the caller owns it), or NULL:
+    a broker sharing its store gives back the tasks of a channel it has no
+    worker for any more. */
+task_t *
+    dispatch_take_back (dispatch_t *self, int channel);
+
 /*  Tasks of a channel held in memory (ready + delayed + in flight). */
 size_t
     dispatch_held (dispatch_t *self, int channel);

@@ -382,6 +382,26 @@ s_claim (pg_query_t *self, index_msg_t *msg)
     msg->code = HP_CODE_OK;
 }
 
+/*  Tasks a broker left without a worker for their channel gives back. */
+static void
+s_release_tasks (pg_query_t *self, index_msg_t *msg)
+{
+    pg_array_t seqs = { 0 }, places = { 0 };
+    for (size_t i = 0; i < msg->task_count; i++) {
+        pg_array_int (&seqs, (int64_t) msg->tasks[i].seq);
+        pg_array_int (&places, msg->tasks[i].ch);
+    }
+    const char *values[4] = { self->broker, pg_array_end (&seqs), pg_array_end (&places), msg->text };
+    PGresult *res = values[1] && values[2]? s_exec (self, "give tasks back",
+        "WITH f AS (UPDATE herald.tasks t SET owner = NULL, claim = 0 FROM unnest ($2::bigint[], $3::int[]) AS g (seq, ch)"
+        "           WHERE t.seq = g.seq AND t.ch = g.ch AND t.owner = $1 RETURNING 1)"
+        " SELECT count (*), pg_notify ('" PG_NOTIFY_CHANNEL "', $4) FROM f", 4, values): NULL;
+    msg->code = res? HP_CODE_OK: HP_CODE_INTERNAL;
+    PQclear (res);
+    free (seqs.text.data);
+    free (places.text.data);
+}
+
 /*  Answers a request now. False when it must wait for the connection. */
 static bool
 s_answer (pg_query_t *self, index_msg_t *msg)
@@ -395,7 +415,7 @@ s_answer (pg_query_t *self, index_msg_t *msg)
     if (!self->conn && !self->stopping) {
         /*  Claims wait for the connection (a loop would retry them every
             turn); the rest is answered at once. */
-        if (msg->kind == INDEX_LOAD)
+        if (msg->kind == INDEX_LOAD || msg->kind == INDEX_RELEASE)
             return false;
         if (msg->kind == INDEX_EVENT_ID) {
             msg->code = HP_CODE_INTERNAL;
@@ -412,6 +432,7 @@ s_answer (pg_query_t *self, index_msg_t *msg)
         case INDEX_DEAD_SHOW: s_dead_show (self, msg); break;
         case INDEX_EVENT_ID:  s_event_id (self, msg); break;
         case INDEX_LOAD:      s_claim (self, msg); break;
+        case INDEX_RELEASE:   s_release_tasks (self, msg); break;
         default:
             msg->code = HP_CODE_BAD_REQUEST;
     }

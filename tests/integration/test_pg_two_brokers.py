@@ -10,7 +10,9 @@ workers on both.
     duplicate carrying A's id;
   - a broker keeps no task of a channel it has no worker for: with A's
     courier worker gone, the courier tasks of orders published to A are
-    delivered by B's courier worker;
+    delivered by B's courier worker; and when A's email worker dies (stalled
+    first, so A holds 100 email tasks, some leased to it), A gives those
+    tasks back and B's email worker delivers them;
   - `herald status` on either broker lists both brokers and counts over both.
 """
 
@@ -82,6 +84,23 @@ def run(t, pg):
             where)
     held_a = {x[0] for tid, x in files["email"].items() if x[1].order_id in more}
     t.check(held_a == {"A"}, "their email tasks, A having an email worker, delivered by A", held_a)
+
+    # A's email worker stalls, A holds the email tasks, the worker dies:
+    # A gives them back
+    email_a = [p for p in workers_a if p.name == "worker-email"][0]
+    a.send_signal(email_a, signal.SIGSTOP)
+    stalled = pgtwo.publish_all(t, [faultlib.Producer(a, "to-A-email-stalled", 3001, 100)], timeout=60)
+    held = pg.sql("SELECT count(*) FROM herald.tasks WHERE channel = 'email' AND state = 0 AND owner ="
+                  " (SELECT min(id) FROM herald.brokers)")
+    t.check(held == "100", "A holds the 100 email tasks while its email worker is stalled", held)
+    a.kill(email_a, signal.SIGKILL)
+    pgtwo.wait_delivered(both, stalled, timeout=30, channels=("email",))
+    per, files = pgtwo.delivered(both)
+    where = {x[0] for x in files["email"].values() if x[1].order_id in stalled}
+    t.check(where == {"B"}, "A, left without an email worker, gave its email tasks back: B delivered them",
+            where)
+    t.check(faultlib.logs_matching(a, "broker", "no worker left for a channel", "channel=email"),
+            "A says it gave the channel's tasks back")
 
     st = a.status()
     ids = [x.get("id") for x in st["broker"].get("postgresql", {}).get("brokers", [])]
