@@ -104,6 +104,35 @@ s_io_query (void *ctx, index_msg_t *msg)
     store_post (self->store, msg);
 }
 
+/*  A shared store's answers (core_start_t.shared). */
+static uint64_t
+s_io_next_seq (void *ctx)
+{
+    broker_t *self = ctx;
+    return store_next_seq (self->store);
+}
+
+static uint64_t
+s_io_append_event (void *ctx, const void *payload, uint32_t len, uint32_t held)
+{
+    broker_t *self = ctx;
+    return store_append_event (self->store, payload, len, held);
+}
+
+static int
+s_io_commit_result (void *ctx, uint64_t lsn, store_commit_t *out)
+{
+    broker_t *self = ctx;
+    return store_commit_result (self->store, lsn, out);
+}
+
+static const char *
+s_io_durability (void *ctx)
+{
+    broker_t *self = ctx;
+    return store_durability (self->store);
+}
+
 static void
 s_io_status (void *ctx, json_t *reply)
 {
@@ -116,10 +145,7 @@ s_io_status (void *ctx, json_t *reply)
         "dropped", (json_int_t) out.dropped,
         "replies_lost", (json_int_t) out.lost));
     json_object_set_new (reply, "security", security_status (self->security));
-    json_t *broker = json_object_get (reply, "broker");
-    json_object_set_new (broker, "journal_bytes", json_integer ((json_int_t) store_journal_bytes (self->store)));
-    json_object_set_new (broker, "index_bytes", json_integer ((json_int_t) store_index_bytes (self->store)));
-    json_object_set_new (broker, "index_lag_bytes", json_integer ((json_int_t) store_index_lag (self->store)));
+    store_status (self->store, reply);
 }
 
 //  --------------------------------------------------------------------------
@@ -177,6 +203,7 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         .journal_max = config->broker.journal_max_bytes,
         .retention_ms = config->broker.dedup_retention_ms,
         .metrics = self->metrics,
+        .config = config,
     };
     index_info_t info;
     bool corrupt;
@@ -191,7 +218,13 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         .append = s_io_append, .append_status = s_io_append_status, .query = s_io_query,
         .status = s_io_status, .metrics = self->metrics, .internal_reply = s_io_internal_reply,
     };
-    core_start_t start = { .next_seq = info.next_seq, .boots = info.boots };
+    if (store_shared (self->store)) {
+        io.next_seq = s_io_next_seq;
+        io.append_event = s_io_append_event;
+        io.commit_result = s_io_commit_result;
+        io.durability = s_io_durability;
+    }
+    core_start_t start = { .next_seq = info.next_seq, .boots = info.boots, .shared = store_shared (self->store) };
     self->core = core_new (config, &io, &start);
     if (!self->core) {
         snprintf (err, errlen, "out of memory");

@@ -40,6 +40,7 @@ typedef struct {
     int type_index;
     uint8_t fanout[HERALD_MAX_CHANNELS];/* its channels as its record lists them (a reload may change the type's) */
     uint8_t fanout_count;
+    uint32_t held;                      /* shared store: fan-out places kept in memory (bit f) */
 } s_ack_t;
 
 /*  A duplicate waiting for the index to name the stored event. */
@@ -141,6 +142,9 @@ struct core {
     int64_t events_accepted;
     herald_ratelimit_t refusals, worker_refusals;
     int64_t started;
+    bool shared;                        /* the store is shared with other brokers (core_start_t) */
+    uint32_t serving;                   /* shared: channels with a worker here, as last told to the store */
+    bool serving_told;
 };
 
 //  --------------------------------------------------------------------------
@@ -223,10 +227,22 @@ s_append (core_t *self, const record_t *rec)
     return self->io.append (self->io.ctx, self->record, (uint32_t) len);
 }
 
+/*  The ACK's durability word: what the store reached. */
+static const char *
+s_durability (core_t *self)
+{
+    return self->io.durability? self->io.durability (self->io.ctx): "fsync";
+}
+
 static const char *
 s_append_refusal (core_t *self, int *code)
 {
     journal_status_t status = self->io.append_status (self->io.ctx);
+    if (status == JOURNAL_UNAVAILABLE) {
+        *code = HP_CODE_BUSY;
+        return "store unavailable: the broker cannot reach its database; the event is not stored; publish it"
+               " again later";
+    }
     if (status == JOURNAL_FULL) {
         *code = HP_CODE_STORAGE;
         return "storage full: the broker cannot store new events now; publish again later";
@@ -237,6 +253,30 @@ s_append_refusal (core_t *self, int *code)
     }
     *code = HP_CODE_BUSY;
     return "busy: the broker's journal is at its limit (its index is behind); publish again later";
+}
+
+/*  An event's record; a shared store also learns which places this broker
+    keeps (io.append_event). */
+static uint64_t
+s_append_event (core_t *self, const record_t *rec, uint32_t keep)
+{
+    if (!self->io.append_event)
+        return s_append (self, rec);
+    size_t size = record_size (rec);
+    if (size == 0 || size > S_RECORD_MAX)
+        return 0;
+    if (size > self->record_cap) {
+        size_t cap = self->record_cap? self->record_cap: 4096;
+        while (cap < size)
+            cap *= 2;
+        unsigned char *grown = realloc (self->record, cap);
+        if (!grown)
+            return 0;
+        self->record = grown;
+        self->record_cap = cap;
+    }
+    size_t len = record_encode (rec, self->record, self->record_cap);
+    return len? self->io.append_event (self->io.ctx, self->record, (uint32_t) len, keep): 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -256,6 +296,7 @@ core_new (const herald_config_t *config, const core_io_t *io, const core_start_t
     self->batches = calloc (S_BATCHES_MAX, sizeof *self->batches);
     self->next_seq = start->next_seq? start->next_seq: 1;
     self->boots = start->boots;
+    self->shared = start->shared;
     if (!self->dispatch || !self->dedup || !self->batches) {
         core_destroy (&self);
         return NULL;
@@ -311,7 +352,9 @@ core_recover_counts (core_t *self, const char *channel, int64_t pending, int64_t
 {
     int c = herald_config_channel_index (self->config, channel);
     if (c < 0) {
-        if (pending > 0 && self->abandoned_count < HERALD_MAX_CHANNELS)
+        /*  A shared store's other brokers may serve channels this one does
+            not have: they are theirs, not abandoned. */
+        if (pending > 0 && !self->shared && self->abandoned_count < HERALD_MAX_CHANNELS)
             snprintf (self->abandoned[self->abandoned_count++], sizeof self->abandoned[0], "%s", channel);
         return;
     }
@@ -390,6 +433,87 @@ s_fill_peer (unsigned char *identity, size_t *identity_len, char *corr, size_t *
         memcpy (corr, from_corr.ptr, *corr_len);
 }
 
+/*  A shared store: the fan-out places of a new event this broker keeps in
+    memory: channels with a worker here, room in the window, and no free
+    task waiting in the store (those go first). The others stay free in
+    the store for any broker with workers to claim. */
+static uint32_t
+s_places_kept (core_t *self, const herald_event_type_t *type)
+{
+    uint32_t keep = 0;
+    for (int f = 0; f < type->fanout_count; f++) {
+        int c = type->fanout[f];
+        dispatch_counts_t counts;
+        dispatch_counts (self->dispatch, c, &counts);
+        if (counts.workers > 0 && !self->chans[c].backlog
+        &&  dispatch_held (self->dispatch, c) < (size_t) self->config->broker.queue_window)
+            keep |= 1u << f;
+    }
+    return keep;
+}
+
+/*  A shared store: the last worker of channel c left this broker, which
+    keeps none of its tasks then: they go back to the store (free), for a
+    broker with workers to claim, once what was appended before is
+    committed (their outcomes first). */
+static void
+s_give_back (core_t *self, int c)
+{
+    size_t count = dispatch_held (self->dispatch, c);
+    index_msg_t *msg = count? index_msg_new (INDEX_RELEASE): NULL;
+    if (msg)
+        msg->tasks = calloc (count, sizeof *msg->tasks);
+    if (!msg || !msg->tasks) {
+        index_msg_destroy (&msg);
+        return;
+    }
+    task_t *task;
+    while (msg->task_count < count && (task = dispatch_take_back (self->dispatch, c))) {
+        msg->tasks[msg->task_count++] = (index_task_t) { .seq = task->seq, .ch = task->ch };
+        task_destroy (&task);
+    }
+    if (msg->task_count == 0) {
+        index_msg_destroy (&msg);
+        return;
+    }
+    herald_info ("no worker left for a channel: its tasks go back to the store for the other brokers",
+                 "channel=%s tasks=%zu", self->config->channels[c].name, msg->task_count);
+    snprintf (msg->text, sizeof msg->text, "%s", self->config->channels[c].name);
+    msg->min_lsn = UINT64_MAX;          /* after what was appended so far */
+    self->chans[c].backlog = true;
+    self->io.query (self->io.ctx, msg);
+}
+
+/*  A shared store: tells it which channels have a worker here (for its
+    liveness row: the other brokers' share of each channel's rate). */
+static void
+s_tell_serving (core_t *self)
+{
+    uint32_t serving = 0;
+    for (int c = 0; c < self->config->channel_count; c++) {
+        dispatch_counts_t counts;
+        dispatch_counts (self->dispatch, c, &counts);
+        if (counts.workers > 0)
+            serving |= 1u << c;
+    }
+    if (self->serving_told && serving == self->serving)
+        return;
+    for (int c = 0; c < self->config->channel_count && self->serving_told; c++)
+        if ((self->serving & (1u << c)) && !(serving & (1u << c)))
+            s_give_back (self, c);
+    index_msg_t *msg = index_msg_new (INDEX_SERVING);
+    if (!msg)
+        return;
+    size_t n = 0;
+    for (int c = 0; c < self->config->channel_count; c++)
+        if (serving & (1u << c))
+            n += (size_t) snprintf (msg->text + n, sizeof msg->text - n, "%s%s", n? " ": "",
+                                    self->config->channels[c].name);
+    self->serving = serving;
+    self->serving_told = true;
+    self->io.query (self->io.ctx, msg);
+}
+
 //  --------------------------------------------------------------------------
 //  Publishing
 
@@ -418,7 +542,12 @@ s_stage_event (core_t *self, const void *identity, size_t identity_len, hp_str_t
                 return;
             }
         }
-    uint64_t seq = self->next_seq;
+    uint64_t seq = self->io.next_seq? self->io.next_seq (self->io.ctx): self->next_seq;
+    if (seq == 0) {
+        s_nack (self, identity, identity_len, corr, HP_CODE_BUSY, "busy: the broker has no event number at hand"
+                " (its store is slow to give one); publish again later");
+        return;
+    }
     uint64_t held = dedup_add (self->dedup, check->dedup_key, strlen (check->dedup_key), seq);
     if (held == UINT64_MAX) {
         s_nack (self, identity, identity_len, corr, HP_CODE_BUSY, "broker out of memory: publish again later");
@@ -447,7 +576,8 @@ s_stage_event (core_t *self, const void *identity, size_t identity_len, hp_str_t
     e->source = record_str (check->source);
     e->dedup_key = record_str (check->dedup_key);
     e->body = (record_str_t) { body, body_len };
-    uint64_t lsn = s_append (self, &rec);
+    uint32_t keep = self->shared? s_places_kept (self, type): 0;
+    uint64_t lsn = s_append_event (self, &rec, keep);
     if (lsn == 0) {
         self->ack_count--;
         free (blob);
@@ -476,6 +606,7 @@ s_stage_event (core_t *self, const void *identity, size_t identity_len, hp_str_t
     ack->fanout_count = (uint8_t) type->fanout_count;
     for (int f = 0; f < type->fanout_count; f++)
         ack->fanout[f] = (uint8_t) type->fanout[f];
+    ack->held = keep;
     snprintf (ack->event_id, sizeof ack->event_id, "%s", check->id);
     s_fill_peer (ack->identity, &ack->identity_len, ack->corr, &ack->corr_len, &ack->version,
                  self->version, identity, identity_len, corr);
@@ -577,7 +708,7 @@ s_duplicate_answered (core_t *self, index_msg_t *msg, int64_t now)
     if (msg->code == HP_CODE_OK && msg->dedup_key && strcmp (msg->dedup_key, lookup->check.dedup_key) == 0) {
         hp_msg_t ack = { .command = HP_ACK, .version = lookup->version, .corr = corr,
                          .event_id = hp_str (msg->event_id),
-                         .duplicate = true, .durability = hp_str ("fsync") };
+                         .duplicate = true, .durability = hp_str (s_durability (self)) };
         if (!corr.ptr || corr.len == 0)
             ack.corr = hp_str ("-");
         herald_metrics_acked (self->io.metrics, true, lookup->received_us);
@@ -614,7 +745,11 @@ s_make_tasks (core_t *self, const s_ack_t *ack, int64_t now)
         int c = ack->fanout[f];
         s_chan_t *ch = &self->chans[c];
         ch->open++;
-        if (ch->backlog || dispatch_held (self->dispatch, c) >= (size_t) self->config->broker.queue_window) {
+        /*  A shared store: the places not kept are free tasks in the store,
+            for this broker (once it has room) or another to claim. */
+        bool free_in_store = self->shared && !(ack->held & (1u << f));
+        if (free_in_store || (!self->shared && (ch->backlog
+            || dispatch_held (self->dispatch, c) >= (size_t) self->config->broker.queue_window))) {
             ch->backlog = true;
             ch->backlog_lsn = ack->lsn;
             continue;
@@ -630,6 +765,40 @@ s_make_tasks (core_t *self, const s_ack_t *ack, int64_t now)
     }
 }
 
+/*  A shared store decided at commit what a tentative new event became:
+    a duplicate of an event another broker stored (ACKed with its id, no
+    tasks; the key now names that event here too) or refused (a NACK:
+    not stored, or not known to be). Returns true when it answered the
+    publish, false for a new event (the caller ACKs it). */
+static bool
+s_commit_result (core_t *self, s_ack_t *ack)
+{
+    store_commit_t result = { .kind = STORE_COMMIT_NEW };
+    if (self->io.commit_result (self->io.ctx, ack->lsn, &result) != 0 || result.kind == STORE_COMMIT_NEW)
+        return false;
+    hp_str_t corr = ack->corr_len? hp_strn (ack->corr, ack->corr_len): hp_str ("-");
+    self->version = ack->version;
+    self->origin = ack->origin;
+    if (result.key)
+        dedup_remove (self->dedup, result.key, result.key_len, ack->blob->seq);
+    if (result.kind == STORE_COMMIT_DUPLICATE) {
+        if (result.key && dedup_add (self->dedup, result.key, result.key_len, result.seq) == UINT64_MAX)
+            herald_warn ("out of memory keeping an idempotency key", NULL);
+        hp_msg_t reply = { .command = HP_ACK, .version = ack->version, .corr = corr,
+                           .event_id = hp_str (result.event_id), .duplicate = true,
+                           .durability = hp_str (s_durability (self)) };
+        herald_metrics_acked (self->io.metrics, true, ack->received_us);
+        s_send_reply (self, ack->origin, false, ack->identity, ack->identity_len, &reply);
+    }
+    else
+        s_nack (self, ack->identity, ack->identity_len, corr, result.code? result.code: HP_CODE_BUSY,
+                result.reason);
+    if (--ack->blob->refs <= 0)
+        free (ack->blob);
+    ack->blob = NULL;
+    return true;
+}
+
 void
 core_durable (core_t *self, uint64_t lsn, int64_t now)
 {
@@ -639,13 +808,18 @@ core_durable (core_t *self, uint64_t lsn, int64_t now)
         s_ack_t *ack = &self->acks[self->ack_head];
         if (ack->lsn > lsn)
             break;
+        if (ack->blob && self->io.commit_result && s_commit_result (self, ack)) {
+            self->ack_head = (self->ack_head + 1) % self->ack_cap;
+            self->ack_count--;
+            continue;
+        }
         hp_msg_t reply = {
             .command = HP_ACK,
             .version = ack->version,
             .corr = ack->corr_len? hp_strn (ack->corr, ack->corr_len): hp_str ("-"),
             .event_id = hp_str (ack->event_id),
             .duplicate = ack->duplicate,
-            .durability = hp_str ("fsync"),
+            .durability = hp_str (s_durability (self)),
         };
         herald_metrics_acked (self->io.metrics, ack->duplicate, ack->received_us);
         s_send_reply (self, ack->origin, false, ack->identity, ack->identity_len, &reply);
@@ -1097,6 +1271,13 @@ s_refill (core_t *self)
         s_chan_t *ch = &self->chans[c];
         if (ch->loading || !(ch->backlog || ch->requeued))
             continue;
+        if (self->shared) {
+            /*  A shared store's tasks are claimed only for workers here. */
+            dispatch_counts_t counts;
+            dispatch_counts (self->dispatch, c, &counts);
+            if (counts.workers == 0)
+                continue;
+        }
         size_t held = dispatch_held (self->dispatch, c);
         if (held > (size_t) window / 2)
             continue;
@@ -1453,6 +1634,24 @@ s_admin_answered (core_t *self, index_msg_t *msg)
 //  --------------------------------------------------------------------------
 //  The index speaks
 
+/*  A shared store: each channel's limits (rate, burst, max_in_flight) are
+    divided among the living brokers serving it. */
+static void
+s_share (core_t *self, const index_msg_t *msg)
+{
+    for (int i = 0; i < msg->channel_count; i++) {
+        int c = herald_config_channel_index (self->config, msg->channels[i]);
+        if (c < 0)
+            continue;
+        const herald_channel_t *cfg = &self->config->channels[c];
+        int brokers = msg->channel_counts[i] > 1? (int) msg->channel_counts[i]: 1;
+        dispatch_set_share (self->dispatch, c, brokers);
+        if (cfg->rate_per_sec > 0 || cfg->max_in_flight > 0)
+            herald_info ("channel limits shared among brokers", "channel=%s brokers=%d rate_per_sec=%.3g",
+                         cfg->name, brokers, cfg->rate_per_sec / brokers);
+    }
+}
+
 void
 core_index (core_t *self, index_msg_t *msg, int64_t now)
 {
@@ -1476,6 +1675,17 @@ core_index (core_t *self, index_msg_t *msg, int64_t now)
             herald_info ("old events pruned", "count=%zu", msg->pruned_count);
             break;
         case INDEX_APPLIED:
+        case INDEX_SERVING:
+        case INDEX_RELEASE:
+            break;
+        case INDEX_BACKLOG: {
+            int c = herald_config_channel_index (self->config, msg->text);
+            if (c >= 0)
+                self->chans[c].backlog = true;
+            break;
+        }
+        case INDEX_SHARE:
+            s_share (self, msg);
             break;
         case INDEX_FAILED: {
             char quoted[2100];
@@ -1527,6 +1737,8 @@ core_tick (core_t *self, int64_t now)
         }
         self->next_heartbeat = now + cfg->heartbeat_ms;
     }
+    if (self->shared)
+        s_tell_serving (self);
     s_refill (self);
     if (!self->stopping)
         s_dispatch (self, now);

@@ -34,6 +34,7 @@
 #include "herald_proto.h"
 #include "index.h"
 #include "journal.h"
+#include "store_ops.h"
 
 typedef struct core core_t;
 
@@ -66,12 +67,24 @@ typedef struct {
     /*  Any reply (ACK, NACK, ADMIN-REPLY) to a request that came in with
         CORE_ORIGIN_INTERNAL (NULL: none does). */
     void (*internal_reply) (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg);
+    /*  A shared store (core_start_t.shared) only, else NULL: the next event
+        number (0: none at hand now); an event record whose fan-out places
+        in `held` (bit f) this broker keeps in memory, the others left free
+        for any broker; what became of a durable event record (store_ops.h:
+        new, a duplicate of another broker's event, or refused); the ACK's
+        durability word (NULL: "fsync"). */
+    uint64_t (*next_seq) (void *ctx);
+    uint64_t (*append_event) (void *ctx, const void *payload, uint32_t len, uint32_t held);
+    int (*commit_result) (void *ctx, uint64_t lsn, store_commit_t *out);
+    const char *(*durability) (void *ctx);
 } core_io_t;
 
 /*  What the store knew at open. */
 typedef struct {
     uint64_t next_seq;
-    uint64_t boots;
+    uint64_t boots;                 /* unique per broker start: the high half of its lease ids */
+    bool shared;                    /* several brokers share the store: numbers from io.next_seq,
+                                       duplicates decided at commit, tasks held only with workers here */
 } core_start_t;
 
 /*  A core for config (borrowed). NULL on OOM. */

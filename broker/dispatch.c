@@ -16,6 +16,7 @@ typedef struct {
     double tokens;                  /* rate limit bucket */
     int64_t tokens_at;              /* monotonic ms of the last refill */
     int64_t paused_until;           /* throttled by the downstream until then */
+    double share;                   /* brokers sharing the channel's limits (dispatch_set_share), 1 alone */
 } channel_state_t;
 
 struct dispatch {
@@ -40,8 +41,16 @@ dispatch_new (const herald_config_t *config, uint64_t first_lease)
         const herald_channel_t *ch = &config->channels[i];
         self->channels[i].tokens = ch->burst > 0? ch->burst: 1;
         self->channels[i].tokens_at = -1;
+        self->channels[i].share = 1;
     }
     return self;
+}
+
+void
+dispatch_set_share (dispatch_t *self, int channel, int brokers)
+{
+    if (channel >= 0 && channel < self->config->channel_count)
+        self->channels[channel].share = brokers > 1? brokers: 1;
 }
 
 static void
@@ -354,11 +363,13 @@ s_rate_allows (const herald_channel_t *cfg, channel_state_t *ch, int64_t now)
 {
     if (cfg->rate_per_sec <= 0)
         return true;
-    double burst = cfg->burst > 0? cfg->burst: 1;
+    double burst = cfg->burst > 0? cfg->burst / ch->share: 1;
+    if (burst < 1)
+        burst = 1;
     if (ch->tokens_at < 0)
         ch->tokens_at = now;
     if (now > ch->tokens_at) {
-        ch->tokens += (double) (now - ch->tokens_at) * cfg->rate_per_sec / 1000.0;
+        ch->tokens += (double) (now - ch->tokens_at) * cfg->rate_per_sec / ch->share / 1000.0;
         if (ch->tokens > burst)
             ch->tokens = burst;
         ch->tokens_at = now;
@@ -398,7 +409,7 @@ dispatch_next (dispatch_t *self, int64_t now)
         const herald_channel_t *cfg = &self->config->channels[c];
         if (!ch->head || now < ch->paused_until)
             continue;
-        if (cfg->max_in_flight > 0 && ch->in_flight >= (size_t) cfg->max_in_flight)
+        if (cfg->max_in_flight > 0 && ch->in_flight >= (size_t) (cfg->max_in_flight / ch->share + 0.999))
             continue;
         if (!s_rate_allows (cfg, ch, now))
             continue;
@@ -487,7 +498,7 @@ dispatch_next_deadline (dispatch_t *self, int64_t now)
         if (ch->head && ch->paused_until > now && ch->paused_until < next)
             next = ch->paused_until;
         if (ch->head && cfg->rate_per_sec > 0 && ch->tokens < 1.0) {
-            int64_t wait = (int64_t) ((1.0 - ch->tokens) * 1000.0 / cfg->rate_per_sec) + 1;
+            int64_t wait = (int64_t) ((1.0 - ch->tokens) * 1000.0 * ch->share / cfg->rate_per_sec) + 1;
             if (now + wait < next)
                 next = now + wait;
         }
@@ -544,6 +555,22 @@ dispatch_oldest (dispatch_t *self, int channel)
                 oldest = worker->leases[i]->event->received_at;
     }
     return oldest;
+}
+
+task_t *
+dispatch_take_back (dispatch_t *self, int channel)
+{
+    channel_state_t *ch = &self->channels[channel];
+    task_t *task = ch->head;
+    if (task) {
+        ch->head = task->next;
+        if (!ch->head)
+            ch->tail = NULL;
+        ch->ready--;
+        task->next = NULL;
+        return task;
+    }
+    return s_heap_pop (ch);
 }
 
 size_t

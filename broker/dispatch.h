@@ -166,6 +166,11 @@ void
 task_t *
     dispatch_expired (dispatch_t *self, int64_t now);
 
+/*  The channel's rate, burst and max_in_flight are shared by `brokers`
+    brokers (a store shared by several: each takes its part); 1 alone. */
+void
+    dispatch_set_share (dispatch_t *self, int channel, int brokers);
+
 /*  Holds back a channel's deliveries until the monotonic time until (the
     downstream said 429 / Retry-After: it speaks for the API, not one task). */
 void
@@ -190,6 +195,13 @@ void
     for a metrics scrape, not for the hot path. */
 int64_t
     dispatch_oldest (dispatch_t *self, int channel);
+
+/*  One task of a channel held in memory and not leased (ready, then
+    delayed), taken out of the dispatcher (the caller owns it), or NULL:
+    a broker sharing its store gives back the tasks of a channel it has no
+    worker for any more. */
+task_t *
+    dispatch_take_back (dispatch_t *self, int channel);
 
 /*  Tasks of a channel held in memory (ready + delayed + in flight). */
 size_t

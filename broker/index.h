@@ -71,7 +71,11 @@ typedef enum {
     INDEX_RETRIED,                  /* notice: a DEAD_RETRY record applied: counts per channel */
     INDEX_PURGED,                   /* notice: a DEAD_PURGE record applied: counts per channel */
     INDEX_PRUNED,                   /* notice: events deleted: their keys */
-    INDEX_FAILED                    /* notice: the index cannot go on: error */
+    INDEX_FAILED,                   /* notice: the index cannot go on: error */
+    INDEX_BACKLOG,                  /* shared store, notice: free tasks of channel `text` wait in the store */
+    INDEX_SERVING,                  /* shared store, to it: the channels with a worker here (text, space separated) */
+    INDEX_SHARE,                    /* shared store, notice: living brokers serving each channel (channels, channel_counts) */
+    INDEX_RELEASE                   /* shared store, to it: tasks (seq, ch) of channel `text` this broker gives back */
 } index_kind_t;
 
 #define INDEX_MAX_CHANNELS 16

@@ -45,7 +45,8 @@ typedef enum {
     JOURNAL_FULL,           /* no segment can be made (disk full): refuse new work, retry later */
     JOURNAL_BUSY,           /* the log reached its size limit (the index is behind): retry later */
     JOURNAL_IO,             /* a write or fdatasync failed: nothing more may be acknowledged */
-    JOURNAL_CORRUPT         /* a durable record is damaged: refuse to start */
+    JOURNAL_CORRUPT,        /* a durable record is damaged: refuse to start */
+    JOURNAL_UNAVAILABLE     /* a database store cannot be reached now: refuse new work, retry later */
 } journal_status_t;
 
 typedef struct {

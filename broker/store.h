@@ -6,7 +6,11 @@
         answers every query (track, dead letters, tasks to load).
     Opening recovers: the journal is checked (a torn tail cut off, a damaged
     durable record refused) and replayed into the index from the position
-    the index reached. Nothing else in the broker reads or writes a file. */
+    the index reached. Nothing else in the broker reads or writes a file.
+
+    A store named by a URL (postgresql://...) is another store behind the
+    same functions (store_ops.h: store_pg.h), which several brokers may
+    share (store_shared); the journal and index figures are then 0. */
 #ifndef HERALD_STORE_H
 #define HERALD_STORE_H
 
@@ -14,8 +18,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "herald_config.h"
 #include "index.h"
 #include "journal.h"
+#include "store_ops.h"
 
 typedef struct store store_t;
 
@@ -25,6 +31,7 @@ typedef struct {
     uint64_t journal_max;           /* journal bytes before appends are refused (0: no limit) */
     int64_t retention_ms;           /* events older than this, all done, are deleted */
     herald_metrics_t *metrics;      /* the journal's fdatasync times (borrowed, NULL = none) */
+    const herald_config_t *config;  /* a shared store: channels, heartbeat, takeover (borrowed) */
 } store_options_t;
 
 /*  Opens both parts and checks the journal (no thread runs yet). info
@@ -86,5 +93,23 @@ uint64_t
 /*  A new dedup retention for the index's pruning (a reload). */
 void
     store_set_retention (store_t *self, int64_t retention_ms);
+
+/*  Facts for `herald status`, added to its answer (reply: "broker",
+    "channels", ...). */
+void
+    store_status (store_t *self, json_t *reply);
+
+/*  A store several brokers may share (core_start_t.shared), and what the
+    core asks of one (store_ops.h); the embedded store is not shared. */
+bool
+    store_shared (store_t *self);
+uint64_t
+    store_next_seq (store_t *self);
+uint64_t
+    store_append_event (store_t *self, const void *payload, uint32_t len, uint32_t held);
+int
+    store_commit_result (store_t *self, uint64_t lsn, store_commit_t *out);
+const char *
+    store_durability (store_t *self);
 
 #endif

@@ -61,7 +61,11 @@ s_help (FILE *out)
         "                       envelope's); publishing again with the same id (and source)\n"
         "                       is a duplicate, never a second event\n"
         "  -c, --config FILE    configuration (default $HERALD_CONFIG, else etc/herald.yaml)\n"
-        "  -e, --endpoint EP    producer endpoint, instead of the config's broker.listen.producers\n"
+        "  -e, --endpoint EP    producer endpoint, instead of the config's broker.listen.producers;\n"
+        "                       brokers sharing a store as a list, EP1,EP2: a publish not answered\n"
+        "                       in time (or refused 503) goes to the next one, the same envelope\n"
+        "                       (its key: stored once); with --data each broker gets an equal share\n"
+        "                       of --timeout\n"
         "      --timeout MS     wait at most MS for each answer (default %d)\n"
         "      --window N       lines mode: most publishes outstanding at once (default %d, max %d)\n"
         "      --json           machine-readable output: {\"event_id\",\"duplicate\",\"durability\"}\n"
@@ -88,6 +92,25 @@ s_help (FILE *out)
         "69 broker unreachable; 75 timeout or busy/storage NACK (publish again); 77 the\n"
         "broker's security refused this client's key; 78 config (also a key file open to others).\n",
         S_DEFAULT_TIMEOUT, S_DEFAULT_WINDOW, S_MAX_WINDOW);
+}
+
+//  Brokers in an endpoint list (-e tcp://a:5570,tcp://b:5570), by the rule
+//  libherald splits it: every piece scheme://..., else one endpoint.
+static unsigned
+s_broker_count (const char *endpoint)
+{
+    unsigned count = 0;
+    for (const char *p = endpoint; *p; ) {
+        size_t len = strcspn (p, ",;");
+        const char *scheme = memchr (p, ':', len);
+        if (len == 0 || !scheme || (size_t) (scheme - p) + 3 > len || strncmp (scheme, "://", 3) != 0)
+            return 1;
+        count++;
+        p += len;
+        if (*p)
+            p++;
+    }
+    return count? count: 1;
 }
 
 //  Exit code for a NACK code: 5xx are the broker's trouble, try again later.
@@ -294,7 +317,8 @@ s_reader_next (s_reader_t *self)
 typedef enum {
     S_SLOT_SENT = 1,        /* waiting for its answer */
     S_SLOT_ACKED,           /* answered ACK: print when it reaches the tail */
-    S_SLOT_FAILED           /* NACK, timeout or send failure: already reported */
+    S_SLOT_FAILED,          /* NACK, timeout or send failure: already reported */
+    S_SLOT_MOVED            /* sent again to the next broker, in a later slot */
 } s_slot_state_t;
 
 typedef struct {
@@ -307,6 +331,9 @@ typedef struct {
     bool unknown;           /* no configuration read: whether the type has a key is unknown */
     char event_id[HP_MAX_ID + 1];
     char durability[16];
+    char *envelope;         /* several brokers: kept to be sent again to the next one */
+    unsigned tries;         /* brokers it was sent to */
+    unsigned epoch;         /* the broker it went to (run.epoch when sent) */
 } s_slot_t;
 
 typedef struct {
@@ -314,8 +341,11 @@ typedef struct {
     const char *endpoint;
     herald_client_t *client;
     s_reader_t reader;
-    s_slot_t *slots;        /* ring of options->window slots, one per send */
-    size_t window;
+    s_slot_t *slots;        /* ring of `ring` slots, one per send */
+    size_t window;          /* most lines in flight */
+    size_t ring;            /* window x brokers: a line sent again takes a later slot */
+    unsigned brokers;       /* endpoints given (-e a,b): publishes move on timeouts, 503s */
+    unsigned epoch;         /* failovers so far */
     uint64_t head;          /* next send's sequence number */
     uint64_t tail;          /* oldest slot not yet flushed */
     uint64_t base_corr;     /* corr of sequence 0: corr = base_corr + seq */
@@ -362,7 +392,17 @@ s_report (s_run_t *self, const char *format, ...)
 static s_slot_t *
 s_slot (s_run_t *self, uint64_t seq)
 {
-    return &self->slots[seq % self->window];
+    return &self->slots[seq % self->ring];
+}
+
+static bool
+s_failover (s_run_t *self);
+
+static void
+s_slot_clear (s_slot_t *slot)
+{
+    free (slot->envelope);
+    memset (slot, 0, sizeof *slot);
 }
 
 //  Sends one event; every herald_send call takes one slot, so that
@@ -372,16 +412,22 @@ s_send_event (s_run_t *self, const char *event, const herald_event_info_t *info)
 {
     uint64_t seq = self->head++;
     s_slot_t *slot = s_slot (self, seq);
-    memset (slot, 0, sizeof *slot);
+    s_slot_clear (slot);
     slot->line = self->line_no;
+    slot->tries = 1;
+    slot->epoch = self->epoch;
+    if (self->brokers > 1)
+        slot->envelope = strdup (event);
     const char *key;
     s_safety_t safety = s_safety (self->options, info, &key);
     slot->unsafe = safety == S_UNSAFE;
     slot->unknown = safety == S_UNKNOWN;
     snprintf (slot->event_id, sizeof slot->event_id, "%s", info->id);
     uint64_t corr = 0;
+    /*  With several brokers, one that cannot be reached is given its share
+        of the timeout, not all of it. */
     herald_status_t status = herald_send (self->client, event,
-                                          (int) self->options->timeout_ms, &corr);
+                                          (int) (self->options->timeout_ms / self->brokers), &corr);
     if (seq == 0)
         self->base_corr = corr? corr: 1;
     slot->corr = self->base_corr + seq;
@@ -390,6 +436,13 @@ s_send_event (s_run_t *self, const char *event, const herald_event_info_t *info)
         slot->state = S_SLOT_SENT;
         self->sent++;
         return;
+    }
+    if (status == HERALD_E_UNAVAILABLE && self->brokers > 1 && slot->envelope) {
+        /*  Not connected to this broker: the next one takes it. */
+        slot->state = S_SLOT_SENT;
+        if (s_failover (self))
+            return;
+        slot->state = S_SLOT_FAILED;
     }
     slot->state = S_SLOT_FAILED;
     if (status == HERALD_E_INVALID) {
@@ -464,6 +517,74 @@ s_fill (s_run_t *self)
     }
 }
 
+/*  Sends a line again, to the broker now in use, in a new slot (every
+    herald_send takes one: corr = base_corr + seq holds). */
+static void
+s_resend (s_run_t *self, s_slot_t *old)
+{
+    old->state = S_SLOT_MOVED;
+    uint64_t seq = self->head++;
+    s_slot_t *slot = s_slot (self, seq);
+    s_slot_clear (slot);
+    *slot = *old;
+    old->envelope = NULL;
+    slot->tries = old->tries + 1;
+    slot->epoch = self->epoch;
+    uint64_t corr = 0;
+    herald_status_t status = herald_send (self->client, slot->envelope, (int) self->options->timeout_ms, &corr);
+    slot->corr = self->base_corr + seq;
+    slot->deadline = herald_clock_mono_ms () + self->options->timeout_ms;
+    if (status == HERALD_OK) {
+        slot->state = S_SLOT_SENT;
+        self->sent++;
+        return;
+    }
+    if (status == HERALD_E_UNAVAILABLE && slot->tries < self->brokers && s_failover (self))
+        return;                 /* moved on again */
+    slot->state = S_SLOT_FAILED;
+    self->timed_out++;
+    s_report (self, "line %lld: no broker took it (%s)", slot->line, herald_strerror (status));
+}
+
+/*  The next broker: what went to the one left is sent again there (the
+    same envelope: stored once whichever broker had it). */
+static bool
+s_failover (s_run_t *self)
+{
+    if (herald_client_failover (self->client) != HERALD_OK)
+        return false;
+    self->epoch++;
+    fprintf (stderr, "herald publish: failing over to %s\n", herald_client_endpoint (self->client));
+    uint64_t end = self->head;
+    for (uint64_t seq = self->tail; seq < end; seq++) {
+        s_slot_t *slot = s_slot (self, seq);
+        if (slot->state != S_SLOT_SENT || slot->epoch >= self->epoch)
+            continue;
+        if (slot->tries < self->brokers)
+            s_resend (self, slot);
+        else {
+            slot->state = S_SLOT_FAILED;
+            self->timed_out++;
+            s_report (self, "line %lld: no answer from any of the %u brokers (event %s)", slot->line,
+                      self->brokers, slot->event_id);
+        }
+    }
+    return true;
+}
+
+/*  A line whose broker did not answer in time or was busy: true when it
+    went to the next broker instead of failing. */
+static bool
+s_move_on (s_run_t *self, s_slot_t *slot)
+{
+    if (self->brokers < 2 || slot->tries >= self->brokers || !slot->envelope)
+        return false;
+    if (slot->epoch == self->epoch)
+        return s_failover (self);
+    s_resend (self, slot);
+    return true;
+}
+
 static void
 s_resolve (s_run_t *self, const herald_reply_t *reply)
 {
@@ -484,6 +605,8 @@ s_resolve (s_run_t *self, const herald_reply_t *reply)
             self->duplicates++;
         return;
     }
+    if (reply->code == HP_CODE_BUSY && s_move_on (self, slot))
+        return;
     slot->state = S_SLOT_FAILED;
     self->nacked++;
     if (reply->code < 500)
@@ -500,6 +623,8 @@ s_expire (s_run_t *self, int64_t now)
         s_slot_t *slot = s_slot (self, seq);
         if (slot->deadline > now)
             break;
+        if (slot->state == S_SLOT_SENT && now != INT64_MAX && s_move_on (self, slot))
+            continue;
         if (slot->state == S_SLOT_SENT) {
             slot->state = S_SLOT_FAILED;
             self->timed_out++;
@@ -607,6 +732,8 @@ s_publish_lines (const s_options_t *options, const char *endpoint, size_t line_c
     run.options = options;
     run.endpoint = endpoint;
     run.window = (size_t) options->window;
+    run.brokers = s_broker_count (endpoint);
+    run.ring = run.window * run.brokers;
     run.reader.cap = line_cap;
     run.reader.fd = STDIN_FILENO;
     if (strcmp (options->file, "-") != 0) {
@@ -615,7 +742,7 @@ s_publish_lines (const s_options_t *options, const char *endpoint, size_t line_c
             return cli_fail (S_CMD, EX_DATAERR, "cannot open %s: %s", options->file, strerror (errno));
     }
     run.reader.line = malloc (line_cap + 1);
-    run.slots = calloc (run.window, sizeof *run.slots);
+    run.slots = calloc (run.ring, sizeof *run.slots);
     int rc = 0;
     if (!run.reader.line || !run.slots)
         rc = cli_fail (S_CMD, EX_OSERR, "out of memory");
@@ -662,6 +789,8 @@ s_publish_lines (const s_options_t *options, const char *endpoint, size_t line_c
         rc = s_summary (&run);
     }
     herald_client_destroy (&run.client);
+    for (size_t i = 0; run.slots && i < run.ring; i++)
+        free (run.slots[i].envelope);
     free (run.slots);
     free (run.reader.line);
     if (run.reader.fd != STDIN_FILENO)

@@ -1,7 +1,12 @@
 /*  herald.c: libherald's producer and admin API over one DEALER socket.
     Requests carry a correlation id (a counter rendered as ASCII decimal);
     replies are matched on it, so late answers to abandoned requests are
-    recognised and dropped. Wire format: proto/PROTOCOL.md (via herald_wire). */
+    recognised and dropped. Wire format: proto/PROTOCOL.md (via herald_wire).
+
+    A client may be given several endpoints (brokers sharing a store): it
+    talks to one at a time and moves to the next on a timeout, an
+    unreachable broker or a 503, publishing the same envelope again (the
+    same idempotency key: a duplicate if the first one was stored). */
 #include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
@@ -17,15 +22,113 @@
 
 #define HERALD_CLIENT_HWM       100000              /* replies may pile up while we send */
 #define HERALD_CLIENT_MAX_MSG   (64LL * 1024 * 1024) /* largest reply accepted (admin lists) */
+#define HERALD_CLIENT_MAX_ENDPOINTS 16
 
 struct herald_client {
     void *ctx;                  /* this client's own ZeroMQ context */
-    void *socket;               /* DEALER connected to the broker */
+    void *socket;               /* DEALER connected to the current broker */
     uint64_t last_corr;         /* last correlation id handed out */
     size_t outstanding;         /* publishes sent and not yet answered */
     hw_watch_t *watch;          /* CURVE: the handshakes, to say why a connection fails */
     char error[256];            /* herald_client_error */
+    char *endpoints[HERALD_CLIENT_MAX_ENDPOINTS];   /* the brokers, in the order given */
+    size_t endpoint_count;
+    size_t current;             /* the one connected */
+    bool curve;
+    herald_keypair_t keys;      /* CURVE: this client's pair (wiped at destroy) */
+    char server_key[HERALD_KEY_LEN + 1];
 };
+
+/*  Splits "tcp://a:5570,tcp://b:5570" (',' or ';') into the client's list.
+    A text whose pieces are not all scheme://... is one endpoint (an ipc
+    path may hold a comma). 0, or -1 with err filled. */
+static int
+s_endpoints (herald_client_t *self, const char *text, char *err, size_t errlen)
+{
+    bool list = false;
+    const char *p = text;
+    size_t pieces = 0;
+    while (*p) {
+        size_t len = strcspn (p, ",;");
+        const char *scheme = memchr (p, ':', len);
+        if (len == 0 || !scheme || (size_t) (scheme - p) + 3 > len || strncmp (scheme, "://", 3) != 0) {
+            pieces = 0;
+            break;
+        }
+        pieces++;
+        p += len;
+        if (*p)
+            p++, list = true;
+    }
+    if (!list || pieces < 2) {
+        self->endpoints[0] = strdup (text);
+        self->endpoint_count = self->endpoints[0]? 1: 0;
+        return self->endpoint_count? 0: -1;
+    }
+    if (pieces > HERALD_CLIENT_MAX_ENDPOINTS) {
+        snprintf (err, errlen, "more than %d endpoints", HERALD_CLIENT_MAX_ENDPOINTS);
+        errno = EINVAL;
+        return -1;
+    }
+    for (p = text; *p; ) {
+        size_t len = strcspn (p, ",;");
+        self->endpoints[self->endpoint_count] = strndup (p, len);
+        if (!self->endpoints[self->endpoint_count]) {
+            snprintf (err, errlen, "out of memory");
+            return -1;
+        }
+        self->endpoint_count++;
+        p += len;
+        if (*p)
+            p++;
+    }
+    return 0;
+}
+
+/*  Connects to endpoints[index] (closing the socket there was): a new
+    socket, so that late answers of the broker left never arrive. */
+static int
+s_connect (herald_client_t *self, size_t index, char *err, size_t errlen)
+{
+    if (self->socket)
+        zmq_close (self->socket);
+    self->socket = NULL;
+    hw_watch_destroy (&self->watch);
+    hw_options_t options = {
+        .hwm = HERALD_CLIENT_HWM,
+        .max_msg_size = HERALD_CLIENT_MAX_MSG,
+        .linger_ms = 0          /* never block the caller's exit on a dead broker */
+    };
+    if (self->curve) {
+        options.curve_public = self->keys.public_key;
+        options.curve_secret = self->keys.secret_key;
+        options.curve_server = self->server_key;
+    }
+    /*  Without keys too: a broker with CURVE refuses a client without one,
+        and the watch lets us say so instead of "unavailable". */
+    self->watch = hw_watch_new (self->ctx, &options);
+    self->socket = hw_socket_new (self->ctx, HW_CLIENT_DEALER, self->endpoints[index], &options, err, errlen);
+    if (!self->socket)
+        return -1;
+    self->current = index;
+    self->outstanding = 0;
+    return 0;
+}
+
+static void
+s_client_free (herald_client_t *self)
+{
+    if (self->socket)
+        zmq_close (self->socket);
+    hw_watch_destroy (&self->watch);    /* after the socket: its monitor must not lose its reader */
+    if (self->ctx)
+        while (zmq_ctx_term (self->ctx) == -1 && errno == EINTR)
+            ;
+    for (size_t i = 0; i < self->endpoint_count; i++)
+        free (self->endpoints[i]);
+    explicit_bzero (&self->keys, sizeof self->keys);
+    free (self);
+}
 
 /*  The one constructor: keys NULL for the NULL mechanism. */
 static herald_client_t *
@@ -46,31 +149,20 @@ s_client_new (const char *endpoint, const herald_keypair_t *keys, const char *se
         snprintf (err, errlen, "out of memory");
         return NULL;
     }
+    if (keys) {
+        self->curve = true;
+        self->keys = *keys;
+        snprintf (self->server_key, sizeof self->server_key, "%s", server_key);
+    }
     self->ctx = zmq_ctx_new ();
     if (!self->ctx) {
         snprintf (err, errlen, "cannot make a ZeroMQ context: %s", zmq_strerror (errno));
-        free (self);
+        s_client_free (self);
         return NULL;
     }
-    hw_options_t options = {
-        .hwm = HERALD_CLIENT_HWM,
-        .max_msg_size = HERALD_CLIENT_MAX_MSG,
-        .linger_ms = 0          /* never block the caller's exit on a dead broker */
-    };
-    if (keys) {
-        options.curve_public = keys->public_key;
-        options.curve_secret = keys->secret_key;
-        options.curve_server = server_key;
-    }
-    /*  Without keys too: a broker with CURVE refuses a client without one,
-        and the watch lets us say so instead of "unavailable". */
-    self->watch = hw_watch_new (self->ctx, &options);
-    self->socket = hw_socket_new (self->ctx, HW_CLIENT_DEALER, endpoint, &options, err, errlen);
-    if (!self->socket) {
+    if (s_endpoints (self, endpoint, err, errlen) != 0 || s_connect (self, 0, err, errlen) != 0) {
         int saved = errno ? errno : EINVAL;
-        hw_watch_destroy (&self->watch);
-        zmq_ctx_term (self->ctx);
-        free (self);
+        s_client_free (self);
         errno = saved;
         return NULL;
     }
@@ -137,13 +229,27 @@ herald_client_destroy (herald_client_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    herald_client_t *self = *self_p;
-    zmq_close (self->socket);
-    hw_watch_destroy (&self->watch);    /* after the socket: its monitor must not lose its reader */
-    while (zmq_ctx_term (self->ctx) == -1 && errno == EINTR)
-        ;
-    free (self);
+    s_client_free (*self_p);
     *self_p = NULL;
+}
+
+const char *
+herald_client_endpoint (herald_client_t *self)
+{
+    return self? self->endpoints[self->current]: NULL;
+}
+
+herald_status_t
+herald_client_failover (herald_client_t *self)
+{
+    if (!self || self->endpoint_count < 2)
+        return HERALD_E_INVALID;
+    char err[256];
+    if (s_connect (self, (self->current + 1) % self->endpoint_count, err, sizeof err) != 0) {
+        snprintf (self->error, sizeof self->error, "%s", err);
+        return HERALD_E_SYSTEM;
+    }
+    return HERALD_OK;
 }
 
 void *
@@ -355,15 +461,11 @@ herald_recv (herald_client_t *self, int timeout_ms, herald_reply_t *reply)
     return s_recv_reply (self, s_deadline (timeout_ms), reply);
 }
 
-herald_status_t
-herald_publish (herald_client_t *self, const char *event_json, int timeout_ms,
-                herald_reply_t *reply)
+/*  One attempt on the current broker until deadline. */
+static herald_status_t
+s_publish_once (herald_client_t *self, const char *event_json, int64_t deadline, herald_reply_t *reply)
 {
-    herald_reply_t scratch;
-    if (!reply)
-        reply = &scratch;
     memset (reply, 0, sizeof *reply);
-    int64_t deadline = s_deadline (timeout_ms);
     uint64_t corr = 0;
     herald_status_t status = s_publish_send (self, event_json, deadline, &corr);
     if (status != HERALD_OK)
@@ -390,6 +492,36 @@ herald_publish (herald_client_t *self, const char *event_json, int timeout_ms,
         if (reply->code == HP_CODE_BUSY || reply->code == HP_CODE_STORAGE)
             return HERALD_E_BUSY;
         return HERALD_E_NACK;
+    }
+}
+
+herald_status_t
+herald_publish (herald_client_t *self, const char *event_json, int timeout_ms,
+                herald_reply_t *reply)
+{
+    herald_reply_t scratch;
+    if (!reply)
+        reply = &scratch;
+    memset (reply, 0, sizeof *reply);
+    if (!self)
+        return HERALD_E_INVALID;
+    int64_t deadline = s_deadline (timeout_ms);
+    /*  With several brokers each attempt gets its share of what is left;
+        a broker that does not answer, cannot be reached or is busy (503)
+        passes the same envelope to the next one. */
+    for (size_t tried = 1; ; tried++) {
+        size_t left = self->endpoint_count - tried + 1;
+        int64_t attempt = deadline;
+        if (deadline >= 0 && left > 1)
+            attempt = herald_clock_mono_ms () + (deadline - herald_clock_mono_ms ()) / (int64_t) left;
+        herald_status_t status = s_publish_once (self, event_json, attempt, reply);
+        bool again = status == HERALD_E_TIMEOUT || status == HERALD_E_UNAVAILABLE
+                  || (status == HERALD_E_BUSY && reply->code == HP_CODE_BUSY);
+        if (!again || tried >= self->endpoint_count
+        ||  (deadline >= 0 && herald_clock_mono_ms () >= deadline))
+            return status;
+        if (herald_client_failover (self) != HERALD_OK)
+            return status;
     }
 }
 

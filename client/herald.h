@@ -46,13 +46,19 @@ typedef struct {
     bool acked;             /* true: ACK; false: NACK */
     bool duplicate;         /* ACK: the idempotency key was already stored */
     char event_id[129];     /* ACK: the stored event's id */
-    char durability[16];    /* ACK: "fsync" */
+    char durability[16];    /* ACK: what was reached: "fsync" (embedded store), "commit", "commit-standby",
+                               "commit-async" (PostgreSQL); see PROTOCOL.md */
     int code;               /* NACK: 400 413 422 424 503 507 ... */
     char reason[1024];      /* NACK: what was wrong and where */
 } herald_reply_t;
 
 /*  Connects to a broker endpoint ("tcp://127.0.0.1:5570"). Returns a client,
-    or NULL (errno set). Connection happens in the background. */
+    or NULL (errno set). Connection happens in the background.
+    Brokers sharing a store may be given as a list, comma or semicolon
+    separated ("tcp://a:5570,tcp://b:5570", each piece scheme://...): the
+    client talks to the first, and herald_publish moves to the next on a
+    timeout, an unreachable broker or a busy NACK (503), publishing the same
+    envelope again (the same idempotency key: stored at most once). */
 HERALD_EXPORT herald_client_t *
     herald_client_new (const char *endpoint);
 
@@ -80,6 +86,17 @@ const char *
 HERALD_EXPORT void
     herald_client_destroy (herald_client_t **self_p);
 
+/*  The endpoint the client talks to now (borrowed). */
+HERALD_EXPORT const char *
+    herald_client_endpoint (herald_client_t *self);
+
+/*  Moves to the next endpoint of the list (after the last: the first), for
+    callers pipelining with herald_send: the sends not answered yet are
+    abandoned (herald_outstanding is 0 after); publish them again, with the
+    same envelopes. HERALD_E_INVALID with a single endpoint. */
+HERALD_EXPORT herald_status_t
+    herald_client_failover (herald_client_t *self);
+
 /*  Builds a CloudEvents 1.0 JSON envelope. json is either the event's data
     (any JSON object) or a whole envelope (an object with "specversion").
     Fills specversion, id (a random UUID v4), time (now, RFC 3339) and
@@ -91,7 +108,9 @@ HERALD_EXPORT char *
                         char *err, size_t errlen);
 
 /*  Publishes one envelope and waits up to timeout_ms for its ACK or NACK.
-    HERALD_OK means ACKed (reply->duplicate tells if it was already stored). */
+    HERALD_OK means ACKed (reply->duplicate tells if it was already stored).
+    With several endpoints, each broker tried gets an equal share of the time
+    left, in turn (see herald_client_new). */
 HERALD_EXPORT herald_status_t
     herald_publish (herald_client_t *self, const char *event_json, int timeout_ms,
                     herald_reply_t *reply);

@@ -8,6 +8,7 @@
 
 #include "config_internal.h"
 #include "herald_redact.h"
+#include "herald_store_url.h"
 #include "herald_text.h"
 
 /*  Appends the description of channel index: driver, retry, limits, workers. */
@@ -140,7 +141,13 @@ herald_config_explain (const herald_config_t *self)
                                                : "no tokens: every request allowed",
                             b->http_max_connections, config_format_duration (b->http_timeout_ms, a, sizeof a));
     }
-    herald_text_printf (&out, "  store      %s\n", b->store);
+    if (herald_store_is_url (b->store))
+        herald_text_printf (&out, "  store      %s: PostgreSQL, shared by every broker naming it (the password"
+                            " comes from the environment: PGPASSWORD, or a PGPASSFILE / ~/.pgpass entry, never"
+                            " this file); a broker silent %s has its tasks taken over\n", b->store,
+                            config_format_duration (b->takeover_timeout_ms, a, sizeof a));
+    else
+        herald_text_printf (&out, "  store      %s\n", b->store);
     herald_text_printf (&out, "  limits     events up to %s, %d per commit, busy above %d undelivered tasks per channel, "
                 "%d tasks per channel in memory, hwm %d\n",
                 config_format_size (b->max_event_bytes, a, sizeof a), b->batch_max,

@@ -34,6 +34,7 @@ static const struct {
     { "broker.listen.admin",                S_RESTART },
     { "broker.listen.http",                 S_RESTART },
     { "broker.store",                       S_RESTART },
+    { "broker.takeover_timeout",            S_RESTART },    /* the PostgreSQL store reads it at start */
     { "broker.max_event_bytes",             S_LIVE },
     { "broker.batch_max",                   S_LIVE },
     { "broker.dedup_retention",             S_LIVE },

@@ -22,6 +22,7 @@
 
 #include "config_internal.h"
 #include "herald_keys.h"
+#include "herald_store_url.h"
 
 #define S_MAX_FILE      (4 * 1024 * 1024)
 
@@ -51,6 +52,7 @@ typedef enum {
     S_ENDPOINT,         /* tcp:// ipc:// inproc:// */
     S_HOSTPORT,         /* HOST:PORT of the HTTP endpoint, "" = none */
     S_URL,              /* choices are the allowed schemes */
+    S_STORE,            /* a path (the embedded store) or a database URL (herald_store_url.h) */
     S_INT,              /* int, min..max */
     S_SIZE,             /* size_t, "256KiB" */
     S_DURATION,         /* int64_t ms, "500ms" */
@@ -106,7 +108,7 @@ static const s_row_t s_schema[] = {
     { .pattern = "broker.listen.workers", .type = S_ENDPOINT, S_BROKER (workers), .fallback = "tcp://127.0.0.1:5571" },
     { .pattern = "broker.listen.admin", .type = S_ENDPOINT, S_BROKER (admin), .fallback = "tcp://127.0.0.1:5572" },
     { .pattern = "broker.listen.http", .type = S_HOSTPORT, S_BROKER (http) },
-    { .pattern = "broker.store", .type = S_STR, S_BROKER (store), .fallback = "var/herald.db", .nonempty = true },
+    { .pattern = "broker.store", .type = S_STORE, S_BROKER (store), .fallback = "var/herald.db", .nonempty = true },
     { .pattern = "broker.max_event_bytes", .type = S_SIZE, S_BROKER (max_event_bytes),
       .min = 1024, .max = 16 * 1024 * 1024, .fallback = "256KiB" },
     { .pattern = "broker.batch_max", .type = S_INT, S_BROKER (batch_max), .min = 1, .max = 65536, .fallback = "2048" },
@@ -136,6 +138,8 @@ static const s_row_t s_schema[] = {
     { .pattern = "broker.http_max_connections", .type = S_INT, S_BROKER (http_max_connections), .min = 1,
       .max = 100000, .fallback = "256" },
     { .pattern = "broker.http_timeout", .type = S_DURATION, S_BROKER (http_timeout_ms), .min = S_MS_SECOND,
+      .max = S_MS_HOUR, .fallback = "10s" },
+    { .pattern = "broker.takeover_timeout", .type = S_DURATION, S_BROKER (takeover_timeout_ms), .min = S_MS_SECOND,
       .max = S_MS_HOUR, .fallback = "10s" },
 
     { .pattern = "channels", .type = S_DICT },
@@ -571,6 +575,7 @@ s_set_scalar (s_loader_t *self, const s_row_t *row, const char *text, int line,
         case S_ENVNAME:
         case S_ENDPOINT:
         case S_HOSTPORT:
+        case S_STORE:
         case S_URL: {
             if (s_has_control (text))
                 return s_fail (self, line, path, "must not contain control characters (newlines, tabs)");
@@ -600,6 +605,11 @@ s_set_scalar (s_loader_t *self, const s_row_t *row, const char *text, int line,
                     }
                     return s_fail (self, line, path, "must start with %s, got '%s'", list, shown);
                 }
+            }
+            if (row->type == S_STORE && herald_store_is_url (text)) {
+                char why[300];
+                if (herald_store_url_check (text, why, sizeof why) != 0)
+                    return s_fail (self, line, path, "%s", why);
             }
             if (row->type == S_HOSTPORT && *text) {
                 struct sockaddr_storage addr;
@@ -1561,6 +1571,7 @@ config_schema_key (size_t index, config_key_t *key)
     static const config_value_t values[] = {
         [S_STR] = CONFIG_VALUE_STRING, [S_PATH] = CONFIG_VALUE_STRING, [S_ENVNAME] = CONFIG_VALUE_STRING,
         [S_ENDPOINT] = CONFIG_VALUE_STRING, [S_HOSTPORT] = CONFIG_VALUE_STRING, [S_URL] = CONFIG_VALUE_STRING,
+        [S_STORE] = CONFIG_VALUE_STRING,
         [S_INT] = CONFIG_VALUE_INT, [S_SIZE] = CONFIG_VALUE_SIZE, [S_DURATION] = CONFIG_VALUE_DURATION,
         [S_BACKOFF] = CONFIG_VALUE_BACKOFF, [S_RATE] = CONFIG_VALUE_RATE, [S_BOOL] = CONFIG_VALUE_BOOL,
         [S_ENUM] = CONFIG_VALUE_ENUM,

@@ -132,6 +132,7 @@ typedef struct {
     char http[256];                 /* HOST:PORT of the HTTP endpoint (broker.listen.http), "" = none */
     int http_max_connections;       /* open HTTP connections; above, new ones are refused, default 256 */
     int64_t http_timeout_ms;        /* an HTTP connection idle this long is closed, default 10s */
+    int64_t takeover_timeout_ms;    /* PostgreSQL store: a broker silent this long has its tasks taken over, default 10s */
 } herald_broker_config_t;
 
 /*  What a client key may do: bits of herald_client_key_t.roles. */

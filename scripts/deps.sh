@@ -14,12 +14,15 @@ set -euo pipefail
 # HTTP examples (examples/php, examples/node), run by test_examples.py.
 # chromium (headless) and python3-websocket (its DevTools protocol): the admin
 # page's browser test, test_admin_page.py.
+# libpq-dev: the PostgreSQL store; postgresql: its tests start their own server
+# (initdb into a temporary directory, as the postgres user; Debian's package
+# also makes a cluster and a service on port 5432, which the tests do not use).
 packages=(cmake make gcc pkg-config libzmq3-dev libcurl4-openssl-dev libyaml-dev
           libcriterion-dev libsqlite3-dev libjansson-dev sqlite3 openssl python3 python3-aiosmtpd
           libsystemd-dev systemd man-db python3-zmq groff-base binutils
           redis-server libhiredis-dev clang libclang-rt-dev llvm
           libmicrohttpd-dev libsodium-dev prometheus php-cli php-curl nodejs
-          chromium python3-websocket)
+          chromium python3-websocket libpq-dev postgresql)
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

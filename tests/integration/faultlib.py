@@ -218,6 +218,8 @@ class Producer(threading.Thread):
         self.attempts = 0
         self.failures = 0
         self.nacks = {}             # NACK code -> count (from stderr)
+        self.reasons = {}           # NACK reason (up to its first ";") -> count
+        self.failovers = 0          # "failing over to" lines (herald publish -e A,B)
         self.exits = {}
         self.runs = 0
         self.written = 0            # lines handed to publish processes
@@ -334,9 +336,13 @@ class Producer(threading.Thread):
                     num = head.rsplit(" ", 1)[-1].lstrip("(")
                     if num.isdigit():
                         self.totals[key] += int(num)
+            if "failing over to " in line:
+                self.failovers += 1
             if " NACK " in line:
                 code = line.split(" NACK ", 1)[1].split()[0]
                 self.nacks[code] = self.nacks.get(code, 0) + 1
+                reason = line.split(" NACK ", 1)[1].split(": ", 1)[-1].split(";", 1)[0]
+                self.reasons[reason] = self.reasons.get(reason, 0) + 1
         acked_lines = {}
         for o in harness.parse_json_lines(out):
             if isinstance(o, dict) and o.get("line") and o.get("event_id"):

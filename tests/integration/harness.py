@@ -132,10 +132,12 @@ ORDER_CONFIRMED = {"name": EVENT_TYPE, "key": "order_id",
 
 
 def config_text(tmp, driver="file", broker=None, channels=CHANNELS, workers=None,
-                channel_extra=None, events=None):
+                channel_extra=None, events=None, store=None):
     """YAML of a test deployment living in tmp. broker: extra broker keys
     (name -> YAML scalar text). channel_extra: name -> {key: scalar text}.
-    workers: name -> process count for `herald up` (default 1 each)."""
+    workers: name -> process count for `herald up` (default 1 each).
+    store: broker.store (default tmp/herald.db; a postgresql:// URL for
+    pglib's server)."""
     broker_keys = {
         "heartbeat": "200ms",
         "heartbeat_liveness": "3",
@@ -147,7 +149,7 @@ def config_text(tmp, driver="file", broker=None, channels=CHANNELS, workers=None
     out.append("  listen:")
     for name in ("producers", "workers", "admin"):
         out.append("    %s: %s" % (name, _yaml_str("ipc://%s/%s.sock" % (tmp, name))))
-    out.append("  store: %s" % _yaml_str(os.path.join(tmp, "herald.db")))
+    out.append("  store: %s" % _yaml_str(store or os.path.join(tmp, "herald.db")))
     for key, value in broker_keys.items():
         out.append("  %s: %s" % (key, value))
     out.append("events:")

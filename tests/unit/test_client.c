@@ -191,6 +191,8 @@ typedef struct {
     char dir[64];
     char endpoint[128];
     int received;           /* requests seen (read after the thread ended) */
+    char last_body[1024];   /* the last publish's envelope */
+    bool stopped;           /* the thread has ended (s_fake_broker_stop) */
     int errors;             /* failed sends (Criterion asserts only in the test thread) */
 } fake_broker_t;
 
@@ -260,6 +262,8 @@ s_fake_broker_run (void *arg)
             continue;
         }
         self->received++;
+        if (msg.command == HP_PUBLISH)
+            hp_str_copy (msg.body, self->last_body, sizeof self->last_body);
         if (msg.command == HP_ADMIN) {
             char verb[64];
             hp_str_copy (msg.verb, verb, sizeof verb);
@@ -329,14 +333,24 @@ s_fake_broker_new (fb_mode_t mode)
     return self;
 }
 
+/*  Ends the thread: what it saw may be read. */
+static void
+s_fake_broker_stop (fake_broker_t *self)
+{
+    if (self->stopped)
+        return;
+    zmq_send (self->pipe, "stop", 4, 0);
+    pthread_join (self->thread, NULL);
+    self->stopped = true;
+}
+
 static void
 s_fake_broker_destroy (fake_broker_t **self_p)
 {
     fake_broker_t *self = *self_p;
     if (!self)
         return;
-    zmq_send (self->pipe, "stop", 4, 0);
-    pthread_join (self->thread, NULL);
+    s_fake_broker_stop (self);
     cr_expect_eq (self->errors, 0, "the fake broker could not send some replies");
     int linger = 0;
     zmq_setsockopt (self->pipe, ZMQ_LINGER, &linger, sizeof linger);
@@ -532,4 +546,107 @@ Test (client, bad_arguments)
     cr_expect_eq (herald_publish (NULL, "{}", 10, NULL), HERALD_E_INVALID);
     cr_expect_eq (herald_outstanding (NULL), 0);
     cr_expect_str_eq (herald_strerror (HERALD_E_TIMEOUT), "no answer in time");
+}
+
+//  ---------------------------------------------------------------------
+//  Several brokers (sharing a store): herald_publish moves on
+
+static herald_client_t *
+s_pair_client (fake_broker_t *first, const char *second_endpoint)
+{
+    char list[300];
+    snprintf (list, sizeof list, "%s,%s", first->endpoint, second_endpoint);
+    herald_client_t *client = herald_client_new (list);
+    cr_assert_not_null (client);
+    cr_assert_str_eq (herald_client_endpoint (client), first->endpoint, "the first endpoint first");
+    return client;
+}
+
+Test (client, a_silent_broker_passes_the_same_envelope_to_the_next)
+{
+    fake_broker_t *silent = s_fake_broker_new (FB_SILENT);
+    fake_broker_t *good = s_fake_broker_new (FB_ACK);
+    herald_client_t *client = s_pair_client (silent, good->endpoint);
+    char *event = s_event ();
+    herald_reply_t reply;
+    int64_t start = herald_clock_mono_ms ();
+    herald_status_t status = herald_publish (client, event, 1000, &reply);
+    int64_t elapsed = herald_clock_mono_ms () - start;
+    cr_assert_eq (status, HERALD_OK, "%s", herald_strerror (status));
+    cr_expect (elapsed >= 450 && elapsed < 1000, "the first broker had half the time: %lld ms", (long long) elapsed);
+    cr_expect_str_eq (herald_client_endpoint (client), good->endpoint);
+    free (event);
+    herald_client_destroy (&client);
+    s_fake_broker_destroy (&silent);
+    s_fake_broker_destroy (&good);
+}
+
+Test (client, the_envelope_is_the_same_on_both_brokers)
+{
+    fake_broker_t *silent = s_fake_broker_new (FB_SILENT);
+    fake_broker_t *good = s_fake_broker_new (FB_ACK);
+    herald_client_t *client = s_pair_client (silent, good->endpoint);
+    char *event = s_event ();
+    herald_reply_t reply;
+    cr_assert_eq (herald_publish (client, event, 600, &reply), HERALD_OK);
+    herald_client_destroy (&client);
+    s_fake_broker_stop (silent);
+    s_fake_broker_stop (good);
+    cr_expect_eq (silent->received, 1);
+    cr_expect_eq (good->received, 1);
+    cr_expect_str_eq (silent->last_body, event, "the first broker got the envelope");
+    cr_expect_str_eq (good->last_body, event, "the second got the very same one (same id: same key)");
+    free (event);
+    s_fake_broker_destroy (&silent);
+    s_fake_broker_destroy (&good);
+}
+
+Test (client, an_unreachable_broker_passes_to_the_next)
+{
+    char dir[] = "/tmp/herald-test-client-XXXXXX";
+    cr_assert_not_null (mkdtemp (dir));
+    fake_broker_t *good = s_fake_broker_new (FB_ACK);
+    char list[400];
+    snprintf (list, sizeof list, "ipc://%s/nobody.sock;%s", dir, good->endpoint);
+    herald_client_t *client = herald_client_new (list);
+    cr_assert_not_null (client);
+    char *event = s_event ();
+    herald_reply_t reply;
+    cr_assert_eq (herald_publish (client, event, 1000, &reply), HERALD_OK, "a ';' list works too");
+    cr_expect (reply.acked);
+    free (event);
+    herald_client_destroy (&client);
+    s_fake_broker_destroy (&good);
+    rmdir (dir);
+}
+
+Test (client, a_busy_broker_passes_to_the_next_but_a_refusal_does_not)
+{
+    fake_broker_t *busy = s_fake_broker_new (FB_NACK_503);
+    fake_broker_t *good = s_fake_broker_new (FB_ACK);
+    herald_client_t *client = s_pair_client (busy, good->endpoint);
+    char *event = s_event ();
+    herald_reply_t reply;
+    cr_assert_eq (herald_publish (client, event, 2000, &reply), HERALD_OK, "503: the next broker takes it");
+    herald_client_destroy (&client);
+    fake_broker_t *refusing = s_fake_broker_new (FB_NACK_422);
+    client = s_pair_client (refusing, good->endpoint);
+    cr_assert_eq (herald_publish (client, event, 2000, &reply), HERALD_E_NACK,
+                  "422 would be refused by any broker: no failover");
+    cr_expect_str_eq (herald_client_endpoint (client), refusing->endpoint);
+    free (event);
+    herald_client_destroy (&client);
+    s_fake_broker_destroy (&busy);
+    s_fake_broker_destroy (&good);
+    s_fake_broker_destroy (&refusing);
+}
+
+Test (client, one_endpoint_with_a_comma_stays_one)
+{
+    herald_client_t *client = herald_client_new ("ipc:///tmp/herald-test-a,b.sock");
+    cr_assert_not_null (client);
+    cr_expect_str_eq (herald_client_endpoint (client), "ipc:///tmp/herald-test-a,b.sock",
+                      "a piece that is not scheme://... keeps the text one endpoint");
+    cr_expect_eq (herald_client_failover (client), HERALD_E_INVALID, "no other broker to go to");
+    herald_client_destroy (&client);
 }

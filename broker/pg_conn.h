@@ -1,0 +1,115 @@
+/*  pg_conn: what the PostgreSQL store's threads share (docs/postgresql.md):
+    the connection settings and helpers, the schema (created and migrated at
+    open, versioned in herald.meta), the queue of answers and notices to the
+    broker loop, and the blocks of event numbers. The store (store_pg.c)
+    owns one pg_shared_t; its writer (pg_writer.c) and query thread
+    (pg_query.c) each hold their own connection. */
+#ifndef HERALD_PG_CONN_H
+#define HERALD_PG_CONN_H
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "herald_config.h"
+#include "herald_text.h"
+#include "index.h"
+
+#define PG_SCHEMA_VERSION   "herald-pg/1"
+#define PG_SEQ_BLOCK        1000        /* event numbers a broker reserves at once (herald.event_seq's increment) */
+#define PG_NOTIFY_CHANNEL   "herald_tasks"  /* NOTIFY payload: a channel whose free tasks were just committed */
+#define PG_RECONNECT_MIN_MS 100
+#define PG_RECONNECT_MAX_MS 5000
+
+typedef struct {
+    char url[HERALD_PATH_MAX];          /* the libpq URL (no password: PGPASSWORD / PGPASSFILE) */
+    uint64_t broker_id;                 /* this broker process's instance id (herald.broker_id) */
+    char host[256];                     /* gethostname */
+    int64_t takeover_ms;                /* broker.takeover_timeout */
+    int64_t heartbeat_ms;               /* liveness row renewed this often */
+    int64_t retention_ms;               /* broker.dedup_retention */
+    int channel_count;
+    char channels[HERALD_MAX_CHANNELS][HERALD_NAME_MAX];
+
+    /*  Answers and notices to the loop (index_msg_t), any thread posts. */
+    pthread_mutex_t lock;
+    index_msg_t *replies, *replies_tail;
+    int reply_fd;                       /* eventfd: readable when replies wait */
+
+    /*  Event numbers: [seq_next, seq_end) at hand, [spare_next, spare_end)
+        next; the query thread fetches a spare when spare_wanted. Guarded
+        by lock. */
+    uint64_t seq_next, seq_end, spare_next, spare_end;
+    bool spare_wanted;
+
+    _Atomic uint64_t durable;           /* the writer's committed position (queries wait for min_lsn) */
+    int wake_fd;                        /* eventfd: wakes the query thread (requests, commits) */
+    char durability[16];                /* the ACK's word, from the writer's connection; guarded by lock */
+
+    /*  For `herald status`: summed counts and live brokers, refreshed by
+        the query thread (JSON text, guarded by lock). */
+    char *status_json;
+} pg_shared_t;
+
+/*  True for a postgresql:// or postgres:// URL. */
+bool
+    pg_is_url (const char *text);
+
+/*  Connects to url (application_name herald-broker-ROLE, TCP keepalives),
+    checks the server's encoding. NULL with the reason in err (one line). */
+PGconn *
+    pg_connect (const char *url, const char *role, char *err, size_t errlen);
+
+/*  The connection's error as one line (no newline), in err. */
+const char *
+    pg_error (PGconn *conn, const PGresult *res, char *err, size_t errlen);
+
+/*  Runs a command (no parameters); 0, or -1 with err filled. */
+int
+    pg_exec (PGconn *conn, const char *sql, char *err, size_t errlen);
+
+/*  True when the connection is broken (a result cannot be trusted to say
+    what happened on the server). */
+bool
+    pg_lost (PGconn *conn);
+
+/*  The durability word the server's settings give a commit on conn
+    (commit, commit-standby, commit-async), in out (16 bytes). */
+void
+    pg_durability (PGconn *conn, char *out, size_t size);
+
+/*  Creates the schema, or migrates an older version, in one transaction
+    under an advisory lock. 0, or -1 with err filled. */
+int
+    pg_schema (PGconn *conn, char *err, size_t errlen);
+
+/*  Posts an answer or notice to the loop. */
+void
+    pg_post (pg_shared_t *shared, index_msg_t *msg);
+
+/*  Wakes the query thread. */
+void
+    pg_wake (int fd);
+
+/*  A PostgreSQL array literal being built, for a parameter in text form
+    ("{1,2}", "{\"a b\",NULL}"): pg_array_text quotes and escapes. Start
+    with { 0 }; the text's data is the caller's to free. */
+typedef struct {
+    herald_text_t text;
+    size_t count;
+} pg_array_t;
+
+void
+    pg_array_text (pg_array_t *self, const char *data, size_t len);
+void
+    pg_array_int (pg_array_t *self, int64_t value);
+void
+    pg_array_null (pg_array_t *self);
+/*  The literal (closed with "}"), or NULL on out of memory. */
+const char *
+    pg_array_end (pg_array_t *self);
+
+#endif

@@ -1,0 +1,219 @@
+"""pglib: a real PostgreSQL server for a test, started and stopped by the test.
+
+    pg = pglib.Postgres("two-brokers")     # initdb into a temporary directory
+    pg.start()                             # on a free 127.0.0.1 port; waits until it answers
+    url = pg.url()                         # postgresql://herald@127.0.0.1:PORT/herald
+    env = pg.env()                         # {"PGPASSWORD": ...}: what a broker needs
+    pg.sql("SELECT count(*) FROM herald.events")   # -> "42"
+    pg.kill()                              # SIGKILL by PID (the postmaster's process group)
+    pg.start()                             # again, on the same port and data
+    pg.cleanup()                           # stops it, removes the directory
+
+How it runs: PostgreSQL refuses to run as root, so initdb and postgres run as
+the `postgres` user that Debian's `postgresql` package creates (scripts/deps.sh
+installs it), through subprocess's user= (setuid in the child, no runuser or
+su: the PID we hold is the postmaster's own). The data directory, the Unix
+socket directory (-k, so nothing touches /var/run/postgresql) and the password
+file live in a directory of their own, owned by postgres (the test's own
+temporary directory is root's, mode 0700). The superuser is `herald`, with a
+password (SCRAM): the broker gets it from PGPASSWORD, as in production, never
+from the YAML. Debian's own cluster and its service on port 5432 are not used.
+
+Stopping is by PID: SIGTERM (smart), SIGINT (fast), or SIGKILL of the
+postmaster's process group (its backends too, as a crashed host would).
+"""
+
+import glob
+import os
+import pwd
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+
+PASSWORD = "herald-test-secret"
+
+
+def bindir():
+    """The server's programs: pg_config --bindir (libpq-dev), else the newest
+    /usr/lib/postgresql/*/bin."""
+    try:
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, timeout=10)
+        path = out.stdout.strip()
+        if out.returncode == 0 and os.path.exists(os.path.join(path, "postgres")):
+            return path
+    except (OSError, subprocess.TimeoutExpired):
+        pass
+    found = sorted(glob.glob("/usr/lib/postgresql/*/bin/postgres"),
+                   key=lambda p: int(p.split("/")[4]) if p.split("/")[4].isdigit() else 0)
+    if not found:
+        raise RuntimeError("PostgreSQL is not installed: run scripts/deps.sh (Debian's postgresql)")
+    return os.path.dirname(found[-1])
+
+
+def _group_alive(pgid):
+    """True while a process of group pgid runs (zombies, which a container's
+    init may never reap, do not count: they hold no port nor memory)."""
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open("/proc/%s/stat" % entry) as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 2 and fields[0] != "Z" and fields[2] == str(pgid):
+            return True
+    return False
+
+
+def free_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Postgres:
+    def __init__(self, name, settings=None):
+        self.name = name
+        self.bin = bindir()
+        self.user = pwd.getpwnam("postgres")
+        base = os.environ.get("HERALD_TEST_TMP") or None
+        self.dir = tempfile.mkdtemp(prefix="herald-pg-%s-" % name, dir=base)
+        os.chmod(self.dir, 0o700)
+        os.chown(self.dir, self.user.pw_uid, self.user.pw_gid)
+        self.data = os.path.join(self.dir, "data")
+        self.sock = os.path.join(self.dir, "sock")
+        self.log = os.path.join(self.dir, "postgres.log")
+        self.port = free_port()
+        self.proc = None
+        self.settings = {
+            "listen_addresses": "127.0.0.1",
+            "fsync": "on",
+            "synchronous_commit": "on",
+            "max_connections": "60",
+            "shared_buffers": "32MB",
+            "log_min_messages": "warning",
+            "deadlock_timeout": "200ms",
+        }
+        self.settings.update(settings or {})
+        self._initdb()
+
+    # -- running as postgres
+
+    def _as_postgres(self, argv, **kw):
+        return subprocess.run(argv, user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[],
+                              cwd=self.dir, capture_output=True, text=True, **kw)
+
+    def _initdb(self):
+        os.makedirs(self.sock)
+        os.chown(self.sock, self.user.pw_uid, self.user.pw_gid)
+        pwfile = os.path.join(self.dir, "pw")
+        with open(pwfile, "w") as f:
+            f.write(PASSWORD + "\n")
+        os.chown(pwfile, self.user.pw_uid, self.user.pw_gid)
+        os.chmod(pwfile, 0o600)
+        r = self._as_postgres([os.path.join(self.bin, "initdb"), "-D", self.data, "-U", "herald",
+                               "--auth=scram-sha-256", "--pwfile=" + pwfile, "-E", "UTF8",
+                               "--locale=C", "--no-instructions"], timeout=120)
+        os.unlink(pwfile)
+        if r.returncode != 0:
+            raise RuntimeError("initdb failed: %s %s" % (r.stdout[-2000:], r.stderr[-2000:]))
+
+    # -- server
+
+    def start(self, timeout=30):
+        """Starts the postmaster (as postgres, its own process group) and
+        waits until it answers; creates the database `herald` the first time."""
+        argv = [os.path.join(self.bin, "postgres"), "-D", self.data, "-p", str(self.port), "-k", self.sock]
+        for key, value in self.settings.items():
+            argv += ["-c", "%s=%s" % (key, value)]
+        logf = open(self.log, "ab")
+        try:
+            self.proc = subprocess.Popen(argv, user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[],
+                                         cwd=self.dir, stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, start_new_session=True)
+        finally:
+            logf.close()
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise RuntimeError("postgres exited with %s: %s" % (self.proc.returncode, self.tail()))
+            r = self.psql("SELECT 1", db="postgres", check=False)
+            if r.returncode == 0:
+                break
+            if time.monotonic() >= deadline:
+                raise RuntimeError("postgres did not answer within %ss: %s" % (timeout, self.tail()))
+            time.sleep(0.05)
+        if self.sql("SELECT count(*) FROM pg_database WHERE datname = 'herald'", db="postgres") == "0":
+            self.sql("CREATE DATABASE herald", db="postgres")
+        return self
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def stop(self, sig=signal.SIGINT, timeout=30):
+        """Stops the postmaster by PID (SIGTERM smart, SIGINT fast) and waits."""
+        if not self.alive():
+            return
+        os.kill(self.proc.pid, sig)
+        self.proc.wait(timeout=timeout)
+
+    def kill(self, timeout=30):
+        """SIGKILL of the postmaster and its backends (its process group), as
+        a crash of its host; waits until every one of them is gone."""
+        if not self.alive():
+            return
+        pgid = self.proc.pid
+        try:
+            os.killpg(pgid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.proc.wait(timeout=timeout)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _group_alive(pgid):
+            time.sleep(0.05)
+
+    def cleanup(self):
+        try:
+            self.kill()
+        finally:
+            if os.environ.get("HERALD_KEEP"):
+                print("# kept %s" % self.dir)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    def tail(self, lines=20):
+        try:
+            with open(self.log, errors="replace") as f:
+                return "\n".join(f.read().splitlines()[-lines:])
+        except OSError:
+            return "(no log)"
+
+    # -- clients
+
+    def url(self, db="herald"):
+        return "postgresql://herald@127.0.0.1:%d/%s" % (self.port, db)
+
+    def env(self):
+        return {"PGPASSWORD": PASSWORD}
+
+    def psql(self, sql, db="herald", check=True, timeout=60):
+        argv = [os.path.join(self.bin, "psql"), self.url(db), "-X", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]
+        r = subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
+                           env=dict(os.environ, **self.env()))
+        if check and r.returncode != 0:
+            raise RuntimeError("psql %r failed: %s" % (sql, r.stderr.strip()))
+        return r
+
+    def sql(self, sql, db="herald"):
+        """The output of one statement, stripped (-At: rows on lines, columns
+        separated by |)."""
+        return self.psql(sql, db=db).stdout.strip()
