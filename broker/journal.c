@@ -20,6 +20,7 @@
 #include "herald_clock.h"
 
 #define S_SKIP_TYPE     0xff            /* payload type byte of a filler record */
+#define S_MARK_TYPE     0xfe            /* payload type byte of an idle writer's mark */
 #define S_MIN_RECORD    32              /* header + one payload byte, aligned: the smallest record;
                                            a segment's last bytes fewer than this are never a record */
 #define S_ZERO_CHUNK    (1u << 20)      /* zero-fill writes */
@@ -538,6 +539,45 @@ s_write_batch (journal_t *self, const buffer_t *buf)
     return 0;
 }
 
+/*  The first record of a batch about to be written vouches for everything
+    before the batch, which is durable by now (one writer, batches in
+    order), whatever was durable when the record was staged: a damaged
+    record in the batch before it is then known durable, not torn. */
+static void
+s_vouch_first (journal_t *self, buffer_t *batch)
+{
+    (void) self;
+    if (batch->len < S_MIN_RECORD || s_get64 (batch->data + 8) != batch->start)
+        return;                         /* begins with a short filler: rare, left as staged */
+    uint32_t len = s_get32 (batch->data + 4);
+    if (JOURNAL_HEADER + (uint64_t) len > batch->len)
+        return;
+    s_put64 (batch->data + 16, batch->start);
+    s_put32 (batch->data, journal_crc32c (0, batch->data + 4, JOURNAL_HEADER - 4 + (size_t) len));
+}
+
+/*  Once a batch is durable and nothing waits to be written, a mark at the
+    end of the log vouches for everything before it: the last batch before
+    a stop or a crash is then known durable too, so damage inside it is
+    refused at the next open instead of being cut off as a torn write. The
+    mark is not synced (a power cut may take it; the next batch overwrites
+    it, and its own first record vouches in its place), and it is not a
+    record of the log: a reader skips it, the open ends the log before it. */
+static void
+s_write_mark (journal_t *self, uint64_t at)
+{
+    uint64_t seg_end = at - at % self->segment_size + self->segment_size;
+    if (at + S_MIN_RECORD > seg_end)
+        return;
+    int fd = s_fd_for (self, at);
+    if (fd < 0)
+        return;
+    unsigned char mark[S_MIN_RECORD];
+    unsigned char type = S_MARK_TYPE;
+    s_make_record (mark, at, at, &type, 1);
+    (void) s_pwrite_all (fd, mark, sizeof mark, (off_t) (at % self->segment_size));
+}
+
 static void
 s_signal (journal_t *self)
 {
@@ -567,6 +607,7 @@ s_writer (void *arg)
         self->flush_requested = false;
         self->writer_busy = true;
         pthread_mutex_unlock (&self->lock);
+        s_vouch_first (self, &batch);
         int rc = atomic_load (&self->fatal)? -1: s_write_batch (self, &batch);
         while (rc == 1 && !atomic_load (&self->fatal)) {
             if (!atomic_load (&self->write_full))
@@ -601,6 +642,12 @@ s_writer (void *arg)
             owner's next turn (a flush was asked for when it was staged). */
         if (self->staging.len > 0)
             self->flush_requested = true;
+        else
+        if (rc == 0) {
+            pthread_mutex_unlock (&self->lock);
+            s_write_mark (self, batch.start + batch.len);
+            pthread_mutex_lock (&self->lock);
+        }
     }
     pthread_mutex_unlock (&self->lock);
     return NULL;
@@ -716,6 +763,10 @@ s_recover (journal_t *self, uint64_t from, journal_status_t *status, char *err, 
         uint64_t synced = s_get64 (p + 16);
         if (synced > vouched)
             vouched = synced;
+        if (len > 0 && p[JOURNAL_HEADER] == S_MARK_TYPE) {
+            stop = S_REC_FOREIGN;       /* an idle writer's mark: the end, all before it durable */
+            break;
+        }
         if (len > 0 && p[JOURNAL_HEADER] == S_SKIP_TYPE)
             pos = seg_end;
         else
@@ -1049,6 +1100,15 @@ journal_append (journal_t *self, const void *payload, uint32_t len)
     return self->end;
 }
 
+bool
+journal_writing (journal_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    bool busy = self->writer_busy;
+    pthread_mutex_unlock (&self->lock);
+    return busy;
+}
+
 void
 journal_flush (journal_t *self)
 {
@@ -1261,6 +1321,10 @@ journal_read (journal_reader_t *self, uint64_t until, journal_record_t *record, 
         uint64_t at = self->pos;
         if (len > 0 && p[JOURNAL_HEADER] == S_SKIP_TYPE) {
             self->pos = seg_end;
+            continue;
+        }
+        if (len > 0 && p[JOURNAL_HEADER] == S_MARK_TYPE) {
+            self->pos += total;         /* never inside what is read; skipped all the same */
             continue;
         }
         self->pos += total;

@@ -19,6 +19,11 @@
     that vouches for it (the torn tail of a write that never completed) is
     cut off and logged; a bad record that a later record vouches for (it was
     durable) stops the broker with an error naming the file and the offset.
+    Vouching: the first record of each written batch says everything before
+    the batch is durable (it is, when the batch is written), and a writer
+    that goes idle leaves an unsynced 32-byte mark at the log's end saying
+    the same, so damage in the last batch before a stop is refused too (the
+    mark is overwritten by the next batch; a power cut may take it).
 
     Threads: the owner (the broker loop) appends into a staging buffer and
     hands it to the writer thread at the end of each turn; while the writer
@@ -75,6 +80,10 @@ journal_t *
 /*  Starts the writer and the segment thread. 0 / -1. */
 int
     journal_start (journal_t *self, char *err, size_t errlen);
+
+/*  True while the writer thread writes or syncs a batch (for tests). */
+bool
+    journal_writing (journal_t *self);
 
 /*  Stops the threads after the staged records are written and synced (or
     not, after an error), closes the files; NULL-safe, nulls the pointer. */

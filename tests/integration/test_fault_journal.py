@@ -66,8 +66,14 @@ def case_torn_tail(t):
     publish_all(t, h, 1, 200)
     h.kill(broker, signal.SIGKILL)
     seg = [p for p in segments(h) if records_end(p)[0] > 0][-1]     # the one the log ends in
-    end, _ = records_end(seg)
+    end, data = records_end(seg)
     base = int(os.path.basename(seg).split(".")[0], 16)
+    # the writer, idle, left its 32-byte mark at the log's end; the next
+    # write starts there, over it
+    mark = data[end - 32:end]
+    t.require(struct.unpack("<Q", mark[8:16])[0] == base + end - 32 and mark[24] == 0xFE,
+              "A: the log ends with the idle writer's mark")
+    end -= 32
     with open(seg, "r+b") as f:
         f.seek(end)
         # a write cut short: its header is whole (its LSN is its position) but

@@ -95,6 +95,9 @@ def body(t):
         t.check(rec.get("workers_stopped") == "1", "herald up reloads: workers.email 2->1", rec["_line"])
         wait_until(lambda: sorted(workers_of(up.pid).values()) == ["courier", "email", "inventory"], 15,
                    lambda: "one email worker to stop (now %s)" % workers_of(up.pid))
+        # the child is gone from /proc once reaped; herald up logs its exit just after
+        wait_until(lambda: [r for r in records(up, "exited", "up") if r.get("channel") == "email"], 10,
+                   "herald up to log the email worker's exit")
         exits = [r for r in records(up, "exited", "up") if r.get("channel") == "email"]
         t.check(exits and exits[-1].get("status") == "0", "the email worker stopped gracefully (exit 0)",
                 exits[-1]["_line"] if exits else None)

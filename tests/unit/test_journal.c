@@ -185,6 +185,20 @@ s_damage (uint64_t base, uint64_t offset)
     close (fd);
 }
 
+/*  Zeroes len bytes at `offset` of the segment file holding base. */
+static void
+s_zero (uint64_t base, uint64_t offset, size_t len)
+{
+    char path[512];
+    snprintf (path, sizeof path, "%s/%016llx.seg", s_dir, (unsigned long long) base);
+    int fd = open (path, O_RDWR);
+    cr_assert_geq (fd, 0, "%s", path);
+    unsigned char zeros[64] = { 0 };
+    cr_assert_leq (len, sizeof zeros);
+    cr_assert_eq (pwrite (fd, zeros, len, (off_t) offset), (ssize_t) len);
+    close (fd);
+}
+
 Test (journal, torn_tail_is_cut_off)
 {
     journal_t *j = s_open_ok (0);
@@ -195,8 +209,10 @@ Test (journal, torn_tail_is_cut_off)
     s_wait_durable (j, c);
     journal_destroy (&j);
     /*  The last write never completed: its first record lost a byte, the
-        second one made it (its "synced" says only `a` was durable). */
+        second one made it (its "synced" says only `a` was durable), and the
+        mark an idle writer leaves after a synced write never came. */
     s_damage (0, a + 25);
+    s_zero (0, c, 32);
     j = s_open_ok (0);
     cr_assert_eq (journal_end (j), a, "end %llu", (unsigned long long) journal_end (j));
     (void) b;
@@ -233,6 +249,68 @@ Test (journal, damaged_durable_record_refuses_the_open)
     snprintf (where, sizeof where, "0000000000000000.seg offset %llu", (unsigned long long) a);
     cr_assert (strstr (err, where), "error names the file and offset: %s", err);
     cr_assert (strstr (err, "refusing to start"), "%s", err);
+}
+
+/*  The last write before a stop was synced and ACKed, and nothing came
+    after it: a damaged record inside it is not a torn tail (the writer's
+    mark after it says so), and the log's end is where the records end. */
+Test (journal, damaged_record_in_the_last_synced_write_refuses_the_open)
+{
+    journal_t *j = s_open_ok (0);
+    uint64_t a = s_append (j, "first");
+    s_wait_durable (j, a);
+    s_append (j, "second, in the last write");
+    uint64_t c = s_append (j, "third, in the last write");
+    s_wait_durable (j, c);
+    journal_destroy (&j);
+    j = s_open_ok (0);
+    cr_assert_eq (journal_end (j), c, "a clean log ends at its last record");
+    journal_destroy (&j);
+    s_damage (0, a + 26);           /* inside "second" */
+    journal_status_t status;
+    char err[2048] = "";
+    j = s_open (0, &status, err, sizeof err);
+    cr_assert_null (j, "a damaged durable record was cut off as a torn tail");
+    cr_assert_eq (status, JOURNAL_CORRUPT);
+    char where[64];
+    snprintf (where, sizeof where, "0000000000000000.seg offset %llu", (unsigned long long) a);
+    cr_assert (strstr (err, where), "error names the file and offset: %s", err);
+}
+
+/*  A write made while the one before it was syncing (pipelined): once it is
+    written, everything before it is durable, and its first record says so,
+    whatever was durable when it was staged. */
+Test (journal, a_write_vouches_for_every_write_before_it)
+{
+    journal_t *j = s_open_ok (0);
+    uint64_t a = 0, b = 0;
+    bool caught = false;
+    for (int tries = 0; tries < 200 && !caught; tries++) {
+        a = s_append (j, "staged first");
+        journal_flush (j);
+        while (!journal_writing (j) && journal_durable (j) < a)
+            ;
+        if (journal_durable (j) >= a)
+            continue;                       /* synced before we looked: again */
+        caught = true;
+        b = s_append (j, "staged while the one before was being written");
+        s_wait_durable (j, b);
+    }
+    cr_assert (caught, "never saw the writer at work");
+    journal_destroy (&j);
+    char path[512];
+    snprintf (path, sizeof path, "%s/%016llx.seg", s_dir, 0ull);
+    int fd = open (path, O_RDONLY);
+    cr_assert_geq (fd, 0);
+    unsigned char header[24];
+    cr_assert_eq (pread (fd, header, sizeof header, (off_t) a), 24);
+    close (fd);
+    uint64_t synced = 0;
+    for (int i = 7; i >= 0; i--)
+        synced = synced << 8 | header[16 + i];
+    cr_assert_eq (synced, a, "the record written after %llu vouches for %llu only",
+                  (unsigned long long) a, (unsigned long long) synced);
+    (void) b;
 }
 
 Test (journal, released_segments_are_reused)
