@@ -5,7 +5,15 @@
                stdin (END_MS on CLOCK_MONOTONIC, milliseconds), then
                publishes, waits for the answer, publishes the next, until
                END_MS; prints "count ACKED REFUSED" (answers that came in
-               before END_MS);
+               before END_MS); with --samples FILE, also each counted
+               round trip's time in microseconds, one per line, into FILE;
+      pipe     a producer with --window publishes outstanding (bench_pg.py's
+               shape 1 and end to end): connects, warms up (--warmup-ms of
+               pipelined publishing, default 300), prints "ready", waits for
+               "go END_MS", then keeps --window publishes unanswered until
+               END_MS or until --limit events were sent, waits for every
+               answer and prints "count ACKED REFUSED ELAPSED_MS" (first
+               send to last answer);
       consume  a Redis stream consumer: XREADGROUP (COUNT 100) + XACK in its
                group until it has acknowledged --expect entries; prints
                "ready" once connected and "done MONO_MS ACKED" at the end.
@@ -37,6 +45,10 @@ typedef struct {
     const char *group;
     unsigned long long id_base;         /* first order_id - 1 */
     long expect;
+    const char *samples;                /* one: where round-trip times go, or NULL */
+    long window;                        /* pipe: publishes outstanding */
+    long limit;                         /* pipe: events to send, 0: until END_MS */
+    long warmup_ms;                     /* pipe: pipelined publishing before "ready" */
 } load_options_t;
 
 static void
@@ -44,14 +56,20 @@ s_usage (FILE *out)
 {
     fprintf (out,
         "usage: herald_bench_load one --system redis|floor|herald --endpoint tcp://HOST:PORT\n"
-        "                             [--stream KEY] [--id-base N]\n"
+        "                             [--stream KEY] [--id-base N] [--samples FILE]\n"
+        "       herald_bench_load pipe --system redis|floor|herald --endpoint tcp://HOST:PORT\n"
+        "                             [--window N] [--limit N] [--warmup-ms MS] [--id-base N]\n"
         "       herald_bench_load consume --endpoint tcp://HOST:PORT --stream KEY --group G\n"
         "                             --expect N\n"
         "\n"
-        "A load process of herald_bench_peers (see its --help), which starts it and\n"
-        "talks to it over stdin and stdout:\n"
+        "A load process of herald_bench_peers and bench/bench_pg.py (see their --help),\n"
+        "which start it and talk to it over stdin and stdout:\n"
         "  one      prints \"ready\", waits for \"go END_MS\" on stdin, publishes one event\n"
         "           at a time until END_MS (CLOCK_MONOTONIC, ms), prints \"count ACKED REFUSED\"\n"
+        "           (--samples FILE: each counted round trip's microseconds, one a line)\n"
+        "  pipe     warms up (--warmup-ms, default 300), prints \"ready\", waits for \"go END_MS\",\n"
+        "           keeps --window (default 1000) publishes outstanding until END_MS or --limit\n"
+        "           sent, then waits for every answer; prints \"count ACKED REFUSED ELAPSED_MS\"\n"
         "  consume  Redis consumer group member: XREADGROUP COUNT 100 + XACK until N entries\n"
         "           are acknowledged; prints \"ready\", then \"done MONO_MS ACKED\"\n");
 }
@@ -81,12 +99,18 @@ s_options (load_options_t *opt, int argc, char **argv)
         { "group", required_argument, NULL, 'g' },
         { "id-base", required_argument, NULL, 'b' },
         { "expect", required_argument, NULL, 'n' },
+        { "samples", required_argument, NULL, 'f' },
+        { "window", required_argument, NULL, 'w' },
+        { "limit", required_argument, NULL, 'l' },
+        { "warmup-ms", required_argument, NULL, 'u' },
         { "help", no_argument, NULL, 'h' },
         { NULL, 0, NULL, 0 }
     };
     memset (opt, 0, sizeof *opt);
     opt->system = -1;
     opt->stream = "orders";
+    opt->window = 1000;
+    opt->warmup_ms = 300;
     int c;
     unsigned long long value;
     while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
@@ -113,26 +137,49 @@ s_options (load_options_t *opt, int argc, char **argv)
                 }
                 opt->expect = (long) value;
                 break;
+            case 'f': opt->samples = optarg; break;
+            case 'w':
+                if (s_number (optarg, "--window", &value) || value == 0 || value > 100000) {
+                    fprintf (stderr, "herald_bench_load: --window: expected 1..100000\n");
+                    return -1;
+                }
+                opt->window = (long) value;
+                break;
+            case 'l':
+                if (s_number (optarg, "--limit", &value) || value > 1000000000) {
+                    fprintf (stderr, "herald_bench_load: --limit: expected 0..1000000000\n");
+                    return -1;
+                }
+                opt->limit = (long) value;
+                break;
+            case 'u':
+                if (s_number (optarg, "--warmup-ms", &value) || value > 600000) {
+                    fprintf (stderr, "herald_bench_load: --warmup-ms: expected 0..600000\n");
+                    return -1;
+                }
+                opt->warmup_ms = (long) value;
+                break;
             case 'h': s_usage (stdout); return 1;
             default:  s_usage (stderr); return -1;
         }
     }
     opt->mode = optind < argc? argv[optind++]: NULL;
     if (!opt->mode || optind < argc || !opt->endpoint) {
-        fprintf (stderr, "herald_bench_load: expected a mode (one or consume) and --endpoint\n");
+        fprintf (stderr, "herald_bench_load: expected a mode (one, pipe or consume) and --endpoint\n");
         s_usage (stderr);
         return -1;
     }
-    if (strcmp (opt->mode, "one") == 0 && opt->system < 0) {
-        fprintf (stderr, "herald_bench_load: one: --system is required\n");
+    if ((strcmp (opt->mode, "one") == 0 || strcmp (opt->mode, "pipe") == 0) && opt->system < 0) {
+        fprintf (stderr, "herald_bench_load: %s: --system is required\n", opt->mode);
         return -1;
     }
     if (strcmp (opt->mode, "consume") == 0 && (!opt->group || opt->expect == 0)) {
         fprintf (stderr, "herald_bench_load: consume: --group and --expect are required\n");
         return -1;
     }
-    if (strcmp (opt->mode, "one") != 0 && strcmp (opt->mode, "consume") != 0) {
-        fprintf (stderr, "herald_bench_load: unknown mode '%s' (one, consume)\n", opt->mode);
+    if (strcmp (opt->mode, "one") != 0 && strcmp (opt->mode, "pipe") != 0
+    &&  strcmp (opt->mode, "consume") != 0) {
+        fprintf (stderr, "herald_bench_load: unknown mode '%s' (one, pipe, consume)\n", opt->mode);
         return -1;
     }
     return 0;
@@ -182,24 +229,114 @@ s_run_one (const load_options_t *opt)
         peers_target_destroy (&target);
         return 1;
     }
+    FILE *samples = NULL;
+    if (opt->samples && !(samples = fopen (opt->samples, "w"))) {
+        fprintf (stderr, "herald_bench_load: --samples %s: %s\n", opt->samples, strerror (errno));
+        peers_target_destroy (&target);
+        return 1;
+    }
     long acked = 0, refused = 0;
     while (bench_now_ms () < end_ms) {
         int len = bench_order_event (event, sizeof event, ++order, now_text);
+        double t0 = bench_now_ms ();
         int answer = s_round_trip (target, event, (size_t) len);
+        double t1 = bench_now_ms ();
         if (answer < 0) {
             fprintf (stderr, "herald_bench_load: %s\n", peers_target_error (target));
             rc = -1;
             break;
         }
-        if (bench_now_ms () > end_ms)
+        if (t1 > end_ms)
             break;                  //  answered after the end: not counted
         if (answer == 0)
             acked++;
         else
         if (refused++ == 0)
             fprintf (stderr, "herald_bench_load: refused: %s\n", peers_target_error (target));
+        if (samples)
+            fprintf (samples, "%.1f\n", (t1 - t0) * 1000.0);
+    }
+    if (samples && fclose (samples) != 0) {
+        fprintf (stderr, "herald_bench_load: --samples %s: %s\n", opt->samples, strerror (errno));
+        rc = -1;
     }
     printf ("count %ld %ld\n", acked, refused);
+    fflush (stdout);
+    peers_target_destroy (&target);
+    return rc == 0? 0: 1;
+}
+
+//  Keeps window publishes outstanding until end_ms or limit sent (0: no
+//  limit), then waits for every answer. 0, or -1 (said on stderr).
+static int
+s_pipeline (peers_target_t *target, unsigned long long *order, const char *now_text,
+            long window, long limit, double end_ms, long *acked, long *refused)
+{
+    char event[LOAD_EVENT_MAX];
+    long sent = 0, answered = 0;
+    for (;;) {
+        bool open = bench_now_ms () < end_ms;
+        while (open && sent - answered < window && (limit == 0 || sent < limit)) {
+            int len = bench_order_event (event, sizeof event, ++*order, now_text);
+            if (peers_target_send (target, event, (size_t) len) != 0) {
+                fprintf (stderr, "herald_bench_load: %s\n", peers_target_error (target));
+                return -1;
+            }
+            sent++;
+        }
+        if (answered == sent)
+            return 0;
+        int rc = peers_target_recv (target, LOAD_REPLY_MS);
+        if (rc < 0) {
+            fprintf (stderr, "herald_bench_load: %s (%ld sent, %ld answered)\n",
+                     peers_target_error (target), sent, answered);
+            return -1;
+        }
+        answered++;
+        if (rc == 0)
+            ++*acked;
+        else
+        if ((*refused)++ == 0)
+            fprintf (stderr, "herald_bench_load: refused: %s\n", peers_target_error (target));
+    }
+}
+
+static int
+s_run_pipe (const load_options_t *opt)
+{
+    char err[512];
+    peers_target_t *target = peers_target_new (opt->system, opt->endpoint, opt->stream,
+                                               err, sizeof err);
+    if (!target) {
+        fprintf (stderr, "herald_bench_load: %s\n", err);
+        return 1;
+    }
+    char now_text[40];
+    time_t now = time (NULL);
+    struct tm tm;
+    gmtime_r (&now, &tm);
+    strftime (now_text, sizeof now_text, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    unsigned long long order = opt->id_base;
+    long acked = 0, refused = 0;
+    if (opt->warmup_ms > 0
+    &&  s_pipeline (target, &order, now_text, opt->window, 0, bench_now_ms () + (double) opt->warmup_ms,
+                    &acked, &refused) != 0) {
+        peers_target_destroy (&target);
+        return 1;
+    }
+    printf ("ready\n");
+    fflush (stdout);
+    char line[128];
+    double end_ms = 0;
+    if (!fgets (line, sizeof line, stdin) || sscanf (line, "go %lf", &end_ms) != 1) {
+        fprintf (stderr, "herald_bench_load: expected \"go END_MS\" on stdin\n");
+        peers_target_destroy (&target);
+        return 1;
+    }
+    acked = refused = 0;
+    double t0 = bench_now_ms ();
+    int rc = s_pipeline (target, &order, now_text, opt->window, opt->limit, end_ms, &acked, &refused);
+    printf ("count %ld %ld %.3f\n", acked, refused, bench_now_ms () - t0);
     fflush (stdout);
     peers_target_destroy (&target);
     return rc == 0? 0: 1;
@@ -319,5 +456,7 @@ main (int argc, char **argv)
     int rc = s_options (&opt, argc, argv);
     if (rc != 0)
         return rc > 0? 0: 64;
+    if (strcmp (opt.mode, "pipe") == 0)
+        return s_run_pipe (&opt);
     return strcmp (opt.mode, "one") == 0? s_run_one (&opt): s_run_consume (&opt);
 }

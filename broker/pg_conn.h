@@ -20,6 +20,10 @@
 
 #define PG_SCHEMA_VERSION   "herald-pg/1"
 #define PG_SEQ_BLOCK        1000        /* event numbers a broker reserves at once (herald.event_seq's increment) */
+#define PG_SEQ_SPARES       32          /* blocks kept at hand beyond the one in use: 32,000 numbers, most of a
+                                           second at the fastest a broker ACKs, so that a query thread held up
+                                           (a heartbeat or a claim waiting, a busy machine) does not leave the
+                                           loop without numbers (a 503 for every publish) */
 #define PG_NOTIFY_CHANNEL   "herald_tasks"  /* NOTIFY payload: a channel whose free tasks were just committed */
 #define PG_RECONNECT_MIN_MS 100
 #define PG_RECONNECT_MAX_MS 5000
@@ -39,10 +43,12 @@ typedef struct {
     index_msg_t *replies, *replies_tail;
     int reply_fd;                       /* eventfd: readable when replies wait */
 
-    /*  Event numbers: [seq_next, seq_end) at hand, [spare_next, spare_end)
-        next; the query thread fetches a spare when spare_wanted. Guarded
-        by lock. */
-    uint64_t seq_next, seq_end, spare_next, spare_end;
+    /*  Event numbers: [seq_next, seq_end) in use, then the blocks that
+        start at spares[0 .. spare_count), in that order; the query thread
+        tops them up to PG_SEQ_SPARES when spare_wanted. Guarded by lock. */
+    uint64_t seq_next, seq_end;
+    uint64_t spares[PG_SEQ_SPARES];
+    int spare_count;
     bool spare_wanted;
 
     _Atomic uint64_t durable;           /* the writer's committed position (queries wait for min_lsn) */

@@ -543,21 +543,26 @@ s_notifications (pg_query_t *self)
 static void
 s_fetch_numbers (pg_query_t *self)
 {
-    pthread_mutex_lock (&self->shared->lock);
-    bool wanted = self->shared->spare_wanted;
-    pthread_mutex_unlock (&self->shared->lock);
-    if (!wanted)
+    pg_shared_t *shared = self->shared;
+    pthread_mutex_lock (&shared->lock);
+    int missing = shared->spare_wanted? PG_SEQ_SPARES - shared->spare_count: 0;
+    pthread_mutex_unlock (&shared->lock);
+    if (missing <= 0)
         return;
-    PGresult *res = s_exec (self, "event numbers", "SELECT nextval ('herald.event_seq')", 0, NULL);
+    char blocks[16];
+    snprintf (blocks, sizeof blocks, "%d", missing);
+    const char *values[1] = { blocks };
+    PGresult *res = s_exec (self, "event numbers",
+                            "SELECT nextval ('herald.event_seq') FROM generate_series (1, $1::int)", 1, values);
     if (!res)
         return;
-    uint64_t first = (uint64_t) s_int (res, 0, 0);
+    pthread_mutex_lock (&shared->lock);
+    for (int r = 0; r < PQntuples (res) && shared->spare_count < PG_SEQ_SPARES; r++)
+        shared->spares[shared->spare_count++] = (uint64_t) s_int (res, r, 0);
+    //  Blocks taken meanwhile: fetched on the next turn.
+    shared->spare_wanted = shared->spare_count < PG_SEQ_SPARES;
+    pthread_mutex_unlock (&shared->lock);
     PQclear (res);
-    pthread_mutex_lock (&self->shared->lock);
-    self->shared->spare_next = first;
-    self->shared->spare_end = first + PG_SEQ_BLOCK;
-    self->shared->spare_wanted = false;
-    pthread_mutex_unlock (&self->shared->lock);
 }
 
 /*  Events past the retention whose tasks are all done, S_PRUNE_BATCH at a
@@ -771,6 +776,8 @@ s_thread (void *arg)
         }
         if (!self->conn && !stopping)
             s_try_connect (self);
+        if (!stopping)
+            s_fetch_numbers (self);         //  first: the loop's publishes wait for none of the rest
         s_notifications (self);
         uint64_t durable = atomic_load (&self->shared->durable);
         index_msg_t **keep = &self->waiting;

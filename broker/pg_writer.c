@@ -649,7 +649,8 @@ s_round1 (pg_writer_t *self, s_work_t *work)
         s_lone (self->conn, "ROLLBACK");
         return pg_lost (self->conn)? S_UNSENT: S_FAILED;
     }
-    qsort (inserted, inserted_count, sizeof *inserted, s_cmp_u64);
+    if (inserted_count > 1)         //  NULL with no event in the batch: qsort must not see it
+        qsort (inserted, inserted_count, sizeof *inserted, s_cmp_u64);
     for (size_t i = 0; i < work->event_count; i++) {
         s_event_t *ev = &work->events[i];
         ev->stored = inserted && bsearch (&ev->e.seq, inserted, inserted_count, sizeof *inserted, s_cmp_u64);

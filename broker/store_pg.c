@@ -150,16 +150,19 @@ store_pg_open (const store_options_t *options, index_info_t *info, bool *corrupt
     shared->broker_id = (uint64_t) s_int (res, 0, 0);
     self->registered = true;
     PQclear (res);
-    res = s_exec (self->writer_conn, "SELECT nextval ('herald.event_seq'), nextval ('herald.event_seq')", 0, NULL,
-                  "reserve event numbers", err, errlen);
+    char blocks[16];
+    snprintf (blocks, sizeof blocks, "%d", 1 + PG_SEQ_SPARES);
+    const char *count[1] = { blocks };
+    res = s_exec (self->writer_conn, "SELECT nextval ('herald.event_seq') FROM generate_series (1, $1::int)", 1,
+                  count, "reserve event numbers", err, errlen);
     if (!res) {
         s_destroy ((void **) &self);
         return NULL;
     }
     shared->seq_next = (uint64_t) s_int (res, 0, 0);
     shared->seq_end = shared->seq_next + PG_SEQ_BLOCK;
-    shared->spare_next = (uint64_t) s_int (res, 0, 1);
-    shared->spare_end = shared->spare_next + PG_SEQ_BLOCK;
+    for (int r = 1; r < PQntuples (res) && shared->spare_count < PG_SEQ_SPARES; r++)
+        shared->spares[shared->spare_count++] = (uint64_t) s_int (res, r, 0);
     PQclear (res);
     self->query_conn = pg_connect (shared->url, "query", err, errlen);
     if (!self->query_conn) {
@@ -427,10 +430,11 @@ s_next_seq (void *impl)
     uint64_t seq = 0;
     bool wake = false;
     pthread_mutex_lock (&shared->lock);
-    if (shared->seq_next >= shared->seq_end && shared->spare_next < shared->spare_end) {
-        shared->seq_next = shared->spare_next;
-        shared->seq_end = shared->spare_end;
-        shared->spare_next = shared->spare_end = 0;
+    if (shared->seq_next >= shared->seq_end && shared->spare_count > 0) {
+        shared->seq_next = shared->spares[0];
+        shared->seq_end = shared->seq_next + PG_SEQ_BLOCK;
+        shared->spare_count--;
+        memmove (shared->spares, shared->spares + 1, (size_t) shared->spare_count * sizeof shared->spares[0]);
         shared->spare_wanted = wake = true;
     }
     if (shared->seq_next < shared->seq_end)
