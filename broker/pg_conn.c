@@ -91,20 +91,34 @@ pg_lost (PGconn *conn)
 }
 
 void
+pg_durability_word (const char *commit, const char *standbys, char *out, size_t size)
+{
+    if (strcmp (commit, "off") == 0)
+        snprintf (out, size, "commit-async");
+    else
+    if (strcmp (commit, "local") != 0 && standbys[0])
+        snprintf (out, size, "commit-standby");
+    else
+        snprintf (out, size, "commit");
+}
+
+int
+pg_durability_rank (const char *word)
+{
+    if (strcmp (word, "commit-standby") == 0)
+        return 2;
+    if (strcmp (word, "commit") == 0)
+        return 1;
+    return 0;
+}
+
+void
 pg_durability (PGconn *conn, char *out, size_t size)
 {
     snprintf (out, size, "commit");
-    PGresult *res = PQexec (conn, "SELECT current_setting('synchronous_commit'),"
-                                  " current_setting('synchronous_standby_names')");
-    if (res && PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1) {
-        const char *commit = PQgetvalue (res, 0, 0);
-        const char *standbys = PQgetvalue (res, 0, 1);
-        if (strcmp (commit, "off") == 0)
-            snprintf (out, size, "commit-async");
-        else
-        if (strcmp (commit, "local") != 0 && standbys[0])
-            snprintf (out, size, "commit-standby");
-    }
+    PGresult *res = PQexec (conn, PG_DURABILITY_SQL);
+    if (res && PQresultStatus (res) == PGRES_TUPLES_OK && PQntuples (res) == 1)
+        pg_durability_word (PQgetvalue (res, 0, 0), PQgetvalue (res, 0, 1), out, size);
     PQclear (res);
 }
 

@@ -53,7 +53,9 @@ typedef struct {
 
     _Atomic uint64_t durable;           /* the writer's committed position (queries wait for min_lsn) */
     int wake_fd;                        /* eventfd: wakes the query thread (requests, commits) */
-    char durability[16];                /* the ACK's word, from the writer's connection; guarded by lock */
+    char durability[16];                /* the ACK's word: the last batch's (or the connection's); guarded by lock */
+    int durability_low;                 /* lowest pg_durability_rank of the batches made durable since the
+                                           loop last read durable (-1: none); guarded by lock with durable */
 
     /*  For `herald status`: summed counts and live brokers, refreshed by
         the query thread (JSON text, guarded by lock). */
@@ -86,6 +88,21 @@ bool
     (commit, commit-standby, commit-async), in out (16 bytes). */
 void
     pg_durability (PGconn *conn, char *out, size_t size);
+
+/*  What pg_durability asks; the writer asks it again after each COMMIT,
+    in the same pipeline: a reload (ALTER SYSTEM, synchronous_standby_names
+    cleared to ride out a lost standby) reaches a session at its next
+    command, so the answer says what the COMMIT before it waited for. */
+#define PG_DURABILITY_SQL "SELECT current_setting('synchronous_commit'), current_setting('synchronous_standby_names')"
+
+/*  The word for those two settings' values. */
+void
+    pg_durability_word (const char *commit, const char *standbys, char *out, size_t size);
+
+/*  Orders the words by what they promise: commit-async 0, commit 1,
+    commit-standby 2. */
+int
+    pg_durability_rank (const char *word);
 
 /*  Creates the schema, or migrates an older version, in one transaction
     under an advisory lock. 0, or -1 with err filled. */

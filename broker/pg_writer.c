@@ -71,6 +71,10 @@ struct pg_writer {
     size_t unknown_count, unknown_cap;
     int64_t next_connect, backoff;
     bool lost_logged;
+    char conn_word[16];                 /* the connection's durability word (pg_durability) */
+    char batch_word[16];                /* the last batch's, when it committed; else empty */
+    unsigned warnings;                  /* WARNINGs the server sent on the connection */
+    char warning[512];                  /* the last one */
 };
 
 //  --------------------------------------------------------------------------
@@ -113,6 +117,7 @@ typedef struct {
     char sqlstate[6];
     char error[1024];
     bool had_redo;
+    char durability[16];                /* what its COMMIT reached (s_round2) */
 } s_work_t;
 
 //  --------------------------------------------------------------------------
@@ -230,12 +235,38 @@ s_lost (pg_writer_t *self, const char *why)
     }
 }
 
+/*  The server's notices on the writer's connection: logged (libpq would
+    print them on stderr), and WARNINGs counted, for s_round2: a COMMIT
+    whose wait for the synchronous standby was cancelled (pg_cancel_backend,
+    statement_timeout) returns success with a WARNING "the transaction has
+    already committed locally, but might not have been replicated". */
+static void
+s_notice (void *arg, const PGresult *res)
+{
+    pg_writer_t *self = arg;
+    const char *severity = PQresultErrorField (res, PG_DIAG_SEVERITY_NONLOCALIZED);
+    char text[512];
+    snprintf (text, sizeof text, "%s", PQresultErrorMessage (res));
+    for (char *c = text; *c; c++)
+        if (*c == '\n' || *c == '\r' || *c == '"')
+            *c = ' ';
+    if (severity && strcmp (severity, "WARNING") == 0) {
+        self->warnings++;
+        snprintf (self->warning, sizeof self->warning, "%s", text);
+        herald_warn ("PostgreSQL store: the server warns", "role=writer warning=\"%s\"", text);
+    }
+    else
+        herald_info ("PostgreSQL store: the server notes", "role=writer notice=\"%s\"", text);
+}
+
 /*  A fresh connection: its durability word, pipeline mode. */
 static int
 s_adopt (pg_writer_t *self, PGconn *conn, char *err, size_t errlen)
 {
     char durability[16];
     pg_durability (conn, durability, sizeof durability);
+    snprintf (self->conn_word, sizeof self->conn_word, "%s", durability);
+    PQsetNoticeReceiver (conn, s_notice, self);
     if (PQenterPipelineMode (conn) != 1) {
         pg_error (conn, NULL, err, errlen);
         return -1;
@@ -748,9 +779,17 @@ s_round2 (pg_writer_t *self, s_work_t *work)
         rc = values[0]? s_send (&pipe, "SELECT pg_notify ('" PG_NOTIFY_CHANNEL "', c)"
                                 " FROM (SELECT DISTINCT unnest ($1::text[]) AS c) n", 1, values): -1;
     }
-    int commit_at = pipe.sent;
+    int commit_at = pipe.sent, settings_at = pipe.sent + 1;
+    unsigned warned = self->warnings;
     if (rc == 0)
         rc = s_send (&pipe, "COMMIT", 0, NULL);
+    /*  What the COMMIT waited for: the settings as the session has them
+        after it (a reload reaches it at its next command, this one). Read
+        nothing, or a WARNING came: no more than "commit". */
+    snprintf (work->durability, sizeof work->durability, "%s",
+              pg_durability_rank (self->conn_word) < 1? self->conn_word: "commit");
+    if (rc == 0)
+        rc = s_send (&pipe, PG_DURABILITY_SQL, 0, NULL);
     if (rc == 0)
         rc = s_sync (&pipe);
     pg_array_t *all[] = { &keys, &names, &pending, &done, &dead, &events, &free_channels };
@@ -785,12 +824,21 @@ s_round2 (pg_writer_t *self, s_work_t *work)
             }
         }
         if (i == commit_at)
-            committed = status == PGRES_COMMAND_OK;
+            committed = status == PGRES_COMMAND_OK && !pipe.failed;
+        if (i == settings_at && status == PGRES_TUPLES_OK && PQntuples (res) == 1)
+            pg_durability_word (PQgetvalue (res, 0, 0), PQgetvalue (res, 0, 1), work->durability,
+                                sizeof work->durability);
         PQclear (res);
+    }
+    if (self->warnings != warned && pg_durability_rank (work->durability) > 1) {
+        herald_warn ("PostgreSQL store: the server warned during the commit (its wait for the synchronous"
+                     " standby cancelled?): this batch is ACKed with durability commit", "warning=\"%s\"",
+                     self->warning);
+        snprintf (work->durability, sizeof work->durability, "commit");
     }
     if (s_read_sync (&pipe) != 0)
         return committed? S_DONE: S_UNKNOWN;
-    if (!committed || pipe.failed) {
+    if (!committed) {
         if (pg_lost (self->conn))
             return committed? S_DONE: S_UNKNOWN;
         s_lone (self->conn, "ROLLBACK");
@@ -984,7 +1032,9 @@ s_process (pg_writer_t *self, s_buf_t *batch)
                 s_redo_keep (self, payload, s_get_u32 (batch->data + at));
         }
     }
+    self->batch_word[0] = '\0';
     if (rc == S_DONE) {
+        snprintf (self->batch_word, sizeof self->batch_word, "%s", work->durability);
         for (size_t i = 0; i < work->event_count; i++) {
             s_event_t *ev = &work->events[i];
             if (ev->stored)
@@ -1092,6 +1142,27 @@ s_thread (void *arg)
                 end = s_get_u64 (self->batch.data + last + 8);
             }
             s_process (self, &self->batch);
+            /*  The batch's word with its position, together: the loop ACKs
+                what is durable with the lowest word among them. */
+            pthread_mutex_lock (&self->shared->lock);
+            if (self->batch_word[0]) {
+                int rank = pg_durability_rank (self->batch_word);
+                if (self->shared->durability_low < 0 || rank < self->shared->durability_low)
+                    self->shared->durability_low = rank;
+                if (strcmp (self->shared->durability, self->batch_word) != 0) {
+                    if (rank < pg_durability_rank (self->shared->durability))
+                        herald_warn ("PostgreSQL store: ACKs promise less: the server's settings changed",
+                                     "durability=%s was=%s", self->batch_word, self->shared->durability);
+                    else
+                        herald_info ("PostgreSQL store: ACKs follow the commit: the server's settings changed",
+                                     "durability=%s was=%s", self->batch_word, self->shared->durability);
+                    snprintf (self->shared->durability, sizeof self->shared->durability, "%s",
+                              self->batch_word);
+                }
+            }
+            if (end)
+                atomic_store (&self->durable, end);
+            pthread_mutex_unlock (&self->shared->lock);
         }
         pthread_mutex_lock (&self->lock);
         if (have) {

@@ -24,7 +24,9 @@ typedef struct {
     pg_query_t *query;
     herald_metrics_t *metrics;
     bool registered;                    /* our liveness row exists */
-    char durability[16];                /* the loop's copy of shared.durability */
+    char durability[16];                /* the loop's word for what s_durable returned last */
+    int durability_low;                 /* loop: the lowest word's rank not forgotten yet (-1: none) */
+    uint64_t durable_seen;              /* loop: what s_durable returned last */
 } s_store_t;
 
 bool
@@ -108,6 +110,8 @@ store_pg_open (const store_options_t *options, index_info_t *info, bool *corrupt
     if (gethostname (shared->host, sizeof shared->host) != 0)
         snprintf (shared->host, sizeof shared->host, "unknown");
     snprintf (shared->durability, sizeof shared->durability, "commit");
+    shared->durability_low = -1;
+    self->durability_low = -1;
     const herald_config_t *config = options->config;
     shared->takeover_ms = config && config->broker.takeover_timeout_ms > 0? config->broker.takeover_timeout_ms
                         : S_TAKEOVER_DEFAULT_MS;
@@ -312,11 +316,33 @@ s_flush (void *impl)
     pg_writer_flush (self->writer);
 }
 
+/*  The committed position, and the word for the ACKs it lets out: the
+    lowest of the current one and of the batches committed since the
+    loop was last caught up (a batch that reached less, its wait for the
+    standby cancelled or synchronous_standby_names cleared, is never ACKed
+    with more). The low is forgotten only once two calls in a row found
+    everything committed (the stop path calls this in a loop before the
+    core is told: a call the core does not hear must not lose it). */
 static uint64_t
 s_durable (void *impl)
 {
     s_store_t *self = impl;
-    return pg_writer_durable (self->writer);
+    static const char *words[] = { "commit-async", "commit", "commit-standby" };
+    pthread_mutex_lock (&self->shared.lock);
+    uint64_t durable = pg_writer_durable (self->writer);
+    int low = self->shared.durability_low;
+    self->shared.durability_low = -1;
+    if (low >= 0 && (self->durability_low < 0 || low < self->durability_low))
+        self->durability_low = low;
+    if (self->durability_low >= 0 && self->durability_low < pg_durability_rank (self->shared.durability))
+        snprintf (self->durability, sizeof self->durability, "%s", words[self->durability_low]);
+    else
+        snprintf (self->durability, sizeof self->durability, "%s", self->shared.durability);
+    pthread_mutex_unlock (&self->shared.lock);
+    if (durable == self->durable_seen && durable == pg_writer_end (self->writer))
+        self->durability_low = -1;
+    self->durable_seen = durable;
+    return durable;
 }
 
 static uint64_t
@@ -454,13 +480,16 @@ s_commit_result (void *impl, uint64_t lsn, store_commit_t *out)
     return pg_writer_commit_result (self->writer, lsn, out);
 }
 
+/*  The word s_durable took with the position it returned. */
 static const char *
 s_durability (void *impl)
 {
     s_store_t *self = impl;
-    pthread_mutex_lock (&self->shared.lock);
-    snprintf (self->durability, sizeof self->durability, "%s", self->shared.durability);
-    pthread_mutex_unlock (&self->shared.lock);
+    if (!self->durability[0]) {
+        pthread_mutex_lock (&self->shared.lock);
+        snprintf (self->durability, sizeof self->durability, "%s", self->shared.durability);
+        pthread_mutex_unlock (&self->shared.lock);
+    }
     return self->durability;
 }
 

@@ -9,6 +9,12 @@
     pg.start()                             # again, on the same port and data
     pg.cleanup()                           # stops it, removes the directory
 
+    sb = pg.standby("sb", "b")             # pg_basebackup -R from pg (running): a streaming
+    sb.start()                             #   standby, application_name b, its own port and dir
+    pg.sql("ALTER SYSTEM SET synchronous_standby_names = 'FIRST 1 (b)'"); pg.reload()
+    pglib.url([pg, sb])                    # both hosts, target_session_attrs=read-write
+    sb.promote()                           # SELECT pg_promote(): waits until it is a primary
+
 How it runs: PostgreSQL refuses to run as root, so initdb and postgres run as
 the `postgres` user that Debian's `postgresql` package creates (scripts/deps.sh
 installs it), through subprocess's user= (setuid in the child, no runuser or
@@ -77,7 +83,9 @@ def free_port():
 
 
 class Postgres:
-    def __init__(self, name, settings=None):
+    def __init__(self, name, settings=None, init=True):
+        """init: initdb a new cluster; False: an empty directory for
+        standby() to fill."""
         self.name = name
         self.bin = bindir()
         self.user = pwd.getpwnam("postgres")
@@ -100,7 +108,13 @@ class Postgres:
             "deadlock_timeout": "200ms",
         }
         self.settings.update(settings or {})
-        self._initdb()
+        # a None setting is not passed on the command line (so that ALTER
+        # SYSTEM and a reload can change it: the command line wins over both)
+        self.settings = {k: v for k, v in self.settings.items() if v is not None}
+        os.makedirs(self.sock)
+        os.chown(self.sock, self.user.pw_uid, self.user.pw_gid)
+        if init:
+            self._initdb()
 
     # -- running as postgres
 
@@ -109,8 +123,6 @@ class Postgres:
                               cwd=self.dir, capture_output=True, text=True, **kw)
 
     def _initdb(self):
-        os.makedirs(self.sock)
-        os.chown(self.sock, self.user.pw_uid, self.user.pw_gid)
         pwfile = os.path.join(self.dir, "pw")
         with open(pwfile, "w") as f:
             f.write(PASSWORD + "\n")
@@ -148,9 +160,55 @@ class Postgres:
             if time.monotonic() >= deadline:
                 raise RuntimeError("postgres did not answer within %ss: %s" % (timeout, self.tail()))
             time.sleep(0.05)
-        if self.sql("SELECT count(*) FROM pg_database WHERE datname = 'herald'", db="postgres") == "0":
+        if (self.sql("SELECT pg_is_in_recovery()", db="postgres") == "f"
+                and self.sql("SELECT count(*) FROM pg_database WHERE datname = 'herald'", db="postgres") == "0"):
             self.sql("CREATE DATABASE herald", db="postgres")
         return self
+
+    def reload(self):
+        """pg_reload_conf(): postgresql.auto.conf (ALTER SYSTEM) read again,
+        by every session too (for what no session SET itself)."""
+        self.sql("SELECT pg_reload_conf()", db="postgres")
+
+    def standby(self, name, application_name, settings=None):
+        """A streaming standby of this (running) server, not started:
+        `pg_basebackup -R -X stream` as postgres over TCP 127.0.0.1 (the
+        replication line of initdb's pg_hba.conf, the superuser herald with
+        its password), into a directory of its own; application_name is
+        added to the primary_conninfo that -R writes (what
+        synchronous_standby_names names). Settings as this server's, except
+        synchronous_standby_names."""
+        base = dict(self.settings)
+        base.pop("synchronous_standby_names", None)
+        base.update(settings or {})
+        sb = Postgres(name, settings=base, init=False)
+        r = subprocess.run([os.path.join(self.bin, "pg_basebackup"), "-h", "127.0.0.1", "-p", str(self.port),
+                            "-U", "herald", "-D", sb.data, "-R", "-X", "stream", "-c", "fast", "--no-sync"],
+                           user=self.user.pw_uid, group=self.user.pw_gid, extra_groups=[], cwd=sb.dir,
+                           capture_output=True, text=True, timeout=120, env=dict(os.environ, **self.env()))
+        if r.returncode != 0:
+            sb.cleanup()
+            raise RuntimeError("pg_basebackup failed: %s %s" % (r.stdout[-2000:], r.stderr[-2000:]))
+        auto = os.path.join(sb.data, "postgresql.auto.conf")
+        with open(auto) as f:
+            lines = f.read().splitlines()
+        done = False
+        for i, line in enumerate(lines):
+            if line.startswith("primary_conninfo = '") and line.endswith("'"):
+                lines[i] = line[:-1] + " application_name=%s'" % application_name
+                done = True
+        if not done:
+            sb.cleanup()
+            raise RuntimeError("pg_basebackup -R wrote no primary_conninfo in %s" % auto)
+        with open(auto, "w") as f:
+            f.write("\n".join(lines) + "\n")
+        return sb
+
+    def promote(self, timeout=30):
+        """A standby made a primary (pg_promote waits until it is)."""
+        out = self.sql("SELECT pg_promote(true, %d)" % timeout, db="postgres")
+        if out != "t":
+            raise RuntimeError("pg_promote did not finish within %ss: %s" % (timeout, self.tail()))
 
     @property
     def pid(self):
@@ -202,6 +260,9 @@ class Postgres:
     def url(self, db="herald"):
         return "postgresql://herald@127.0.0.1:%d/%s" % (self.port, db)
 
+    def in_recovery(self):
+        return self.sql("SELECT pg_is_in_recovery()", db="postgres") == "t"
+
     def env(self):
         return {"PGPASSWORD": PASSWORD}
 
@@ -217,3 +278,11 @@ class Postgres:
         """The output of one statement, stripped (-At: rows on lines, columns
         separated by |)."""
         return self.psql(sql, db=db).stdout.strip()
+
+
+def url(servers, db="herald"):
+    """One URL naming several servers (a primary and its standbys):
+    libpq tries them in turn, target_session_attrs=read-write skips a
+    standby, so a broker given it follows a promotion by itself."""
+    return "postgresql://herald@%s/%s?target_session_attrs=read-write" % (
+        ",".join("127.0.0.1:%d" % s.port for s in servers), db)
