@@ -90,10 +90,8 @@ s_endpoints (herald_client_t *self, const char *text, char *err, size_t errlen)
 static int
 s_connect (herald_client_t *self, size_t index, char *err, size_t errlen)
 {
-    if (self->socket)
-        zmq_close (self->socket);
+    hw_watch_close (&self->watch, self->socket, 0);
     self->socket = NULL;
-    hw_watch_destroy (&self->watch);
     hw_options_t options = {
         .hwm = HERALD_CLIENT_HWM,
         .max_msg_size = HERALD_CLIENT_MAX_MSG,
@@ -118,9 +116,8 @@ s_connect (herald_client_t *self, size_t index, char *err, size_t errlen)
 static void
 s_client_free (herald_client_t *self)
 {
-    if (self->socket)
-        zmq_close (self->socket);
-    hw_watch_destroy (&self->watch);    /* after the socket: its monitor must not lose its reader */
+    hw_watch_close (&self->watch, self->socket, 0);
+    self->socket = NULL;
     if (self->ctx)
         while (zmq_ctx_term (self->ctx) == -1 && errno == EINTR)
             ;

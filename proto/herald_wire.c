@@ -2,6 +2,7 @@
     here, so its options (HWM, ZMQ_MAXMSGSIZE, ROUTER_MANDATORY, reconnect and
     handshake intervals, ZMTP heartbeats) are decided in one place. */
 #include <errno.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -308,7 +309,12 @@ hw_watch_new (void *ctx, hw_options_t *options)
     hw_watch_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
-    snprintf (self->endpoint, sizeof self->endpoint, "inproc://herald-watch-%p", (void *) self);
+    /*  A name never used before in this process: a closed socket's monitor
+        may still hold the last one for a moment (libzmq unbinds it
+        asynchronously), and a reused name would be "address in use". */
+    static _Atomic unsigned long s_watches;
+    snprintf (self->endpoint, sizeof self->endpoint, "inproc://herald-watch-%lu",
+              (unsigned long) atomic_fetch_add (&s_watches, 1));
     /*  Connected before the monitor exists: libzmq's monitor blocks its
         I/O thread on an event nobody can take, and an unlimited pipe keeps
         a watch nobody reads from doing so too. */
@@ -403,4 +409,18 @@ hw_watch_destroy (hw_watch_t **self_p)
     }
     free (self);
     *self_p = NULL;
+}
+
+void
+hw_watch_close (hw_watch_t **self_p, void *socket, int linger_ms)
+{
+    if (socket) {
+        /*  No event leaves the socket after this returns (libzmq sends them
+            under a lock that zmq_socket_monitor takes too). */
+        if (self_p && *self_p)
+            zmq_socket_monitor (socket, NULL, 0);
+        zmq_setsockopt (socket, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
+        zmq_close (socket);
+    }
+    hw_watch_destroy (self_p);
 }

@@ -96,4 +96,11 @@ bool
 void
     hw_watch_destroy (hw_watch_t **self_p);
 
+/*  Closes socket (with linger_ms) and then its watch, in the order libzmq
+    needs: the socket's monitor is stopped first, so its I/O thread never
+    blocks on an event for a watch that is gone. socket may be NULL;
+    nulls *self_p. */
+void
+    hw_watch_close (hw_watch_t **self_p, void *socket, int linger_ms);
+
 #endif

@@ -163,12 +163,8 @@ s_connect (herald_worker_t *self, char *err, size_t errlen)
 static void
 s_close_socket (herald_worker_t *self, int linger_ms)
 {
-    if (self->socket) {
-        zmq_setsockopt (self->socket, ZMQ_LINGER, &linger_ms, sizeof linger_ms);
-        zmq_close (self->socket);
-        self->socket = NULL;
-    }
-    hw_watch_destroy (&self->watch);    /* after the socket, whose monitor writes to it */
+    hw_watch_close (&self->watch, self->socket, linger_ms);
+    self->socket = NULL;
 }
 
 //  The broker said nothing for too long: new socket (new identity), READY

@@ -401,3 +401,57 @@ Test (wire, bad_endpoints_are_reported)
     cr_assert_null (hw_socket_new (s_ctx, HW_CLIENT_DEALER, NULL, NULL, err, sizeof err));
     cr_assert_null (hw_socket_new (s_ctx, HW_CLIENT_DEALER, "bogus://x", NULL, NULL, 0));
 }
+
+/*  One round trip dealer -> router -> dealer; false if either side times out. */
+static bool
+s_round_trip (void *router, void *dealer)
+{
+    hp_msg_t publish = { .command = HP_PUBLISH, .corr = hp_str ("c"), .body = hp_str ("{}") };
+    if (hw_send (dealer, hp_strn (NULL, 0), &publish, 0) != 0)
+        return false;
+    hw_msg_t in;
+    if (hw_recv (router, true, &in, 0) != 0)
+        return false;
+    hp_msg_t ack = { .command = HP_ACK, .corr = hp_str ("c"), .event_id = hp_str ("e"),
+                     .durability = hp_str ("fsync") };
+    int rc = hw_send (router, in.identity, &ack, ZMQ_DONTWAIT);
+    hw_msg_close (&in);
+    if (rc != 0 || hw_recv (dealer, false, &in, 0) != 0)
+        return false;
+    hw_msg_close (&in);
+    return true;
+}
+
+/*  A client or worker closes its watched socket when it reconnects: libzmq
+    sends the socket's last events (a disconnection) from its I/O thread
+    after zmq_close returns, and blocks that thread for good if the watch
+    that reads them is gone, so every later connection of the process stops
+    in its handshake (seen: a worker that never registered again with a
+    restarted broker). hw_watch_close stops the monitor first. */
+Test (wire, closing_a_watched_socket_never_stalls_the_io_thread, .timeout = 120)
+{
+    int short_timeout = 2000;
+    for (int i = 0; i < 200; i++) {
+        /*  The broker goes away (its end closes: the I/O thread has a
+            disconnection to report) as the client closes its socket. */
+        char endpoint[160];
+        snprintf (endpoint, sizeof endpoint, "%s-%d", s_endpoint, i);
+        void *router = s_socket (HW_WORKER_ROUTER, endpoint);
+        hw_options_t options = { .hwm = 1000, .max_msg_size = 1 << 20, .linger_ms = 0 };
+        hw_watch_t *watch = hw_watch_new (s_ctx, &options);
+        cr_assert_not_null (watch);
+        char err[256];
+        void *dealer = hw_socket_new (s_ctx, HW_CLIENT_DEALER, endpoint, &options, err, sizeof err);
+        cr_assert_not_null (dealer, "%s", err);
+        zmq_setsockopt (dealer, ZMQ_RCVTIMEO, &short_timeout, sizeof short_timeout);
+        zmq_setsockopt (dealer, ZMQ_SNDTIMEO, &short_timeout, sizeof short_timeout);
+        bool ok = s_round_trip (router, dealer);
+        zmq_close (router);
+        hw_watch_close (&watch, dealer, 0);
+        cr_assert_null (watch);
+        char path[200];
+        snprintf (path, sizeof path, "%s", endpoint + strlen ("ipc://"));
+        unlink (path);
+        cr_assert (ok, "connection %d made no round trip: the I/O thread is stuck", i);
+    }
+}
