@@ -204,9 +204,9 @@ s_nack (core_t *self, const void *identity, size_t identity_len, hp_str_t corr, 
     s_send_reply (self, self->origin, false, identity, identity_len, &msg);
 }
 
-/*  Encodes and appends a record. The LSN past it, or 0. */
-static uint64_t
-s_append (core_t *self, const record_t *rec)
+/*  Encodes a record into self->record. Its length, or 0. */
+static size_t
+s_encode (core_t *self, const record_t *rec)
 {
     size_t size = record_size (rec);
     if (size == 0 || size > S_RECORD_MAX)
@@ -221,10 +221,15 @@ s_append (core_t *self, const record_t *rec)
         self->record = grown;
         self->record_cap = cap;
     }
-    size_t len = record_encode (rec, self->record, self->record_cap);
-    if (len == 0)
-        return 0;
-    return self->io.append (self->io.ctx, self->record, (uint32_t) len);
+    return record_encode (rec, self->record, self->record_cap);
+}
+
+/*  Encodes and appends a record. The LSN past it, or 0. */
+static uint64_t
+s_append (core_t *self, const record_t *rec)
+{
+    size_t len = s_encode (self, rec);
+    return len? self->io.append (self->io.ctx, self->record, (uint32_t) len): 0;
 }
 
 /*  The ACK's durability word: what the store reached. */
@@ -262,20 +267,7 @@ s_append_event (core_t *self, const record_t *rec, uint32_t keep)
 {
     if (!self->io.append_event)
         return s_append (self, rec);
-    size_t size = record_size (rec);
-    if (size == 0 || size > S_RECORD_MAX)
-        return 0;
-    if (size > self->record_cap) {
-        size_t cap = self->record_cap? self->record_cap: 4096;
-        while (cap < size)
-            cap *= 2;
-        unsigned char *grown = realloc (self->record, cap);
-        if (!grown)
-            return 0;
-        self->record = grown;
-        self->record_cap = cap;
-    }
-    size_t len = record_encode (rec, self->record, self->record_cap);
+    size_t len = s_encode (self, rec);
     return len? self->io.append_event (self->io.ctx, self->record, (uint32_t) len, keep): 0;
 }
 

@@ -544,9 +544,8 @@ s_write_batch (journal_t *self, const buffer_t *buf)
     order), whatever was durable when the record was staged: a damaged
     record in the batch before it is then known durable, not torn. */
 static void
-s_vouch_first (journal_t *self, buffer_t *batch)
+s_vouch_first (buffer_t *batch)
 {
-    (void) self;
     if (batch->len < S_MIN_RECORD || s_get64 (batch->data + 8) != batch->start)
         return;                         /* begins with a short filler: rare, left as staged */
     uint32_t len = s_get32 (batch->data + 4);
@@ -607,7 +606,7 @@ s_writer (void *arg)
         self->flush_requested = false;
         self->writer_busy = true;
         pthread_mutex_unlock (&self->lock);
-        s_vouch_first (self, &batch);
+        s_vouch_first (&batch);
         int rc = atomic_load (&self->fatal)? -1: s_write_batch (self, &batch);
         while (rc == 1 && !atomic_load (&self->fatal)) {
             if (!atomic_load (&self->write_full))
