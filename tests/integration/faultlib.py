@@ -121,6 +121,22 @@ def remove(path):
         pass
 
 
+def hold_sync(block, reached, kind="", timeout=3):
+    """Holds the next fsync/fdatasync of a process run with
+    preload_env(fsync_block=block, fsync_reached=reached) ("file" or "dir"
+    narrows it to regular files or directories; "" holds any) and waits
+    until one is held: True, or False if none came within timeout. The
+    sync stays held until remove(block)."""
+    remove(reached)
+    with open(block, "w") as f:
+        f.write(kind)
+    try:
+        harness.wait_until(lambda: os.path.exists(reached), timeout, "fsync entered", interval=0.005)
+        return True
+    except harness.TestFailure:
+        return False
+
+
 # ---------------------------------------------------------------- processes
 
 def spawn(h, name, argv, env=None, stdin=subprocess.DEVNULL, log=True):

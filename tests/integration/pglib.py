@@ -286,3 +286,14 @@ def url(servers, db="herald"):
     standby, so a broker given it follows a promotion by itself."""
     return "postgresql://herald@%s/%s?target_session_attrs=read-write" % (
         ",".join("127.0.0.1:%d" % s.port for s in servers), db)
+
+
+def run_test(t, name, run):
+    """Calls run(t, pg) with a PostgreSQL of its own, started, and removed
+    afterwards whatever happens: the body of each test_pg_* test."""
+    pg = Postgres(name)
+    try:
+        pg.start()
+        run(t, pg)
+    finally:
+        pg.cleanup()

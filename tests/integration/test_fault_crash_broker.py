@@ -67,13 +67,9 @@ def body(t):
             h.kill(broker, signal.SIGKILL)
             kills["random"] += 1
         else:
-            faultlib.remove(reached)
-            faultlib.touch(block)
-            try:
-                harness.wait_until(lambda: os.path.exists(reached), 3, "fsync entered",
-                                   interval=0.005)
+            if faultlib.hold_sync(block, reached, timeout=3):
                 kills["in-commit"] += 1
-            except harness.TestFailure:
+            else:
                 kills["in-commit-missed"] += 1     # no commit within 3 s: kill anyway
             h.kill(broker, signal.SIGKILL)
             faultlib.remove(block)

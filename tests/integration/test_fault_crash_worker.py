@@ -84,13 +84,7 @@ def body(t):
             break
         kind = rng.choice(["random", "in-write", "after-rename"])
         if kind != "random":
-            faultlib.remove(reached)
-            with open(block, "w") as f:
-                f.write("file" if kind == "in-write" else "dir")
-            try:
-                harness.wait_until(lambda: os.path.exists(reached), 3, "fsync entered",
-                                   interval=0.005)
-            except harness.TestFailure:
+            if not faultlib.hold_sync(block, reached, "file" if kind == "in-write" else "dir", timeout=3):
                 kind = "missed"                 # no delivery within 3 s: kill anyway
         h.kill(proc, signal.SIGKILL)
         faultlib.remove(block)

@@ -176,13 +176,9 @@ def case_kills_inside_syncs(t):
         if not broker.alive():
             t.check(False, "C: the broker stays up between kills", harness.tail(broker.log, 10))
             break
-        faultlib.remove(reached)
-        with open(block, "w") as f:
-            f.write(target[2])
-        try:
-            harness.wait_until(lambda: os.path.exists(reached), 4, "fsync entered", interval=0.005)
+        if faultlib.hold_sync(block, reached, target[2], timeout=4):
             kills[target[0]] += 1
-        except harness.TestFailure:
+        else:
             missed += 1
         h.kill(broker, signal.SIGKILL)
         faultlib.remove(block)

@@ -122,16 +122,8 @@ def body(t):
             t.check(False, "the broker stays up between power cuts",
                     "exit %s: %s" % (broker.popen.returncode, harness.tail(broker.log, 10)))
             break
-        if cuts % 2 == 0:
-            faultlib.remove(reached)
-            with open(block, "w") as f:
-                f.write("file")
-            try:
-                harness.wait_until(lambda: os.path.exists(reached), 5, "segment fdatasync entered",
-                                   interval=0.005)
-                in_sync += 1
-            except harness.TestFailure:
-                pass
+        if cuts % 2 == 0 and faultlib.hold_sync(block, reached, "file", timeout=5):
+            in_sync += 1
         h.kill(broker, signal.SIGKILL)
         faultlib.remove(block)
         cuts += 1

@@ -25,15 +25,10 @@ N = 5000
 
 
 def body(t):
-    pg = pglib.Postgres("numbers")
-    try:
-        run(t, pg)
-    finally:
-        pg.cleanup()
+    pglib.run_test(t, "numbers", run)
 
 
 def run(t, pg):
-    pg.start()
     os.environ.update(pg.env())         # the broker and the CLI read PGPASSWORD, never the YAML
     h = t.deployment(store=pg.url())
     h.start_broker()

@@ -28,15 +28,10 @@ def span(deployments, channel, skip):
 
 
 def body(t):
-    pg = pglib.Postgres("rate")
-    try:
-        run(t, pg)
-    finally:
-        pg.cleanup()
+    pglib.run_test(t, "rate", run)
 
 
 def run(t, pg):
-    pg.start()
     a, b = pgtwo.pair(t, pg, channel_extra={"courier": {"rate": "%d/s" % RATE}})
     a.start_broker()
     b.start_broker()

@@ -27,11 +27,7 @@ import pgtwo
 
 
 def body(t):
-    pg = pglib.Postgres("restart")
-    try:
-        run(t, pg)
-    finally:
-        pg.cleanup()
+    pglib.run_test(t, "restart", run)
 
 
 def stored(pg):
@@ -52,7 +48,6 @@ def check_backed(t, pg, producers, when):
 
 
 def run(t, pg):
-    pg.start()
     a, b = pgtwo.pair(t, pg, takeover="5s")
     brokers = [a.start_broker(), b.start_broker()]
     a.start_workers()

@@ -21,15 +21,10 @@ N = 1000
 
 
 def body(t):
-    pg = pglib.Postgres("spine")
-    try:
-        run(t, pg)
-    finally:
-        pg.cleanup()
+    pglib.run_test(t, "spine", run)
 
 
 def run(t, pg):
-    pg.start()
     os.environ.update(pg.env())         # the broker and the CLI read PGPASSWORD, never the YAML
     h = t.deployment(store=pg.url())
     broker = h.start_broker()

@@ -26,15 +26,10 @@ N = 200
 
 
 def body(t):
-    pg = pglib.Postgres("taken-over")
-    try:
-        run(t, pg)
-    finally:
-        pg.cleanup()
+    pglib.run_test(t, "taken-over", run)
 
 
 def run(t, pg):
-    pg.start()
     a, b = pgtwo.pair(t, pg, takeover="%ds" % TAKEOVER_S)
     both = {"A": a, "B": b}
     broker_a = a.start_broker()

@@ -29,15 +29,10 @@ TAKEOVER_S = 3
 
 
 def body(t):
-    pg = pglib.Postgres("takeover")
-    try:
-        run(t, pg)
-    finally:
-        pg.cleanup()
+    pglib.run_test(t, "takeover", run)
 
 
 def run(t, pg):
-    pg.start()
     a, b = pgtwo.pair(t, pg, takeover="%ds" % TAKEOVER_S)
     broker_a = a.start_broker()
     broker_b = b.start_broker()

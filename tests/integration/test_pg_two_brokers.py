@@ -25,15 +25,10 @@ import pgtwo
 
 
 def body(t):
-    pg = pglib.Postgres("two")
-    try:
-        run(t, pg)
-    finally:
-        pg.cleanup()
+    pglib.run_test(t, "two", run)
 
 
 def run(t, pg):
-    pg.start()
     a, b = pgtwo.pair(t, pg)
     a.start_broker()
     b.start_broker()

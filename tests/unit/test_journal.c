@@ -170,14 +170,22 @@ Test (journal, records_cross_segments)
     journal_destroy (&j);
 }
 
+/*  Opens the segment file beginning at base. */
+static int
+s_segment_open (uint64_t base, int flags)
+{
+    char path[512];
+    snprintf (path, sizeof path, "%s/%016llx.seg", s_dir, (unsigned long long) base);
+    int fd = open (path, flags);
+    cr_assert_geq (fd, 0, "%s", path);
+    return fd;
+}
+
 /*  Damages the byte at `offset` of the segment file holding base. */
 static void
 s_damage (uint64_t base, uint64_t offset)
 {
-    char path[512];
-    snprintf (path, sizeof path, "%s/%016llx.seg", s_dir, (unsigned long long) base);
-    int fd = open (path, O_RDWR);
-    cr_assert_geq (fd, 0, "%s", path);
+    int fd = s_segment_open (base, O_RDWR);
     unsigned char byte;
     cr_assert_eq (pread (fd, &byte, 1, (off_t) offset), 1);
     byte ^= 0x5a;
@@ -189,10 +197,7 @@ s_damage (uint64_t base, uint64_t offset)
 static void
 s_zero (uint64_t base, uint64_t offset, size_t len)
 {
-    char path[512];
-    snprintf (path, sizeof path, "%s/%016llx.seg", s_dir, (unsigned long long) base);
-    int fd = open (path, O_RDWR);
-    cr_assert_geq (fd, 0, "%s", path);
+    int fd = s_segment_open (base, O_RDWR);
     unsigned char zeros[64] = { 0 };
     cr_assert_leq (len, sizeof zeros);
     cr_assert_eq (pwrite (fd, zeros, len, (off_t) offset), (ssize_t) len);
@@ -298,10 +303,7 @@ Test (journal, a_write_vouches_for_every_write_before_it)
     }
     cr_assert (caught, "never saw the writer at work");
     journal_destroy (&j);
-    char path[512];
-    snprintf (path, sizeof path, "%s/%016llx.seg", s_dir, 0ull);
-    int fd = open (path, O_RDONLY);
-    cr_assert_geq (fd, 0);
+    int fd = s_segment_open (0, O_RDONLY);
     unsigned char header[24];
     cr_assert_eq (pread (fd, header, sizeof header, (off_t) a), 24);
     close (fd);
