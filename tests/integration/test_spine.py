@@ -10,10 +10,27 @@ import harness
 N = 1000
 
 
+def thread_nice(pid):
+    """{thread name: nice} from /proc/PID/task/*/stat (field 19)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            stat = f.read()
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        out[name] = int(stat[stat.rindex(")") + 2:].split()[16])
+    return out
+
+
 def body(t):
     h = t.deployment()
-    h.start_broker()
+    broker = h.start_broker()
     h.start_workers()
+    # The index thread runs at the lowest priority (it must never take the
+    # CPU from the loop and the journal writer on the ACK path); they do not.
+    nice = thread_nice(broker.pid)
+    t.check(nice.get("herald-index") == 19, "the index thread runs at nice 19", nice)
+    t.check(nice.get("herald-journal") == 0 and nice.get("herald-broker") == 0,
+            "the loop and the journal writer keep nice 0", nice)
     t.note("broker and 3 workers up in %s" % h.tmp)
 
     events = os.path.join(h.tmp, "orders.jsonl")
