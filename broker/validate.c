@@ -154,6 +154,11 @@ s_string (s_scan_t *s, s_span_t *span)
     span->escaped = false;
     while (s->p < s->end) {
         unsigned char c = (unsigned char) *s->p;
+        /*  Most bytes are plain ASCII: step over them without a call. */
+        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
+            s->p++;
+            continue;
+        }
         if (c == '"') {
             span->len = (size_t) (s->p - span->ptr);
             s->p++;
@@ -522,19 +527,30 @@ s_skip (const char *p, const char *end)
         return p + 1;
     }
     if (c == '{' || c == '[') {
+        /*  Only quotes and brackets matter in a checked value: the rest is
+            stepped over in a tight loop (a lookup walks whole members). */
+        static const unsigned char marks[256] = {
+            ['"'] = 1, ['{'] = 2, ['['] = 2, ['}'] = 3, [']'] = 3,
+        };
         int depth = 0;
         while (p < end) {
-            c = *p;
-            if (c == '"') {
-                p = s_skip (p, end);
-                continue;
-            }
-            if (c == '{' || c == '[')
-                depth++;
-            else
-            if (c == '}' || c == ']') {
-                if (--depth == 0)
-                    return p + 1;
+            while (p < end && !marks[(unsigned char) *p])
+                p++;
+            if (p >= end)
+                break;
+            switch (marks[(unsigned char) *p]) {
+                case 1:
+                    p++;
+                    while (p < end && *p != '"')
+                        p += *p == '\\'? 2: 1;
+                    p++;
+                    continue;
+                case 2:
+                    depth++;
+                    break;
+                default:
+                    if (--depth == 0)
+                        return p + 1;
             }
             p++;
         }
