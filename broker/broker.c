@@ -574,8 +574,14 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
         if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
             s_drain_admin (self, now);
         next_deadline = core_tick (self->core, now);
-        if (core_flush_due (self->core, now, false))
-            store_flush (self->store);
+        if (core_flush_due (self->core, now, false)) {
+            /*  A small batch with the writer idle is synced right here and
+                its ACKs leave in this turn; otherwise the writer takes it. */
+            if (store_commit_here (self->store))
+                s_store_news (self, now);
+            else
+                store_flush (self->store);
+        }
         outbox_flush (self->outbox);
         outbox_flush (self->internal_outbox);
         if (core_failed (self->core) && self->fatal == BROKER_OK)

@@ -64,7 +64,8 @@ struct journal {
     pthread_cond_t write_wake;
     buffer_t staging, writing;
     bool flush_requested;
-    bool writer_busy;
+    bool writer_busy;                   /* a batch is being written (by the writer or the owner) */
+    _Atomic int64_t sync_us;            /* recent fdatasync time, a moving average (µs) */
     bool stopping;
     uint64_t end;                       /* next append position (owner) */
     _Atomic uint64_t durable;
@@ -528,13 +529,15 @@ s_write_batch (journal_t *self, const buffer_t *buf)
         done += n;
     }
     for (size_t i = 0; i < touched_count; i++) {
-        int64_t started = self->metrics? herald_clock_mono_us (): 0;
+        int64_t started = herald_clock_mono_us ();
         if (fdatasync (touched[i]) != 0) {
             s_set_fatal (self, "journal %s: fdatasync failed: %s", self->dir, strerror (errno));
             return -1;
         }
+        int64_t took = herald_clock_mono_us () - started;
+        atomic_store (&self->sync_us, (atomic_load (&self->sync_us) * 7 + took) / 8);
         if (self->metrics)
-            herald_metrics_journal_sync (self->metrics, herald_clock_mono_us () - started);
+            herald_metrics_journal_sync (self->metrics, took);
     }
     return 0;
 }
@@ -577,6 +580,20 @@ s_write_mark (journal_t *self, uint64_t at)
     (void) s_pwrite_all (fd, mark, sizeof mark, (off_t) (at % self->segment_size));
 }
 
+/*  Takes everything staged for a write (lock held): the owner goes on
+    appending into the other buffer. */
+static buffer_t
+s_take_staged_locked (journal_t *self)
+{
+    buffer_t batch = self->staging;
+    self->staging = self->writing;
+    self->staging.len = 0;
+    self->staging.start = batch.start + batch.len;
+    self->flush_requested = false;
+    self->writer_busy = true;
+    return batch;
+}
+
 static void
 s_signal (journal_t *self)
 {
@@ -599,12 +616,7 @@ s_writer (void *arg)
         }
         /*  Take everything staged: the owner goes on appending into the
             other buffer while this one is written and synced. */
-        buffer_t batch = self->staging;
-        self->staging = self->writing;
-        self->staging.len = 0;
-        self->staging.start = batch.start + batch.len;
-        self->flush_requested = false;
-        self->writer_busy = true;
+        buffer_t batch = s_take_staged_locked (self);
         pthread_mutex_unlock (&self->lock);
         s_vouch_first (&batch);
         int rc = atomic_load (&self->fatal)? -1: s_write_batch (self, &batch);
@@ -633,7 +645,6 @@ s_writer (void *arg)
         }
         pthread_mutex_lock (&self->lock);
         self->writing = batch;
-        self->writer_busy = false;
         if (rc == 0)
             atomic_store (&self->durable, batch.start + batch.len);
         s_signal (self);
@@ -643,10 +654,13 @@ s_writer (void *arg)
             self->flush_requested = true;
         else
         if (rc == 0) {
+            /*  Still busy while the mark is written: the owner may not
+                write the next batch where the mark goes until it is. */
             pthread_mutex_unlock (&self->lock);
             s_write_mark (self, batch.start + batch.len);
             pthread_mutex_lock (&self->lock);
         }
+        self->writer_busy = false;
     }
     pthread_mutex_unlock (&self->lock);
     return NULL;
@@ -1118,6 +1132,45 @@ journal_flush (journal_t *self)
             pthread_cond_signal (&self->write_wake);
     }
     pthread_mutex_unlock (&self->lock);
+}
+
+bool
+journal_commit_here (journal_t *self)
+{
+    pthread_mutex_lock (&self->lock);
+    if (self->staging.len == 0 || self->staging.len > JOURNAL_HERE_MAX || self->writer_busy
+    ||  self->stopping || atomic_load (&self->fatal) || atomic_load (&self->write_full)
+    ||  atomic_load (&self->sync_us) > JOURNAL_HERE_SLOW_US) {
+        pthread_mutex_unlock (&self->lock);
+        return false;
+    }
+    buffer_t batch = s_take_staged_locked (self);
+    pthread_mutex_unlock (&self->lock);
+    s_vouch_first (&batch);
+    int rc = s_write_batch (self, &batch);
+    if (rc == 0)
+        s_write_mark (self, batch.start + batch.len);
+    pthread_mutex_lock (&self->lock);
+    self->writer_busy = false;
+    if (rc == 1) {
+        /*  No room to write: the batch goes back to be staged first, and the
+            writer thread waits for room as it does for its own batches. */
+        buffer_t spare = self->staging;
+        self->staging = batch;
+        self->writing = spare;
+        self->writing.len = 0;
+        self->flush_requested = true;
+        pthread_cond_signal (&self->write_wake);
+        pthread_mutex_unlock (&self->lock);
+        return false;
+    }
+    self->writing = batch;
+    if (rc == 0)
+        atomic_store (&self->durable, batch.start + batch.len);
+    else
+        s_signal (self);                /* the owner learns of the failure as from the writer */
+    pthread_mutex_unlock (&self->lock);
+    return rc == 0;
 }
 
 uint64_t

@@ -138,6 +138,14 @@ store_flush (store_t *self)
     journal_flush (self->journal);
 }
 
+bool
+store_commit_here (store_t *self)
+{
+    if (self->ops)
+        return false;
+    return journal_commit_here (self->journal);
+}
+
 uint64_t
 store_durable (store_t *self)
 {

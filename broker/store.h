@@ -63,6 +63,10 @@ const char *
     store_errstr (store_t *self);
 void
     store_flush (store_t *self);
+/*  Makes what is staged durable on the calling thread when that is the
+    cheaper way (journal_commit_here); false: call store_flush. */
+bool
+    store_commit_here (store_t *self);
 uint64_t
     store_durable (store_t *self);
 uint64_t

@@ -356,6 +356,103 @@ Test (journal, released_segments_are_reused)
     journal_destroy (&j);
 }
 
+/*  A small batch with the writer idle is written and synced by the caller:
+    durable at once, no wait for the writer; a big one is refused (it goes
+    to the writer), and both come back after a restart. */
+Test (journal, a_small_batch_is_committed_on_the_callers_thread)
+{
+    journal_t *j = s_open_ok (0);
+    s_append (j, "one");
+    uint64_t two = s_append (j, "two");
+    cr_assert (journal_commit_here (j));
+    cr_assert_eq (journal_durable (j), two, "durable as the call returns");
+    cr_assert (!journal_pending (j));
+    cr_assert (!journal_commit_here (j), "nothing staged: nothing done");
+    /*  More than JOURNAL_HERE_MAX staged: the writer's. */
+    char big[1024];
+    memset (big, 'x', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    uint64_t last = 0;
+    for (size_t i = 0; i * sizeof big <= JOURNAL_HERE_MAX; i++)
+        last = journal_append (j, big, (uint32_t) strlen (big));
+    cr_assert_gt (last, two);
+    cr_assert (!journal_commit_here (j));
+    cr_assert_lt (journal_durable (j), last);
+    s_wait_durable (j, last);
+    uint64_t three = s_append (j, "three");
+    cr_assert (journal_commit_here (j));
+    cr_assert_eq (journal_durable (j), three);
+    journal_destroy (&j);
+    j = s_open_ok (0);
+    cr_assert_eq (journal_end (j), three);
+    static char texts[64][64];
+    journal_reader_t *r = journal_reader_new (j, 0);
+    journal_record_t rec;
+    char err[1024];
+    int n = 0, rc;
+    while ((rc = journal_read (r, three, &rec, err, sizeof err)) == 1) {
+        if (rec.len < 64) {
+            memcpy (texts[n], rec.payload, rec.len);
+            texts[n][rec.len] = '\0';
+        }
+        else
+            snprintf (texts[n], sizeof texts[n], "(big)");
+        n++;
+    }
+    cr_assert_eq (rc, 0, "read: %s", err);
+    journal_reader_destroy (&r);
+    cr_assert_str_eq (texts[0], "one");
+    cr_assert_str_eq (texts[1], "two");
+    cr_assert_str_eq (texts[n - 1], "three");
+    journal_destroy (&j);
+}
+
+/*  The caller and the writer thread take turns writing batches, without
+    waiting for each other, the caller often right as the writer goes idle
+    (when the writer writes its mark where the caller's batch begins: it
+    counts as busy until the mark is written): every record comes back, in
+    order, before and after a restart. */
+Test (journal, the_caller_and_the_writer_take_turns)
+{
+    journal_t *j = s_open_ok (0);
+    enum { N = 4000 };
+    uint64_t last = 0;
+    int here = 0;
+    bool after_idle = false;
+    for (int i = 0; i < N; i++) {
+        char text[32];
+        snprintf (text, sizeof text, "turn %d", i);
+        last = s_append (j, text);
+        if ((i % 2 == 0 && !after_idle) || !journal_commit_here (j))
+            journal_flush (j);
+        else
+            here++;
+        after_idle = false;
+        if (i % 3 == 0) {
+            /*  The writer finishes its batch (and writes its idle mark);
+                the next batch is the caller's, the moment it may. */
+            while (journal_writing (j))
+                ;
+            after_idle = true;
+        }
+    }
+    s_wait_durable (j, last);
+    cr_assert_gt (here, N / 20, "the caller committed %d batches itself", here);
+    static char texts[N + 8][64];
+    int n = s_read_all (j, 0, last, texts, N + 8);
+    cr_assert_eq (n, N, "%d records read back", n);
+    for (int i = 0; i < N; i++) {
+        char want[32];
+        snprintf (want, sizeof want, "turn %d", i);
+        cr_assert_str_eq (texts[i], want);
+    }
+    journal_destroy (&j);
+    j = s_open_ok (0);
+    cr_assert_eq (journal_end (j), last);
+    cr_assert_eq (s_read_all (j, 0, last, texts, N + 8), N);
+    journal_destroy (&j);
+}
+
 Test (journal, crc32c_known_values)
 {
     /*  RFC 3720 B.4 test vectors. */
