@@ -1574,10 +1574,11 @@ s_thread (void *arg)
     /*  The index yields to the ACK path when the machine is busy: it may
         fall behind (the journal keeps the records, up to its size limit,
         then producers are told busy) and catches up after. The lowest
-        priority, not a middling one: at nice 5 it still took a third of a
-        core from the loop at 1,000 outstanding; at 19, 8-10 % more events
-        were ACKed there (herald_bench_load pipe, alternating runs). Admin
-        reads the index answers wait longer on a saturated machine. */
+        priority, not a middling one: with another process taking most of a
+        core, the loop got 8-10 % more events ACKed at 1,000 outstanding at
+        nice 19 than at 5 (herald_bench_load pipe, alternating runs); on an
+        otherwise idle machine it makes no difference. Admin reads the index
+        answers wait longer on a saturated machine. */
     setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 19);
     bool failed = false;
     index_msg_t *waiting = NULL;       /* requests that need a position not yet durable */
