@@ -540,10 +540,7 @@ s_skip (const char *p, const char *end)
                 break;
             switch (marks[(unsigned char) *p]) {
                 case 1:
-                    p++;
-                    while (p < end && *p != '"')
-                        p += *p == '\\'? 2: 1;
-                    p++;
+                    p = s_skip (p, end);
                     continue;
                 case 2:
                     depth++;
