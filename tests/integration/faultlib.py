@@ -137,6 +137,40 @@ def hold_sync(block, reached, kind="", timeout=3):
         return False
 
 
+def publish_bg(h, name, order_id=None, lines=None, timeout_ms=20000):
+    """`herald publish --json` in the background: one order (order_id) or,
+    with lines, a JSON-lines file of those orders."""
+    argv = [harness.binary("herald"), "publish", "-c", h.config, "--type", harness.EVENT_TYPE,
+            "--timeout", str(timeout_ms), "--json"]
+    if lines is None:
+        argv += ["--data", json.dumps(harness.order(order_id))]
+    else:
+        path = harness.write_jsonl(os.path.join(h.tmp, name + ".jsonl"),
+                                   (harness.order(i) for i in lines))
+        argv += ["--file", path]
+    return h.spawn(name, argv)
+
+
+def acked(proc):
+    """The event ids a background `herald publish --json` printed."""
+    with open(proc.log) as f:
+        objs = harness.parse_json_lines(f.read())
+    return [o["event_id"] for o in objs if isinstance(o, dict) and o.get("event_id")]
+
+
+def publish_held(h, block, reached, name, **publish):
+    """Holds fsync (preload_env(fsync_block=block, fsync_reached=reached)),
+    starts publish_bg(h, name, **publish) and returns it once the broker is
+    inside a held sync (or the publisher has ended). The sync stays held
+    until remove(block)."""
+    remove(reached)
+    touch(block)
+    pub = publish_bg(h, name, **publish)
+    harness.wait_until(lambda: os.path.exists(reached) or not pub.alive(), 10,
+                       "the broker to enter fsync")
+    return pub
+
+
 # ---------------------------------------------------------------- processes
 
 def spawn(h, name, argv, env=None, stdin=subprocess.DEVNULL, log=True):

@@ -32,42 +32,20 @@ ROUNDS = faultlib.env_int("HERALD_FAULT_ROUNDS", 5)
 HOLD = faultlib.env_float("HERALD_FAULT_HOLD", 0.5)      # seconds fsync is held
 
 
-def publish_bg(h, name, order_id=None, lines=None, timeout_ms=20000):
-    argv = [harness.binary("herald"), "publish", "-c", h.config, "--type", harness.EVENT_TYPE,
-            "--timeout", str(timeout_ms), "--json"]
-    if lines is None:
-        argv += ["--data", harness.json.dumps(harness.order(order_id))]
-    else:
-        path = harness.write_jsonl(os.path.join(h.tmp, name + ".jsonl"),
-                                   (harness.order(i) for i in lines))
-        argv += ["--file", path]
-    return h.spawn(name, argv)
-
-
-def acked(proc):
-    with open(proc.log) as f:
-        objs = harness.parse_json_lines(f.read())
-    return [o["event_id"] for o in objs if isinstance(o, dict) and o.get("event_id")]
-
-
 def held_round(t, h, block, reached, n, order_ids):
-    faultlib.remove(reached)
-    faultlib.touch(block)
     many = len(order_ids) > 1
-    pub = publish_bg(h, "publish-held-%d" % n,
-                     order_id=None if many else order_ids[0], lines=order_ids if many else None)
-    harness.wait_until(lambda: os.path.exists(reached) or not pub.alive(), 10,
-                       "the broker to enter fsync")
+    pub = faultlib.publish_held(h, block, reached, "publish-held-%d" % n,
+                                order_id=None if many else order_ids[0], lines=order_ids if many else None)
     t.check(os.path.exists(reached), "round %d: the broker entered fsync (held)" % n)
     start = time.monotonic()
     while time.monotonic() - start < HOLD and pub.alive():
         time.sleep(0.01)
-    held_ok = pub.alive() and not acked(pub)
+    held_ok = pub.alive() and not faultlib.acked(pub)
     t.check(held_ok, "round %d: no ACK while fsync is held (%.0f ms)" % (n, HOLD * 1000),
             "publisher exit %s, output %r" % (pub.popen.returncode, harness.tail(pub.log, 5)))
     faultlib.remove(block)
     rc = h.wait_exit(pub, timeout=20)
-    ids = acked(pub)
+    ids = faultlib.acked(pub)
     t.check(rc == 0 and len(ids) == len(order_ids),
             "round %d: after fsync returned, %d ACK(s), exit 0" % (n, len(order_ids)),
             "exit %s, %d ids: %s" % (rc, len(ids), harness.tail(pub.log, 5)))

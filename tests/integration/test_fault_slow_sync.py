@@ -15,7 +15,7 @@ a file exists.
      journal's writer thread waits for it, and the loop answers
      `herald status` (the admin endpoint, served by the loop alone) within
      a second, several times, while the publisher still has no ACK.
-  3. Released: the second publish is ACKed; 200 more one at a time are
+  3. Released: the second publish is ACKed; 200 more (one file, pipelined) are
      ACKed (syncs quick again); every ACKed event is in the store once."""
 
 import os
@@ -25,18 +25,6 @@ import faultlib
 import harness
 
 HOLD = faultlib.env_float("HERALD_FAULT_HOLD", 1.0)     # seconds the first sync is held
-
-
-def publish_bg(h, name, order_id):
-    argv = [harness.binary("herald"), "publish", "-c", h.config, "--type", harness.EVENT_TYPE,
-            "--timeout", "30000", "--json", "--data", harness.json.dumps(harness.order(order_id))]
-    return h.spawn(name, argv)
-
-
-def acked(proc):
-    with open(proc.log) as f:
-        objs = harness.parse_json_lines(f.read())
-    return [o["event_id"] for o in objs if isinstance(o, dict) and o.get("event_id")]
 
 
 def timed_status(h):
@@ -63,35 +51,27 @@ def body(t):
     t.note("status with quick syncs: %s s" % ["%.3f" % s for s in baseline if s is not None])
 
     # -- 1: one slow sync
-    faultlib.remove(reached)
-    faultlib.touch(block)
-    first = publish_bg(h, "publish-slow-1", 1001)
-    harness.wait_until(lambda: os.path.exists(reached) or not first.alive(), 10,
-                       "the broker to enter fsync")
+    first = faultlib.publish_held(h, block, reached, "publish-slow-1", order_id=1001, timeout_ms=30000)
     t.check(os.path.exists(reached), "1: the first publish's sync is held")
     time.sleep(HOLD)            # the held sync's length is what is being set up, not a wait for a condition
-    t.check(first.alive() and not acked(first), "1: no ACK while its sync is held")
+    t.check(first.alive() and not faultlib.acked(first), "1: no ACK while its sync is held")
     faultlib.remove(block)
     rc = h.wait_exit(first, timeout=20)
-    t.check(rc == 0 and len(acked(first)) == 1, "1: ACKed once the sync returned",
+    t.check(rc == 0 and len(faultlib.acked(first)) == 1, "1: ACKed once the sync returned",
             harness.tail(first.log, 5))
 
     # -- 2: the next held sync is the writer thread's: the loop keeps serving
-    faultlib.remove(reached)
-    faultlib.touch(block)
-    second = publish_bg(h, "publish-slow-2", 1002)
-    harness.wait_until(lambda: os.path.exists(reached) or not second.alive(), 10,
-                       "the broker to enter fsync again")
+    second = faultlib.publish_held(h, block, reached, "publish-slow-2", order_id=1002, timeout_ms=30000)
     t.check(os.path.exists(reached), "2: the second publish's sync is held")
     answers = [timed_status(h) for _ in range(4)]
     t.note("status while the second sync is held: %s" % answers)
     t.check(all(a is not None and a < 1.0 for a in answers),
             "2: `herald status` answers within 1 s, 4 times, while the sync is held "
             "(the loop is not the one waiting)", answers)
-    t.check(second.alive() and not acked(second), "2: still no ACK for the held publish")
+    t.check(second.alive() and not faultlib.acked(second), "2: still no ACK for the held publish")
     faultlib.remove(block)
     rc = h.wait_exit(second, timeout=20)
-    t.check(rc == 0 and len(acked(second)) == 1, "2: ACKed once the sync returned",
+    t.check(rc == 0 and len(faultlib.acked(second)) == 1, "2: ACKed once the sync returned",
             harness.tail(second.log, 5))
 
     # -- 3: quick again
