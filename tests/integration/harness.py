@@ -66,6 +66,33 @@ def line_buffered(argv):
     return ["stdbuf", "-oL"] + list(argv), {"ASAN_OPTIONS": asan}
 
 
+def run_bounded(argv, timeout):
+    """Runs argv (a program that stops its own children when told to);
+    past timeout seconds, SIGTERM, then SIGKILL, and TestFailure naming
+    it. Returns (returncode, stdout, stderr)."""
+    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        out, err = p.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGTERM)
+        try:
+            out, err = p.communicate(timeout=30)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            out, err = p.communicate()
+        name = argv[1] if os.path.basename(argv[0]).startswith("python") else argv[0]
+        raise TestFailure("%s ran past %d s\n%s\n%s" % (name, timeout, out[-3000:], err[-2000:]))
+    return p.returncode, out, err
+
+
+def number(text):
+    """A table cell such as "12,345" or "1.5" as a float; None if it is not one."""
+    try:
+        return float(text.replace(",", ""))
+    except ValueError:
+        return None
+
+
 def wait_until(predicate, timeout, what, interval=POLL_INTERVAL):
     """Polls predicate() until it returns a true value, which is returned.
     Raises TestFailure naming `what` (a string, or a function giving one,

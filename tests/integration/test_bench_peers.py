@@ -9,8 +9,6 @@ import json
 import os
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 
@@ -29,40 +27,15 @@ ROWS = [
 RUN_TIMEOUT = 150       # seconds; --quick takes 15-30 s on the 2-core machine
 
 
-def run(argv, timeout):
-    """Runs argv; on timeout SIGTERM (the bench then stops its own
-    children by PID), then SIGKILL. Returns (returncode, stdout, stderr)."""
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGTERM)
-        try:
-            out, err = p.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
-        raise harness.TestFailure("%s ran past %d s\n%s\n%s" % (argv[0], timeout, out[-3000:],
-                                                                 err[-2000:]))
-    return p.returncode, out, err
-
-
-def number(text):
-    try:
-        return float(text.replace(",", ""))
-    except ValueError:
-        return None
-
-
 def body(t):
     bench = harness.binary("herald_bench_peers")
 
-    rc, out, err = run([bench, "--help"], 10)
+    rc, out, err = harness.run_bounded([bench, "--help"], 10)
     t.check(rc == 0 and all(o in out for o in ("--quick", "--seconds", "--events", "--json")),
             "--help exits 0 and lists --quick, --seconds, --events, --json", out + err)
     for bad, name in (("--seconds=0", "--seconds"), ("--shapes=7", "--shapes"),
                       ("--events=x", "--events"), ("--capacity=0", "--capacity")):
-        rc, out, err = run([bench, bad], 10)
+        rc, out, err = harness.run_bounded([bench, bad], 10)
         t.check(rc == harness.EX_USAGE and name in err,
                 "%s is refused with exit 64 and a message naming %s" % (bad, name),
                 "exit %d: %s" % (rc, err))
@@ -72,7 +45,8 @@ def body(t):
         result = os.path.join(tmp, "result.json")
         t.note("running %s --quick" % bench)
         started = time.monotonic()
-        rc, out, err = run([bench, "--quick", "--json", result, "--tmp", tmp], RUN_TIMEOUT)
+        rc, out, err = harness.run_bounded([bench, "--quick", "--json", result, "--tmp", tmp],
+                                           RUN_TIMEOUT)
         t.note("--quick took %.0f s" % (time.monotonic() - started))
         t.require(rc == 0, "--quick exits 0", "exit %d\n%s\n%s" % (rc, out[-3000:], err[-3000:]))
 
@@ -86,7 +60,7 @@ def body(t):
             if not t.check(line is not None, "row '%s' is printed" % label, out[-3000:]):
                 continue
             cells = line[len(label):].split()
-            values = [number(c) for c in cells[:3]]
+            values = [harness.number(c) for c in cells[:3]]
             want = [v is not None and v > 0 if m else cells[i] == "-"
                     for i, (v, m) in enumerate(zip(values, measured))]
             t.check(len(cells) >= 5 and all(want),

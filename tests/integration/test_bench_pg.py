@@ -10,8 +10,6 @@ measured. --quick takes about 15 s on the 2-core machine."""
 import os
 import re
 import shutil
-import signal
-import subprocess
 import tempfile
 import time
 
@@ -26,40 +24,16 @@ ROWS = ["1. ACKed events/s, 1,000 outstanding", "2. 8 processes x 1 outstanding,
 RUN_TIMEOUT = 150
 
 
-def run(argv, timeout):
-    """Runs argv; on timeout SIGTERM (the bench then stops its children by
-    PID), then SIGKILL. Returns (returncode, stdout, stderr)."""
-    p = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        out, err = p.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
-        p.send_signal(signal.SIGTERM)
-        try:
-            out, err = p.communicate(timeout=30)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            out, err = p.communicate()
-        raise harness.TestFailure("%s ran past %d s\n%s\n%s" % (argv[1], timeout, out[-3000:], err[-2000:]))
-    return p.returncode, out, err
-
-
-def number(text):
-    try:
-        return float(text.replace(",", ""))
-    except ValueError:
-        return None
-
-
 def body(t):
     bin_dir = os.path.dirname(harness.binary("herald_bench_load"))
     for argv in ([PYTHON, BENCH, "--help"], [SCRIPT, "--help"]):
-        rc, out, err = run(argv, 20)
+        rc, out, err = harness.run_bounded(argv, 20)
         t.check(rc == 0 and all(o in out for o in ("--quick", "--seconds", "--events", "--configs", "--shapes")),
                 "%s --help exits 0 and lists --quick, --seconds, --events, --configs, --shapes"
                 % os.path.basename(argv[1]), out + err)
     for bad, name in (("--seconds=0", "--seconds"), ("--configs=pg3", "--configs"), ("--shapes=5", "--shapes"),
                       ("--events=x", "--events"), ("--rounds=0", "--rounds")):
-        rc, out, err = run([PYTHON, BENCH, "--bin-dir", bin_dir, bad], 20)
+        rc, out, err = harness.run_bounded([PYTHON, BENCH, "--bin-dir", bin_dir, bad], 20)
         t.check(rc == harness.EX_USAGE and name in err,
                 "%s is refused with exit 64 and a message naming %s" % (bad, name), "exit %d: %s" % (rc, err))
 
@@ -70,7 +44,8 @@ def body(t):
     try:
         t.note("running bench_pg.py --quick")
         started = time.monotonic()
-        rc, out, err = run([PYTHON, BENCH, "--quick", "--bin-dir", bin_dir, "--tmp", tmp], RUN_TIMEOUT)
+        rc, out, err = harness.run_bounded([PYTHON, BENCH, "--quick", "--bin-dir", bin_dir, "--tmp", tmp],
+                                           RUN_TIMEOUT)
         t.note("--quick took %.0f s" % (time.monotonic() - started))
         t.require(rc == 0, "--quick exits 0", "exit %d\n%s\n%s" % (rc, out[-3000:], err[-3000:]))
 
@@ -91,7 +66,7 @@ def body(t):
             if not t.check(line is not None, "row '%s' is printed" % label, out[-3000:]):
                 continue
             cells = line[len(label):].split()
-            values = [number(c) for c in cells[:3]]
+            values = [harness.number(c) for c in cells[:3]]
             t.check(len(cells) == 5 and all(v is not None and v > 0 for v in values)
                     and all(re.fullmatch(r"\d+\.\d\dx", c) for c in cells[3:]),
                     "row '%s': a figure for each configuration and both ratios" % label, line)
