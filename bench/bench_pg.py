@@ -516,28 +516,25 @@ def main():
                 c.start()
             say("  ACK durability: %s" % ", ".join("%s %s" % (c.label, c.durability()) for c in clusters))
             by = {c.name: c for c in clusters}
+            def rate_rounds(shape, unit, key):
+                """Every configuration takes its turn each round; the rate is all
+                answers over all the time."""
+                tot = {n: [0, 0.0] for n in names}
+                for r in range(rounds):
+                    for n in turns(names, r):
+                        acked, wall = shape(run, by[n], seconds / rounds)
+                        tot[n][0] += acked
+                        tot[n][1] += wall
+                        say("  round %d/%d  %-14s %10s %s" % (r + 1, rounds, CONFIGS[n][0], fmt(acked / wall), unit))
+                for n in names:
+                    results[n][key] = tot[n][0] / tot[n][1]
+
             if 1 in shapes:
                 say("\n== 1. ACKed events/s, 1,000 outstanding (2 brokers: 500 each)")
-                tot = {n: [0, 0.0] for n in names}
-                for r in range(rounds):
-                    for n in turns(names, r):
-                        acked, wall = shape_pipelined(run, by[n], seconds / rounds)
-                        tot[n][0] += acked
-                        tot[n][1] += wall
-                        say("  round %d/%d  %-14s %10s ACKed/s" % (r + 1, rounds, CONFIGS[n][0], fmt(acked / wall)))
-                for n in names:
-                    results[n]["pipelined"] = tot[n][0] / tot[n][1]
+                rate_rounds(shape_pipelined, "ACKed/s", "pipelined")
             if 2 in shapes:
                 say("\n== 2. 8 processes x 1 outstanding (2 brokers: 4 each)")
-                tot = {n: [0, 0.0] for n in names}
-                for r in range(rounds):
-                    for n in turns(names, r):
-                        acked, wall = shape_producers(run, by[n], seconds / rounds)
-                        tot[n][0] += acked
-                        tot[n][1] += wall
-                        say("  round %d/%d  %-14s %10s events/s" % (r + 1, rounds, CONFIGS[n][0], fmt(acked / wall)))
-                for n in names:
-                    results[n]["producers"] = tot[n][0] / tot[n][1]
+                rate_rounds(shape_producers, "events/s", "producers")
             if 3 in shapes:
                 say("\n== 3. ACK latency at 1 outstanding (2 brokers: A, then B, in turn)")
                 samples = {n: [] for n in names}
