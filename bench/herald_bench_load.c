@@ -88,6 +88,19 @@ s_number (const char *text, const char *name, unsigned long long *value)
     return 0;
 }
 
+/*  A number in min..max into *out, or -1 after saying what was expected. */
+static int
+s_ranged (const char *text, const char *name, unsigned long long min, unsigned long long max, long *out)
+{
+    unsigned long long value;
+    if (s_number (text, name, &value) || value < min || value > max) {
+        fprintf (stderr, "herald_bench_load: %s: expected %llu..%llu\n", name, min, max);
+        return -1;
+    }
+    *out = (long) value;
+    return 0;
+}
+
 //  0 to run, 1 to exit 0 (help), -1 usage error.
 static int
 s_options (load_options_t *opt, int argc, char **argv)
@@ -112,7 +125,6 @@ s_options (load_options_t *opt, int argc, char **argv)
     opt->window = 1000;
     opt->warmup_ms = 300;
     int c;
-    unsigned long long value;
     while ((c = getopt_long (argc, argv, "h", longopts, NULL)) != -1) {
         switch (c) {
             case 's':
@@ -131,33 +143,21 @@ s_options (load_options_t *opt, int argc, char **argv)
                     return -1;
                 break;
             case 'n':
-                if (s_number (optarg, "--expect", &value) || value == 0 || value > 1000000000) {
-                    fprintf (stderr, "herald_bench_load: --expect: expected 1..1000000000\n");
+                if (s_ranged (optarg, "--expect", 1, 1000000000, &opt->expect))
                     return -1;
-                }
-                opt->expect = (long) value;
                 break;
             case 'f': opt->samples = optarg; break;
             case 'w':
-                if (s_number (optarg, "--window", &value) || value == 0 || value > 100000) {
-                    fprintf (stderr, "herald_bench_load: --window: expected 1..100000\n");
+                if (s_ranged (optarg, "--window", 1, 100000, &opt->window))
                     return -1;
-                }
-                opt->window = (long) value;
                 break;
             case 'l':
-                if (s_number (optarg, "--limit", &value) || value > 1000000000) {
-                    fprintf (stderr, "herald_bench_load: --limit: expected 0..1000000000\n");
+                if (s_ranged (optarg, "--limit", 0, 1000000000, &opt->limit))
                     return -1;
-                }
-                opt->limit = (long) value;
                 break;
             case 'u':
-                if (s_number (optarg, "--warmup-ms", &value) || value > 600000) {
-                    fprintf (stderr, "herald_bench_load: --warmup-ms: expected 0..600000\n");
+                if (s_ranged (optarg, "--warmup-ms", 0, 600000, &opt->warmup_ms))
                     return -1;
-                }
-                opt->warmup_ms = (long) value;
                 break;
             case 'h': s_usage (stdout); return 1;
             default:  s_usage (stderr); return -1;
