@@ -90,26 +90,34 @@ pg_lost (PGconn *conn)
     return !conn || PQstatus (conn) != CONNECTION_OK;
 }
 
+/*  The durability words, by rank (pg_durability_rank). */
+static const char *s_durability_words[] = { "commit-async", "commit", "commit-standby" };
+
 void
 pg_durability_word (const char *commit, const char *standbys, char *out, size_t size)
 {
+    int rank = 1;                                       /* commit */
     if (strcmp (commit, "off") == 0)
-        snprintf (out, size, "commit-async");
+        rank = 0;                                       /* commit-async */
     else
     if (strcmp (commit, "local") != 0 && standbys[0])
-        snprintf (out, size, "commit-standby");
-    else
-        snprintf (out, size, "commit");
+        rank = 2;                                       /* commit-standby */
+    snprintf (out, size, "%s", s_durability_words[rank]);
 }
 
 int
 pg_durability_rank (const char *word)
 {
-    if (strcmp (word, "commit-standby") == 0)
-        return 2;
-    if (strcmp (word, "commit") == 0)
-        return 1;
+    for (int rank = 2; rank > 0; rank--)
+        if (strcmp (word, s_durability_words[rank]) == 0)
+            return rank;
     return 0;
+}
+
+const char *
+pg_durability_named (int rank)
+{
+    return s_durability_words[rank < 0? 0: rank > 2? 2: rank];
 }
 
 void

@@ -24,6 +24,8 @@
                                            second at the fastest a broker ACKs, so that a query thread held up
                                            (a heartbeat or a claim waiting, a busy machine) does not leave the
                                            loop without numbers (a 503 for every publish) */
+#define PG_SEQ_BLOCKS_SQL   "SELECT nextval ('herald.event_seq') FROM generate_series (1, $1::int)"
+                                        /* $1 blocks of PG_SEQ_BLOCK event numbers: their first numbers */
 #define PG_NOTIFY_CHANNEL   "herald_tasks"  /* NOTIFY payload: a channel whose free tasks were just committed */
 #define PG_RECONNECT_MIN_MS 100
 #define PG_RECONNECT_MAX_MS 5000
@@ -103,6 +105,10 @@ void
     commit-standby 2. */
 int
     pg_durability_rank (const char *word);
+
+/*  The word of a rank (0 to 2). */
+const char *
+    pg_durability_named (int rank);
 
 /*  Creates the schema, or migrates an older version, in one transaction
     under an advisory lock. 0, or -1 with err filled. */

@@ -552,8 +552,7 @@ s_fetch_numbers (pg_query_t *self)
     char blocks[16];
     snprintf (blocks, sizeof blocks, "%d", missing);
     const char *values[1] = { blocks };
-    PGresult *res = s_exec (self, "event numbers",
-                            "SELECT nextval ('herald.event_seq') FROM generate_series (1, $1::int)", 1, values);
+    PGresult *res = s_exec (self, "event numbers", PG_SEQ_BLOCKS_SQL, 1, values);
     if (!res)
         return;
     pthread_mutex_lock (&shared->lock);

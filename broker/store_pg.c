@@ -157,8 +157,7 @@ store_pg_open (const store_options_t *options, index_info_t *info, bool *corrupt
     char blocks[16];
     snprintf (blocks, sizeof blocks, "%d", 1 + PG_SEQ_SPARES);
     const char *count[1] = { blocks };
-    res = s_exec (self->writer_conn, "SELECT nextval ('herald.event_seq') FROM generate_series (1, $1::int)", 1,
-                  count, "reserve event numbers", err, errlen);
+    res = s_exec (self->writer_conn, PG_SEQ_BLOCKS_SQL, 1, count, "reserve event numbers", err, errlen);
     if (!res) {
         s_destroy ((void **) &self);
         return NULL;
@@ -327,7 +326,6 @@ static uint64_t
 s_durable (void *impl)
 {
     s_store_t *self = impl;
-    static const char *words[] = { "commit-async", "commit", "commit-standby" };
     pthread_mutex_lock (&self->shared.lock);
     uint64_t durable = pg_writer_durable (self->writer);
     int low = self->shared.durability_low;
@@ -335,7 +333,7 @@ s_durable (void *impl)
     if (low >= 0 && (self->durability_low < 0 || low < self->durability_low))
         self->durability_low = low;
     if (self->durability_low >= 0 && self->durability_low < pg_durability_rank (self->shared.durability))
-        snprintf (self->durability, sizeof self->durability, "%s", words[self->durability_low]);
+        snprintf (self->durability, sizeof self->durability, "%s", pg_durability_named (self->durability_low));
     else
         snprintf (self->durability, sizeof self->durability, "%s", self->shared.durability);
     pthread_mutex_unlock (&self->shared.lock);
