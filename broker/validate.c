@@ -752,6 +752,41 @@ s_attribute (s_scan_t *s, int a, char *out, size_t size, bool required, validate
     return 0;
 }
 
+/*  Appends len bytes of part at out[at], cut to what size leaves room for,
+    and terminates: the idempotency key is built on every publish, without
+    the cost of a formatted print. The next position. */
+static size_t
+s_put (char *out, size_t size, size_t at, const char *part, size_t len)
+{
+    if (at + 1 >= size)
+        return at;
+    if (len > size - 1 - at)
+        len = size - 1 - at;
+    memcpy (out + at, part, len);
+    out[at + len] = '\0';
+    return at + len;
+}
+
+/*  value in decimal, as "%lld" prints it (out holds at least 21 bytes). */
+static size_t
+s_decimal (char *out, long long value)
+{
+    unsigned long long magnitude = value < 0? 0ULL - (unsigned long long) value: (unsigned long long) value;
+    char digits[20];
+    size_t count = 0;
+    do {
+        digits[count++] = (char) ('0' + magnitude % 10);
+        magnitude /= 10;
+    } while (magnitude);
+    size_t n = 0;
+    if (value < 0)
+        out[n++] = '-';
+    while (count)
+        out[n++] = digits[--count];
+    out[n] = '\0';
+    return n;
+}
+
 int
 validate_event (const herald_config_t *config, const char *body, size_t len, validate_result_t *result)
 {
@@ -831,7 +866,11 @@ validate_event (const herald_config_t *config, const char *body, size_t len, val
         the CloudEvents pair. US (0x1f) cannot appear in a part: type names
         are identifiers and the parts hold no control character. */
     if (!rules->key[0]) {
-        snprintf (result->dedup_key, sizeof result->dedup_key, "ce\x1f%s\x1f%s", result->source, result->id);
+        char *k = result->dedup_key;
+        size_t n = s_put (k, sizeof result->dedup_key, 0, "ce\x1f", 3);
+        n = s_put (k, sizeof result->dedup_key, n, result->source, strlen (result->source));
+        n = s_put (k, sizeof result->dedup_key, n, "\x1f", 1);
+        s_put (k, sizeof result->dedup_key, n, result->id, strlen (result->id));
         return 0;
     }
     s_span_t key;
@@ -855,9 +894,10 @@ validate_event (const herald_config_t *config, const char *body, size_t len, val
     }
     else
     if (s_is_integer (key_kind, &key)) {
-        char text[32];
-        snprintf (text, sizeof text, "%.*s", (int) key.len, key.ptr);
-        value_len = (size_t) snprintf (value, sizeof value, "%lld", strtoll (text, NULL, 10));
+        char text[32];                  /* an integer's text is 20 bytes at most (s_number) */
+        memcpy (text, key.ptr, key.len);
+        text[key.len] = '\0';
+        value_len = s_decimal (value, strtoll (text, NULL, 10));
         form = 'n';
     }
     else
@@ -869,6 +909,11 @@ validate_event (const herald_config_t *config, const char *body, size_t len, val
     if (control)
         return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key contains a control"
                          " character (U+%04X)", rules->key, (unsigned) (unsigned char) *control);
-    snprintf (result->dedup_key, sizeof result->dedup_key, "key\x1f%s\x1f%c\x1f%s", rules->name, form, value);
+    char *k = result->dedup_key;
+    char middle[3] = { '\x1f', form, '\x1f' };
+    size_t n = s_put (k, sizeof result->dedup_key, 0, "key\x1f", 4);
+    n = s_put (k, sizeof result->dedup_key, n, rules->name, strlen (rules->name));
+    n = s_put (k, sizeof result->dedup_key, n, middle, sizeof middle);
+    s_put (k, sizeof result->dedup_key, n, value, value_len);
     return 0;
 }

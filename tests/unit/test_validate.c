@@ -49,6 +49,25 @@ Test (validate, string_and_integer_keys_are_different_keys)
     cr_assert_str_neq (a.dedup_key, b.dedup_key);
 }
 
+/*  An integer key is printed as the number it is, whatever its sign or
+    size: "-0" and "0" are one key, the 64-bit limits keep every digit. */
+Test (validate, integer_keys_are_printed_as_numbers)
+{
+    const char *cases[][2] = {
+        { "0", "0" }, { "-0", "0" }, { "-17", "-17" }, { "1000000007", "1000000007" },
+        { "9223372036854775807", "9223372036854775807" }, { "-9223372036854775808", "-9223372036854775808" },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        char body[1024], want[128];
+        snprintf (body, sizeof body, ENVELOPE ("{\"order_id\":%s,\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}"),
+                  cases[i][0]);
+        snprintf (want, sizeof want, "key\x1f" "order.confirmed\x1f" "n\x1f" "%s", cases[i][1]);
+        validate_result_t r;
+        cr_assert_eq (check (body, &r), 0, "%s refused: %s", cases[i][0], r.reason);
+        cr_assert_str_eq (r.dedup_key, want, "key %s", cases[i][0]);
+    }
+}
+
 /*  A key longer than the limit used to be cut at 255 bytes, so two keys
     sharing their first 255 bytes were one: now it is refused, naming the
     field and the limit. */
