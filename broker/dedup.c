@@ -13,12 +13,28 @@ typedef struct {
     uint64_t seq;                   /* 0: empty slot */
 } slot_t;
 
-struct dedup {
+/*  A table that grows moves its keys to the new one a run at a time (a run:
+    slots between two empty ones), a few runs at each call, as Redis's
+    dictionaries rehash, rather than all at once: a run holds every key
+    whose home slot lies in it, so a run moved whole leaves the old table
+    right for the keys still in it. Meanwhile a key is looked for in the new
+    table, then the old; new keys go to the new one. */
+typedef struct {
     slot_t *slots;
     size_t mask;                    /* capacity - 1 (a power of two) */
-    size_t count;
+} table_t;
+
+struct dedup {
+    table_t now;                    /* where keys are added */
+    table_t old;                    /* being moved out (slots NULL if none) */
+    size_t old_at;                  /* the old table's next slot to move */
+    size_t old_left;                /* and how many of its slots are left */
+    size_t count;                   /* keys in both */
+    size_t moved;                   /* keys the last call moved */
     uint8_t key[16];                /* SipHash key */
 };
+
+#define S_MOVE_SLOTS    256         /* old slots looked at per call (at least) */
 
 #define S_ROTL(x, b) (uint64_t) (((x) << (b)) | ((x) >> (64 - (b))))
 #define S_ROUND \
@@ -109,12 +125,12 @@ dedup_new (size_t expected)
     size_t capacity = 1024;
     while (capacity / 4 * 3 < expected)
         capacity *= 2;
-    self->slots = s_slots_new (capacity);
-    if (!self->slots) {
+    self->now.slots = s_slots_new (capacity);
+    if (!self->now.slots) {
         free (self);
         return NULL;
     }
-    self->mask = capacity - 1;
+    self->now.mask = capacity - 1;
     if (getrandom (self->key, sizeof self->key, 0) != (ssize_t) sizeof self->key) {
         /*  No entropy: the table still works, it is only less hard to aim at. */
         for (size_t i = 0; i < sizeof self->key; i++)
@@ -128,61 +144,122 @@ dedup_destroy (dedup_t **self_p)
 {
     if (!self_p || !*self_p)
         return;
-    s_slots_free ((*self_p)->slots, (*self_p)->mask + 1);
-    free (*self_p);
+    dedup_t *self = *self_p;
+    s_slots_free (self->now.slots, self->now.mask + 1);
+    if (self->old.slots)
+        s_slots_free (self->old.slots, self->old.mask + 1);
+    free (self);
     *self_p = NULL;
 }
 
 /*  The slot holding the fingerprint, or the empty slot where it would go. */
 static size_t
-s_probe (const dedup_t *self, uint64_t h1, uint64_t h2)
+s_probe (const table_t *t, uint64_t h1, uint64_t h2)
 {
-    size_t i = (size_t) h1 & self->mask;
-    while (self->slots[i].seq && (self->slots[i].h1 != h1 || self->slots[i].h2 != h2))
-        i = (i + 1) & self->mask;
+    size_t i = (size_t) h1 & t->mask;
+    while (t->slots[i].seq && (t->slots[i].h1 != h1 || t->slots[i].h2 != h2))
+        i = (i + 1) & t->mask;
     return i;
 }
 
+/*  Moves whole runs of the old table to the new one until `slots` old
+    slots were looked at (or all were), then lets the old table go. */
+static void
+s_move (dedup_t *self, size_t slots)
+{
+    table_t *old = &self->old;
+    while (old->slots && slots > 0) {
+        if (self->old_left == 0) {
+            s_slots_free (old->slots, old->mask + 1);
+            old->slots = NULL;
+            break;
+        }
+        /*  A run ends at an empty slot (the one the move began after is
+            one), so it is moved whole before the budget is looked at. */
+        while (old->slots[self->old_at].seq) {
+            slot_t *from = &old->slots[self->old_at];
+            self->now.slots[s_probe (&self->now, from->h1, from->h2)] = *from;
+            *from = (slot_t) { 0, 0, 0 };
+            self->moved++;
+            self->old_at = (self->old_at + 1) & old->mask;
+            self->old_left--;
+            slots -= slots > 0;
+        }
+        self->old_at = (self->old_at + 1) & old->mask;     /* the empty slot ending it */
+        self->old_left--;
+        slots -= slots > 0;
+    }
+}
+
+/*  A table twice the size becomes the one keys go to; the keys move over
+    in the calls that follow. A table still moving is finished first (it
+    cannot be: the new table is at most 3/8 full when a move begins, and a
+    move ends long before it is 3/4 full). */
 static int
 s_grow (dedup_t *self)
 {
-    size_t capacity = (self->mask + 1) * 2;
+    s_move (self, SIZE_MAX);
+    size_t capacity = (self->now.mask + 1) * 2;
     slot_t *slots = s_slots_new (capacity);
     if (!slots)
         return -1;
-    slot_t *old = self->slots;
-    size_t old_capacity = self->mask + 1;
-    self->slots = slots;
-    self->mask = capacity - 1;
-    for (size_t i = 0; i < old_capacity; i++)
-        if (old[i].seq)
-            self->slots[s_probe (self, old[i].h1, old[i].h2)] = old[i];
-    s_slots_free (old, old_capacity);
+    self->old = self->now;
+    self->now = (table_t) { slots, capacity - 1 };
+    /*  Begin after an empty slot: no run crosses it (at most 3/4 full). */
+    size_t empty = 0;
+    while (self->old.slots[empty].seq)
+        empty++;
+    self->old_at = (empty + 1) & self->old.mask;
+    self->old_left = self->old.mask + 1;
     return 0;
+}
+
+/*  Where the fingerprint is: its table and slot, or false. */
+static bool
+s_locate (dedup_t *self, uint64_t h1, uint64_t h2, table_t **table, size_t *slot)
+{
+    *table = &self->now;
+    *slot = s_probe (*table, h1, h2);
+    if (self->now.slots[*slot].seq)
+        return true;
+    if (!self->old.slots)
+        return false;
+    *table = &self->old;
+    *slot = s_probe (*table, h1, h2);
+    return self->old.slots[*slot].seq != 0;
 }
 
 uint64_t
 dedup_find (dedup_t *self, const char *key, size_t len)
 {
+    self->moved = 0;
+    s_move (self, S_MOVE_SLOTS);
     uint64_t h[2];
     dedup_siphash128 (key, len, self->key, h);
-    return self->slots[s_probe (self, h[0], h[1])].seq;
+    table_t *table;
+    size_t slot;
+    return s_locate (self, h[0], h[1], &table, &slot)? table->slots[slot].seq: 0;
 }
 
 uint64_t
 dedup_add (dedup_t *self, const char *key, size_t len, uint64_t seq)
 {
+    self->moved = 0;
+    s_move (self, S_MOVE_SLOTS);
     uint64_t h[2];
     dedup_siphash128 (key, len, self->key, h);
-    size_t i = s_probe (self, h[0], h[1]);
-    if (self->slots[i].seq)
-        return self->slots[i].seq;
-    if ((self->count + 1) * 4 > (self->mask + 1) * 3) {
+    table_t *table;
+    size_t i;
+    if (s_locate (self, h[0], h[1], &table, &i))
+        return table->slots[i].seq;
+    /*  The new table holds at most `count` keys: grown when they would
+        fill 3/4 of it. */
+    if ((self->count + 1) * 4 > (self->now.mask + 1) * 3) {
         if (s_grow (self) != 0)
             return UINT64_MAX;
-        i = s_probe (self, h[0], h[1]);
     }
-    self->slots[i] = (slot_t) { h[0], h[1], seq };
+    i = s_probe (&self->now, h[0], h[1]);
+    self->now.slots[i] = (slot_t) { h[0], h[1], seq };
     self->count++;
     return 0;
 }
@@ -190,28 +267,37 @@ dedup_add (dedup_t *self, const char *key, size_t len, uint64_t seq)
 void
 dedup_remove (dedup_t *self, const char *key, size_t len, uint64_t seq)
 {
+    self->moved = 0;
     uint64_t h[2];
     dedup_siphash128 (key, len, self->key, h);
-    size_t i = s_probe (self, h[0], h[1]);
-    if (self->slots[i].seq != seq)
+    table_t *t;
+    size_t i;
+    if (!s_locate (self, h[0], h[1], &t, &i) || t->slots[i].seq != seq)
         return;
     /*  Backward shift: later members of the run move up into the hole
-        unless they already sit at or after their home slot. */
+        unless they already sit at or after their home slot. The run stays
+        where it was: in the old table, one not moved yet. */
     size_t hole = i;
     size_t j = i;
     while (true) {
-        j = (j + 1) & self->mask;
-        if (!self->slots[j].seq)
+        j = (j + 1) & t->mask;
+        if (!t->slots[j].seq)
             break;
-        size_t home = (size_t) self->slots[j].h1 & self->mask;
+        size_t home = (size_t) t->slots[j].h1 & t->mask;
         bool movable = hole <= j? (home <= hole || home > j): (home <= hole && home > j);
         if (movable) {
-            self->slots[hole] = self->slots[j];
+            t->slots[hole] = t->slots[j];
             hole = j;
         }
     }
-    self->slots[hole] = (slot_t) { 0, 0, 0 };
+    t->slots[hole] = (slot_t) { 0, 0, 0 };
     self->count--;
+}
+
+size_t
+dedup_moved (dedup_t *self)
+{
+    return self->moved;
 }
 
 size_t
@@ -223,5 +309,5 @@ dedup_count (dedup_t *self)
 size_t
 dedup_bytes (dedup_t *self)
 {
-    return (self->mask + 1) * sizeof (slot_t);
+    return (self->now.mask + 1 + (self->old.slots? self->old.mask + 1: 0)) * sizeof (slot_t);
 }

@@ -4,7 +4,9 @@
     under a key chosen at random when the table is made (an attacker cannot
     aim two keys at one fingerprint; by chance it takes some 2^64 keys),
     with the sequence number of its event: 24 bytes a key, in a table at
-    most 3/4 full. The store fills it at start and after each insert; the
+    most 3/4 full. A table that grows moves its keys to one twice its size
+    a few at a time, in the calls that follow, so no call takes long (the
+    old table is let go when the last key has moved). The store fills it at start and after each insert; the
     pruning of old events takes their keys out. */
 #ifndef HERALD_DEDUP_H
 #define HERALD_DEDUP_H
@@ -33,6 +35,11 @@ uint64_t
 /*  Takes key out if it belongs to event seq. */
 void
     dedup_remove (dedup_t *self, const char *key, size_t len, uint64_t seq);
+
+/*  Keys the last call moved to a grown table (a table grows a few keys
+    at a time, so that no call takes long): for tests. */
+size_t
+    dedup_moved (dedup_t *self);
 
 /*  Keys held, and the bytes of the table. */
 size_t

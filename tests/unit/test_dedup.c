@@ -43,6 +43,58 @@ Test (dedup, many_keys_survive_growth_and_removal)
     dedup_destroy (&d);
 }
 
+/*  A table that grows does not stop its caller for a rehash of every key:
+    no call moves more than a bounded number of keys (a rehash of 3 million
+    keys held the broker's loop for 0.4 s), and every key stays findable
+    while the keys move, through adds, finds and removes in any order. */
+Test (dedup, growth_moves_keys_a_few_at_a_time)
+{
+    dedup_t *d = dedup_new (16);
+    enum { KEYS = 300000 };
+    static uint64_t held[KEYS + 1];            /* the reference: the seq holding key i, or 0 */
+    char key[32];
+    uint64_t rng = 88172645463325252ULL, seq = 0;
+    size_t most = 0;
+    for (int op = 0; op < 3 * KEYS; op++) {
+        rng ^= rng << 13; rng ^= rng >> 7; rng ^= rng << 17;
+        uint64_t i = 1 + rng % KEYS;
+        int n = snprintf (key, sizeof key, "order-%llu", (unsigned long long) i);
+        switch ((rng >> 40) % 4) {
+            case 0:
+            case 1: {
+                uint64_t got = dedup_add (d, key, (size_t) n, ++seq);
+                cr_assert_eq (got, held[i], "add of key %llu at op %d", (unsigned long long) i, op);
+                if (!held[i])
+                    held[i] = seq;
+                break;
+            }
+            case 2:
+                if (!held[i])
+                    break;
+                dedup_remove (d, key, (size_t) n, held[i] + 1);     /* another event's: kept */
+                cr_assert_eq (dedup_find (d, key, (size_t) n), held[i]);
+                dedup_remove (d, key, (size_t) n, held[i]);
+                held[i] = 0;
+                break;
+            default:
+                cr_assert_eq (dedup_find (d, key, (size_t) n), held[i], "find of key %llu at op %d",
+                              (unsigned long long) i, op);
+        }
+        if (dedup_moved (d) > most)
+            most = dedup_moved (d);
+    }
+    size_t count = 0;
+    for (uint64_t i = 1; i <= KEYS; i++) {
+        int n = snprintf (key, sizeof key, "order-%llu", (unsigned long long) i);
+        cr_assert_eq (dedup_find (d, key, (size_t) n), held[i], "key %llu at the end", (unsigned long long) i);
+        count += held[i] != 0;
+    }
+    cr_assert_eq (dedup_count (d), count);
+    cr_assert_gt (dedup_bytes (d), 24u * 65536, "the table grew past 65,536 slots");
+    cr_assert_leq (most, 4096, "one call moved %zu keys", most);
+    dedup_destroy (&d);
+}
+
 /*  Reference vector: SipHash-2-4-128, key 00..0f, message 00..0e
     (the vectors of the reference implementation, vectors_sip128[15]). */
 Test (dedup, siphash128_reference_vector)
