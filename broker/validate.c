@@ -767,24 +767,14 @@ s_put (char *out, size_t size, size_t at, const char *part, size_t len)
     return at + len;
 }
 
-/*  value in decimal, as "%lld" prints it (out holds at least 21 bytes). */
+/*  value in decimal, as "%lld" prints it (out holds at least 22 bytes). */
 static size_t
 s_decimal (char *out, long long value)
 {
-    unsigned long long magnitude = value < 0? 0ULL - (unsigned long long) value: (unsigned long long) value;
-    char digits[20];
-    size_t count = 0;
-    do {
-        digits[count++] = (char) ('0' + magnitude % 10);
-        magnitude /= 10;
-    } while (magnitude);
-    size_t n = 0;
-    if (value < 0)
-        out[n++] = '-';
-    while (count)
-        out[n++] = digits[--count];
-    out[n] = '\0';
-    return n;
+    if (value >= 0)
+        return hp_render_uint ((uint64_t) value, out);
+    out[0] = '-';
+    return 1 + hp_render_uint (0ULL - (unsigned long long) value, out + 1);
 }
 
 int

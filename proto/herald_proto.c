@@ -414,7 +414,6 @@ s_digits (uint64_t v)
     return n;
 }
 
-static size_t s_render_uint (uint64_t value, char *buf);
 static size_t s_truncated_text_len (const char *ptr, size_t len);
 
 size_t
@@ -431,11 +430,11 @@ hp_task_put (char *out, const hp_task_t *task)
     memcpy (p, task->task_id.ptr, task->task_id.len);
     p += task->task_id.len;
     *p++ = ' ';
-    p += s_render_uint (task->attempt, p);
+    p += hp_render_uint (task->attempt, p);
     *p++ = ' ';
-    p += s_render_uint (task->lease, p);
+    p += hp_render_uint (task->lease, p);
     *p++ = ' ';
-    p += s_render_uint (task->body.len, p);
+    p += hp_render_uint (task->body.len, p);
     *p++ = '\n';
     if (task->body.len)
         memcpy (p, task->body.ptr, task->body.len);
@@ -462,15 +461,15 @@ hp_result_put (char *out, const hp_result_t *result)
     memcpy (p, result->task_id.ptr, result->task_id.len);
     p += result->task_id.len;
     *p++ = ' ';
-    p += s_render_uint (result->lease, p);
+    p += hp_render_uint (result->lease, p);
     *p++ = ' ';
     const char *name = hp_outcome_name (result->outcome);
     memcpy (p, name, strlen (name));
     p += strlen (name);
     *p++ = ' ';
-    p += s_render_uint ((uint64_t) delay, p);
+    p += hp_render_uint ((uint64_t) delay, p);
     *p++ = ' ';
-    p += s_render_uint (text, p);
+    p += hp_render_uint (text, p);
     *p++ = '\n';
     if (text)
         memcpy (p, result->text.ptr, text);
@@ -636,9 +635,8 @@ hp_decode (const hp_frame_t *frames, size_t count, hp_msg_t *msg, hp_error_t *er
     return 0;
 }
 
-/*  Renders value as decimal into buf (>= 21 octets). Returns the length. */
-static size_t
-s_render_uint (uint64_t value, char *buf)
+size_t
+hp_render_uint (uint64_t value, char *buf)
 {
     char tmp[24];
     size_t n = 0;
@@ -702,7 +700,7 @@ hp_encode (const hp_msg_t *msg, hp_encoded_t *out)
                 return -1;
             assert (scratch_used < sizeof out->scratch / sizeof out->scratch[0]);
             char *text = out->scratch[scratch_used++];
-            size_t len = s_render_uint ((uint64_t) value, text);
+            size_t len = hp_render_uint ((uint64_t) value, text);
             *frame = (hp_frame_t) { text, len };
         }
         else

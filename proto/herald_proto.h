@@ -184,6 +184,11 @@ hp_str_t
 char *
     hp_str_copy (hp_str_t s, char *buf, size_t size);
 
+/*  Renders value in decimal into buf (at least 21 octets), NUL-terminated.
+    Returns the length. */
+size_t
+    hp_render_uint (uint64_t value, char *buf);
+
 /*  True if s equals the NUL-terminated text. */
 bool
     hp_str_eq (hp_str_t s, const char *text);
