@@ -121,6 +121,16 @@ def remove(path):
         pass
 
 
+def sync_hold_env(h, **faults):
+    """The environment for a process whose syncs a test holds: the block
+    and reached paths in h.tmp ("fsync.block", "fsync.reached") for
+    hold_sync and publish_held, beside any other faults. Returns (env,
+    block, reached)."""
+    block = os.path.join(h.tmp, "fsync.block")
+    reached = os.path.join(h.tmp, "fsync.reached")
+    return preload_env(fsync_block=block, fsync_reached=reached, **faults), block, reached
+
+
 def hold_sync(block, reached, kind="", timeout=3):
     """Holds the next fsync/fdatasync of a process run with
     preload_env(fsync_block=block, fsync_reached=reached) ("file" or "dir"

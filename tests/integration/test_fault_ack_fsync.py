@@ -54,10 +54,8 @@ def held_round(t, h, block, reached, n, order_ids):
 
 def body(t):
     h = t.deployment()
-    block = os.path.join(h.tmp, "fsync.block")
-    reached = os.path.join(h.tmp, "fsync.reached")
     fail = os.path.join(h.tmp, "fsync.fail")
-    env = faultlib.preload_env(fsync_block=block, fsync_reached=reached, fsync_fail=fail)
+    env, block, reached = faultlib.sync_hold_env(h, fsync_fail=fail)
     broker = faultlib.start_broker(h, env=env)
     t.note("broker under %s in %s" % (faultlib.faultinject(), h.tmp))
 

@@ -257,9 +257,7 @@ def scenario_d(t):
 
 def scenario_e(t):
     h = t.deployment()
-    block = os.path.join(h.tmp, "fsync.block")
-    reached = os.path.join(h.tmp, "fsync.reached")
-    env = faultlib.preload_env(fsync_block=block, fsync_reached=reached)
+    env, block, reached = faultlib.sync_hold_env(h)
     broker = faultlib.start_broker(h, env=env)
     workers = h.start_workers()
     argv = [harness.binary("herald"), "publish", "-c", h.config, "--type", harness.EVENT_TYPE,

@@ -21,7 +21,6 @@ Knobs: HERALD_FAULT_DURATION (load seconds, default 20), HERALD_FAULT_RATE
 (lines/s per producer, default 150), HERALD_FAULT_SEED (replay the kill
 schedule)."""
 
-import os
 import signal
 import time
 
@@ -37,9 +36,7 @@ def body(t):
     rng = faultlib.seeded_random("crash_broker")
     h = t.deployment()
     ledger = faultlib.Ledger(h)
-    block = os.path.join(h.tmp, "fsync.block")
-    reached = os.path.join(h.tmp, "fsync.reached")
-    broker_env = faultlib.preload_env(fsync_block=block, fsync_reached=reached)
+    broker_env, block, reached = faultlib.sync_hold_env(h)
     worker_env = faultlib.preload_env()
     worker_env.update(ledger.worker_env())
 

@@ -37,9 +37,7 @@ def timed_status(h):
 
 def body(t):
     h = t.deployment()
-    block = os.path.join(h.tmp, "fsync.block")
-    reached = os.path.join(h.tmp, "fsync.reached")
-    env = faultlib.preload_env(fsync_block=block, fsync_reached=reached)
+    env, block, reached = faultlib.sync_hold_env(h)
     broker = faultlib.start_broker(h, env=env)
     t.note("broker under %s in %s" % (faultlib.faultinject(), h.tmp))
 

@@ -246,9 +246,7 @@ def thousand(t, h):
 def body(t):
     h = httptest.HttpHerald("http-durable", broker={"http_max_connections": "64"})
     t.deployments.append(h)
-    block = os.path.join(h.tmp, "fsync.block")
-    reached = os.path.join(h.tmp, "fsync.reached")
-    env = faultlib.preload_env(fsync_block=block, fsync_reached=reached)
+    env, block, reached = faultlib.sync_hold_env(h)
     faultlib.start_broker(h, env=env)
     held(t, h, block, reached)
     slow_clients(t, h)
