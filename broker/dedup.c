@@ -35,6 +35,7 @@ struct dedup {
 };
 
 #define S_MOVE_SLOTS    256         /* old slots looked at per call (at least) */
+#define S_HUGE_BYTES    (2u << 20)  /* a table this size or larger is mapped in huge pages */
 
 #define S_ROTL(x, b) (uint64_t) (((x) << (b)) | ((x) >> (64 - (b))))
 #define S_ROUND \
@@ -96,7 +97,7 @@ static slot_t *
 s_slots_new (size_t capacity)
 {
     size_t bytes = capacity * sizeof (slot_t);
-    if (bytes < (2u << 20))
+    if (bytes < S_HUGE_BYTES)
         return calloc (capacity, sizeof (slot_t));
     void *p = mmap (NULL, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
     if (p == MAP_FAILED)
@@ -105,15 +106,17 @@ s_slots_new (size_t capacity)
     return p;
 }
 
+/*  Lets a table's slots go (as s_slots_new made them); slots NULL after. */
 static void
-s_slots_free (slot_t *slots, size_t capacity)
+s_table_free (table_t *t)
 {
-    size_t bytes = capacity * sizeof (slot_t);
-    if (bytes < (2u << 20))
-        free (slots);
+    size_t bytes = (t->mask + 1) * sizeof (slot_t);
+    if (bytes < S_HUGE_BYTES)
+        free (t->slots);
     else
-    if (slots)
-        munmap (slots, bytes);
+    if (t->slots)
+        munmap (t->slots, bytes);
+    t->slots = NULL;
 }
 
 dedup_t *
@@ -145,9 +148,8 @@ dedup_destroy (dedup_t **self_p)
     if (!self_p || !*self_p)
         return;
     dedup_t *self = *self_p;
-    s_slots_free (self->now.slots, self->now.mask + 1);
-    if (self->old.slots)
-        s_slots_free (self->old.slots, self->old.mask + 1);
+    s_table_free (&self->now);
+    s_table_free (&self->old);
     free (self);
     *self_p = NULL;
 }
@@ -168,12 +170,7 @@ static void
 s_move (dedup_t *self, size_t slots)
 {
     table_t *old = &self->old;
-    while (old->slots && slots > 0) {
-        if (self->old_left == 0) {
-            s_slots_free (old->slots, old->mask + 1);
-            old->slots = NULL;
-            break;
-        }
+    while (old->slots && self->old_left > 0 && slots > 0) {
         /*  A run ends at an empty slot (the one the move began after is
             one), so it is moved whole before the budget is looked at. */
         while (old->slots[self->old_at].seq) {
@@ -189,6 +186,8 @@ s_move (dedup_t *self, size_t slots)
         self->old_left--;
         slots -= slots > 0;
     }
+    if (old->slots && self->old_left == 0)
+        s_table_free (old);
 }
 
 /*  A table twice the size becomes the one keys go to; the keys move over
