@@ -20,6 +20,8 @@
 #include <sys/mman.h>
 #include <time.h>
 
+#include "bench_util.h"
+
 
 #define PROBE_HUGE      (2UL << 20)
 
@@ -40,28 +42,6 @@ s_usage (FILE *out, const char *prog)
         "  --help           this text\n", prog);
 }
 
-static int64_t
-s_now_ns (void)
-{
-    struct timespec t;
-    clock_gettime (CLOCK_MONOTONIC, &t);
-    return (int64_t) t.tv_sec * 1000000000 + t.tv_nsec;
-}
-
-static int
-s_cmp (const void *a, const void *b)
-{
-    int64_t x = *(const int64_t *) a, y = *(const int64_t *) b;
-    return (x > y) - (x < y);
-}
-
-static int64_t
-s_quantile (int64_t *v, long n, double q)
-{
-    qsort (v, (size_t) n, sizeof *v, s_cmp);
-    return v[(long) (q * (double) (n - 1))];
-}
-
 //  A region of bytes, every page written once, in huge pages if asked.
 static volatile unsigned char *
 s_region (size_t bytes, bool huge)
@@ -78,7 +58,7 @@ s_region (size_t bytes, bool huge)
 
 static void
 s_probe (volatile unsigned char *region, size_t bytes, const char *name, double pause_ms, long samples,
-         int64_t *t[3])
+         double *t[3])
 {
     uint64_t x = 88172645463325252ULL;
     struct timespec pause = { 0, (long) (pause_ms * 1e6) };
@@ -87,21 +67,23 @@ s_probe (volatile unsigned char *region, size_t bytes, const char *name, double 
             nanosleep (&pause, NULL);
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
         size_t at = (size_t) (x % (bytes / 4096 - 1)) * 4096 + (size_t) (x >> 58) * 32;
-        int64_t a = s_now_ns ();
+        double a = bench_now_ms ();
         (void) region[at];
-        int64_t b = s_now_ns ();
+        double b = bench_now_ms ();
         (void) region[at + 2048];
-        int64_t c = s_now_ns ();
+        double c = bench_now_ms ();
         (void) region[at + 4096];
-        int64_t d = s_now_ns ();
-        t[0][i] = b - a;
-        t[1][i] = c - b;
-        t[2][i] = d - c;
+        double d = bench_now_ms ();
+        t[0][i] = (b - a) * 1e6;
+        t[1][i] = (c - b) * 1e6;
+        t[2][i] = (d - c) * 1e6;
     }
-    printf ("%-9s %6.2f ms   %9lld %6lld   %9lld %6lld   %9lld %6lld\n", name, pause_ms,
-            (long long) s_quantile (t[0], samples, 0.5), (long long) s_quantile (t[0], samples, 0.9),
-            (long long) s_quantile (t[1], samples, 0.5), (long long) s_quantile (t[1], samples, 0.9),
-            (long long) s_quantile (t[2], samples, 0.5), (long long) s_quantile (t[2], samples, 0.9));
+    printf ("%-9s %6.2f ms", name, pause_ms);
+    for (int k = 0; k < 3; k++) {
+        bench_sort (t[k], samples);
+        printf ("   %9.0f %6.0f", bench_percentile (t[k], samples, 0.5), bench_percentile (t[k], samples, 0.9));
+    }
+    printf ("\n");
     fflush (stdout);
 }
 
@@ -133,9 +115,9 @@ main (int argc, char **argv)
     }
     size_t bytes = (size_t) mib << 20;
     volatile unsigned char *small = s_region (bytes, false), *huge = s_region (bytes, true);
-    int64_t *t[3];
+    double *t[3];
     for (int k = 0; k < 3; k++)
-        t[k] = malloc ((size_t) samples * sizeof (int64_t));
+        t[k] = malloc ((size_t) samples * sizeof (double));
     if (!small || !huge || !t[0] || !t[1] || !t[2]) {
         fprintf (stderr, "%s: out of memory for two regions of %ld MiB\n", argv[0], mib);
         return 1;
