@@ -47,6 +47,7 @@ typedef struct task {
 } task_t;
 
 #define TASK_ID_MAX     (32 + 1 + HERALD_NAME_MAX)     /* uid, dot, channel name: < HP_MAX_ID */
+_Static_assert (TASK_ID_MAX <= HP_MAX_ID + 1, "a task id fits the protocol's id");
 
 /*  The task's stable id, its idempotency key: "uid.channel", written into
     buf (TASK_ID_MAX bytes). Returns it as a string of buf. */

@@ -247,6 +247,46 @@ Test (dispatch, shared_event_freed_with_last_task)
     task_destroy (&b);
 }
 
+Test (dispatch, task_id_is_whole_at_the_longest_uid_and_name)
+{
+    herald_config_t long_config;
+    fixture_config (&long_config);
+    memset (long_config.channels[1].name, 'n', HERALD_NAME_MAX - 1);
+    long_config.channels[1].name[HERALD_NAME_MAX - 1] = '\0';
+    const char *uid = "0123456789abcdef0123456789abcdef";
+    blob_t *event = blob_new (9, uid, "{}", 2);
+    task_t *task = task_new (event, 1, 1, 0);
+    char id[TASK_ID_MAX];
+    hp_str_t got = task_id (task, &long_config, id);
+    cr_assert_eq (got.len, 32 + 1 + HERALD_NAME_MAX - 1);
+    cr_assert_eq (strlen (id), got.len, "NUL-terminated right after the name");
+    cr_assert (memcmp (id, uid, 32) == 0 && id[32] == '.');
+    cr_assert (memcmp (id + 33, long_config.channels[1].name, HERALD_NAME_MAX - 1) == 0);
+    /*  A uid loaded from an older store may be shorter (16 hex digits). */
+    blob_t *old = blob_new (10, "00000000000000ff", "{}", 2);
+    task_t *old_task = task_new (old, 0, 0, 0);
+    cr_assert (hp_str_eq (task_id (old_task, &config, id), "00000000000000ff.email"), "%s", id);
+    task_destroy (&task);
+    task_destroy (&old_task);
+}
+
+Test (dispatch, answer_with_a_cut_or_longer_id_is_not_ours)
+{
+    worker_t *w = add_worker ("w1", 0, 4);
+    task_t *task = queue_task (1, 0, 0, 0);
+    cr_assert_eq (dispatch_next (d, 0), task);
+    char id[TASK_ID_MAX + 1];
+    hp_str_t own = S_ID (task);
+    memcpy (id, own.ptr, own.len);
+    cr_assert_null (dispatch_complete (d, w, hp_strn (id, own.len - 1), task->lease), "one octet short");
+    id[own.len] = 'x';
+    cr_assert_null (dispatch_complete (d, w, hp_strn (id, own.len + 1), task->lease), "one octet more");
+    id[own.len - 1] ^= 1;
+    cr_assert_null (dispatch_complete (d, w, hp_strn (id, own.len), task->lease), "last octet differs");
+    cr_assert_eq (dispatch_complete (d, w, own, task->lease), task);
+    task_destroy (&task);
+}
+
 Test (dispatch, throttled_channel_pauses_until_retry_after)
 {
     config.channels[1].lease_ms = 10000;
