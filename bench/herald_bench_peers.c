@@ -59,6 +59,7 @@ typedef struct {
     char base_dir[512];             /* where the temp dir is made */
     bool keep;
     long capacity;                  /* Herald's channels.*.capacity (credit per worker) */
+    long floor_credit;              /* the floor's workers' credit in 4 */
 } peers_options_t;
 
 typedef struct {
@@ -111,6 +112,8 @@ s_usage (FILE *out)
         "  --shapes LIST       run only these shapes, e.g. 2,3 (default 1,2,3,4,5)\n"
         "  --capacity N        Herald's channels.*.capacity, each worker's credit, in 4\n"
         "                      (default 32, Herald's default; the floor's workers take 1024)\n"
+        "  --floor-credit N    the floor's workers' credit in 4 (default 1024; give Herald's\n"
+        "                      capacity to see what the floor itself does at that credit)\n"
         "  --json FILE         also write the results as JSON\n"
         "  --tmp DIR           where the temp dir (every store) goes (default $TMPDIR or /tmp)\n"
         "  --bin-dir DIR       where the Herald and bench binaries are (default: this one's)\n"
@@ -159,7 +162,7 @@ static int
 s_options (peers_options_t *opt, int argc, char **argv)
 {
     enum { O_QUICK = 1, O_SHAPES, O_SECONDS, O_EVENTS, O_BACKLOG, O_ROUNDS, O_JSON, O_TMP, O_BIN, O_KEEP, O_CAPACITY,
-           O_HELP, O_VERSION };
+           O_FLOOR_CREDIT, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         { "quick", no_argument, NULL, O_QUICK },
         { "shapes", required_argument, NULL, O_SHAPES },
@@ -172,12 +175,14 @@ s_options (peers_options_t *opt, int argc, char **argv)
         { "bin-dir", required_argument, NULL, O_BIN },
         { "keep", no_argument, NULL, O_KEEP },
         { "capacity", required_argument, NULL, O_CAPACITY },
+        { "floor-credit", required_argument, NULL, O_FLOOR_CREDIT },
         { "help", no_argument, NULL, O_HELP },
         { "version", no_argument, NULL, O_VERSION },
         { NULL, 0, NULL, 0 }
     };
     memset (opt, 0, sizeof *opt);
     opt->capacity = PEERS_CAPACITY;
+    opt->floor_credit = PEERS_FLOOR_CREDIT;
     for (int s = 1; s <= 5; s++)
         opt->shape[s] = true;
     long seconds = -1, events = -1, backlog = -1, rounds = -1;
@@ -213,6 +218,10 @@ s_options (peers_options_t *opt, int argc, char **argv)
             case O_BIN:     snprintf (opt->bin_dir, sizeof opt->bin_dir, "%s", optarg); break;
             case O_KEEP:    opt->keep = true; break;
             case O_CAPACITY: if (s_parse_long (optarg, "--capacity", 1, 10000, &opt->capacity)) return -1; break;
+            case O_FLOOR_CREDIT:
+                if (s_parse_long (optarg, "--floor-credit", 1, PEERS_FLOOR_CREDIT, &opt->floor_credit))
+                    return -1;
+                break;
             case 'h':
             case O_HELP:    s_usage (stdout); return 1;
             case O_VERSION: printf ("herald_bench_peers %s\n", HERALD_VERSION); return 1;
@@ -457,7 +466,7 @@ s_floor_e2e_ready (peers_run_t *self, peers_side_t *side)
 }
 
 //  The floor for end to end: herald_floor_e2e's server and one of its
-//  workers per channel (credit 32 each, as Herald's noop workers here).
+//  workers per channel (credit --floor-credit each, default 1024).
 static int
 s_start_floor_e2e (peers_run_t *self)
 {
@@ -480,7 +489,7 @@ s_start_floor_e2e (peers_run_t *self)
     side->servers[side->server_count++] = proc;
     for (int c = 0; c < PEERS_CHANNELS; c++) {
         char credit[16];
-        snprintf (credit, sizeof credit, "%d", PEERS_FLOOR_CREDIT);
+        snprintf (credit, sizeof credit, "%ld", self->opt.floor_credit);
         char *wargv[] = { program, "worker", "--endpoint", workers, "--channel",
                           (char *) s_channels[c], "--credit", credit, NULL };
         char worker_name[40];
@@ -495,8 +504,8 @@ s_start_floor_e2e (peers_run_t *self)
     side->status = peers_target_new (PEERS_FLOOR, side->endpoint, NULL, err, sizeof err);
     if (!side->status || s_wait_ready (proc, s_floor_e2e_ready, self, side) != 0)
         return -1;
-    printf ("started    herald_floor_e2e, pid %d, %s, with 3 workers (credit %d), file %s\n",
-            (int) peers_proc_pid (proc), side->endpoint, PEERS_FLOOR_CREDIT, file);
+    printf ("started    herald_floor_e2e, pid %d, %s, with 3 workers (credit %ld), file %s\n",
+            (int) peers_proc_pid (proc), side->endpoint, self->opt.floor_credit, file);
     return 0;
 }
 
@@ -746,7 +755,7 @@ main (int argc, char **argv)
     rep->events = self.opt.events;
     rep->queue_window = PEERS_QUEUE_WINDOW;
     rep->herald_capacity = self.opt.capacity;
-    rep->floor_credit = PEERS_FLOOR_CREDIT;
+    rep->floor_credit = (int) self.opt.floor_credit;
     char event[2048];
     rep->event_bytes = bench_order_event (event, sizeof event, 1000000000ULL, self.now_text);
     bench_describe_disk (self.dir, rep->disk, sizeof rep->disk);

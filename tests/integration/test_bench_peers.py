@@ -24,6 +24,7 @@ ROWS = [
     ("4. end to end, 3 channels, events/s", (True, True, True)),
     ("5. broker peak RSS (VmHWM) with the backlog, MiB", (False, False, True)),
 ]
+FLOOR_CREDIT = 512      # not the default (1024): the option reaches the floor's workers
 RUN_TIMEOUT = 150       # seconds; --quick takes 15-30 s on the 2-core machine
 
 
@@ -34,7 +35,8 @@ def body(t):
     t.check(rc == 0 and all(o in out for o in ("--quick", "--seconds", "--events", "--json")),
             "--help exits 0 and lists --quick, --seconds, --events, --json", out + err)
     for bad, name in (("--seconds=0", "--seconds"), ("--shapes=7", "--shapes"),
-                      ("--events=x", "--events"), ("--capacity=0", "--capacity")):
+                      ("--events=x", "--events"), ("--capacity=0", "--capacity"),
+                      ("--floor-credit=1025", "--floor-credit")):
         rc, out, err = harness.run_bounded([bench, bad], 10)
         t.check(rc == harness.EX_USAGE and name in err,
                 "%s is refused with exit 64 and a message naming %s" % (bad, name),
@@ -45,8 +47,8 @@ def body(t):
         result = os.path.join(tmp, "result.json")
         t.note("running %s --quick" % bench)
         started = time.monotonic()
-        rc, out, err = harness.run_bounded([bench, "--quick", "--json", result, "--tmp", tmp],
-                                           RUN_TIMEOUT)
+        rc, out, err = harness.run_bounded([bench, "--quick", "--json", result, "--tmp", tmp,
+                                            "--floor-credit", str(FLOOR_CREDIT)], RUN_TIMEOUT)
         t.note("--quick took %.0f s" % (time.monotonic() - started))
         t.require(rc == 0, "--quick exits 0", "exit %d\n%s\n%s" % (rc, out[-3000:], err[-3000:]))
 
@@ -81,6 +83,11 @@ def body(t):
                 and re.search(r"herald_floor_e2e \d+%", out),
                 "the CPU of each server process is printed", out[-2500:])
         t.check("How:" in out, "the output says how the systems were interleaved", out[-1500:])
+        t.check(re.search(r"^started\s+herald_floor_e2e, .* with 3 workers \(credit %d\)" % FLOOR_CREDIT,
+                          out, re.M) and "herald_floor_e2e with one worker per channel (credit %d)"
+                % FLOOR_CREDIT in out.replace("\n", " "),
+                "--floor-credit is the floor's workers' credit, said where it starts and under How",
+                out[-1500:])
         m = re.search(r"^Verdicts: (\d+) met, (\d+) MISSED, (\d+) out of reach\.$", out, re.M)
         t.check(m is not None and sum(int(g) for g in m.groups()) == 6,
                 "the closing note counts the verdicts on the six targets", out[-1500:])
@@ -102,6 +109,8 @@ def body(t):
                 t.check(row.get("verdict") in ("met", "missed", "out of reach")
                         and (row.get("verdict") != "out of reach" or "> floor" in row.get("note", "")),
                         "--json row '%s': a verdict, and the reason when out of reach" % label, row)
+        t.check(data.get("floor_credit") == FLOOR_CREDIT, "--json: the floor's credit",
+                data.get("floor_credit"))
         backlog = ((data.get("shapes") or {}).get("backlog") or {}).get("herald") or {}
         t.check(backlog.get("tasks", 0) >= 30000 and backlog.get("vmhwm_kib", 0) > 0,
                 "--json: the backlog's task count and the broker's VmHWM", backlog)
