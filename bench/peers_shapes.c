@@ -17,6 +17,7 @@
 #define SHAPE_WARMUP_S      0.3         /* untimed pipelined publishing before a shape */
 #define SHAPE_LATENCY_BLOCK 200         /* round trips per turn in the latency shape */
 #define SHAPE_ID_STRIDE     100000000ULL    /* order ids reserved for one load process */
+#define SHAPE_CATCH_UP_MS   600000      /* Herald's index has applied its journal by then */
 
 //  ---------------------------------------------------------------- CPU
 
@@ -151,6 +152,57 @@ s_print_rate (const char *what, int round, int rounds, peers_side_t *side, doubl
     fflush (stdout);
 }
 
+//  Herald's journal bytes its index has not applied yet (the status verb's
+//  broker.index_lag_bytes), or -1.
+static long
+s_herald_index_lag (peers_side_t *side)
+{
+    int code = 0;
+    char *body = NULL;
+    herald_status_t st = herald_admin (side->admin, "status", "{}", 2000, &code, &body);
+    json_t *root = st == HERALD_OK && code == 200 && body? json_loads (body, 0, NULL): NULL;
+    free (body);
+    json_t *lag = json_object_get (json_object_get (root, "broker"), "index_lag_bytes");
+    long value = json_is_integer (lag)? (long) json_integer_value (lag): -1;
+    json_decref (root);
+    return value;
+}
+
+//  After a Herald turn: waits until its index (SQLite, applied from the
+//  journal on its own thread, off the ACK path) has caught up, so that it
+//  does not go on taking CPU and disk in the next system's turn, and adds
+//  the time to r->catch_up_s (r NULL: after a warm-up, not counted nor
+//  printed). Other systems: nothing to wait for. 0 / -1.
+static int
+s_catch_up (peers_env_t *env, peers_side_t *side, const char *shape, int round, int rounds,
+            peers_result_t *r)
+{
+    if (side->system != PEERS_HERALD || !side->admin)
+        return 0;
+    double start = bench_now_ms ();
+    long lag = 0;
+    while (!*env->interrupted && (lag = s_herald_index_lag (side)) != 0) {
+        if (lag < 0 || bench_now_ms () - start > SHAPE_CATCH_UP_MS) {
+            fprintf (stderr, "herald_bench_peers: Herald's index %s after %.0f s\n",
+                     lag < 0? "lag is not in the status verb's answer": "had not caught up",
+                     (bench_now_ms () - start) / 1000.0);
+            return -1;
+        }
+        struct timespec pause = { 0, 20000000 };
+        nanosleep (&pause, NULL);
+    }
+    if (*env->interrupted)
+        return -1;
+    double took = (bench_now_ms () - start) / 1000.0;
+    if (!r)
+        return 0;
+    r->catch_up_s += took;
+    printf ("    %s round %d/%d  Herald's index caught up %.1f s after the turn\n", shape,
+            round + 1, rounds, took);
+    fflush (stdout);
+    return 0;
+}
+
 //  ---------------------------------------------------------------- shapes
 
 int
@@ -165,6 +217,8 @@ peers_shape_pipelined (peers_env_t *env, peers_side_t **sides, int n, int rounds
         targets[i] = s_connect (sides[i]);
         s_flow_t warm;
         rc = targets[i] && s_pipeline (env, targets[i], SHAPE_WARMUP_S, 0, window, &warm) == 0? 0: -1;
+        if (rc == 0)
+            rc = s_catch_up (env, sides[i], "1", 0, rounds, NULL);
     }
     for (int r = 0; r < rounds && rc == 0; r++)
         for (int k = 0; k < n && rc == 0; k++) {
@@ -180,6 +234,8 @@ peers_shape_pipelined (peers_env_t *env, peers_side_t **sides, int n, int rounds
             if (rc == 0)
                 s_print_rate ("1", r, rounds, sides[i], (double) flow.acked / flow.elapsed_s,
                               "ACKed/s");
+            if (rc == 0)
+                rc = s_catch_up (env, sides[i], "1", r, rounds, &out[i]);
         }
     for (int i = 0; i < n; i++) {
         peers_target_destroy (&targets[i]);
@@ -267,6 +323,8 @@ peers_shape_producers (peers_env_t *env, peers_side_t **sides, int n, int rounds
             out[i].wall_s += wall;
             if (rc == 0)
                 s_print_rate ("2", r, rounds, sides[i], (double) acked / wall, "events/s");
+            if (rc == 0)
+                rc = s_catch_up (env, sides[i], "2", r, rounds, &out[i]);
         }
     for (int i = 0; i < n; i++) {
         out[i].measured = rc == 0 && out[i].wall_s > 0;
@@ -551,6 +609,8 @@ peers_shape_end_to_end (peers_env_t *env, peers_side_t **sides, int n, int round
             if (rc == 0)
                 s_print_rate ("4", r, rounds, side, (double) acked / elapsed,
                               "events/s end to end");
+            if (rc == 0)
+                rc = s_catch_up (env, side, "4", r, rounds, &out[i]);
         }
     for (int i = 0; i < n; i++) {
         out[i].measured = rc == 0 && out[i].wall_s > 0;

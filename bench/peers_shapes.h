@@ -37,6 +37,7 @@ typedef struct {
     long count;                     /* events ACKed, or samples timed */
     long refused;                   /* NACKs and error replies */
     double wall_s;                  /* time measured, all rounds */
+    double catch_up_s;              /* Herald: its index catching up after its turns, all rounds */
     peers_cpu_t cpu[PEERS_CPU_MAX];
     int cpu_count;
 } peers_result_t;

@@ -83,6 +83,16 @@ def body(t):
                 and re.search(r"herald_floor_e2e \d+%", out),
                 "the CPU of each server process is printed", out[-2500:])
         t.check("How:" in out, "the output says how the systems were interleaved", out[-1500:])
+        for shape in ("1", "2", "4"):
+            t.check(re.search(r"^    %s round 1/1  Herald's index caught up \d+\.\d s after the turn$" % shape,
+                              out, re.M),
+                    "shape %s: the bench waits for Herald's index after its turn and says how long" % shape,
+                    out[-3000:])
+        summary = re.findall(r"^  (\d)\. [a-z ]+ +\d+\.\d s after \d+\.\d s of turns: [\d,]+ events/s "
+                             r"with that time counted$", out, re.M)
+        t.check(summary == ["1", "2", "4"],
+                "the catch-up of Herald's index is summed per shape, with the rate that counts it",
+                out[-2500:])
         t.check(re.search(r"^started\s+herald_floor_e2e, .* with 3 workers \(credit %d\)" % FLOOR_CREDIT,
                           out, re.M) and "herald_floor_e2e with one worker per channel (credit %d)"
                 % FLOOR_CREDIT in out.replace("\n", " "),
@@ -109,6 +119,9 @@ def body(t):
                 t.check(row.get("verdict") in ("met", "missed", "out of reach")
                         and (row.get("verdict") != "out of reach" or "> floor" in row.get("note", "")),
                         "--json row '%s': a verdict, and the reason when out of reach" % label, row)
+        herald_1 = (((data.get("shapes") or {}).get("pipelined") or {}).get("herald") or {})
+        t.check(herald_1.get("index_catch_up_s", 0) > 0,
+                "--json: Herald's index catch-up time in shape 1", herald_1)
         t.check(data.get("floor_credit") == FLOOR_CREDIT, "--json: the floor's credit",
                 data.get("floor_credit"))
         backlog = ((data.get("shapes") or {}).get("backlog") or {}).get("herald") or {}
