@@ -152,16 +152,24 @@ s_print_rate (const char *what, int round, int rounds, peers_side_t *side, doubl
     fflush (stdout);
 }
 
-//  Herald's journal bytes its index has not applied yet (the status verb's
-//  broker.index_lag_bytes), or -1.
-static long
-s_herald_index_lag (peers_side_t *side)
+//  Herald's answer to the status verb, parsed, or NULL.
+static json_t *
+s_herald_status (peers_side_t *side)
 {
     int code = 0;
     char *body = NULL;
     herald_status_t st = herald_admin (side->admin, "status", "{}", 2000, &code, &body);
     json_t *root = st == HERALD_OK && code == 200 && body? json_loads (body, 0, NULL): NULL;
     free (body);
+    return root;
+}
+
+//  Herald's journal bytes its index has not applied yet (the status verb's
+//  broker.index_lag_bytes), or -1.
+static long
+s_herald_index_lag (peers_side_t *side)
+{
+    json_t *root = s_herald_status (side);
     json_t *lag = json_object_get (json_object_get (root, "broker"), "index_lag_bytes");
     long value = json_is_integer (lag)? (long) json_integer_value (lag): -1;
     json_decref (root);
@@ -420,11 +428,7 @@ peers_shape_latency (peers_env_t *env, peers_side_t **sides, int n, double secon
 static int
 s_herald_done (peers_side_t *side, long done[PEERS_CHANNELS])
 {
-    int code = 0;
-    char *body = NULL;
-    herald_status_t st = herald_admin (side->admin, "status", "{}", 2000, &code, &body);
-    json_t *root = st == HERALD_OK && code == 200 && body? json_loads (body, 0, NULL): NULL;
-    free (body);
+    json_t *root = s_herald_status (side);
     if (!root)
         return -1;
     json_t *channels = json_object_get (root, "channels");
