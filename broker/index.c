@@ -32,12 +32,12 @@
 
 enum {
     S_INS_EVENT, S_INS_TASK, S_GET_TASK, S_UPD_TASK, S_INS_ATTEMPT, S_SET_META, S_COUNT_ADD,
-    S_COUNT_NEW, S_BEGIN, S_COMMIT, S_ROLLBACK, S_STMT_COUNT
+    S_COUNT_NEW, S_GET_PENDING, S_TAKE_PENDING, S_BEGIN, S_COMMIT, S_ROLLBACK, S_STMT_COUNT
 };
 
 static const char *s_sql[S_STMT_COUNT] = {
     [S_INS_EVENT] = "INSERT OR REPLACE INTO events (seq, uid, id, source, type, dedup_key, received_at,"
-                    " channels, done_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                    " channels, done_at, body, pending) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
     [S_INS_TASK] = "INSERT OR REPLACE INTO tasks (seq, ch, channel, state, attempts, throttled, not_before,"
                    " retry_delay, last_error, updated_at, requeued)"
                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -50,11 +50,24 @@ static const char *s_sql[S_STMT_COUNT] = {
     [S_COUNT_ADD] = "UPDATE counts SET pending = pending + ?2, done = done + ?3, dead = dead + ?4"
                     " WHERE channel = ?1",
     [S_COUNT_NEW] = "INSERT OR IGNORE INTO counts (channel, pending, done, dead) VALUES (?1, 0, 0, 0)",
+    [S_GET_PENDING] = "SELECT pending, channels FROM events WHERE seq = ?1",
+    [S_TAKE_PENDING] = "UPDATE events SET pending = pending & ~?2,"
+                       " done_at = CASE WHEN ?3 > done_at THEN ?3 ELSE done_at END WHERE seq = ?1",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
 };
 
+_Static_assert (RECORD_MAX_FANOUT <= 62, "an event's pending tasks are bits of an SQLite integer");
+
+/*  Which tasks have a row in tasks: not one done at its first attempt (its
+    event's channels and done_at stand for it), nor one pending at its first
+    attempt, not yet tried and never failed (S_PENDING_NO_ROW: bit i of its
+    event's pending is set, i its place in channels). A row is the task's
+    state whenever there is one, and a bit is set only while there is none.
+    So an event whose tasks go as planned writes one row: with three pending
+    task rows and their tasks_pending entries, the index spent more than
+    twice the time per event (BENCHMARKS.md). */
 static const char *s_schema =
     "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);"
     "CREATE TABLE IF NOT EXISTS events ("
@@ -67,8 +80,10 @@ static const char *s_schema =
     "  received_at INTEGER NOT NULL,"
     "  channels TEXT NOT NULL,"         /* the fan-out: channel names, space separated, in order */
     "  done_at INTEGER NOT NULL DEFAULT 0,"  /* when its last task done at the first attempt was */
-    "  body TEXT NOT NULL);"
+    "  body TEXT NOT NULL,"
+    "  pending INTEGER NOT NULL DEFAULT 0);"   /* see S_PENDING_NO_ROW */
     "CREATE INDEX IF NOT EXISTS events_id ON events (id);"
+    "CREATE INDEX IF NOT EXISTS events_pending ON events (seq) WHERE pending <> 0;"
     "CREATE INDEX IF NOT EXISTS events_uid ON events (uid);"
     "CREATE TABLE IF NOT EXISTS tasks ("
     "  seq INTEGER NOT NULL,"
@@ -100,8 +115,14 @@ static const char *s_schema =
     "  done INTEGER NOT NULL,"
     "  dead INTEGER NOT NULL);";
 
+/*  A herald/2 store becomes a herald/3 one: events get their pending
+    bits (none: its pending tasks keep their rows, which still count). */
+static const char *s_migrate_v2 =
+    "ALTER TABLE events ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;"
+    "UPDATE meta SET value = '" INDEX_SCHEMA "' WHERE key = 'schema';";
+
 /*  A herald/1 store (one SQLite file, tasks numbered by the broker) becomes
-    a herald/2 one in a single transaction. Keys already in today's form
+    a herald/3 one in a single transaction. Keys already in today's form
     (key US type US s|n US value, ce US source US id) are kept; older ones
     (type US value) take the string form, the type of a key value not
     having been recorded then. */
@@ -138,7 +159,7 @@ static const char *s_migrate_v1 =
     "INSERT OR REPLACE INTO counts (channel, pending, done, dead)"
     " SELECT channel, sum (state = 0), sum (state = 1), sum (state = 2) FROM tasks GROUP BY channel;"
     "DROP TABLE attempts_v1; DROP TABLE tasks_v1; DROP TABLE events_v1;"
-    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', 'herald/2');"
+    "INSERT OR REPLACE INTO meta (key, value) VALUES ('schema', '" INDEX_SCHEMA "');"
     "INSERT OR REPLACE INTO meta (key, value) VALUES ('next_seq', (SELECT coalesce (max (seq), 0) + 1 FROM events));"
     "INSERT OR REPLACE INTO meta (key, value) VALUES ('applied_lsn', '0');";
 
@@ -432,8 +453,17 @@ s_window_clear (s_window_t *w)
         memset (w->slots, 0, (w->slot_mask + 1) * sizeof *w->slots);
 }
 
-/*  Writes the window's events and their tasks. A task done at its first
-    attempt gets no row: the event's fan-out and done_at stand for it. */
+/*  A task in the window that needs no row: done or pending at its first
+    attempt (see s_schema). */
+static bool
+s_no_row (const s_wtask_t *t, bool *pending)
+{
+    *pending = t->state == 0 && t->attempts == 0 && t->throttled == 0 && !t->history && !t->error
+            && t->not_before == 0 && t->delay == 0;
+    return *pending || (t->state == 1 && t->attempts <= 1 && t->throttled == 0 && !t->history);
+}
+
+/*  Writes the window's events and the rows their tasks need. */
 static int
 s_window_flush (index_t *self)
 {
@@ -443,12 +473,17 @@ s_window_flush (index_t *self)
         char channels[RECORD_MAX_FANOUT * 65];
         size_t n = 0;
         int64_t done_at = 0;
+        int64_t pending = 0;
         for (int i = 0; i < e->fanout; i++)
             n += (size_t) snprintf (channels + n, sizeof channels - n, "%s%s", i? " ": "", e->channels[i]);
         for (int i = 0; i < e->fanout; i++) {
             s_wtask_t *t = &e->tasks[i];
             s_count (self, e->channels[i], t->state, 1);
-            if (t->state == 1 && t->attempts <= 1 && t->throttled == 0 && !t->history) {
+            bool is_pending;
+            if (s_no_row (t, &is_pending)) {
+                if (is_pending)
+                    pending |= (int64_t) 1 << i;
+                else
                 if (t->updated_at > done_at)
                     done_at = t->updated_at;
                 continue;
@@ -479,6 +514,7 @@ s_window_flush (index_t *self)
         sqlite3_bind_text (stmt, 8, channels, (int) n, SQLITE_STATIC);
         sqlite3_bind_int64 (stmt, 9, done_at);
         sqlite3_bind_text (stmt, 10, e->body, (int) e->body_len, SQLITE_STATIC);
+        sqlite3_bind_int64 (stmt, 11, pending);
         if (s_step (self, S_INS_EVENT, "insert event") != 0)
             return -1;
     }
@@ -524,6 +560,86 @@ s_apply_event (index_t *self, const record_event_t *rec)
         self->next_seq = rec->seq + 1;
     if (self->key_fn)
         self->key_fn (self->key_ctx, rec->seq, e->dedup_key, e->key_len);
+    return 0;
+}
+
+/*  The name of the ch-th channel in channels (space separated) into name;
+    false if there is none. */
+static bool
+s_channel_at (const char *channels, int ch, char *name, size_t size)
+{
+    const char *p = channels;
+    for (int i = 0; p && i < ch; i++) {
+        p = strchr (p, ' ');
+        if (p)
+            p++;
+    }
+    if (!p || !*p)
+        return false;
+    size_t len = strcspn (p, " ");
+    snprintf (name, size, "%.*s", (int) len, p);
+    return true;
+}
+
+/*  An outcome for a task of a written event with no row: pending at its
+    first attempt (its bit is set: it goes, and the task gets the row its
+    new state needs, if any), or gone (purged, pruned). 0 / -1. */
+static int
+s_outcome_no_row (index_t *self, const record_outcome_t *rec, int state)
+{
+    if (rec->ch < 0 || rec->ch >= RECORD_MAX_FANOUT)
+        return 0;
+    int64_t bit = (int64_t) 1 << rec->ch;
+    sqlite3_stmt *get = self->stmt[S_GET_PENDING];
+    sqlite3_bind_int64 (get, 1, (int64_t) rec->seq);
+    int rc = sqlite3_step (get);
+    int64_t pending = 0;
+    char channel[64] = "";
+    if (rc == SQLITE_ROW) {
+        pending = sqlite3_column_int64 (get, 0);
+        if (!s_channel_at (s_col (get, 1), rec->ch, channel, sizeof channel))
+            pending = 0;
+    }
+    sqlite3_reset (get);
+    sqlite3_clear_bindings (get);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return s_fail (self, "read event");
+    if (!(pending & bit))
+        return 0;       /* purged or pruned meanwhile */
+    s_wtask_t task = { .state = state, .attempts = rec->attempts, .throttled = rec->throttled,
+                       .not_before = rec->not_before, .delay = rec->delay, .updated_at = rec->at,
+                       .history = rec->log_attempt };
+    bool is_pending;
+    bool no_row = s_no_row (&task, &is_pending) && !is_pending;
+    sqlite3_stmt *take = self->stmt[S_TAKE_PENDING];
+    sqlite3_bind_int64 (take, 1, (int64_t) rec->seq);
+    sqlite3_bind_int64 (take, 2, bit);
+    sqlite3_bind_int64 (take, 3, no_row? rec->at: 0);
+    if (s_step (self, S_TAKE_PENDING, "update event") != 0)
+        return -1;
+    if (!no_row) {
+        sqlite3_stmt *stmt = self->stmt[S_INS_TASK];
+        sqlite3_bind_int64 (stmt, 1, (int64_t) rec->seq);
+        sqlite3_bind_int (stmt, 2, rec->ch);
+        sqlite3_bind_text (stmt, 3, channel, -1, SQLITE_STATIC);
+        sqlite3_bind_int (stmt, 4, state);
+        sqlite3_bind_int64 (stmt, 5, rec->attempts);
+        sqlite3_bind_int64 (stmt, 6, rec->throttled);
+        sqlite3_bind_int64 (stmt, 7, rec->not_before);
+        sqlite3_bind_int64 (stmt, 8, rec->delay);
+        if (state == 1)
+            sqlite3_bind_null (stmt, 9);
+        else
+            sqlite3_bind_text (stmt, 9, rec->error.ptr, (int) rec->error.len, SQLITE_STATIC);
+        sqlite3_bind_int64 (stmt, 10, rec->at);
+        sqlite3_bind_int64 (stmt, 11, 0);
+        if (s_step (self, S_INS_TASK, "insert task") != 0)
+            return -1;
+    }
+    if (state != 0) {
+        s_count (self, channel, 0, -1);
+        s_count (self, channel, state, 1);
+    }
     return 0;
 }
 
@@ -574,7 +690,7 @@ s_apply_outcome (index_t *self, const record_outcome_t *rec)
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return s_fail (self, "read task");
     if (old_state < 0)
-        return 0;       /* purged meanwhile */
+        return s_outcome_no_row (self, rec, state);
     sqlite3_stmt *stmt = self->stmt[S_UPD_TASK];
     sqlite3_bind_int64 (stmt, 1, (int64_t) rec->seq);
     sqlite3_bind_int (stmt, 2, rec->ch);
@@ -766,10 +882,72 @@ s_apply_abandon (index_t *self, const record_admin_t *a)
     sqlite3_bind_text (stmt, 2, error, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 3, a->at);
     int rc = sqlite3_step (stmt);
-    int changed = sqlite3_changes (self->db);
+    int64_t changed = sqlite3_changes (self->db);
     sqlite3_finalize (stmt);
     if (rc != SQLITE_DONE)
         return s_fail (self, "abandon tasks");
+    /*  And those pending at their first attempt (a bit, no row): collected
+        first, their events' rows being updated. */
+    sqlite3_stmt *scan = NULL;
+    if (sqlite3_prepare_v2 (self->db, "SELECT seq, channels, pending FROM events WHERE pending <> 0", -1,
+                            &scan, NULL) != SQLITE_OK)
+        return s_fail (self, "abandon tasks");
+    size_t count = 0, cap = 0;
+    struct { int64_t seq; int ch; } *found = NULL;
+    while ((rc = sqlite3_step (scan)) == SQLITE_ROW) {
+        int64_t pending = sqlite3_column_int64 (scan, 2);
+        for (int i = 0; i < RECORD_MAX_FANOUT; i++) {
+            char name[64];
+            if (!((pending >> i) & 1) || !s_channel_at (s_col (scan, 1), i, name, sizeof name)
+            ||  strcmp (name, channel) != 0)
+                continue;
+            if (count == cap) {
+                cap = cap? cap * 2: 256;
+                void *grown = realloc (found, cap * sizeof *found);
+                if (!grown) {
+                    rc = SQLITE_NOMEM;
+                    break;
+                }
+                found = grown;
+            }
+            found[count].seq = sqlite3_column_int64 (scan, 0);
+            found[count].ch = i;
+            count++;
+        }
+        if (rc == SQLITE_NOMEM)
+            break;
+    }
+    sqlite3_finalize (scan);
+    bool failed = rc != SQLITE_DONE;
+    for (size_t k = 0; k < count && !failed; k++) {
+        sqlite3_stmt *take = self->stmt[S_TAKE_PENDING];
+        sqlite3_bind_int64 (take, 1, found[k].seq);
+        sqlite3_bind_int64 (take, 2, (int64_t) 1 << found[k].ch);
+        sqlite3_bind_int64 (take, 3, 0);
+        sqlite3_stmt *ins = self->stmt[S_INS_TASK];
+        sqlite3_bind_int64 (ins, 1, found[k].seq);
+        sqlite3_bind_int (ins, 2, found[k].ch);
+        sqlite3_bind_text (ins, 3, channel, -1, SQLITE_STATIC);
+        sqlite3_bind_int (ins, 4, 2);
+        sqlite3_bind_int64 (ins, 5, 0);
+        sqlite3_bind_int64 (ins, 6, 0);
+        sqlite3_bind_int64 (ins, 7, 0);
+        sqlite3_bind_int64 (ins, 8, 0);
+        sqlite3_bind_text (ins, 9, error, -1, SQLITE_STATIC);
+        sqlite3_bind_int64 (ins, 10, a->at);
+        sqlite3_bind_int64 (ins, 11, 0);
+        failed = s_step (self, S_TAKE_PENDING, "abandon tasks") != 0 || s_step (self, S_INS_TASK, "abandon tasks") != 0;
+        changed++;
+    }
+    free (found);
+    if (rc == SQLITE_NOMEM) {
+        snprintf (self->err, sizeof self->err, "index %.900s: abandon tasks: out of memory", self->path);
+        return -1;
+    }
+    if (rc != SQLITE_DONE)
+        return s_fail (self, "abandon tasks");
+    if (failed)
+        return -1;          /* s_step said why */
     s_count (self, channel, 0, -changed);
     s_count (self, channel, 2, changed);
     return 0;
@@ -913,24 +1091,33 @@ s_mkdir_parent (const char *path)
     return 0;
 }
 
+/*  Converts a store of schema `from` (herald/1 or herald/2) to today's, in
+    one transaction. */
 static int
-s_migrate (index_t *self, char *err, size_t errlen)
+s_migrate (index_t *self, const char *from, char *err, size_t errlen)
 {
+    const char *migration = strcmp (from, "herald/1") == 0? s_migrate_v1: s_migrate_v2;
     const char *marker = "%SCHEMA%";
-    const char *at = strstr (s_migrate_v1, marker);
-    size_t total = strlen (s_migrate_v1) + strlen (s_schema);
+    const char *at = strstr (migration, marker);
+    size_t total = strlen (migration) + strlen (s_schema);
     char *sql = malloc (total + 1);
     if (!sql) {
         snprintf (err, errlen, "store %s: out of memory", self->path);
         return -1;
     }
-    size_t head = (size_t) (at - s_migrate_v1);
-    memcpy (sql, s_migrate_v1, head);
-    strcpy (sql + head, s_schema);
-    strcat (sql + head, at + strlen (marker));
+    if (at) {
+        size_t head = (size_t) (at - migration);
+        memcpy (sql, migration, head);
+        strcpy (sql + head, s_schema);
+        strcat (sql + head, at + strlen (marker));
+    }
+    else
+        strcpy (sql, migration);
+    char what[64];
+    snprintf (what, sizeof what, "migrate the %s store", from);
     int rc = s_exec (self, "BEGIN IMMEDIATE", "begin migration");
     if (rc == 0)
-        rc = s_exec (self, sql, "migrate the herald/1 store");
+        rc = s_exec (self, sql, what);
     if (rc == 0)
         rc = s_exec (self, "COMMIT", "commit migration");
     free (sql);
@@ -939,7 +1126,10 @@ s_migrate (index_t *self, char *err, size_t errlen)
         snprintf (err, errlen, "%s", self->err);
         return -1;
     }
-    herald_info ("store migrated from herald/1 to herald/2", "store=%s", self->path);
+    if (strcmp (from, "herald/1") == 0)
+        herald_info ("store migrated from herald/1 to herald/3", "store=%s", self->path);
+    else
+        herald_info ("store migrated from herald/2 to herald/3", "store=%s", self->path);
     return 0;
 }
 
@@ -1017,8 +1207,8 @@ index_open_file (const char *path, index_info_t *info, char *err, size_t errlen)
                                 NULL) == SQLITE_OK && sqlite3_step (check) == SQLITE_ROW)
             snprintf (schema, sizeof schema, "%s", s_col (check, 0));
         sqlite3_finalize (check);
-        if (strcmp (schema, "herald/1") == 0) {
-            if (s_migrate (self, err, errlen) != 0) {
+        if (strcmp (schema, "herald/1") == 0 || strcmp (schema, "herald/2") == 0) {
+            if (s_migrate (self, schema, err, errlen) != 0) {
                 index_destroy (&self);
                 return NULL;
             }
@@ -1180,8 +1370,8 @@ static void
 s_query_track (index_t *self, index_msg_t *msg)
 {
     sqlite3_stmt *events = NULL, *task = NULL;
-    if (sqlite3_prepare_v2 (self->db, "SELECT seq, uid, id, source, type, received_at, channels, done_at"
-                            " FROM events WHERE id = ?1 ORDER BY seq", -1, &events, NULL) != SQLITE_OK
+    if (sqlite3_prepare_v2 (self->db, "SELECT seq, uid, id, source, type, received_at, channels, done_at,"
+                            " pending FROM events WHERE id = ?1 ORDER BY seq", -1, &events, NULL) != SQLITE_OK
     ||  sqlite3_prepare_v2 (self->db, "SELECT state, attempts, throttled, last_error, updated_at, not_before"
                             " FROM tasks WHERE seq = ?1 AND ch = ?2", -1, &task, NULL) != SQLITE_OK) {
         sqlite3_finalize (events);
@@ -1198,6 +1388,7 @@ s_query_track (index_t *self, index_msg_t *msg)
         char channels[RECORD_MAX_FANOUT * 65];
         snprintf (channels, sizeof channels, "%s", s_col (events, 6));
         int64_t done_at = sqlite3_column_int64 (events, 7);
+        int64_t pending = sqlite3_column_int64 (events, 8);
         json_t *tasks = json_array ();
         int ch = 0;
         for (char *name = strtok (channels, " "); name; name = strtok (NULL, " "), ch++) {
@@ -1216,6 +1407,12 @@ s_query_track (index_t *self, index_msg_t *msg)
                     "last_error", s_col (task, 3), "updated_at", (json_int_t) sqlite3_column_int64 (task, 4),
                     "_seq", (json_int_t) seq, "_ch", ch);
             }
+            else
+            if (ch < RECORD_MAX_FANOUT && (pending >> ch) & 1)
+                entry = json_pack ("{s:s, s:s, s:s, s:i, s:i, s:s, s:I, s:I, s:i}",
+                    "channel", name, "task_id", task_id, "state", "pending", "attempts", 0, "throttled", 0,
+                    "last_error", "", "updated_at", (json_int_t) sqlite3_column_int64 (events, 5),
+                    "_seq", (json_int_t) seq, "_ch", ch);
             else
                 entry = json_pack ("{s:s, s:s, s:s, s:i, s:i, s:s, s:I, s:I, s:i}",
                     "channel", name, "task_id", task_id, "state", "done", "attempts", 1, "throttled", 0,
@@ -1330,6 +1527,68 @@ s_query_event_id (index_t *self, index_msg_t *msg)
     sqlite3_finalize (stmt);
 }
 
+/*  Reads up to `number` tasks of a load from stmt (columns: seq, ch, uid,
+    attempts, throttled, not_before, retry_delay, requeued, body) into out,
+    or, with pending_bits, the channel's pending bits of the events stmt
+    gives (columns: seq, uid, channels, pending, body). SQLITE_DONE (all
+    read), SQLITE_ROW (number reached) or an error. */
+static int
+s_load_read (sqlite3_stmt *stmt, bool pending_bits, const char *channel, size_t number,
+             index_task_t *out, size_t *count)
+{
+    int rc;
+    while (*count < number && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
+        int ch = 0;
+        if (pending_bits) {
+            /*  The channel's place in this event's fan-out, if pending there. */
+            int64_t pending = sqlite3_column_int64 (stmt, 3);
+            char name[64];
+            ch = -1;
+            for (int i = 0; i < RECORD_MAX_FANOUT && ch < 0; i++)
+                if ((pending >> i) & 1 && s_channel_at (s_col (stmt, 2), i, name, sizeof name)
+                &&  strcmp (name, channel) == 0)
+                    ch = i;
+            if (ch < 0)
+                continue;
+        }
+        index_task_t *t = &out[*count];
+        memset (t, 0, sizeof *t);
+        t->seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
+        t->ch = pending_bits? ch: sqlite3_column_int (stmt, 1);
+        snprintf (t->uid, sizeof t->uid, "%s", s_col (stmt, pending_bits? 1: 2));
+        snprintf (t->channel, sizeof t->channel, "%.63s", channel);
+        if (!pending_bits) {
+            t->attempts = (uint32_t) sqlite3_column_int64 (stmt, 3);
+            t->throttled = (uint32_t) sqlite3_column_int64 (stmt, 4);
+            t->not_before = sqlite3_column_int64 (stmt, 5);
+            t->delay = sqlite3_column_int64 (stmt, 6);
+            t->requeued = (uint64_t) sqlite3_column_int64 (stmt, 7);
+        }
+        int body = pending_bits? 4: 8;
+        t->body_len = (size_t) sqlite3_column_bytes (stmt, body);
+        t->body = malloc (t->body_len + 1);
+        if (!t->body)
+            return SQLITE_NOMEM;
+        memcpy (t->body, s_col (stmt, body), t->body_len);
+        t->body[t->body_len] = '\0';
+        (*count)++;
+    }
+    return *count < number? rc: SQLITE_ROW;
+}
+
+static int
+s_task_order (const void *a, const void *b)
+{
+    const index_task_t *x = a, *y = b;
+    if (x->seq != y->seq)
+        return x->seq < y->seq? -1: 1;
+    return x->ch < y->ch? -1: x->ch > y->ch;
+}
+
+/*  A channel's tasks to deliver, oldest first: those requeued by an
+    operator (in the order of their retry), or those pending after `after`,
+    with a row or with their event's pending bit (see s_schema): both read,
+    merged by event number, the first `number` kept. */
 static void
 s_query_load (index_t *self, index_msg_t *msg)
 {
@@ -1340,8 +1599,12 @@ s_query_load (index_t *self, index_msg_t *msg)
         : "SELECT t.seq, t.ch, e.uid, t.attempts, t.throttled, t.not_before, t.retry_delay, t.requeued, e.body"
           " FROM tasks t JOIN events e ON e.seq = t.seq"
           " WHERE t.channel = ?1 AND t.state = 0 AND t.requeued = 0 AND t.seq > ?2 ORDER BY t.seq LIMIT ?3";
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL) != SQLITE_OK) {
+    sqlite3_stmt *stmt = NULL, *bits = NULL;
+    if (sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL) != SQLITE_OK
+    ||  (!msg->requeued
+         && sqlite3_prepare_v2 (self->db, "SELECT seq, uid, channels, pending, body FROM events"
+                                " WHERE pending <> 0 AND seq > ?1 ORDER BY seq", -1, &bits, NULL) != SQLITE_OK)) {
+        sqlite3_finalize (stmt);
         s_fail (self, "load tasks");
         msg->code = HP_CODE_INTERNAL;
         snprintf (msg->error, sizeof msg->error, "%s", self->err);
@@ -1350,35 +1613,33 @@ s_query_load (index_t *self, index_msg_t *msg)
     sqlite3_bind_text (stmt, 1, msg->text, -1, SQLITE_STATIC);
     sqlite3_bind_int64 (stmt, 2, (int64_t) msg->after);
     sqlite3_bind_int64 (stmt, 3, (int64_t) msg->number);
-    msg->tasks = calloc (msg->number? msg->number: 1, sizeof *msg->tasks);
+    size_t number = msg->number;
+    msg->tasks = calloc (number? 2 * number: 1, sizeof *msg->tasks);
     msg->task_count = 0;
-    int rc = SQLITE_DONE;
-    while (msg->tasks && msg->task_count < msg->number && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
-        index_task_t *t = &msg->tasks[msg->task_count];
-        t->seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
-        t->ch = sqlite3_column_int (stmt, 1);
-        snprintf (t->uid, sizeof t->uid, "%s", s_col (stmt, 2));
-        snprintf (t->channel, sizeof t->channel, "%.63s", msg->text);
-        t->attempts = (uint32_t) sqlite3_column_int64 (stmt, 3);
-        t->throttled = (uint32_t) sqlite3_column_int64 (stmt, 4);
-        t->not_before = sqlite3_column_int64 (stmt, 5);
-        t->delay = sqlite3_column_int64 (stmt, 6);
-        t->requeued = (uint64_t) sqlite3_column_int64 (stmt, 7);
-        t->body_len = (size_t) sqlite3_column_bytes (stmt, 8);
-        t->body = malloc (t->body_len + 1);
-        if (!t->body) {
-            rc = SQLITE_NOMEM;
-            break;
+    int rc = SQLITE_NOMEM;
+    if (msg->tasks) {
+        rc = s_load_read (stmt, false, msg->text, number, msg->tasks, &msg->task_count);
+        if (bits && (rc == SQLITE_DONE || rc == SQLITE_ROW)) {
+            size_t from_rows = msg->task_count, from_bits = 0;
+            sqlite3_bind_int64 (bits, 1, (int64_t) msg->after);
+            int brc = s_load_read (bits, true, msg->text, number, msg->tasks + from_rows, &from_bits);
+            rc = brc == SQLITE_DONE || brc == SQLITE_ROW? SQLITE_DONE: brc;
+            msg->task_count = from_rows + from_bits;
+            /*  Oldest first across both; the rest waits for the next load. */
+            qsort (msg->tasks, msg->task_count, sizeof *msg->tasks, s_task_order);
+            while (msg->task_count > number) {
+                index_task_t *t = &msg->tasks[--msg->task_count];
+                free (t->body);
+                t->body = NULL;
+            }
         }
-        memcpy (t->body, s_col (stmt, 8), t->body_len);
-        t->body[t->body_len] = '\0';
-        msg->task_count++;
     }
     sqlite3_finalize (stmt);
+    sqlite3_finalize (bits);
     if (!msg->tasks || (rc != SQLITE_DONE && rc != SQLITE_ROW)) {
         msg->code = HP_CODE_INTERNAL;
         snprintf (msg->error, sizeof msg->error, "index %.900s: load tasks: %s", self->path,
-                  sqlite3_errmsg (self->db));
+                  rc == SQLITE_NOMEM? "out of memory": sqlite3_errmsg (self->db));
         return;
     }
     msg->code = HP_CODE_OK;
@@ -1414,7 +1675,7 @@ s_prune_step (index_t *self, int64_t now_wall)
     uint64_t *seqs = NULL;
     char **keys = NULL;
     bool wrapped = false;
-    if (sqlite3_prepare_v2 (self->db, "SELECT seq, received_at, dedup_key FROM events WHERE seq > ?1"
+    if (sqlite3_prepare_v2 (self->db, "SELECT seq, received_at, dedup_key, pending FROM events WHERE seq > ?1"
                             " ORDER BY seq LIMIT ?2", -1, &scan, NULL) != SQLITE_OK
     ||  sqlite3_prepare_v2 (self->db, "SELECT count(*) FROM tasks WHERE seq = ?1 AND state <> 1", -1,
                             &open, NULL) != SQLITE_OK
@@ -1438,6 +1699,8 @@ s_prune_step (index_t *self, int64_t now_wall)
             break;
         }
         self->prune_cursor = seq;
+        if (sqlite3_column_int64 (scan, 3) != 0)
+            continue;       /* a task pending at its first attempt */
         sqlite3_bind_int64 (open, 1, (int64_t) seq);
         bool finished = sqlite3_step (open) == SQLITE_ROW && sqlite3_column_int64 (open, 0) == 0;
         sqlite3_reset (open);

@@ -1,0 +1,190 @@
+"""test_store_pending: a task pending at its first attempt has no row in the
+index's tasks table, only a bit in its event's row (events.pending: bit i
+for the i-th channel of events.channels), which is what keeps the index's
+cost per event down (BENCHMARKS.md), and every path that reads pending
+tasks still finds such a task:
+
+  - the counts and `herald track` say pending;
+  - after a restart, a channel no longer in the configuration: its pending
+    tasks become dead (rows), `herald dead list` shows them, the others'
+    bits stay;
+  - the backlog is loaded from the bits and each task delivered exactly
+    once; the bits go as tasks are done (done at the first attempt: no row);
+  - a herald/2 store (every pending task a row) is converted at start (the
+    column added, its rows kept and counted) and its tasks delivered.
+
+Runs under Debian's /usr/bin/python3."""
+
+import json
+import os
+import signal
+import sqlite3
+import time
+
+import harness
+
+N = 40
+US = "\x1f"
+
+# the index as herald/2 made it (no events.pending)
+SCHEMA_V2 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (seq INTEGER PRIMARY KEY, uid TEXT NOT NULL, id TEXT NOT NULL,
+  source TEXT NOT NULL, type TEXT NOT NULL, dedup_key TEXT NOT NULL, received_at INTEGER NOT NULL,
+  channels TEXT NOT NULL, done_at INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL);
+CREATE INDEX events_id ON events (id);
+CREATE INDEX events_uid ON events (uid);
+CREATE TABLE tasks (seq INTEGER NOT NULL, ch INTEGER NOT NULL, channel TEXT NOT NULL,
+  state INTEGER NOT NULL, attempts INTEGER NOT NULL, throttled INTEGER NOT NULL DEFAULT 0,
+  not_before INTEGER NOT NULL DEFAULT 0, retry_delay INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+  updated_at INTEGER NOT NULL, requeued INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (seq, ch)) WITHOUT ROWID;
+CREATE INDEX tasks_pending ON tasks (channel, seq) WHERE state = 0 AND requeued = 0;
+CREATE INDEX tasks_requeued ON tasks (channel, requeued) WHERE state = 0 AND requeued > 0;
+CREATE INDEX tasks_dead ON tasks (channel, seq) WHERE state = 2;
+CREATE TABLE attempts (seq INTEGER NOT NULL, ch INTEGER NOT NULL, attempt INTEGER NOT NULL,
+  at INTEGER NOT NULL, outcome TEXT NOT NULL, error TEXT);
+CREATE INDEX attempts_task ON attempts (seq, ch);
+CREATE TABLE counts (channel TEXT PRIMARY KEY, pending INTEGER NOT NULL, done INTEGER NOT NULL,
+  dead INTEGER NOT NULL);
+INSERT INTO meta (key, value) VALUES ('schema', 'herald/2');
+INSERT INTO meta (key, value) VALUES ('next_seq', '3');
+INSERT INTO meta (key, value) VALUES ('applied_lsn', '0');
+"""
+
+
+def make_v2_store(path, now_ms):
+    """Two orders: the first with its inventory task done after a retry (a
+    row) and the others pending, the second all pending; every pending
+    task a row, as herald/2 wrote them."""
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_V2)
+    for seq, order_id, states in ((1, 7001, (0, 1, 0)), (2, 7002, (0, 0, 0))):
+        body = {"specversion": "1.0", "id": "ev-%d" % order_id, "source": "shop",
+                "type": harness.EVENT_TYPE, "data": harness.order(order_id)}
+        db.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?)",
+                   (seq, "%032x" % (0xfeed00 + seq), body["id"], "shop", harness.EVENT_TYPE,
+                    "key" + US + harness.EVENT_TYPE + US + "n" + US + str(order_id), now_ms,
+                    " ".join(harness.CHANNELS), 0, json.dumps(body)))
+        for ch, (name, state) in enumerate(zip(harness.CHANNELS, states)):
+            db.execute("INSERT INTO tasks (seq, ch, channel, state, attempts, updated_at)"
+                       " VALUES (?,?,?,?,?,?)", (seq, ch, name, state, 2 if state else 0, now_ms))
+    db.executemany("INSERT INTO counts VALUES (?,?,?,?)",
+                   [("email", 2, 0, 0), ("inventory", 1, 1, 0), ("courier", 2, 0, 0)])
+    db.commit()
+    db.close()
+
+
+def query(store, sql):
+    db = sqlite3.connect("file:%s?mode=ro" % store, uri=True, timeout=10)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def body(t):
+    h = t.deployment()
+    store = os.path.join(h.tmp, "herald.db")
+    broker = h.start_broker()
+    lines = "".join(json.dumps(harness.order(5000 + i)) + "\n" for i in range(N))
+    r = h.publish(input=lines, json_out=True)
+    acks = harness.parse_json_lines(r.stdout) if r.returncode == 0 else []
+    t.require(len(acks) == N and all(a.get("event_id") for a in acks),
+              "%d orders ACKed, no worker connected" % N, (r.returncode, r.stdout[-500:], r.stderr[-500:]))
+
+    # `track` makes the index write what it holds, then reads it
+    r = h.herald("track", acks[0]["event_id"], "--json")
+    tracked = json.loads(r.stdout) if r.returncode == 0 else {}
+    states = [task.get("state") for ev in tracked.get("events", []) for task in ev.get("channels", [])]
+    t.check(states == ["pending"] * 3, "track: the first order's three tasks are pending", r.stdout[-800:])
+    harness.wait_until(lambda: query(store, "SELECT count(*) FROM events")[0][0] == N, 10,
+                       "every event written to the index")
+    rows = query(store, "SELECT count(*) FROM tasks")[0][0]
+    t.check(rows == 0, "no task has a row of its own while pending at its first attempt", rows)
+    bits = query(store, "SELECT pending, count(*) FROM events GROUP BY pending")
+    t.check(bits == [(7, N)], "each event's row has a pending bit for each of its three channels", bits)
+    st = h.status()
+    t.check(all(h._channel(st, ch).get("pending") == N for ch in harness.CHANNELS),
+            "status: %d pending per channel" % N, st.get("channels"))
+
+    # the courier channel leaves the configuration: its pending tasks die
+    h.send_signal(broker, signal.SIGTERM)
+    h.wait_exit(broker)
+    h.write_config(channels=("email", "inventory"))
+    broker = h.start_broker()
+    def dead_listed():
+        r = h.herald("dead", "list", "--channel", "courier", "--json")
+        tasks = json.loads(r.stdout).get("tasks", []) if r.returncode == 0 else []
+        return tasks if len(tasks) == N else None
+    dead = harness.wait_until(dead_listed, 15, "the courier tasks listed dead")
+    t.check(all("no longer in the configuration" in (d.get("last_error") or "") for d in dead),
+            "each dead courier task says why", dead[:2])
+    # what dead list read is in the index's open transaction: committed soon after
+    def committed():
+        rows = query(store, "SELECT channel, state, count(*) FROM tasks GROUP BY channel, state")
+        bits = query(store, "SELECT pending, count(*) FROM events GROUP BY pending")
+        return (rows, bits) if rows == [("courier", 2, N)] and bits == [(3, N)] else None
+    try:
+        harness.wait_until(committed, 10, "the abandoned tasks committed")
+    except harness.TestFailure:
+        pass
+    rows = query(store, "SELECT channel, state, count(*) FROM tasks GROUP BY channel, state")
+    t.check(rows == [("courier", 2, N)], "the courier tasks got dead rows, and only they", rows)
+    bits = query(store, "SELECT pending, count(*) FROM events GROUP BY pending")
+    t.check(bits == [(3, N)], "the email and inventory bits stay, the courier bit went", bits)
+
+    # the backlog is loaded from the bits: each task delivered once
+    h.start_worker("email")
+    h.start_worker("inventory")
+    h.wait_counts({"email": N, "inventory": N}, timeout=30)
+    harness.wait_until(lambda: all(h._channel(h.status(), ch).get("done") == N
+                                   for ch in ("email", "inventory")), 15,
+                       "status: every email and inventory task done")
+    for ch in ("email", "inventory"):
+        names = h.delivery_names(ch)
+        t.check(len(names) == N and len({harness.read_delivery(os.path.join(h.outbox(ch), n)).task_id
+                                         for n in names}) == N,
+                "%s: %d deliveries, one per task" % (ch, N), len(names))
+    harness.wait_until(lambda: query(store, "SELECT count(*) FROM events WHERE pending <> 0")[0][0] == 0,
+                       10, "every pending bit gone once its task is done")
+    rows = query(store, "SELECT channel, state, count(*) FROM tasks GROUP BY channel, state")
+    t.check(rows == [("courier", 2, N)],
+            "tasks done at their first attempt got no row (only the dead courier rows remain)", rows)
+
+    # a herald/2 store
+    h2 = t.deployment()
+    store2 = os.path.join(h2.tmp, "herald.db")
+    make_v2_store(store2, int(time.time() * 1000))
+    broker2 = h2.start_broker()
+    t.check("store migrated from herald/2 to herald/3" in open(broker2.log).read(),
+            "the broker says it converted the herald/2 store", harness.tail(broker2.log, 10))
+    t.check(query(store2, "SELECT value FROM meta WHERE key = 'schema'") == [("herald/3",)],
+            "the store's schema is herald/3 now")
+    st = h2.status()
+    pending = {ch: h2._channel(st, ch).get("pending") for ch in harness.CHANNELS}
+    t.check(pending == {"email": 2, "inventory": 1, "courier": 2},
+            "its pending task rows are counted pending", pending)
+    # five new orders: pending bits after the old rows; after a restart one
+    # load reads both
+    lines = "".join(json.dumps(harness.order(8000 + i)) + "\n" for i in range(5))
+    r = h2.publish(input=lines)
+    t.check(r.returncode == 0, "five more orders ACKed", r.stderr[-300:])
+    h2.herald("track", "ev-7001", "--json")     # the index writes what it holds
+    harness.wait_until(lambda: query(store2, "SELECT count(*) FROM events WHERE pending = 7")[0][0] == 5,
+                       10, "the new orders' pending bits committed")
+    h2.send_signal(broker2, signal.SIGTERM)     # all of them loaded back from the index
+    h2.wait_exit(broker2)
+    broker2 = h2.start_broker()
+    h2.start_workers()
+    want = {"email": 7, "inventory": 6, "courier": 7}
+    h2.wait_counts(want, timeout=30)
+    harness.wait_until(lambda: all(h2._channel(h2.status(), ch).get("pending") == 0
+                                   for ch in harness.CHANNELS), 15, "nothing pending")
+    t.check(h2.counts() == want,
+            "each pending task delivered once, old rows and new bits alike, the done one not again",
+            h2.counts())
+
+
+if __name__ == "__main__":
+    harness.Test("store_pending", budget=120).run(body)
