@@ -62,8 +62,8 @@ _Static_assert (RECORD_MAX_FANOUT <= 62, "an event's pending tasks are bits of a
 
 /*  Which tasks have a row in tasks: not one done at its first attempt (its
     event's channels and done_at stand for it), nor one pending at its first
-    attempt, not yet tried and never failed (S_PENDING_NO_ROW: bit i of its
-    event's pending is set, i its place in channels). A row is the task's
+    attempt, not yet tried and never failed (bit i of its event's pending is
+    set, i its place in channels). A row is the task's
     state whenever there is one, and a bit is set only while there is none.
     So an event whose tasks go as planned writes one row: with three pending
     task rows and their tasks_pending entries, the index spent more than
@@ -81,7 +81,7 @@ static const char *s_schema =
     "  channels TEXT NOT NULL,"         /* the fan-out: channel names, space separated, in order */
     "  done_at INTEGER NOT NULL DEFAULT 0,"  /* when its last task done at the first attempt was */
     "  body TEXT NOT NULL,"
-    "  pending INTEGER NOT NULL DEFAULT 0);"   /* see S_PENDING_NO_ROW */
+    "  pending INTEGER NOT NULL DEFAULT 0);"   /* tasks pending with no row: see above */
     "CREATE INDEX IF NOT EXISTS events_id ON events (id);"
     "CREATE INDEX IF NOT EXISTS events_pending ON events (seq) WHERE pending <> 0;"
     "CREATE INDEX IF NOT EXISTS events_uid ON events (uid);"
@@ -1536,7 +1536,7 @@ static int
 s_load_read (sqlite3_stmt *stmt, bool pending_bits, const char *channel, size_t number,
              index_task_t *out, size_t *count)
 {
-    int rc;
+    int rc = SQLITE_DONE;
     while (*count < number && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         int ch = 0;
         if (pending_bits) {
