@@ -18,6 +18,10 @@
 #include "herald_proto.h"
 #include "validate.h"
 
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
 #define S_DEPTH_MAX     128             /* nesting of arrays and objects */
 #define S_KEYS_MAX      4096            /* keys of the objects open at once */
 #define S_KEY_MAX       1024            /* a key compared decoded (longer: compared raw) */
@@ -64,8 +68,10 @@ typedef struct {
     char attr_kind[8];              /* first byte of the value: " { [ t f n - or a digit */
 } s_scan_t;
 
-static const char *s_attr_names[8] = {
-    "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data"
+#define S_ATTR(name) { name, sizeof name - 1 }
+static const struct { const char *name; size_t len; } s_attrs[8] = {
+    S_ATTR ("specversion"), S_ATTR ("id"), S_ATTR ("source"), S_ATTR ("type"), S_ATTR ("subject"),
+    S_ATTR ("time"), S_ATTR ("datacontenttype"), S_ATTR ("data")
 };
 enum { A_SPECVERSION, A_ID, A_SOURCE, A_TYPE, A_SUBJECT, A_TIME, A_DATACONTENTTYPE, A_DATA };
 
@@ -145,6 +151,81 @@ s_utf8 (const unsigned char *p, const unsigned char *end)
     return n;
 }
 
+/*  Scanning 16 bytes at a time (SSE2, in every x86-64): the byte loops
+    over strings and skipped values were a quarter of the broker loop's
+    time at 1,000 outstanding. Each returns the first byte at or after p
+    (and before end) that the caller must look at, or end. */
+
+/*  A quote, a backslash, a control character or a byte of a multi-byte
+    UTF-8 sequence: what ends a run of plain ASCII inside a string. */
+static inline const char *
+s_plain_end (const char *p, const char *end)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8 ('"'), backslash = _mm_set1_epi8 ('\\'), space = _mm_set1_epi8 (0x20);
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128 ((const __m128i *) p);
+        /*  Signed: below 0x20, and 0x80..0xff (negative), in one compare. */
+        __m128i hit = _mm_or_si128 (_mm_cmplt_epi8 (v, space),
+                                    _mm_or_si128 (_mm_cmpeq_epi8 (v, quote), _mm_cmpeq_epi8 (v, backslash)));
+        int mask = _mm_movemask_epi8 (hit);
+        if (mask)
+            return p + __builtin_ctz ((unsigned) mask);
+        p += 16;
+    }
+#endif
+    while (p < end) {
+        unsigned char c = (unsigned char) *p;
+        if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\')
+            return p;
+        p++;
+    }
+    return end;
+}
+
+/*  A quote or a backslash (inside a checked string). */
+static inline const char *
+s_quote_end (const char *p, const char *end)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8 ('"'), backslash = _mm_set1_epi8 ('\\');
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128 ((const __m128i *) p);
+        int mask = _mm_movemask_epi8 (_mm_or_si128 (_mm_cmpeq_epi8 (v, quote), _mm_cmpeq_epi8 (v, backslash)));
+        if (mask)
+            return p + __builtin_ctz ((unsigned) mask);
+        p += 16;
+    }
+#endif
+    while (p < end && *p != '"' && *p != '\\')
+        p++;
+    return p;
+}
+
+/*  A quote or a bracket (inside a checked object or array). */
+static inline const char *
+s_mark_end (const char *p, const char *end)
+{
+#if defined(__SSE2__)
+    const __m128i quote = _mm_set1_epi8 ('"'), open = _mm_set1_epi8 ('{'), close = _mm_set1_epi8 ('}'),
+                  open_sq = _mm_set1_epi8 ('['), close_sq = _mm_set1_epi8 (']');
+    while (end - p >= 16) {
+        __m128i v = _mm_loadu_si128 ((const __m128i *) p);
+        __m128i hit = _mm_or_si128 (_mm_or_si128 (_mm_cmpeq_epi8 (v, quote), _mm_cmpeq_epi8 (v, open)),
+                                    _mm_or_si128 (_mm_or_si128 (_mm_cmpeq_epi8 (v, close),
+                                                                _mm_cmpeq_epi8 (v, open_sq)),
+                                                  _mm_cmpeq_epi8 (v, close_sq)));
+        int mask = _mm_movemask_epi8 (hit);
+        if (mask)
+            return p + __builtin_ctz ((unsigned) mask);
+        p += 16;
+    }
+#endif
+    while (p < end && *p != '"' && *p != '{' && *p != '}' && *p != '[' && *p != ']')
+        p++;
+    return p;
+}
+
 /*  A string at s->p (the opening quote): checked, span set. */
 static int
 s_string (s_scan_t *s, s_span_t *span)
@@ -153,12 +234,11 @@ s_string (s_scan_t *s, s_span_t *span)
     span->ptr = s->p;
     span->escaped = false;
     while (s->p < s->end) {
+        /*  Most bytes are plain ASCII: stepped over 16 at a time. */
+        s->p = s_plain_end (s->p, s->end);
+        if (s->p >= s->end)
+            break;
         unsigned char c = (unsigned char) *s->p;
-        /*  Most bytes are plain ASCII: step over them without a call. */
-        if (c >= 0x20 && c < 0x80 && c != '"' && c != '\\') {
-            s->p++;
-            continue;
-        }
         if (c == '"') {
             span->len = (size_t) (s->p - span->ptr);
             s->p++;
@@ -410,8 +490,8 @@ s_object (s_scan_t *s)
             return -1;
         if (top) {
             for (int a = 0; a < 8; a++)
-                if (!key.escaped && key.len == strlen (s_attr_names[a])
-                &&  memcmp (key.ptr, s_attr_names[a], key.len) == 0) {
+                if (!key.escaped && key.len == s_attrs[a].len
+                &&  memcmp (key.ptr, s_attrs[a].name, key.len) == 0) {
                     s->has_attr[a] = true;
                     s->attr_kind[a] = kind;
                     s->attrs[a] = kind == '"'
@@ -522,27 +602,21 @@ s_skip (const char *p, const char *end)
     char c = *p;
     if (c == '"') {
         p++;
-        while (p < end && *p != '"')
-            p += *p == '\\'? 2: 1;
+        while ((p = s_quote_end (p, end)) < end && *p == '\\')
+            p += 2;
         return p + 1;
     }
     if (c == '{' || c == '[') {
         /*  Only quotes and brackets matter in a checked value: the rest is
             stepped over in a tight loop (a lookup walks whole members). */
-        static const unsigned char marks[256] = {
-            ['"'] = 1, ['{'] = 2, ['['] = 2, ['}'] = 3, [']'] = 3,
-        };
         int depth = 0;
-        while (p < end) {
-            while (p < end && !marks[(unsigned char) *p])
-                p++;
-            if (p >= end)
-                break;
-            switch (marks[(unsigned char) *p]) {
-                case 1:
+        while ((p = s_mark_end (p, end)) < end) {
+            switch (*p) {
+                case '"':
                     p = s_skip (p, end);
                     continue;
-                case 2:
+                case '{':
+                case '[':
                     depth++;
                     break;
                 default:
@@ -553,7 +627,9 @@ s_skip (const char *p, const char *end)
         }
         return end;
     }
-    while (p < end && !strchr (",}] \t\r\n", *p))
+    /*  A number or a literal: up to what may follow a value. */
+    while (p < end && *p != ',' && *p != '}' && *p != ']' && *p != ' ' && *p != '\t' && *p != '\r'
+           && *p != '\n')
         p++;
     return p;
 }
@@ -731,7 +807,7 @@ s_required_field (bool found, char kind, const s_span_t *span, const char *path,
 static int
 s_attribute (s_scan_t *s, int a, char *out, size_t size, bool required, validate_result_t *result)
 {
-    const char *name = s_attr_names[a];
+    const char *name = s_attrs[a].name;
     out[0] = '\0';
     if (!s->has_attr[a]) {
         if (required)
