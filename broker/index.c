@@ -32,7 +32,7 @@
 
 enum {
     S_INS_EVENT, S_INS_TASK, S_GET_TASK, S_UPD_TASK, S_INS_ATTEMPT, S_SET_META, S_COUNT_ADD,
-    S_COUNT_NEW, S_GET_PENDING, S_TAKE_PENDING, S_BEGIN, S_COMMIT, S_ROLLBACK, S_STMT_COUNT
+    S_COUNT_NEW, S_GET_PENDING, S_TAKE_PENDING, S_INS_OUTCOME, S_BEGIN, S_COMMIT, S_ROLLBACK, S_STMT_COUNT
 };
 
 static const char *s_sql[S_STMT_COUNT] = {
@@ -53,6 +53,10 @@ static const char *s_sql[S_STMT_COUNT] = {
     [S_GET_PENDING] = "SELECT pending, channels FROM events WHERE seq = ?1",
     [S_TAKE_PENDING] = "UPDATE events SET pending = pending & ~?2,"
                        " done_at = CASE WHEN ?3 > done_at THEN ?3 ELSE done_at END WHERE seq = ?1",
+    /*  Numbered as S_UPD_TASK (s_bind_outcome binds ?1 to ?9 of both). */
+    [S_INS_OUTCOME] = "INSERT INTO tasks (seq, ch, state, attempts, throttled, not_before, retry_delay,"
+                      " last_error, updated_at, channel, requeued)"
+                      " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0)",
     [S_BEGIN] = "BEGIN IMMEDIATE",
     [S_COMMIT] = "COMMIT",
     [S_ROLLBACK] = "ROLLBACK",
@@ -581,6 +585,25 @@ s_channel_at (const char *channels, int ch, char *name, size_t size)
     return true;
 }
 
+/*  Binds ?1 to ?9 of S_UPD_TASK or S_INS_OUTCOME: the task's new state
+    as the outcome rec gives it. */
+static void
+s_bind_outcome (sqlite3_stmt *stmt, const record_outcome_t *rec, int state)
+{
+    sqlite3_bind_int64 (stmt, 1, (int64_t) rec->seq);
+    sqlite3_bind_int (stmt, 2, rec->ch);
+    sqlite3_bind_int (stmt, 3, state);
+    sqlite3_bind_int64 (stmt, 4, rec->attempts);
+    sqlite3_bind_int64 (stmt, 5, rec->throttled);
+    sqlite3_bind_int64 (stmt, 6, rec->not_before);
+    sqlite3_bind_int64 (stmt, 7, rec->delay);
+    if (state == 1)
+        sqlite3_bind_null (stmt, 8);
+    else
+        sqlite3_bind_text (stmt, 8, rec->error.ptr, (int) rec->error.len, SQLITE_STATIC);
+    sqlite3_bind_int64 (stmt, 9, rec->at);
+}
+
 /*  An outcome for a task of a written event with no row: pending at its
     first attempt (its bit is set: it goes, and the task gets the row its
     new state needs, if any), or gone (purged, pruned). 0 / -1. */
@@ -618,22 +641,10 @@ s_outcome_no_row (index_t *self, const record_outcome_t *rec, int state)
     if (s_step (self, S_TAKE_PENDING, "update event") != 0)
         return -1;
     if (!no_row) {
-        sqlite3_stmt *stmt = self->stmt[S_INS_TASK];
-        sqlite3_bind_int64 (stmt, 1, (int64_t) rec->seq);
-        sqlite3_bind_int (stmt, 2, rec->ch);
-        sqlite3_bind_text (stmt, 3, channel, -1, SQLITE_STATIC);
-        sqlite3_bind_int (stmt, 4, state);
-        sqlite3_bind_int64 (stmt, 5, rec->attempts);
-        sqlite3_bind_int64 (stmt, 6, rec->throttled);
-        sqlite3_bind_int64 (stmt, 7, rec->not_before);
-        sqlite3_bind_int64 (stmt, 8, rec->delay);
-        if (state == 1)
-            sqlite3_bind_null (stmt, 9);
-        else
-            sqlite3_bind_text (stmt, 9, rec->error.ptr, (int) rec->error.len, SQLITE_STATIC);
-        sqlite3_bind_int64 (stmt, 10, rec->at);
-        sqlite3_bind_int64 (stmt, 11, 0);
-        if (s_step (self, S_INS_TASK, "insert task") != 0)
+        sqlite3_stmt *stmt = self->stmt[S_INS_OUTCOME];
+        s_bind_outcome (stmt, rec, state);
+        sqlite3_bind_text (stmt, 10, channel, -1, SQLITE_STATIC);
+        if (s_step (self, S_INS_OUTCOME, "insert task") != 0)
             return -1;
     }
     if (state != 0) {
@@ -692,18 +703,7 @@ s_apply_outcome (index_t *self, const record_outcome_t *rec)
     if (old_state < 0)
         return s_outcome_no_row (self, rec, state);
     sqlite3_stmt *stmt = self->stmt[S_UPD_TASK];
-    sqlite3_bind_int64 (stmt, 1, (int64_t) rec->seq);
-    sqlite3_bind_int (stmt, 2, rec->ch);
-    sqlite3_bind_int (stmt, 3, state);
-    sqlite3_bind_int64 (stmt, 4, rec->attempts);
-    sqlite3_bind_int64 (stmt, 5, rec->throttled);
-    sqlite3_bind_int64 (stmt, 6, rec->not_before);
-    sqlite3_bind_int64 (stmt, 7, rec->delay);
-    if (state == 1)
-        sqlite3_bind_null (stmt, 8);
-    else
-        sqlite3_bind_text (stmt, 8, rec->error.ptr, (int) rec->error.len, SQLITE_STATIC);
-    sqlite3_bind_int64 (stmt, 9, rec->at);
+    s_bind_outcome (stmt, rec, state);
     if (s_step (self, S_UPD_TASK, "update task") != 0)
         return -1;
     if (old_state != state) {

@@ -11,7 +11,9 @@ tasks still finds such a task:
   - the backlog is loaded from the bits and each task delivered exactly
     once; the bits go as tasks are done (done at the first attempt: no row);
   - a herald/2 store (every pending task a row) is converted at start (the
-    column added, its rows kept and counted) and its tasks delivered.
+    column added, its rows kept and counted) and its tasks delivered;
+  - a task whose first attempt fails after its event was written loses its
+    bit and gets a row (retrying), which its success then marks done.
 
 Runs under Debian's /usr/bin/python3."""
 
@@ -184,6 +186,43 @@ def body(t):
     t.check(h2.counts() == want,
             "each pending task delivered once, old rows and new bits alike, the done one not again",
             h2.counts())
+
+    # a first attempt that fails: the bit goes, a row comes
+    h3 = t.deployment(channels=("email",))
+    store3 = os.path.join(h3.tmp, "herald.db")
+    h3.start_broker()
+    r = h3.publish(harness.order(9001), json_out=True)
+    acks = harness.parse_json_lines(r.stdout) if r.returncode == 0 else []
+    t.require(len(acks) == 1, "one order ACKed", (r.stdout, r.stderr[-300:]))
+    r = h3.herald("track", acks[0]["event_id"], "--json")  # the index writes the event: a bit
+    tracked = json.loads(r.stdout) if r.returncode == 0 else {}
+    task_id = tracked["events"][0]["channels"][0]["task_id"]
+    harness.wait_until(lambda: query(store3, "SELECT pending FROM events") == [(1,)], 10,
+                       "the event written with its email bit")
+    # a directory where the delivery's file goes (.eml for an email channel, else
+    # .json): its rename fails, the attempt too
+    in_the_way = [os.path.join(h3.outbox("email"), task_id + ext) for ext in (".eml", ".json")]
+    for path in in_the_way:
+        os.makedirs(os.path.join(path, "x"))
+    h3.start_worker("email")
+    # (each failed attempt is retried after the backoff: 1 attempt or more)
+    retrying = harness.wait_until(
+        lambda: [r for r in query(store3, "SELECT state, attempts FROM tasks WHERE seq = 1 AND ch = 0")
+                 if r[0] == 0 and r[1] >= 1], 20, "a row for the failed first attempt")
+    t.check(retrying and query(store3, "SELECT pending FROM events") == [(0,)],
+            "the failed first attempt took the bit and left a row (pending, attempts %s)"
+            % (retrying[0][1] if retrying else "-"), query(store3, "SELECT * FROM tasks"))
+    for path in in_the_way:
+        os.rmdir(os.path.join(path, "x"))
+        os.rmdir(path)
+    h3.wait_counts({"email": 1}, timeout=30)
+    done = harness.wait_until(lambda: [r for r in query(store3, "SELECT state, attempts FROM tasks")
+                                       if r[0] == 1 and r[1] >= 2], 10, "the row marked done")
+    r = h3.herald("track", acks[0]["event_id"], "--json")
+    tracked = json.loads(r.stdout) if r.returncode == 0 else {}
+    tasks = [task for ev in tracked.get("events", []) for task in ev.get("channels", [])]
+    t.check([(x.get("state"), x.get("attempts")) for x in tasks] == [("done", done[0][1])],
+            "track: done, after the failed attempts (%d in all)" % done[0][1], r.stdout[-500:])
 
 
 if __name__ == "__main__":
