@@ -585,6 +585,19 @@ s_channel_at (const char *channels, int ch, char *name, size_t size)
     return true;
 }
 
+/*  The place of channel in an event's fan-out (channels) if its bit is
+    set in pending, else -1. */
+static int
+s_pending_place (const char *channels, int64_t pending, const char *channel)
+{
+    for (int i = 0; i < RECORD_MAX_FANOUT; i++) {
+        char name[64];
+        if ((pending >> i) & 1 && s_channel_at (channels, i, name, sizeof name) && strcmp (name, channel) == 0)
+            return i;
+    }
+    return -1;
+}
+
 /*  Binds ?1 to ?9 of S_UPD_TASK or S_INS_OUTCOME: the task's new state
     as the outcome rec gives it. */
 static void
@@ -895,27 +908,21 @@ s_apply_abandon (index_t *self, const record_admin_t *a)
     size_t count = 0, cap = 0;
     struct { int64_t seq; int ch; } *found = NULL;
     while ((rc = sqlite3_step (scan)) == SQLITE_ROW) {
-        int64_t pending = sqlite3_column_int64 (scan, 2);
-        for (int i = 0; i < RECORD_MAX_FANOUT; i++) {
-            char name[64];
-            if (!((pending >> i) & 1) || !s_channel_at (s_col (scan, 1), i, name, sizeof name)
-            ||  strcmp (name, channel) != 0)
-                continue;
-            if (count == cap) {
-                cap = cap? cap * 2: 256;
-                void *grown = realloc (found, cap * sizeof *found);
-                if (!grown) {
-                    rc = SQLITE_NOMEM;
-                    break;
-                }
-                found = grown;
+        int ch = s_pending_place (s_col (scan, 1), sqlite3_column_int64 (scan, 2), channel);
+        if (ch < 0)
+            continue;
+        if (count == cap) {
+            cap = cap? cap * 2: 256;
+            void *grown = realloc (found, cap * sizeof *found);
+            if (!grown) {
+                rc = SQLITE_NOMEM;
+                break;
             }
-            found[count].seq = sqlite3_column_int64 (scan, 0);
-            found[count].ch = i;
-            count++;
+            found = grown;
         }
-        if (rc == SQLITE_NOMEM)
-            break;
+        found[count].seq = sqlite3_column_int64 (scan, 0);
+        found[count].ch = ch;
+        count++;
     }
     sqlite3_finalize (scan);
     bool failed = rc != SQLITE_DONE;
@@ -1097,22 +1104,19 @@ static int
 s_migrate (index_t *self, const char *from, char *err, size_t errlen)
 {
     const char *migration = strcmp (from, "herald/1") == 0? s_migrate_v1: s_migrate_v2;
+    /*  herald/1's migration creates today's tables where it says %SCHEMA%. */
     const char *marker = "%SCHEMA%";
     const char *at = strstr (migration, marker);
-    size_t total = strlen (migration) + strlen (s_schema);
-    char *sql = malloc (total + 1);
+    size_t size = strlen (migration) + strlen (s_schema) + 1;
+    char *sql = malloc (size);
     if (!sql) {
         snprintf (err, errlen, "store %s: out of memory", self->path);
         return -1;
     }
-    if (at) {
-        size_t head = (size_t) (at - migration);
-        memcpy (sql, migration, head);
-        strcpy (sql + head, s_schema);
-        strcat (sql + head, at + strlen (marker));
-    }
+    if (at)
+        snprintf (sql, size, "%.*s%s%s", (int) (at - migration), migration, s_schema, at + strlen (marker));
     else
-        strcpy (sql, migration);
+        snprintf (sql, size, "%s", migration);
     char what[64];
     snprintf (what, sizeof what, "migrate the %s store", from);
     int rc = s_exec (self, "BEGIN IMMEDIATE", "begin migration");
@@ -1541,13 +1545,7 @@ s_load_read (sqlite3_stmt *stmt, bool pending_bits, const char *channel, size_t 
         int ch = 0;
         if (pending_bits) {
             /*  The channel's place in this event's fan-out, if pending there. */
-            int64_t pending = sqlite3_column_int64 (stmt, 3);
-            char name[64];
-            ch = -1;
-            for (int i = 0; i < RECORD_MAX_FANOUT && ch < 0; i++)
-                if ((pending >> i) & 1 && s_channel_at (s_col (stmt, 2), i, name, sizeof name)
-                &&  strcmp (name, channel) == 0)
-                    ch = i;
+            ch = s_pending_place (s_col (stmt, 2), sqlite3_column_int64 (stmt, 3), channel);
             if (ch < 0)
                 continue;
         }
