@@ -39,6 +39,14 @@ def body(t):
             "the index thread runs under SCHED_IDLE (and nice 19)", sched)
     t.check(sched.get("herald-journal") == (0, SCHED_OTHER) and sched.get("herald-broker") == (0, SCHED_OTHER),
             "the loop and the journal writer keep SCHED_OTHER and nice 0", sched)
+    # The segment preparer zero-fills segments ahead of need under SCHED_IDLE
+    # too (the normal policy only for one needed soon: none is, at rest)
+    try:
+        harness.wait_until(lambda: thread_sched(broker.pid).get("herald-prepare") == (0, SCHED_IDLE), 10,
+                           "the segment preparer at rest under SCHED_IDLE")
+        t.check(True, "the segment preparer at rest runs under SCHED_IDLE")
+    except harness.TestFailure:
+        t.check(False, "the segment preparer at rest runs under SCHED_IDLE", thread_sched(broker.pid))
     t.note("broker and 3 workers up in %s" % h.tmp)
 
     events = os.path.join(h.tmp, "orders.jsonl")
