@@ -27,6 +27,8 @@
 #define S_TXN_BYTES         (8u << 20)  /* and takes at most this much of the journal */
 #define S_WAKE_MS           50          /* the thread looks at the journal this often */
 #define S_WINDOW_EVENTS     8000        /* events held before they are written */
+#define S_BEHIND_BYTES      (8u << 20)  /* this far behind the journal, the index stops yielding... */
+#define S_CAUGHT_UP_BYTES   (1u << 20)  /* ...until it is back within this */
 #define S_PRUNE_IDLE_MS     60000
 #define S_PRUNE_BATCH       500
 #define S_PRUNE_FIRST_MS    5000
@@ -212,6 +214,8 @@ struct index {
     journal_reader_t *reader;
     _Atomic uint64_t applied;       /* journal position applied (in the open transaction or before) */
     uint64_t committed;             /* position of the last commit */
+    bool yielding;                  /* the thread runs under SCHED_IDLE (see s_thread) */
+    bool started_yielding;          /* it could at start (else it stays at nice 19) */
     uint64_t next_seq;
     bool in_txn;
     int64_t txn_began;              /* monotonic ms */
@@ -1829,6 +1833,18 @@ s_retry_when_room (index_t *self)
     return self->reader != NULL;
 }
 
+/*  The index thread's policy: SCHED_IDLE while it keeps up (yielding),
+    SCHED_OTHER at nice 19 while it is behind. 0 / -1 (errno). */
+static int
+s_yield (index_t *self, bool yielding)
+{
+    struct sched_param param = { .sched_priority = 0 };
+    if (sched_setscheduler (0, yielding? SCHED_IDLE: SCHED_OTHER, &param) != 0)
+        return -1;
+    self->yielding = yielding;
+    return 0;
+}
+
 static void *
 s_thread (void *arg)
 {
@@ -1845,12 +1861,15 @@ s_thread (void *arg)
         them; at nice 19 a waking thread could wait for the index's slice.
         ACK p99 at 1 outstanding went from 1.99-2.10x the floor's to
         1.28-1.77x (herald_bench_peers --shapes 3, 4 alternating pairs).
+        But under SCHED_IDLE a saturated machine gives it next to nothing:
+        1,000 outstanding for 10 s left it 20.6 s of catching up against
+        10.8 at nice 19. So once it is S_BEHIND_BYTES behind the journal, it
+        goes back to the normal policy (at nice 19) until it has caught up.
         Nice 19 stays as well, should the policy be refused. Admin reads the
         index answers wait longer on a saturated machine. */
-    pid_t tid = (pid_t) syscall (SYS_gettid);
-    setpriority (PRIO_PROCESS, (id_t) tid, 19);
-    struct sched_param idle = { .sched_priority = 0 };
-    if (sched_setscheduler (tid, SCHED_IDLE, &idle) != 0)
+    setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 19);
+    self->started_yielding = s_yield (self, true) == 0;
+    if (!self->started_yielding)
         herald_warn ("index: cannot run the index thread under SCHED_IDLE; it runs at nice 19",
                      "error=\"%s\"", strerror (errno));
     bool failed = false;
@@ -1878,6 +1897,13 @@ s_thread (void *arg)
             waiting = NULL;
         }
         uint64_t durable = journal_durable (self->journal);
+        uint64_t lag = durable - atomic_load (&self->applied);
+        if (self->yielding && lag > S_BEHIND_BYTES && s_yield (self, false) == 0)
+            herald_info ("index: behind the journal, no longer yielding the CPU until it catches up",
+                         "lag_bytes=%" PRIu64, lag);
+        else
+        if (!self->yielding && self->started_yielding && lag < S_CAUGHT_UP_BYTES && s_yield (self, true) == 0)
+            herald_info ("index: caught up, yielding the CPU again", "lag_bytes=%" PRIu64, lag);
         int64_t now = herald_clock_mono_ms ();
         bool waiting_room = self->full_since && now - self->full_since < 1000 && !stopping;
         /*  One transaction takes at most S_TXN_BYTES of the journal: its

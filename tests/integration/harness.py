@@ -108,6 +108,22 @@ def wait_until(predicate, timeout, what, interval=POLL_INTERVAL):
         time.sleep(interval)
 
 
+SCHED_OTHER, SCHED_IDLE = 0, 5
+
+
+def thread_sched(pid):
+    """{thread name: (nice, policy)} from /proc/PID/task/*/stat (fields 19
+    and 41)."""
+    out = {}
+    for tid in os.listdir("/proc/%d/task" % pid):
+        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+            stat = f.read()
+        name = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[name] = (int(fields[16]), int(fields[38]))
+    return out
+
+
 def tail(path, lines=25):
     try:
         with open(path, "rb") as f:

@@ -10,22 +10,6 @@ import harness
 N = 1000
 
 
-SCHED_OTHER, SCHED_IDLE = 0, 5
-
-
-def thread_sched(pid):
-    """{thread name: (nice, policy)} from /proc/PID/task/*/stat (fields 19
-    and 41)."""
-    out = {}
-    for tid in os.listdir("/proc/%d/task" % pid):
-        with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
-            stat = f.read()
-        name = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        out[name] = (int(fields[16]), int(fields[38]))
-    return out
-
-
 def body(t):
     h = t.deployment()
     broker = h.start_broker()
@@ -34,19 +18,19 @@ def body(t):
     # must never hold the CPU the loop or the journal writer wakes up to on
     # the ACK path; nice 19 as well, should the policy be refused); they
     # keep the normal policy and nice 0.
-    sched = thread_sched(broker.pid)
-    t.check(sched.get("herald-index") == (19, SCHED_IDLE),
+    sched = harness.thread_sched(broker.pid)
+    t.check(sched.get("herald-index") == (19, harness.SCHED_IDLE),
             "the index thread runs under SCHED_IDLE (and nice 19)", sched)
-    t.check(sched.get("herald-journal") == (0, SCHED_OTHER) and sched.get("herald-broker") == (0, SCHED_OTHER),
+    t.check(sched.get("herald-journal") == (0, harness.SCHED_OTHER) and sched.get("herald-broker") == (0, harness.SCHED_OTHER),
             "the loop and the journal writer keep SCHED_OTHER and nice 0", sched)
     # The segment preparer zero-fills segments ahead of need under SCHED_IDLE
     # too (the normal policy only for one needed soon: none is, at rest)
     try:
-        harness.wait_until(lambda: thread_sched(broker.pid).get("herald-prepare") == (0, SCHED_IDLE), 10,
+        harness.wait_until(lambda: harness.thread_sched(broker.pid).get("herald-prepare") == (0, harness.SCHED_IDLE), 10,
                            "the segment preparer at rest under SCHED_IDLE")
         t.check(True, "the segment preparer at rest runs under SCHED_IDLE")
     except harness.TestFailure:
-        t.check(False, "the segment preparer at rest runs under SCHED_IDLE", thread_sched(broker.pid))
+        t.check(False, "the segment preparer at rest runs under SCHED_IDLE", harness.thread_sched(broker.pid))
     t.note("broker and 3 workers up in %s" % h.tmp)
 
     events = os.path.join(h.tmp, "orders.jsonl")
