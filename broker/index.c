@@ -91,7 +91,6 @@ static const char *s_schema =
     "  pending INTEGER NOT NULL DEFAULT 0);"   /* tasks pending with no row: see above */
     "CREATE INDEX IF NOT EXISTS events_id ON events (id);"
     "CREATE INDEX IF NOT EXISTS events_pending ON events (seq) WHERE pending <> 0;"
-    "CREATE INDEX IF NOT EXISTS events_uid ON events (uid);"
     "CREATE TABLE IF NOT EXISTS tasks ("
     "  seq INTEGER NOT NULL,"
     "  ch INTEGER NOT NULL,"
@@ -1237,6 +1236,21 @@ index_open_file (const char *path, index_info_t *info, char *err, size_t errlen)
         index_destroy (&self);
         return NULL;
     }
+    /*  The index on events.uid that stores before this release have: no
+        query needs it any more (see s_query_dead_show). */
+    sqlite3_stmt *uid_index = NULL;
+    bool has_uid_index = sqlite3_prepare_v2 (self->db, "SELECT 1 FROM sqlite_master WHERE type = 'index'"
+                                             " AND name = 'events_uid'", -1, &uid_index, NULL) == SQLITE_OK
+                      && sqlite3_step (uid_index) == SQLITE_ROW;
+    sqlite3_finalize (uid_index);
+    if (has_uid_index) {
+        if (s_exec (self, "DROP INDEX events_uid", "drop index events_uid") != 0) {
+            snprintf (err, errlen, "%s", self->err);
+            index_destroy (&self);
+            return NULL;
+        }
+        herald_info ("store: index events_uid dropped (a uid is looked up by its event's number)", NULL);
+    }
     for (int i = 0; i < S_STMT_COUNT; i++)
         if (sqlite3_prepare_v3 (self->db, s_sql[i], -1, SQLITE_PREPARE_PERSISTENT, &self->stmt[i], NULL)
             != SQLITE_OK) {
@@ -1479,18 +1493,42 @@ s_query_dead_show (index_t *self, index_msg_t *msg)
     char uid[128] = "";
     if (dot && (size_t) (dot - msg->text) < sizeof uid)
         snprintf (uid, sizeof uid, "%.*s", (int) (dot - msg->text), msg->text);
-    sqlite3_stmt *stmt = NULL;
-    if (sqlite3_prepare_v2 (self->db,
-            "SELECT t.seq, t.ch, e.id, t.channel, t.attempts, t.last_error, t.updated_at, e.body, t.throttled"
-            " FROM events e JOIN tasks t ON t.seq = e.seq"
-            " WHERE e.uid = ?1 AND t.channel = ?2 AND t.state = 2", -1, &stmt, NULL) != SQLITE_OK) {
-        s_fail (self, "dead show");
-        s_answer_error (msg, HP_CODE_INTERNAL, self->err);
-        return;
+    /*  No index on uid (one B-tree insert fewer per event): a uid begins
+        with its event's number in 16 hex digits, so the event is found by
+        its number; a uid of another form (a store from before) by the
+        channel's dead tasks. */
+    uint64_t seq = 0;
+    bool numbered = strlen (uid) == 32;
+    for (int i = 0; i < 16 && numbered; i++) {
+        char c = uid[i];
+        int digit = c >= '0' && c <= '9'? c - '0': c >= 'a' && c <= 'f'? c - 'a' + 10: -1;
+        numbered = digit >= 0;
+        seq = seq << 4 | (uint64_t) (digit & 15);
     }
-    sqlite3_bind_text (stmt, 1, uid, -1, SQLITE_STATIC);
-    sqlite3_bind_text (stmt, 2, dot? dot + 1: "", -1, SQLITE_STATIC);
-    if (sqlite3_step (stmt) != SQLITE_ROW) {
+    sqlite3_stmt *stmt = NULL;
+    int rc = SQLITE_DONE;
+    for (int pass = numbered? 0: 1; pass < 2 && rc != SQLITE_ROW; pass++) {
+        sqlite3_finalize (stmt);
+        stmt = NULL;
+        if (sqlite3_prepare_v2 (self->db,
+                pass == 0
+                ? "SELECT t.seq, t.ch, e.id, t.channel, t.attempts, t.last_error, t.updated_at, e.body, t.throttled"
+                  " FROM events e JOIN tasks t ON t.seq = e.seq"
+                  " WHERE e.seq = ?3 AND e.uid = ?1 AND t.channel = ?2 AND t.state = 2"
+                : "SELECT t.seq, t.ch, e.id, t.channel, t.attempts, t.last_error, t.updated_at, e.body, t.throttled"
+                  " FROM tasks t JOIN events e ON e.seq = t.seq"
+                  " WHERE t.state = 2 AND t.channel = ?2 AND e.uid = ?1", -1, &stmt, NULL) != SQLITE_OK) {
+            s_fail (self, "dead show");
+            s_answer_error (msg, HP_CODE_INTERNAL, self->err);
+            return;
+        }
+        sqlite3_bind_text (stmt, 1, uid, -1, SQLITE_STATIC);
+        sqlite3_bind_text (stmt, 2, dot? dot + 1: "", -1, SQLITE_STATIC);
+        if (pass == 0)
+            sqlite3_bind_int64 (stmt, 3, (sqlite3_int64) seq);
+        rc = sqlite3_step (stmt);
+    }
+    if (rc != SQLITE_ROW) {
         sqlite3_finalize (stmt);
         char text[400];
         snprintf (text, sizeof text, "no dead task '%s'", msg->text);

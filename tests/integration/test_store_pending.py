@@ -122,6 +122,18 @@ def body(t):
     dead = harness.wait_until(dead_listed, 15, "the courier tasks listed dead")
     t.check(all("no longer in the configuration" in (d.get("last_error") or "") for d in dead),
             "each dead courier task says why", dead[:2])
+    # no index on events.uid: dead show finds a task by its event's number
+    t.check(query(store, "SELECT name FROM sqlite_master WHERE name = 'events_uid'") == [],
+            "a new store has no index on events.uid")
+    for d in (dead[0], dead[-1]):
+        r = h.herald("dead", "show", d["task_id"], "--json")
+        shown = json.loads(r.stdout).get("task", {}) if r.returncode == 0 else {}
+        t.check(shown.get("task_id") == d["task_id"] and shown.get("event_id") == d.get("event_id")
+                and shown.get("channel") == "courier",
+                "dead show %s finds it (event %s)" % (d["task_id"], d.get("event_id")), r.stdout[-300:] + r.stderr)
+    r = h.herald("dead", "show", dead[0]["task_id"][:-len(".courier")] + ".email", "--json")
+    t.check(r.returncode != 0 and "no dead task" in r.stdout + r.stderr,
+            "dead show of that event's email task (not dead): not found", r.stdout[-300:] + r.stderr)
     # what dead list read is in the index's open transaction: committed soon after
     def committed():
         rows = query(store, "SELECT channel, state, count(*) FROM tasks GROUP BY channel, state")
@@ -163,6 +175,9 @@ def body(t):
             "the broker says it converted the herald/2 store", harness.tail(broker2.log, 10))
     t.check(query(store2, "SELECT value FROM meta WHERE key = 'schema'") == [("herald/3",)],
             "the store's schema is herald/3 now")
+    t.check(query(store2, "SELECT name FROM sqlite_master WHERE name = 'events_uid'") == []
+            and "index events_uid dropped" in open(broker2.log).read(),
+            "its index on events.uid is dropped, and the broker says so", harness.tail(broker2.log, 10))
     st = h2.status()
     pending = {ch: h2._channel(st, ch).get("pending") for ch in harness.CHANNELS}
     t.check(pending == {"email": 2, "inventory": 1, "courier": 2},
