@@ -1906,10 +1906,15 @@ s_thread (void *arg)
         Nice 19 stays as well, should the policy be refused. Admin reads the
         index answers wait longer on a saturated machine. */
     setpriority (PRIO_PROCESS, (id_t) syscall (SYS_gettid), 19);
-    self->started_yielding = s_yield (self, true) == 0;
-    if (!self->started_yielding)
-        herald_warn ("index: cannot run the index thread under SCHED_IDLE; it runs at nice 19",
-                     "error=\"%s\"", strerror (errno));
+    if (!journal_may_leave_idle ())
+        herald_info ("index: its thread runs at nice 19, not under SCHED_IDLE: leaving that again"
+                     " when behind would need RLIMIT_NICE 1 or more (systemd: LimitNICE=+0) or CAP_SYS_NICE", NULL);
+    else {
+        self->started_yielding = s_yield (self, true) == 0;
+        if (!self->started_yielding)
+            herald_warn ("index: cannot run the index thread under SCHED_IDLE; it runs at nice 19",
+                         "error=\"%s\"", strerror (errno));
+    }
     bool failed = false;
     index_msg_t *waiting = NULL;       /* requests that need a position not yet durable */
     pthread_mutex_lock (&self->lock);

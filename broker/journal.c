@@ -60,7 +60,8 @@ struct journal {
     uint64_t wanted_end;                /* the preparer should reach this */
     pthread_cond_t prepare_wake;
     int prepare_errno;                  /* last failure making a segment (ENOSPC...) */
-    int prepare_urgent;                 /* the preparer's priority: -1 not set, 0 idle, 1 normal */
+    int prepare_urgent;                 /* the preparer's priority: -1 not set, 0 idle, 1 normal,
+                                           2 normal for good (journal_may_leave_idle said no) */
 
     /*  Staging (owner appends, writer takes) under lock. */
     pthread_mutex_t lock;
@@ -350,9 +351,6 @@ s_set_fatal (journal_t *self, const char *fmt, ...)
     atomic_store (&self->fatal, 1);
 }
 
-/*  Makes a new zero-filled segment file for base (written and synced in
-    full, then renamed into place), or reuses a released one. Returns its fd
-    or -1 with errno. Runs on the preparer thread, no lock held. */
 /*  The preparer's priority. Zero-filling a segment ahead of need is
     background work: it runs under SCHED_IDLE in the idle I/O class, so its
     32 MiB of zeros and their sync do not hold the CPU or the disk queue the
@@ -361,12 +359,36 @@ s_set_fatal (journal_t *self, const char *fmt, ...)
     the writer has used half the segment before the one being made, it is
     needed soon: the normal policy and class, so that a writer at full speed
     never waits for it behind the very syncs it would yield to. */
+/*  The probe: a thread that inherits its creator's nice value and policy
+    goes under SCHED_IDLE and tries to come back. */
+static void *
+s_idle_probe (void *arg)
+{
+    bool *ok = arg;
+    struct sched_param param = { .sched_priority = 0 };
+    *ok = sched_setscheduler (0, SCHED_IDLE, &param) == 0 && sched_setscheduler (0, SCHED_OTHER, &param) == 0;
+    return NULL;
+}
+
+bool
+journal_may_leave_idle (void)
+{
+    bool ok = false;
+    pthread_t probe;
+    if (pthread_create (&probe, NULL, s_idle_probe, &ok) != 0)
+        return false;
+    pthread_join (probe, NULL);
+    return ok;
+}
+
 #define S_IOPRIO_CLASS_IDLE     3
 #define S_IOPRIO_CLASS_SHIFT    13
 
 static void
 s_prepare_priority (journal_t *self, uint64_t base)     /* the preparer's thread only */
 {
+    if (self->prepare_urgent == 2)
+        return;                         /* could not come back from SCHED_IDLE: never goes there */
     uint64_t durable = atomic_load (&self->durable);
     int urgent = durable + self->segment_size / 2 >= base? 1: 0;
     if (urgent == self->prepare_urgent)
@@ -379,6 +401,9 @@ s_prepare_priority (journal_t *self, uint64_t base)     /* the preparer's thread
                           : S_IOPRIO_CLASS_IDLE << S_IOPRIO_CLASS_SHIFT);
 }
 
+/*  Makes a new zero-filled segment file for base (written and synced in
+    full, then renamed into place), or reuses a released one. Returns its fd
+    or -1 with errno. Runs on the preparer thread, no lock held. */
 static int
 s_make_segment (journal_t *self, uint64_t base)
 {
@@ -468,7 +493,10 @@ s_preparer (void *arg)
 {
     journal_t *self = arg;
     self->prepare_urgent = -1;
-    s_prepare_priority (self, UINT64_MAX);     /* idle until a segment is needed soon */
+    if (journal_may_leave_idle ())
+        s_prepare_priority (self, UINT64_MAX); /* idle until a segment is needed soon */
+    else
+        self->prepare_urgent = 2;               /* stays at the normal policy (see s_prepare_priority) */
     pthread_mutex_lock (&self->seg_lock);
     while (!self->stopping) {
         uint64_t have = atomic_load (&self->prepared_end);

@@ -142,6 +142,15 @@ journal_status_t
 const char *
     journal_errstr (journal_t *self);
 
+/*  True when the calling thread, at its nice value, may leave SCHED_IDLE
+    again for SCHED_OTHER (tried by a short-lived thread that inherits both):
+    that takes CAP_SYS_NICE or an RLIMIT_NICE of at least 20 - nice
+    (systemd's unit sets LimitNICE=+0). The preparer and the index thread
+    use SCHED_IDLE only then: a thread that could not leave it would starve
+    behind a saturated loop just when it is needed. */
+bool
+    journal_may_leave_idle (void);
+
 /*  Any thread: everything below lsn is applied durably elsewhere; segments
     entirely below it may be reused. */
 void

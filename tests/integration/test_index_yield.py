@@ -9,10 +9,15 @@ for the index: the journal is not held). Released, the index logs that it
 no longer yields, catches up (lag 0, every order counted pending), logs
 that it yields again, and its thread is back under SCHED_IDLE.
 
+A broker run by an unprivileged user (no CAP_SYS_NICE, RLIMIT_NICE 0)
+could not leave SCHED_IDLE again: its index thread stays at nice 19 and
+its segment preparer at the normal policy, and it says why at start.
+
 Runs under Debian's /usr/bin/python3."""
 
 import json
 import os
+import shutil
 
 import faultlib
 import harness
@@ -60,6 +65,28 @@ def body(t):
     for ch in h.channels:
         c = h._channel(st, ch)
         t.check(c.get("pending") == N + 1, "%s: every order counted pending (%s)" % (ch, c.get("pending")), c)
+
+    h.kill(broker)
+
+    # an unprivileged broker: no SCHED_IDLE it could not leave again
+    setpriv = shutil.which("setpriv")
+    t.require(setpriv, "setpriv (util-linux) is installed")
+    h2 = t.deployment()
+    os.chmod(h2.tmp, 0o777)
+    # a copy of the binary where nobody may run it (the build tree may be
+    # private to root); it needs no library of the build tree
+    broker_copy = os.path.join(h2.tmp, "herald-broker")
+    shutil.copy2(harness.binary("herald-broker"), broker_copy)
+    os.chmod(broker_copy, 0o755)
+    nobody = h2.spawn("broker-nobody", [setpriv, "--reuid=65534", "--regid=65534", "--clear-groups",
+                                        broker_copy, "-c", h2.config])
+    h2.wait_broker_ready(nobody)
+    sched = harness.thread_sched(nobody.pid)
+    t.check(sched.get("herald-index") == (19, harness.SCHED_OTHER)
+            and sched.get("herald-prepare") == (0, harness.SCHED_OTHER),
+            "run by nobody: the index thread at nice 19 and the preparer under SCHED_OTHER", sched)
+    t.check(faultlib.log_lines(nobody, "not under SCHED_IDLE", "LimitNICE"),
+            "run by nobody: the broker says why the index is not under SCHED_IDLE", harness.tail(nobody.log, 5))
 
 
 if __name__ == "__main__":
