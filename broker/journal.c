@@ -351,14 +351,6 @@ s_set_fatal (journal_t *self, const char *fmt, ...)
     atomic_store (&self->fatal, 1);
 }
 
-/*  The preparer's priority. Zero-filling a segment ahead of need is
-    background work: it runs under SCHED_IDLE in the idle I/O class, so its
-    32 MiB of zeros and their sync do not hold the CPU or the disk queue the
-    ACK path waits for (ACK p99 at 1 outstanding 1.36-1.48x -> 1.15-1.42x
-    the floor, 3 alternating pairs of herald_bench_peers --shapes 3). Once
-    the writer has used half the segment before the one being made, it is
-    needed soon: the normal policy and class, so that a writer at full speed
-    never waits for it behind the very syncs it would yield to. */
 /*  The probe: a thread that inherits its creator's nice value and policy
     goes under SCHED_IDLE and tries to come back. */
 static void *
@@ -381,6 +373,14 @@ journal_may_leave_idle (void)
     return ok;
 }
 
+/*  The preparer's priority. Zero-filling a segment ahead of need is
+    background work: it runs under SCHED_IDLE in the idle I/O class, so its
+    32 MiB of zeros and their sync do not hold the CPU or the disk queue the
+    ACK path waits for (ACK p99 at 1 outstanding 1.36-1.48x -> 1.15-1.42x
+    the floor, 3 alternating pairs of herald_bench_peers --shapes 3). Once
+    the writer has used half the segment before the one being made, it is
+    needed soon: the normal policy and class, so that a writer at full speed
+    never waits for it behind the very syncs it would yield to. */
 #define S_IOPRIO_CLASS_IDLE     3
 #define S_IOPRIO_CLASS_SHIFT    13
 
