@@ -60,8 +60,8 @@ struct journal {
     uint64_t wanted_end;                /* the preparer should reach this */
     pthread_cond_t prepare_wake;
     int prepare_errno;                  /* last failure making a segment (ENOSPC...) */
-    int prepare_urgent;                 /* the preparer's priority: -1 not set, 0 idle, 1 normal,
-                                           2 normal for good (journal_may_leave_idle said no) */
+    int prepare_urgent;                 /* the preparer's priority: -1 not set, 0 idle, 1 normal */
+    bool prepare_may_idle;              /* it may go idle (journal_may_leave_idle) */
 
     /*  Staging (owner appends, writer takes) under lock. */
     pthread_mutex_t lock;
@@ -387,7 +387,7 @@ journal_may_leave_idle (void)
 static void
 s_prepare_priority (journal_t *self, uint64_t base)     /* the preparer's thread only */
 {
-    if (self->prepare_urgent == 2)
+    if (!self->prepare_may_idle)
         return;                         /* could not come back from SCHED_IDLE: never goes there */
     uint64_t durable = atomic_load (&self->durable);
     int urgent = durable + self->segment_size / 2 >= base? 1: 0;
@@ -493,10 +493,8 @@ s_preparer (void *arg)
 {
     journal_t *self = arg;
     self->prepare_urgent = -1;
-    if (journal_may_leave_idle ())
-        s_prepare_priority (self, UINT64_MAX); /* idle until a segment is needed soon */
-    else
-        self->prepare_urgent = 2;               /* stays at the normal policy (see s_prepare_priority) */
+    self->prepare_may_idle = journal_may_leave_idle ();
+    s_prepare_priority (self, UINT64_MAX);     /* idle until a segment is needed soon */
     pthread_mutex_lock (&self->seg_lock);
     while (!self->stopping) {
         uint64_t have = atomic_load (&self->prepared_end);
