@@ -27,6 +27,8 @@
 #define S_TXN_BYTES         (8u << 20)  /* and takes at most this much of the journal */
 #define S_WAKE_MS           50          /* the thread looks at the journal this often */
 #define S_WINDOW_EVENTS     8000        /* events held before they are written */
+#define S_RECENT_SLOTS      65536       /* written events whose pending bits are known (a power of two) */
+#define S_RECENT_LISTS      64          /* distinct fan-out lists they name */
 #define S_BEHIND_BYTES      (8u << 20)  /* this far behind the journal, the index stops yielding... */
 #define S_CAUGHT_UP_BYTES   (1u << 20)  /* ...until it is back within this */
 #define S_PRUNE_IDLE_MS     60000
@@ -205,6 +207,24 @@ typedef struct {
     int64_t pending, done, dead;
 } s_delta_t;
 
+/*  Events written with tasks pending at their first attempt, by seq
+    (direct-mapped: a newer event takes an older one's slot). The written
+    row's pending bits are known here, so that an outcome that comes after
+    its event left the window (a backlog: the window holds S_WINDOW_EVENTS
+    and each commit writes it) costs no read: a task done at its first
+    attempt clears its bit here, and each event gets one UPDATE at the next
+    write (s_recent_write) however many of its tasks were done meanwhile.
+    Without it, 100,000 events consumed end to end behind a backlog cost the
+    index three reads and an UPDATE of the event's row per task, three times
+    its CPU with no worker (BENCHMARKS.md). The index thread only. */
+typedef struct {
+    uint64_t seq_1;                 /* the event's seq + 1; 0: an empty slot */
+    int64_t pending;                /* the row's pending bits, less those cleared here */
+    int64_t cleared;                /* bits cleared here and not yet written */
+    int64_t done_at;                /* the latest done at a cleared bit */
+    uint32_t list;                  /* its channels: recent_lists[list] */
+} s_recent_t;
+
 struct index {
     char path[1024];
     sqlite3 *db;
@@ -219,6 +239,11 @@ struct index {
     bool in_txn;
     int64_t txn_began;              /* monotonic ms */
     s_window_t window;
+    s_recent_t *recent;             /* S_RECENT_SLOTS, allocated at the first use */
+    uint64_t *recent_dirty;         /* seqs with bits cleared and not yet written */
+    size_t recent_dirty_count, recent_dirty_cap;
+    char *recent_lists[S_RECENT_LISTS];     /* fan-out lists (events.channels), owned */
+    int recent_list_count;
     s_delta_t deltas[INDEX_MAX_CHANNELS * 2];
     int delta_count;
     _Atomic int64_t retention_ms;   /* the index thread reads it; a reload may change it (index_set_retention) */
@@ -471,6 +496,131 @@ s_no_row (const s_wtask_t *t, bool *pending)
     return *pending || (t->state == 1 && t->attempts <= 1 && t->throttled == 0 && !t->history);
 }
 
+//  --------------------------------------------------------------------------
+//  Recently written events (s_recent_t)
+
+static bool
+s_channel_at (const char *channels, int ch, char *name, size_t size);
+
+static s_recent_t *
+s_recent_find (index_t *self, uint64_t seq)
+{
+    if (!self->recent)
+        return NULL;
+    s_recent_t *r = &self->recent[seq & (S_RECENT_SLOTS - 1)];
+    return r->seq_1 == seq + 1? r: NULL;
+}
+
+static void
+s_recent_forget (index_t *self)
+{
+    if (self->recent)
+        memset (self->recent, 0, S_RECENT_SLOTS * sizeof *self->recent);
+    self->recent_dirty_count = 0;
+}
+
+/*  Writes the bits cleared at r, and its latest done, into its event's
+    row (in the open transaction). 0 / -1. */
+static int
+s_recent_write_one (index_t *self, s_recent_t *r)
+{
+    if (!r->cleared)
+        return 0;
+    sqlite3_stmt *take = self->stmt[S_TAKE_PENDING];
+    sqlite3_bind_int64 (take, 1, (int64_t) (r->seq_1 - 1));
+    sqlite3_bind_int64 (take, 2, r->cleared);
+    sqlite3_bind_int64 (take, 3, r->done_at);
+    if (s_step (self, S_TAKE_PENDING, "update event") != 0)
+        return -1;
+    r->cleared = 0;
+    return 0;
+}
+
+/*  Writes every bit cleared here. With forget, the cache goes too: an
+    operator's record (retry, purge, abandon) changes rows and bits behind
+    it. 0 / -1. */
+static int
+s_recent_write (index_t *self, bool forget)
+{
+    for (size_t i = 0; i < self->recent_dirty_count; i++) {
+        s_recent_t *r = s_recent_find (self, self->recent_dirty[i]);
+        if (r && s_recent_write_one (self, r) != 0)
+            return -1;
+    }
+    self->recent_dirty_count = 0;
+    if (forget)
+        s_recent_forget (self);
+    return 0;
+}
+
+/*  Remembers the pending bits an event's row was just written with, and
+    its fan-out list. Nothing is remembered without memory or past
+    S_RECENT_LISTS lists: outcomes then read the row. An older event in the
+    slot has its cleared bits written first. 0 / -1. */
+static int
+s_recent_put (index_t *self, uint64_t seq, int64_t pending, const char *channels, size_t len)
+{
+    if (!pending)
+        return 0;
+    if (!self->recent) {
+        self->recent = calloc (S_RECENT_SLOTS, sizeof *self->recent);
+        if (!self->recent)
+            return 0;
+    }
+    int list = -1;
+    for (int i = self->recent_list_count - 1; i >= 0 && list < 0; i--)
+        if (strncmp (self->recent_lists[i], channels, len) == 0 && self->recent_lists[i][len] == 0)
+            list = i;
+    if (list < 0) {
+        char *copy = self->recent_list_count < S_RECENT_LISTS? strndup (channels, len): NULL;
+        if (!copy)
+            return 0;
+        list = self->recent_list_count++;
+        self->recent_lists[list] = copy;
+    }
+    s_recent_t *r = &self->recent[seq & (S_RECENT_SLOTS - 1)];
+    if (r->seq_1 && s_recent_write_one (self, r) != 0)
+        return -1;
+    *r = (s_recent_t) { .seq_1 = seq + 1, .pending = pending, .list = (uint32_t) list };
+    return 0;
+}
+
+/*  An outcome for a task whose bit r holds: done at its first attempt, it
+    clears the bit here and true; otherwise (the task gets a row) false,
+    and the caller writes r and reads the row as for any other event. */
+static bool
+s_recent_take (index_t *self, s_recent_t *r, const record_outcome_t *rec, int state)
+{
+    s_wtask_t task = { .state = state, .attempts = rec->attempts, .throttled = rec->throttled,
+                       .not_before = rec->not_before, .delay = rec->delay, .updated_at = rec->at,
+                       .history = rec->log_attempt };
+    bool is_pending;
+    char channel[64];
+    if (rec->ch < 0 || rec->ch >= RECORD_MAX_FANOUT || !((r->pending >> rec->ch) & 1)
+    ||  !s_no_row (&task, &is_pending) || is_pending
+    ||  !s_channel_at (self->recent_lists[r->list], rec->ch, channel, sizeof channel))
+        return false;
+    if (!r->cleared) {
+        if (self->recent_dirty_count == self->recent_dirty_cap) {
+            size_t cap = self->recent_dirty_cap? self->recent_dirty_cap * 2: 1024;
+            uint64_t *grown = realloc (self->recent_dirty, cap * sizeof *grown);
+            if (!grown)
+                return false;
+            self->recent_dirty = grown;
+            self->recent_dirty_cap = cap;
+        }
+        self->recent_dirty[self->recent_dirty_count++] = rec->seq;
+    }
+    int64_t bit = (int64_t) 1 << rec->ch;
+    r->pending &= ~bit;
+    r->cleared |= bit;
+    if (rec->at > r->done_at)
+        r->done_at = rec->at;
+    s_count (self, channel, 0, -1);
+    s_count (self, channel, state, 1);
+    return true;
+}
+
 /*  Writes the window's events and the rows their tasks need. */
 static int
 s_window_flush (index_t *self)
@@ -523,7 +673,7 @@ s_window_flush (index_t *self)
         sqlite3_bind_int64 (stmt, 9, done_at);
         sqlite3_bind_text (stmt, 10, e->body, (int) e->body_len, SQLITE_STATIC);
         sqlite3_bind_int64 (stmt, 11, pending);
-        if (s_step (self, S_INS_EVENT, "insert event") != 0)
+        if (s_step (self, S_INS_EVENT, "insert event") != 0 || s_recent_put (self, e->seq, pending, channels, n) != 0)
             return -1;
     }
     s_window_clear (w);
@@ -701,6 +851,14 @@ s_apply_outcome (index_t *self, const record_outcome_t *rec)
         free (t->error);
         t->error = state == 1? NULL: s_dup (rec->error);
         return 0;
+    }
+    s_recent_t *r = s_recent_find (self, rec->seq);
+    if (r) {
+        if (s_recent_take (self, r, rec, state))
+            return 0;
+        if (s_recent_write_one (self, r) != 0)
+            return -1;
+        r->seq_1 = 0;
     }
     /*  An older event: its task has a row (it was not done when written). */
     sqlite3_stmt *get = self->stmt[S_GET_TASK];
@@ -992,11 +1150,11 @@ s_apply_record (index_t *self, const journal_record_t *jr)
         case RECORD_OUTCOME:
             return s_apply_outcome (self, &rec.u.outcome);
         case RECORD_DEAD_RETRY:
-            return s_window_flush (self) != 0? -1: s_apply_retry (self, &rec.u.admin);
+            return s_window_flush (self) != 0 || s_recent_write (self, true) != 0? -1: s_apply_retry (self, &rec.u.admin);
         case RECORD_DEAD_PURGE:
-            return s_window_flush (self) != 0? -1: s_apply_purge (self, &rec.u.admin);
+            return s_window_flush (self) != 0 || s_recent_write (self, true) != 0? -1: s_apply_purge (self, &rec.u.admin);
         case RECORD_ABANDON:
-            return s_window_flush (self) != 0? -1: s_apply_abandon (self, &rec.u.admin);
+            return s_window_flush (self) != 0 || s_recent_write (self, true) != 0? -1: s_apply_abandon (self, &rec.u.admin);
     }
     return 0;
 }
@@ -1039,7 +1197,8 @@ s_commit (index_t *self)
 {
     if (!self->in_txn)
         return 0;
-    if (s_window_flush (self) != 0 || s_write_counts (self) != 0 || s_step (self, S_COMMIT, "commit") != 0)
+    if (s_window_flush (self) != 0 || s_recent_write (self, false) != 0 || s_write_counts (self) != 0
+    ||  s_step (self, S_COMMIT, "commit") != 0)
         return -1;
     self->in_txn = false;
     self->committed = atomic_load (&self->applied);
@@ -1341,6 +1500,7 @@ index_catch_up (index_t *self, journal_t *journal, index_count_fn *counts, index
         if (self->in_txn)
             sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
         self->in_txn = false;
+        s_recent_forget (self);
         return -1;
     }
     if (end > from)
@@ -1863,6 +2023,7 @@ s_retry_when_room (index_t *self)
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
     self->in_txn = false;
     s_window_clear (&self->window);
+    s_recent_forget (self);
     self->delta_count = 0;
     self->requeue_serial = s_get_meta (self, "requeue_serial");
     atomic_store (&self->applied, self->committed);
@@ -1981,7 +2142,8 @@ s_thread (void *arg)
                 keep = &msg->next;
                 continue;
             }
-            if (self->window.count > 0 && s_window_flush (self) != 0) {
+            if ((self->window.count > 0 || self->recent_dirty_count > 0)
+            &&  (s_window_flush (self) != 0 || s_recent_write (self, false) != 0)) {
                 msg->code = HP_CODE_INTERNAL;
                 s_answer_error (msg, HP_CODE_INTERNAL, self->err);
                 s_post_reply (self, msg);
@@ -1999,7 +2161,7 @@ s_thread (void *arg)
         }
         now = herald_clock_mono_ms ();
         if (!failed && !self->full_since && self->retention_ms > 0 && now >= self->next_prune) {
-            if ((s_begin (self) != 0 || s_window_flush (self) != 0
+            if ((s_begin (self) != 0 || s_window_flush (self) != 0 || s_recent_write (self, false) != 0
                  || s_prune_step (self, herald_clock_wall_ms ()) < 0)
             &&  !s_retry_when_room (self)) {
                 failed = true;
@@ -2083,6 +2245,10 @@ index_destroy (index_t **self_p)
     s_window_clear (&self->window);
     free (self->window.events);
     free (self->window.slots);
+    free (self->recent);
+    free (self->recent_dirty);
+    for (int i = 0; i < self->recent_list_count; i++)
+        free (self->recent_lists[i]);
     for (int i = 0; i < S_STMT_COUNT; i++)
         sqlite3_finalize (self->stmt[i]);
     if (self->db)

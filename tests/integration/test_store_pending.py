@@ -12,6 +12,9 @@ tasks still finds such a task:
     once; the bits go as tasks are done (done at the first attempt: no row);
   - a herald/2 store (every pending task a row) is converted at start (the
     column added, its rows kept and counted) and its tasks delivered;
+  - tasks done at their first attempt after their event was written, in the
+    same run (the index remembers such events' bits): the bits go, no row,
+    the counts and done_at follow, and a restart finds them so;
   - a task whose first attempt fails after its event was written loses its
     bit and gets a row (retrying), which its success then marks done.
 
@@ -165,6 +168,42 @@ def body(t):
     rows = query(store, "SELECT channel, state, count(*) FROM tasks GROUP BY channel, state")
     t.check(rows == [("courier", 2, N)],
             "tasks done at their first attempt got no row (only the dead courier rows remain)", rows)
+
+    # outcomes that come after their events were written (a backlog, here
+    # the whole of it): each task done at its first attempt takes its bit
+    # in the same run, no task gets a row, the counts follow, and a restart
+    # finds them so
+    h4 = t.deployment()
+    store4 = os.path.join(h4.tmp, "herald.db")
+    broker4 = h4.start_broker()
+    lines = "".join(json.dumps(harness.order(6000 + i)) + "\n" for i in range(N))
+    r = h4.publish(input=lines, json_out=True)
+    acks = harness.parse_json_lines(r.stdout) if r.returncode == 0 else []
+    t.require(len(acks) == N, "%d orders ACKed, no worker connected" % N, (r.stdout[-300:], r.stderr[-300:]))
+    h4.herald("track", acks[0]["event_id"], "--json")   # the index writes what it holds
+    harness.wait_until(lambda: query(store4, "SELECT pending, count(*) FROM events GROUP BY pending") == [(7, N)],
+                       10, "the events written with their three bits")
+    h4.start_workers()
+    h4.wait_counts({ch: N for ch in harness.CHANNELS}, timeout=30)
+    harness.wait_until(lambda: all(h4._channel(h4.status(), ch).get("done") == N
+                                   for ch in harness.CHANNELS), 15, "status: every task done")
+    harness.wait_until(lambda: query(store4, "SELECT count(*) FROM events WHERE pending <> 0")[0][0] == 0,
+                       10, "every bit gone in the run that wrote it")
+    t.check(query(store4, "SELECT count(*) FROM tasks")[0][0] == 0,
+            "no task row for a task done at its first attempt after its event was written",
+            query(store4, "SELECT * FROM tasks LIMIT 5"))
+    late = query(store4, "SELECT count(*) FROM events WHERE done_at < received_at OR done_at = 0")[0][0]
+    t.check(late == 0, "each event's row says when its last task was done", late)
+    want = [(ch, 0, N, 0) for ch in sorted(harness.CHANNELS)]
+    harness.wait_until(lambda: query(store4, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
+                       == want, 10, "the counts table: every task done")
+    h4.send_signal(broker4, signal.SIGTERM)
+    h4.wait_exit(broker4)
+    h4.start_broker()
+    st = h4.status()
+    got = {ch: (h4._channel(st, ch).get("pending"), h4._channel(st, ch).get("done")) for ch in harness.CHANNELS}
+    t.check(got == {ch: (0, N) for ch in harness.CHANNELS},
+            "after a restart: nothing pending, %d done per channel" % N, got)
 
     # a herald/2 store
     h2 = t.deployment()
