@@ -585,6 +585,17 @@ s_recent_put (index_t *self, uint64_t seq, int64_t pending, const char *channels
     return 0;
 }
 
+/*  As s_recent_put for an event row just read, whose bits are as written:
+    a slot with bits cleared and not yet written is left as it is (a read
+    writes nothing). */
+static void
+s_recent_note (index_t *self, uint64_t seq, int64_t pending, const char *channels, size_t len)
+{
+    s_recent_t *r = self->recent? &self->recent[seq & (S_RECENT_SLOTS - 1)]: NULL;
+    if (!r || !r->cleared)
+        (void) s_recent_put (self, seq, pending, channels, len);
+}
+
 /*  An outcome for a task whose bit r holds: done at its first attempt, it
     clears the bit here and true; otherwise (the task gets a row) false,
     and the caller writes r and reads the row as for any other event. */
@@ -1740,13 +1751,18 @@ s_query_event_id (index_t *self, index_msg_t *msg)
     gives (columns: seq, uid, channels, pending, body). SQLITE_DONE (all
     read), SQLITE_ROW (number reached) or an error. */
 static int
-s_load_read (sqlite3_stmt *stmt, bool pending_bits, const char *channel, size_t number,
+s_load_read (index_t *self, sqlite3_stmt *stmt, bool pending_bits, const char *channel, size_t number,
              index_task_t *out, size_t *count)
 {
     int rc = SQLITE_DONE;
     while (*count < number && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         int ch = 0;
         if (pending_bits) {
+            /*  Its tasks are about to be delivered: their outcomes then
+                find the row's bits remembered (the row is as written: a
+                reader is answered after the window and the cache are). */
+            s_recent_note (self, (uint64_t) sqlite3_column_int64 (stmt, 0), sqlite3_column_int64 (stmt, 3),
+                           s_col (stmt, 2), (size_t) sqlite3_column_bytes (stmt, 2));
             /*  The channel's place in this event's fan-out, if pending there. */
             ch = s_pending_place (s_col (stmt, 2), sqlite3_column_int64 (stmt, 3), channel);
             if (ch < 0)
@@ -1819,11 +1835,11 @@ s_query_load (index_t *self, index_msg_t *msg)
     msg->task_count = 0;
     int rc = SQLITE_NOMEM;
     if (msg->tasks) {
-        rc = s_load_read (stmt, false, msg->text, number, msg->tasks, &msg->task_count);
+        rc = s_load_read (self, stmt, false, msg->text, number, msg->tasks, &msg->task_count);
         if (bits && (rc == SQLITE_DONE || rc == SQLITE_ROW)) {
             size_t from_rows = msg->task_count, from_bits = 0;
             sqlite3_bind_int64 (bits, 1, (int64_t) msg->after);
-            int brc = s_load_read (bits, true, msg->text, number, msg->tasks + from_rows, &from_bits);
+            int brc = s_load_read (self, bits, true, msg->text, number, msg->tasks + from_rows, &from_bits);
             rc = brc == SQLITE_DONE || brc == SQLITE_ROW? SQLITE_DONE: brc;
             msg->task_count = from_rows + from_bits;
             /*  Oldest first across both; the rest waits for the next load. */

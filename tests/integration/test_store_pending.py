@@ -240,6 +240,14 @@ def body(t):
     t.check(h2.counts() == want,
             "each pending task delivered once, old rows and new bits alike, the done one not again",
             h2.counts())
+    # the loaded bits went as their tasks were done (the index remembers the
+    # bits it loads), the old rows were marked done, and the index counts so
+    harness.wait_until(lambda: query(store2, "SELECT count(*) FROM events WHERE pending <> 0")[0][0] == 0
+                       and query(store2, "SELECT count(*) FROM tasks WHERE state <> 1")[0][0] == 0, 10,
+                       "no pending bit and no unfinished row left")
+    want_counts = [("courier", 0, 7, 0), ("email", 0, 7, 0), ("inventory", 0, 7, 0)]
+    harness.wait_until(lambda: query(store2, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
+                       == want_counts, 10, "the counts table: 7 done per channel")
 
     # a first attempt that fails: the bit goes, a row comes
     h3 = t.deployment(channels=("email",))
