@@ -496,6 +496,18 @@ s_no_row (const s_wtask_t *t, bool *pending)
     return *pending || (t->state == 1 && t->attempts <= 1 && t->throttled == 0 && !t->history);
 }
 
+/*  True if the task in the state an outcome gives it needs neither a row
+    nor its bit: done at its first attempt. */
+static bool
+s_done_without_row (const record_outcome_t *rec, int state)
+{
+    s_wtask_t task = { .state = state, .attempts = rec->attempts, .throttled = rec->throttled,
+                       .not_before = rec->not_before, .delay = rec->delay, .updated_at = rec->at,
+                       .history = rec->log_attempt };
+    bool is_pending;
+    return s_no_row (&task, &is_pending) && !is_pending;
+}
+
 //  --------------------------------------------------------------------------
 //  Recently written events (s_recent_t)
 
@@ -602,13 +614,9 @@ s_recent_note (index_t *self, uint64_t seq, int64_t pending, const char *channel
 static bool
 s_recent_take (index_t *self, s_recent_t *r, const record_outcome_t *rec, int state)
 {
-    s_wtask_t task = { .state = state, .attempts = rec->attempts, .throttled = rec->throttled,
-                       .not_before = rec->not_before, .delay = rec->delay, .updated_at = rec->at,
-                       .history = rec->log_attempt };
-    bool is_pending;
     char channel[64];
     if (rec->ch < 0 || rec->ch >= RECORD_MAX_FANOUT || !((r->pending >> rec->ch) & 1)
-    ||  !s_no_row (&task, &is_pending) || is_pending
+    ||  !s_done_without_row (rec, state)
     ||  !s_channel_at (self->recent_lists[r->list], rec->ch, channel, sizeof channel))
         return false;
     if (!r->cleared) {
@@ -807,11 +815,7 @@ s_outcome_no_row (index_t *self, const record_outcome_t *rec, int state)
         return s_fail (self, "read event");
     if (!(pending & bit))
         return 0;       /* purged or pruned meanwhile */
-    s_wtask_t task = { .state = state, .attempts = rec->attempts, .throttled = rec->throttled,
-                       .not_before = rec->not_before, .delay = rec->delay, .updated_at = rec->at,
-                       .history = rec->log_attempt };
-    bool is_pending;
-    bool no_row = s_no_row (&task, &is_pending) && !is_pending;
+    bool no_row = s_done_without_row (rec, state);
     sqlite3_stmt *take = self->stmt[S_TAKE_PENDING];
     sqlite3_bind_int64 (take, 1, (int64_t) rec->seq);
     sqlite3_bind_int64 (take, 2, bit);

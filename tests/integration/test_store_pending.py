@@ -88,15 +88,21 @@ def query(store, sql):
         db.close()
 
 
-def body(t):
-    h = t.deployment()
-    store = os.path.join(h.tmp, "herald.db")
-    broker = h.start_broker()
-    lines = "".join(json.dumps(harness.order(5000 + i)) + "\n" for i in range(N))
+def publish_orders(t, h, first):
+    """N orders, numbered from first, ACKed with no worker connected: their ACKs."""
+    lines = "".join(json.dumps(harness.order(first + i)) + "\n" for i in range(N))
     r = h.publish(input=lines, json_out=True)
     acks = harness.parse_json_lines(r.stdout) if r.returncode == 0 else []
     t.require(len(acks) == N and all(a.get("event_id") for a in acks),
               "%d orders ACKed, no worker connected" % N, (r.returncode, r.stdout[-500:], r.stderr[-500:]))
+    return acks
+
+
+def body(t):
+    h = t.deployment()
+    store = os.path.join(h.tmp, "herald.db")
+    broker = h.start_broker()
+    acks = publish_orders(t, h, 5000)
 
     # `track` makes the index write what it holds, then reads it
     r = h.herald("track", acks[0]["event_id"], "--json")
@@ -176,10 +182,7 @@ def body(t):
     h4 = t.deployment()
     store4 = os.path.join(h4.tmp, "herald.db")
     broker4 = h4.start_broker()
-    lines = "".join(json.dumps(harness.order(6000 + i)) + "\n" for i in range(N))
-    r = h4.publish(input=lines, json_out=True)
-    acks = harness.parse_json_lines(r.stdout) if r.returncode == 0 else []
-    t.require(len(acks) == N, "%d orders ACKed, no worker connected" % N, (r.stdout[-300:], r.stderr[-300:]))
+    acks = publish_orders(t, h4, 6000)
     h4.herald("track", acks[0]["event_id"], "--json")   # the index writes what it holds
     harness.wait_until(lambda: query(store4, "SELECT pending, count(*) FROM events GROUP BY pending") == [(7, N)],
                        10, "the events written with their three bits")
