@@ -292,8 +292,9 @@ s_wait_ready (peers_proc_t *proc, int (*ready) (peers_run_t *, peers_side_t *),
     double deadline = bench_now_ms () + PEERS_START_MS;
     while (ready (self, side) != 0) {
         if (!peers_proc_running (proc)) {
-            fprintf (stderr, "herald_bench_peers: %s exited at start; see %s\n",
+            fprintf (stderr, "herald_bench_peers: %s exited at start; see %s, which ends:\n",
                      peers_proc_name (proc), peers_proc_log (proc));
+            peers_proc_print_log_tail (proc, stderr, 5);
             return -1;
         }
         if (bench_now_ms () > deadline || s_interrupted) {

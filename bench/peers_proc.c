@@ -5,6 +5,8 @@
 #include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
+#include <stdbool.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -252,8 +254,9 @@ peers_proc_write (peers_proc_t *self, const char *text)
     return self->in_fd >= 0 && write (self->in_fd, text, len) == (ssize_t) len? 0: -1;
 }
 
-int
-peers_free_port (void)
+/*  Binds port on 127.0.0.1 (0: the kernel's choice); the port bound, or -1. */
+static int
+s_try_port (int port)
 {
     int fd = socket (AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     if (fd < 0)
@@ -262,11 +265,77 @@ peers_free_port (void)
     memset (&addr, 0, sizeof addr);
     addr.sin_family = AF_INET;
     addr.sin_addr.s_addr = htonl (INADDR_LOOPBACK);
+    addr.sin_port = htons ((uint16_t) port);
     socklen_t len = sizeof addr;
-    int port = -1;
+    int bound = -1;
     if (bind (fd, (struct sockaddr *) &addr, sizeof addr) == 0
     &&  getsockname (fd, (struct sockaddr *) &addr, &len) == 0)
-        port = ntohs (addr.sin_port);
+        bound = ntohs (addr.sin_port);
     close (fd);
+    return bound;
+}
+
+int
+peers_free_port (void)
+{
+    static int given[256];
+    static size_t given_count;
+    static unsigned int seed;
+    if (!seed)
+        seed = (unsigned int) getpid () ^ (unsigned int) (bench_now_ms () * 1000);
+    /*  Below the ephemeral range (32768 by default), not under 10000. */
+    int low = 32768;
+    FILE *f = fopen ("/proc/sys/net/ipv4/ip_local_port_range", "r");
+    if (f) {
+        if (fscanf (f, "%d", &low) != 1)
+            low = 32768;
+        fclose (f);
+    }
+    int port = -1;
+    for (int attempt = 0; attempt < 200 && port < 0 && low > 11000; attempt++) {
+        int candidate = 10000 + (int) (rand_r (&seed) % (unsigned int) (low - 10000));
+        bool seen = false;
+        for (size_t i = 0; i < given_count && !seen; i++)
+            seen = given[i] == candidate;
+        if (!seen)
+            port = s_try_port (candidate);
+    }
+    if (port < 0)
+        port = s_try_port (0);
+    if (port > 0 && given_count < sizeof given / sizeof given[0])
+        given[given_count++] = port;
     return port;
+}
+
+void
+peers_proc_print_log_tail (peers_proc_t *self, FILE *out, int lines)
+{
+    FILE *f = fopen (self->log, "r");
+    if (!f)
+        return;
+    char buf[16384];
+    if (fseek (f, 0, SEEK_END) == 0) {
+        long size = ftell (f);
+        if (size > (long) sizeof buf - 1)
+            (void) fseek (f, size - (long) sizeof buf + 1, SEEK_SET);
+        else
+            rewind (f);
+    }
+    size_t n = fread (buf, 1, sizeof buf - 1, f);
+    fclose (f);
+    buf[n] = '\0';
+    while (n > 0 && buf[n - 1] == '\n')
+        buf[--n] = '\0';
+    char *start = buf + n;
+    for (int seen = 0; start > buf && seen < lines; ) {
+        start--;
+        if (*start == '\n' && ++seen == lines)
+            start++;
+    }
+    for (char *line = start; *line; ) {
+        char *end = strchr (line, '\n');
+        size_t len = end? (size_t) (end - line): strlen (line);
+        fprintf (out, "    %.*s\n", (int) len, line);
+        line += len + (end? 1: 0);
+    }
 }

@@ -56,10 +56,16 @@ int
 int
     peers_proc_write (peers_proc_t *self, const char *text);
 
-/*  A TCP port on 127.0.0.1 that nothing listens on now (the kernel's
-    choice for port 0), or -1. Another process could take it before it is
-    used; the bench's servers fail loudly if so. */
+/*  A TCP port on 127.0.0.1 that nothing is bound to now, or -1: picked at
+    random below the kernel's range of ephemeral ports (the local ports of
+    outgoing connections, which could otherwise take it before a server
+    binds it), and never one this process was given before. Another server
+    could still take it; the bench's servers fail loudly if so. */
 int
     peers_free_port (void);
+
+/*  Writes the last `lines` lines of its log to out, each indented. */
+void
+    peers_proc_print_log_tail (peers_proc_t *self, FILE *out, int lines);
 
 #endif
