@@ -22,8 +22,10 @@ import email
 import email.policy
 import json
 import os
+import random
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -122,6 +124,43 @@ def thread_sched(pid):
         fields = stat[stat.rindex(")") + 2:].split()
         out[name] = (int(fields[16]), int(fields[38]))
     return out
+
+
+_PORTS_GIVEN = set()
+
+
+def free_ports(n):
+    """n distinct TCP ports on 127.0.0.1 that nothing is bound to now, never
+    one given before in this process, picked below the kernel's range of
+    ephemeral ports: there an outgoing connection (another test's, running
+    beside this one) cannot take one before its server binds it."""
+    low = 32768
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        pass
+    ports = []
+    for _ in range(2000):
+        if len(ports) == n:
+            break
+        port = random.randrange(10000, low) if low > 11000 else 0
+        if port in _PORTS_GIVEN or port in ports:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            ports.append(s.getsockname()[1])
+    if len(ports) < n:
+        raise TestFailure("no %d free ports on 127.0.0.1" % n)
+    _PORTS_GIVEN.update(ports)
+    return ports
+
+
+def free_port():
+    return free_ports(1)[0]
 
 
 def tail(path, lines=25):

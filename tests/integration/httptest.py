@@ -7,18 +7,12 @@ Standard library only (Debian's /usr/bin/python3)."""
 import http.client
 import json
 import os
-import socket
 import uuid
 
 import harness
 
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+free_port = harness.free_port
 
 
 def config_with_http(tmp, port, broker=None, tokens_file=None, **config):

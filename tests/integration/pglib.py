@@ -34,10 +34,11 @@ import os
 import pwd
 import shutil
 import signal
-import socket
 import subprocess
 import tempfile
 import time
+
+import harness
 
 PASSWORD = "herald-test-secret"
 
@@ -77,9 +78,7 @@ def _group_alive(pgid):
 
 
 def free_port():
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return harness.free_port()
 
 
 class Postgres:

@@ -14,7 +14,6 @@ import os
 import re
 import resource
 import signal
-import socket
 import time
 import uuid
 
@@ -38,17 +37,7 @@ def raise_fd_limit():
     return hard
 
 
-def free_ports(n):
-    """n distinct free TCP ports on 127.0.0.1 (the kernel's choice)."""
-    socks, ports = [], []
-    for _ in range(n):
-        s = socket.socket()
-        s.bind(("127.0.0.1", 0))
-        socks.append(s)
-        ports.append(s.getsockname()[1])
-    for s in socks:
-        s.close()
-    return ports
+free_ports = harness.free_ports
 
 
 def read_public(path):
