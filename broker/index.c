@@ -207,9 +207,9 @@ typedef struct {
     int64_t pending, done, dead;
 } s_delta_t;
 
-/*  Events written with tasks pending at their first attempt, by seq
-    (direct-mapped: a newer event takes an older one's slot). The written
-    row's pending bits are known here, so that an outcome that comes after
+/*  Events written with tasks pending at their first attempt, or read so by
+    a load, by seq (direct-mapped: the later one takes a slot). Their rows'
+    pending bits are known here, so that an outcome that comes after
     its event left the window (a backlog: the window holds S_WINDOW_EVENTS
     and each commit writes it) costs no read: a task done at its first
     attempt clears its bit here, and each event gets one UPDATE at the next
