@@ -300,6 +300,7 @@ struct hw_watch {
     void *socket;               /* PAIR connected to the watched socket's monitor */
     char endpoint[64];
     bool failed;                /* the latest handshake failed */
+    int detail;                 /* how much reason says: 2 a refusal or protocol error, 1 a bare close */
     char reason[200];
 };
 
@@ -335,15 +336,18 @@ s_watch_event (hw_watch_t *self, uint16_t event, uint32_t value)
     switch (event) {
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
             self->failed = false;
+            self->detail = 0;
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
             self->failed = true;
+            self->detail = 2;
             snprintf (self->reason, sizeof self->reason,
                       "the broker refused this client's key (ZAP %u): it is not in the broker's "
                       "security lists for this endpoint", (unsigned) value);
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
             self->failed = true;
+            self->detail = 2;
             if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
                 snprintf (self->reason, sizeof self->reason,
                           "security mismatch: the broker uses CURVE and this client has no key, or "
@@ -357,7 +361,13 @@ s_watch_event (hw_watch_t *self, uint16_t event, uint32_t value)
                           (unsigned) value);
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL:
+            /*  A connection closed with no word after one refused with a
+                reason (the client reconnects meanwhile; libzmq may close
+                before the peer's ERROR is read): the reason stands. */
             self->failed = true;
+            if (self->detail == 2)
+                break;
+            self->detail = 1;
             snprintf (self->reason, sizeof self->reason,
                       "the broker closed the connection during the CURVE handshake: wrong broker key "
                       "(--server-key)?");

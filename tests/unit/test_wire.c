@@ -455,3 +455,42 @@ Test (wire, closing_a_watched_socket_never_stalls_the_io_thread, .timeout = 120)
         cr_assert (ok, "connection %d made no round trip: the I/O thread is stuck", i);
     }
 }
+
+/*  Sends one monitor event (libzmq's two frames) to a watch. */
+static void
+s_monitor_event (void *monitor, uint16_t event, uint32_t value)
+{
+    unsigned char head[6];
+    memcpy (head, &event, 2);
+    memcpy (head + 2, &value, 4);
+    cr_assert_eq (zmq_send (monitor, head, sizeof head, ZMQ_SNDMORE), (int) sizeof head);
+    cr_assert_eq (zmq_send (monitor, "tcp://127.0.0.1:1", 17, 0), 17);
+}
+
+/*  A client reconnects after a refusal; libzmq may close the next attempt
+    before the broker's ERROR is read (a bare close). The refusal's reason
+    stands until a handshake succeeds (a CI run under ASan said "wrong
+    broker key" for a key the broker had refused). */
+Test (wire, a_bare_close_after_a_refusal_keeps_the_reason)
+{
+    hw_options_t options = { 0 };
+    hw_watch_t *watch = hw_watch_new (s_ctx, &options);
+    cr_assert_not_null (watch);
+    void *monitor = zmq_socket (s_ctx, ZMQ_PAIR);
+    cr_assert_eq (zmq_bind (monitor, options.monitor), 0);
+    char text[256];
+    s_monitor_event (monitor, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, 400);
+    s_monitor_event (monitor, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, 0);
+    cr_assert (hw_watch_failed (watch, text, sizeof text));
+    cr_expect (strstr (text, "refused this client's key (ZAP 400)"), "%s", text);
+    /*  A success clears it; a bare close alone then says what it can. */
+    s_monitor_event (monitor, ZMQ_EVENT_HANDSHAKE_SUCCEEDED, 0);
+    cr_assert_not (hw_watch_failed (watch, text, sizeof text));
+    s_monitor_event (monitor, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, 0);
+    cr_assert (hw_watch_failed (watch, text, sizeof text));
+    cr_expect (strstr (text, "closed the connection during the CURVE handshake"), "%s", text);
+    int linger = 0;
+    zmq_setsockopt (monitor, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close (monitor);
+    hw_watch_destroy (&watch);
+}
