@@ -496,6 +496,18 @@ s_no_row (const s_wtask_t *t, bool *pending)
     return *pending || (t->state == 1 && t->attempts <= 1 && t->throttled == 0 && !t->history);
 }
 
+/*  Clears bits of an event's pending (S_TAKE_PENDING), with done_at its
+    latest done when later than the row's (0: none). 0 / -1. */
+static int
+s_take_pending (index_t *self, uint64_t seq, int64_t bits, int64_t done_at, const char *what)
+{
+    sqlite3_stmt *take = self->stmt[S_TAKE_PENDING];
+    sqlite3_bind_int64 (take, 1, (int64_t) seq);
+    sqlite3_bind_int64 (take, 2, bits);
+    sqlite3_bind_int64 (take, 3, done_at);
+    return s_step (self, S_TAKE_PENDING, what);
+}
+
 /*  True if the task in the state an outcome gives it needs neither a row
     nor its bit: done at its first attempt. */
 static bool
@@ -514,13 +526,18 @@ s_done_without_row (const record_outcome_t *rec, int state)
 static bool
 s_channel_at (const char *channels, int ch, char *name, size_t size);
 
+/*  The slot seq takes (NULL before the first use). */
+static s_recent_t *
+s_recent_slot (index_t *self, uint64_t seq)
+{
+    return self->recent? &self->recent[seq & (S_RECENT_SLOTS - 1)]: NULL;
+}
+
 static s_recent_t *
 s_recent_find (index_t *self, uint64_t seq)
 {
-    if (!self->recent)
-        return NULL;
-    s_recent_t *r = &self->recent[seq & (S_RECENT_SLOTS - 1)];
-    return r->seq_1 == seq + 1? r: NULL;
+    s_recent_t *r = s_recent_slot (self, seq);
+    return r && r->seq_1 == seq + 1? r: NULL;
 }
 
 static void
@@ -538,19 +555,13 @@ s_recent_write_one (index_t *self, s_recent_t *r)
 {
     if (!r->cleared)
         return 0;
-    sqlite3_stmt *take = self->stmt[S_TAKE_PENDING];
-    sqlite3_bind_int64 (take, 1, (int64_t) (r->seq_1 - 1));
-    sqlite3_bind_int64 (take, 2, r->cleared);
-    sqlite3_bind_int64 (take, 3, r->done_at);
-    if (s_step (self, S_TAKE_PENDING, "update event") != 0)
+    if (s_take_pending (self, r->seq_1 - 1, r->cleared, r->done_at, "update event") != 0)
         return -1;
     r->cleared = 0;
     return 0;
 }
 
-/*  Writes every bit cleared here. With forget, the cache goes too: an
-    operator's record (retry, purge, abandon) changes rows and bits behind
-    it. 0 / -1. */
+/*  Writes every bit cleared here. With forget, the cache goes too. 0 / -1. */
 static int
 s_recent_write (index_t *self, bool forget)
 {
@@ -590,7 +601,7 @@ s_recent_put (index_t *self, uint64_t seq, int64_t pending, const char *channels
         list = self->recent_list_count++;
         self->recent_lists[list] = copy;
     }
-    s_recent_t *r = &self->recent[seq & (S_RECENT_SLOTS - 1)];
+    s_recent_t *r = s_recent_slot (self, seq);
     if (r->seq_1 && s_recent_write_one (self, r) != 0)
         return -1;
     *r = (s_recent_t) { .seq_1 = seq + 1, .pending = pending, .list = (uint32_t) list };
@@ -603,7 +614,7 @@ s_recent_put (index_t *self, uint64_t seq, int64_t pending, const char *channels
 static void
 s_recent_note (index_t *self, uint64_t seq, int64_t pending, const char *channels, size_t len)
 {
-    s_recent_t *r = self->recent? &self->recent[seq & (S_RECENT_SLOTS - 1)]: NULL;
+    s_recent_t *r = s_recent_slot (self, seq);
     if (!r || !r->cleared)
         (void) s_recent_put (self, seq, pending, channels, len);
 }
@@ -645,6 +656,8 @@ static int
 s_window_flush (index_t *self)
 {
     s_window_t *w = &self->window;
+    if (w->count == 0)
+        return 0;
     for (size_t k = 0; k < w->count; k++) {
         s_wevent_t *e = &w->events[k];
         char channels[RECORD_MAX_FANOUT * 65];
@@ -692,11 +705,22 @@ s_window_flush (index_t *self)
         sqlite3_bind_int64 (stmt, 9, done_at);
         sqlite3_bind_text (stmt, 10, e->body, (int) e->body_len, SQLITE_STATIC);
         sqlite3_bind_int64 (stmt, 11, pending);
-        if (s_step (self, S_INS_EVENT, "insert event") != 0 || s_recent_put (self, e->seq, pending, channels, n) != 0)
+        if (s_step (self, S_INS_EVENT, "insert event") != 0
+        ||  s_recent_put (self, e->seq, pending, channels, n) != 0)
             return -1;
     }
     s_window_clear (w);
     return 0;
+}
+
+/*  Writes what the index holds in memory: the window's events, then the
+    bits cleared in the cache. With forget the cache goes too: an
+    operator's record (retry, purge, abandon) changes rows and bits behind
+    it. 0 / -1. */
+static int
+s_write_held (index_t *self, bool forget)
+{
+    return s_window_flush (self) != 0 || s_recent_write (self, forget) != 0? -1: 0;
 }
 
 //  --------------------------------------------------------------------------
@@ -816,11 +840,7 @@ s_outcome_no_row (index_t *self, const record_outcome_t *rec, int state)
     if (!(pending & bit))
         return 0;       /* purged or pruned meanwhile */
     bool no_row = s_done_without_row (rec, state);
-    sqlite3_stmt *take = self->stmt[S_TAKE_PENDING];
-    sqlite3_bind_int64 (take, 1, (int64_t) rec->seq);
-    sqlite3_bind_int64 (take, 2, bit);
-    sqlite3_bind_int64 (take, 3, no_row? rec->at: 0);
-    if (s_step (self, S_TAKE_PENDING, "update event") != 0)
+    if (s_take_pending (self, rec->seq, bit, no_row? rec->at: 0, "update event") != 0)
         return -1;
     if (!no_row) {
         sqlite3_stmt *stmt = self->stmt[S_INS_OUTCOME];
@@ -1104,10 +1124,6 @@ s_apply_abandon (index_t *self, const record_admin_t *a)
     sqlite3_finalize (scan);
     bool failed = rc != SQLITE_DONE;
     for (size_t k = 0; k < count && !failed; k++) {
-        sqlite3_stmt *take = self->stmt[S_TAKE_PENDING];
-        sqlite3_bind_int64 (take, 1, found[k].seq);
-        sqlite3_bind_int64 (take, 2, (int64_t) 1 << found[k].ch);
-        sqlite3_bind_int64 (take, 3, 0);
         sqlite3_stmt *ins = self->stmt[S_INS_TASK];
         sqlite3_bind_int64 (ins, 1, found[k].seq);
         sqlite3_bind_int (ins, 2, found[k].ch);
@@ -1120,7 +1136,8 @@ s_apply_abandon (index_t *self, const record_admin_t *a)
         sqlite3_bind_text (ins, 9, error, -1, SQLITE_STATIC);
         sqlite3_bind_int64 (ins, 10, a->at);
         sqlite3_bind_int64 (ins, 11, 0);
-        failed = s_step (self, S_TAKE_PENDING, "abandon tasks") != 0 || s_step (self, S_INS_TASK, "abandon tasks") != 0;
+        failed = s_take_pending (self, (uint64_t) found[k].seq, (int64_t) 1 << found[k].ch, 0, "abandon tasks") != 0
+              || s_step (self, S_INS_TASK, "abandon tasks") != 0;
         changed++;
     }
     free (found);
@@ -1165,11 +1182,11 @@ s_apply_record (index_t *self, const journal_record_t *jr)
         case RECORD_OUTCOME:
             return s_apply_outcome (self, &rec.u.outcome);
         case RECORD_DEAD_RETRY:
-            return s_window_flush (self) != 0 || s_recent_write (self, true) != 0? -1: s_apply_retry (self, &rec.u.admin);
+            return s_write_held (self, true) != 0? -1: s_apply_retry (self, &rec.u.admin);
         case RECORD_DEAD_PURGE:
-            return s_window_flush (self) != 0 || s_recent_write (self, true) != 0? -1: s_apply_purge (self, &rec.u.admin);
+            return s_write_held (self, true) != 0? -1: s_apply_purge (self, &rec.u.admin);
         case RECORD_ABANDON:
-            return s_window_flush (self) != 0 || s_recent_write (self, true) != 0? -1: s_apply_abandon (self, &rec.u.admin);
+            return s_write_held (self, true) != 0? -1: s_apply_abandon (self, &rec.u.admin);
     }
     return 0;
 }
@@ -1212,8 +1229,7 @@ s_commit (index_t *self)
 {
     if (!self->in_txn)
         return 0;
-    if (s_window_flush (self) != 0 || s_recent_write (self, false) != 0 || s_write_counts (self) != 0
-    ||  s_step (self, S_COMMIT, "commit") != 0)
+    if (s_write_held (self, false) != 0 || s_write_counts (self) != 0 || s_step (self, S_COMMIT, "commit") != 0)
         return -1;
     self->in_txn = false;
     self->committed = atomic_load (&self->applied);
@@ -2162,8 +2178,7 @@ s_thread (void *arg)
                 keep = &msg->next;
                 continue;
             }
-            if ((self->window.count > 0 || self->recent_dirty_count > 0)
-            &&  (s_window_flush (self) != 0 || s_recent_write (self, false) != 0)) {
+            if (s_write_held (self, false) != 0) {
                 msg->code = HP_CODE_INTERNAL;
                 s_answer_error (msg, HP_CODE_INTERNAL, self->err);
                 s_post_reply (self, msg);
@@ -2181,7 +2196,7 @@ s_thread (void *arg)
         }
         now = herald_clock_mono_ms ();
         if (!failed && !self->full_since && self->retention_ms > 0 && now >= self->next_prune) {
-            if ((s_begin (self) != 0 || s_window_flush (self) != 0 || s_recent_write (self, false) != 0
+            if ((s_begin (self) != 0 || s_write_held (self, false) != 0
                  || s_prune_step (self, herald_clock_wall_ms ()) < 0)
             &&  !s_retry_when_room (self)) {
                 failed = true;
