@@ -161,19 +161,6 @@ s_random (core_t *self)
     return self->rng[1] + s0;
 }
 
-/*  An event's uid: its number, then 64 random bits, in 32 hex digits (as
-    "%016" PRIx64 twice, without a formatted print on every publish). */
-static void
-s_make_uid (char uid[33], uint64_t seq, uint64_t random)
-{
-    static const char hex[] = "0123456789abcdef";
-    for (int i = 0; i < 16; i++) {
-        uid[15 - i] = hex[(seq >> (4 * i)) & 15];
-        uid[31 - i] = hex[(random >> (4 * i)) & 15];
-    }
-    uid[32] = '\0';
-}
-
 static double
 s_random01 (core_t *self)
 {
@@ -559,7 +546,7 @@ s_stage_event (core_t *self, const void *identity, size_t identity_len, hp_str_t
         return;
     }
     char uid[33];
-    s_make_uid (uid, seq, s_random (self));
+    record_uid (uid, seq, s_random (self));
     blob_t *blob = blob_new (seq, uid, body, body_len);
     s_ack_t *ack = blob? s_ack_push (self): NULL;
     if (!ack) {

@@ -1689,13 +1689,7 @@ s_query_dead_show (index_t *self, index_msg_t *msg)
         its number; a uid of another form (a store from before) by the
         channel's dead tasks. */
     uint64_t seq = 0;
-    bool numbered = strlen (uid) == 32;
-    for (int i = 0; i < 16 && numbered; i++) {
-        char c = uid[i];
-        int digit = c >= '0' && c <= '9'? c - '0': c >= 'a' && c <= 'f'? c - 'a' + 10: -1;
-        numbered = digit >= 0;
-        seq = seq << 4 | (uint64_t) (digit & 15);
-    }
+    bool numbered = record_uid_seq (uid, &seq);
     sqlite3_stmt *stmt = NULL;
     int rc = SQLITE_DONE;
     for (int pass = numbered? 0: 1; pass < 2 && rc != SQLITE_ROW; pass++) {

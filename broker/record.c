@@ -303,3 +303,31 @@ record_decode (const unsigned char *payload, size_t len, record_t *rec, char *er
     }
     return 0;
 }
+
+void
+record_uid (char uid[33], uint64_t seq, uint64_t random)
+{
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 16; i++) {
+        uid[15 - i] = hex[(seq >> (4 * i)) & 15];
+        uid[31 - i] = hex[(random >> (4 * i)) & 15];
+    }
+    uid[32] = '\0';
+}
+
+bool
+record_uid_seq (const char *uid, uint64_t *seq)
+{
+    if (strlen (uid) != 32)
+        return false;
+    uint64_t n = 0;
+    for (int i = 0; i < 16; i++) {
+        char c = uid[i];
+        int digit = c >= '0' && c <= '9'? c - '0': c >= 'a' && c <= 'f'? c - 'a' + 10: -1;
+        if (digit < 0)
+            return false;
+        n = n << 4 | (uint64_t) digit;
+    }
+    *seq = n;
+    return true;
+}

@@ -92,4 +92,15 @@ int
 record_str_t
     record_str (const char *text);
 
+/*  An event's uid: its number, then 64 random bits, in 32 lower-case hex
+    digits (as "%016" PRIx64 twice, without a formatted print on every
+    publish). */
+void
+    record_uid (char uid[33], uint64_t seq, uint64_t random);
+
+/*  The number a uid made by record_uid begins with: true and *seq, or
+    false for a uid of another form (stores from before herald/2). */
+bool
+    record_uid_seq (const char *uid, uint64_t *seq);
+
 #endif

@@ -74,3 +74,19 @@ Test (record, outcome_and_admin_round_trip)
     cr_assert_eq (record_decode (buf, len, &back, err, sizeof err), -1);
     cr_assert (strstr (err, "unknown record type 99"), "%s", err);
 }
+
+Test (record, a_uid_gives_back_its_number)
+{
+    char uid[33];
+    uint64_t seq = 0;
+    record_uid (uid, 0x0123456789abcdefULL, 0xfedcba9876543210ULL);
+    cr_assert_str_eq (uid, "0123456789abcdeffedcba9876543210");
+    cr_assert (record_uid_seq (uid, &seq));
+    cr_assert_eq (seq, 0x0123456789abcdefULL);
+    record_uid (uid, 42, 7);
+    cr_assert (record_uid_seq (uid, &seq));
+    cr_assert_eq (seq, 42);
+    cr_assert_not (record_uid_seq ("0123456789ABCDEFfedcba9876543210", &seq), "upper case is another form");
+    cr_assert_not (record_uid_seq ("0123456789abcdef", &seq), "16 digits are another form");
+    cr_assert_not (record_uid_seq ("ev-7001-000000000000000000000000", &seq), "a uid of another form, 32 long");
+}
