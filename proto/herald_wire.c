@@ -299,8 +299,8 @@ hw_send (void *socket, hp_str_t identity, const hp_msg_t *msg, int flags)
 struct hw_watch {
     void *socket;               /* PAIR connected to the watched socket's monitor */
     char endpoint[64];
-    bool failed;                /* the latest handshake failed */
-    int detail;                 /* how much reason says: 2 a refusal or protocol error, 1 a bare close */
+    int failed;                 /* the latest handshake: 0 succeeded (or none yet), 1 failed with
+                                   a bare close, 2 refused or a protocol error (reason says which) */
     char reason[200];
 };
 
@@ -335,19 +335,16 @@ s_watch_event (hw_watch_t *self, uint16_t event, uint32_t value)
 {
     switch (event) {
         case ZMQ_EVENT_HANDSHAKE_SUCCEEDED:
-            self->failed = false;
-            self->detail = 0;
+            self->failed = 0;
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_AUTH:
-            self->failed = true;
-            self->detail = 2;
+            self->failed = 2;
             snprintf (self->reason, sizeof self->reason,
                       "the broker refused this client's key (ZAP %u): it is not in the broker's "
                       "security lists for this endpoint", (unsigned) value);
             break;
         case ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL:
-            self->failed = true;
-            self->detail = 2;
+            self->failed = 2;
             if (value == ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH)
                 snprintf (self->reason, sizeof self->reason,
                           "security mismatch: the broker uses CURVE and this client has no key, or "
@@ -364,10 +361,9 @@ s_watch_event (hw_watch_t *self, uint16_t event, uint32_t value)
             /*  A connection closed with no word after one refused with a
                 reason (the client reconnects meanwhile; libzmq may close
                 before the peer's ERROR is read): the reason stands. */
-            self->failed = true;
-            if (self->detail == 2)
+            if (self->failed == 2)
                 break;
-            self->detail = 1;
+            self->failed = 1;
             snprintf (self->reason, sizeof self->reason,
                       "the broker closed the connection during the CURVE handshake: wrong broker key "
                       "(--server-key)?");
@@ -403,7 +399,7 @@ hw_watch_failed (hw_watch_t *self, char *text, size_t size)
     }
     if (self->failed && text && size)
         snprintf (text, size, "%s", self->reason);
-    return self->failed;
+    return self->failed > 0;
 }
 
 void
