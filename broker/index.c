@@ -27,6 +27,8 @@
 #define S_TXN_BYTES         (8u << 20)  /* and takes at most this much of the journal */
 #define S_WAKE_MS           50          /* the thread looks at the journal this often */
 #define S_WINDOW_EVENTS     8000        /* events held before they are written */
+#define S_CHUNK_BYTES       (256u << 10)    /* the window's strings are taken from chunks this big... */
+#define S_CHUNKS_KEPT       32          /* ...of which it keeps this many when cleared (8 MiB) */
 #define S_RECENT_SLOTS      65536       /* written events whose pending bits are known (a power of two) */
 #define S_RECENT_LISTS      64          /* distinct fan-out lists they name */
 #define S_BEHIND_BYTES      (8u << 20)  /* this far behind the journal, the index stops yielding... */
@@ -188,9 +190,10 @@ typedef struct {
     int64_t received_at;
     char uid[33];
     int fanout;
-    char *channels[RECORD_MAX_FANOUT];  /* owned */
-    char *type, *id, *source, *dedup_key, *body;   /* owned */
-    size_t body_len, key_len;
+    char *channels[RECORD_MAX_FANOUT];  /* in the window's chunks, as the others */
+    char *list;                     /* the channels space separated (events.channels) */
+    char *type, *id, *source, *dedup_key, *body;
+    size_t list_len, body_len, key_len;
     s_wtask_t tasks[RECORD_MAX_FANOUT];
 } s_wevent_t;
 
@@ -200,6 +203,12 @@ typedef struct {
     uint64_t first_seq;             /* events are consecutive by seq... mostly: a map finds them */
     size_t *slots;                  /* open addressing: seq -> index + 1 */
     size_t slot_mask;
+    char **chunks;                  /* the events' strings, S_CHUNK_BYTES each... */
+    size_t chunk_count, chunk_cap;
+    char **big;                     /* ...but a big event's, each its own */
+    size_t big_count, big_cap;
+    size_t chunk_at;                /* the chunk in use */
+    size_t chunk_used;              /* bytes of it taken */
 } s_window_t;
 
 typedef struct {
@@ -312,6 +321,17 @@ s_dup (record_str_t s)
         memcpy (out, s.ptr, s.len);
         out[s.len] = '\0';
     }
+    return out;
+}
+
+/*  Copies s to *at, NUL-terminated, and moves *at past it. */
+static char *
+s_put (char **at, record_str_t s)
+{
+    char *out = *at;
+    memcpy (out, s.ptr, s.len);
+    out[s.len] = '\0';
+    *at += s.len + 1;
     return out;
 }
 
@@ -465,15 +485,56 @@ s_window_add (s_window_t *w, uint64_t seq)
 static void
 s_wevent_free (s_wevent_t *e)
 {
-    for (int i = 0; i < e->fanout; i++) {
-        free (e->channels[i]);
+    for (int i = 0; i < e->fanout; i++)
         free (e->tasks[i].error);
+}
+
+/*  Appends p to list (grown by doubling). 0 / -1. */
+static int
+s_ptr_push (char ***list, size_t *count, size_t *cap, char *p)
+{
+    if (*count == *cap) {
+        size_t grown_cap = *cap? *cap * 2: 16;
+        char **grown = realloc (*list, grown_cap * sizeof *grown);
+        if (!grown)
+            return -1;
+        *list = grown;
+        *cap = grown_cap;
     }
-    free (e->type);
-    free (e->id);
-    free (e->source);
-    free (e->dedup_key);
-    free (e->body);
+    (*list)[(*count)++] = p;
+    return 0;
+}
+
+/*  size bytes for an event's strings, valid until the window is cleared;
+    NULL when out of memory. Taken from S_CHUNK_BYTES chunks (no malloc
+    and free per event); a big event gets a block of its own. */
+static char *
+s_window_alloc (s_window_t *w, size_t size)
+{
+    size = (size + 7) & ~(size_t) 7;
+    if (size > S_CHUNK_BYTES / 4) {
+        char *own = malloc (size);
+        if (own && s_ptr_push (&w->big, &w->big_count, &w->big_cap, own) != 0) {
+            free (own);
+            own = NULL;
+        }
+        return own;
+    }
+    if (w->chunk_at >= w->chunk_count || w->chunk_used + size > S_CHUNK_BYTES) {
+        size_t next = w->chunk_at < w->chunk_count? w->chunk_at + 1: 0;
+        if (next == w->chunk_count) {
+            char *chunk = malloc (S_CHUNK_BYTES);
+            if (!chunk || s_ptr_push (&w->chunks, &w->chunk_count, &w->chunk_cap, chunk) != 0) {
+                free (chunk);
+                return NULL;
+            }
+        }
+        w->chunk_at = next;
+        w->chunk_used = 0;
+    }
+    char *out = w->chunks[w->chunk_at] + w->chunk_used;
+    w->chunk_used += size;
+    return out;
 }
 
 static void
@@ -482,6 +543,12 @@ s_window_clear (s_window_t *w)
     for (size_t k = 0; k < w->count; k++)
         s_wevent_free (&w->events[k]);
     w->count = 0;
+    while (w->chunk_count > S_CHUNKS_KEPT)
+        free (w->chunks[--w->chunk_count]);
+    while (w->big_count)
+        free (w->big[--w->big_count]);
+    w->chunk_at = w->chunk_count;   /* none in use: the next take starts at the first */
+    w->chunk_used = 0;
     if (w->slots)
         memset (w->slots, 0, (w->slot_mask + 1) * sizeof *w->slots);
 }
@@ -660,12 +727,8 @@ s_window_flush (index_t *self)
         return 0;
     for (size_t k = 0; k < w->count; k++) {
         s_wevent_t *e = &w->events[k];
-        char channels[RECORD_MAX_FANOUT * 65];
-        size_t n = 0;
         int64_t done_at = 0;
         int64_t pending = 0;
-        for (int i = 0; i < e->fanout; i++)
-            n += (size_t) snprintf (channels + n, sizeof channels - n, "%s%s", i? " ": "", e->channels[i]);
         for (int i = 0; i < e->fanout; i++) {
             s_wtask_t *t = &e->tasks[i];
             s_count (self, e->channels[i], t->state, 1);
@@ -701,12 +764,12 @@ s_window_flush (index_t *self)
         sqlite3_bind_text (stmt, 5, e->type, -1, SQLITE_STATIC);
         sqlite3_bind_text (stmt, 6, e->dedup_key, (int) e->key_len, SQLITE_STATIC);
         sqlite3_bind_int64 (stmt, 7, e->received_at);
-        sqlite3_bind_text (stmt, 8, channels, (int) n, SQLITE_STATIC);
+        sqlite3_bind_text (stmt, 8, e->list, (int) e->list_len, SQLITE_STATIC);
         sqlite3_bind_int64 (stmt, 9, done_at);
         sqlite3_bind_text (stmt, 10, e->body, (int) e->body_len, SQLITE_STATIC);
         sqlite3_bind_int64 (stmt, 11, pending);
         if (s_step (self, S_INS_EVENT, "insert event") != 0
-        ||  s_recent_put (self, e->seq, pending, channels, n) != 0)
+        ||  s_recent_put (self, e->seq, pending, e->list, e->list_len) != 0)
             return -1;
     }
     s_window_clear (w);
@@ -737,26 +800,36 @@ s_apply_event (index_t *self, const record_event_t *rec)
     e->received_at = rec->received_at;
     memcpy (e->uid, rec->uid, sizeof e->uid);
     e->fanout = rec->fanout;
-    for (int i = 0; i < rec->fanout; i++) {
-        e->channels[i] = s_dup (rec->channels[i]);
-        e->tasks[i] = (s_wtask_t) { .state = 0 };
-    }
-    e->type = s_dup (rec->type);
-    e->id = s_dup (rec->id);
-    e->source = s_dup (rec->source);
-    e->dedup_key = s_dup (rec->dedup_key);
-    e->key_len = rec->dedup_key.len;
-    e->body = s_dup (rec->body);
-    e->body_len = rec->body.len;
-    if (!e->type || !e->id || !e->source || !e->dedup_key || !e->body) {
+    /*  One block for its strings (each NUL-terminated): the channels
+        twice, one by one and as the list events.channels keeps. */
+    size_t size = rec->type.len + rec->id.len + rec->source.len + rec->dedup_key.len + rec->body.len + 5;
+    for (int i = 0; i < rec->fanout; i++)
+        size += 2 * (rec->channels[i].len + 1);
+    char *at = s_window_alloc (&self->window, size + 1);
+    if (!at) {
         snprintf (self->err, sizeof self->err, "index %.900s: out of memory", self->path);
         return -1;
     }
-    for (int i = 0; i < rec->fanout; i++)
-        if (!e->channels[i]) {
-            snprintf (self->err, sizeof self->err, "index %.900s: out of memory", self->path);
-            return -1;
-        }
+    for (int i = 0; i < rec->fanout; i++) {
+        e->channels[i] = s_put (&at, rec->channels[i]);
+        e->tasks[i] = (s_wtask_t) { .state = 0 };
+    }
+    e->list = at;
+    for (int i = 0; i < rec->fanout; i++) {
+        if (i)
+            *at++ = ' ';
+        memcpy (at, rec->channels[i].ptr, rec->channels[i].len);
+        at += rec->channels[i].len;
+    }
+    e->list_len = (size_t) (at - e->list);
+    *at++ = '\0';
+    e->type = s_put (&at, rec->type);
+    e->id = s_put (&at, rec->id);
+    e->source = s_put (&at, rec->source);
+    e->dedup_key = s_put (&at, rec->dedup_key);
+    e->key_len = rec->dedup_key.len;
+    e->body = s_put (&at, rec->body);
+    e->body_len = rec->body.len;
     if (rec->seq >= self->next_seq)
         self->next_seq = rec->seq + 1;
     if (self->key_fn)
@@ -1331,6 +1404,17 @@ s_migrate (index_t *self, const char *from, char *err, size_t errlen)
     return 0;
 }
 
+/*  SQLite keeps statistics of its memory under a global mutex, taken at
+    every allocation (a few per row). Nothing here reads them. Set once,
+    before SQLite initializes: later it is refused, and nothing is lost. */
+static pthread_once_t s_sqlite_once = PTHREAD_ONCE_INIT;
+
+static void
+s_sqlite_setup (void)
+{
+    sqlite3_config (SQLITE_CONFIG_MEMSTATUS, 0);
+}
+
 index_t *
 index_open_file (const char *path, index_info_t *info, char *err, size_t errlen)
 {
@@ -1348,6 +1432,7 @@ index_open_file (const char *path, index_info_t *info, char *err, size_t errlen)
         index_destroy (&self);
         return NULL;
     }
+    pthread_once (&s_sqlite_once, s_sqlite_setup);
     struct stat st;
     bool existed = stat (path, &st) == 0 && st.st_size > 0;
     if (sqlite3_open_v2 (path, &self->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
@@ -2272,6 +2357,10 @@ index_destroy (index_t **self_p)
     if (self->db && self->in_txn)
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
     s_window_clear (&self->window);
+    for (size_t k = 0; k < self->window.chunk_count; k++)
+        free (self->window.chunks[k]);
+    free (self->window.chunks);
+    free (self->window.big);
     free (self->window.events);
     free (self->window.slots);
     free (self->recent);
