@@ -194,7 +194,7 @@ typedef struct {
     char *list;                     /* the channels space separated (events.channels) */
     char *type, *id, *source, *dedup_key, *body;
     size_t list_len, body_len, key_len;
-    s_wtask_t tasks[RECORD_MAX_FANOUT];
+    s_wtask_t *tasks;               /* fanout of them, in the window's chunks */
 } s_wevent_t;
 
 typedef struct {
@@ -799,10 +799,11 @@ s_apply_event (index_t *self, const record_event_t *rec)
     }
     e->received_at = rec->received_at;
     memcpy (e->uid, rec->uid, sizeof e->uid);
-    e->fanout = rec->fanout;
-    /*  One block for its strings (each NUL-terminated): the channels
-        twice, one by one and as the list events.channels keeps. */
-    size_t size = rec->type.len + rec->id.len + rec->source.len + rec->dedup_key.len + rec->body.len + 5;
+    /*  One block for its tasks, then its strings (each NUL-terminated):
+        the channels twice, one by one and as the list events.channels
+        keeps. */
+    size_t tasks = (size_t) rec->fanout * sizeof (s_wtask_t);
+    size_t size = tasks + rec->type.len + rec->id.len + rec->source.len + rec->dedup_key.len + rec->body.len + 5;
     for (int i = 0; i < rec->fanout; i++)
         size += 2 * (rec->channels[i].len + 1);
     char *at = s_window_alloc (&self->window, size + 1);
@@ -810,6 +811,9 @@ s_apply_event (index_t *self, const record_event_t *rec)
         snprintf (self->err, sizeof self->err, "index %.900s: out of memory", self->path);
         return -1;
     }
+    e->tasks = (s_wtask_t *) (void *) at;       /* s_window_alloc aligns to 8 */
+    at += tasks;
+    e->fanout = rec->fanout;
     for (int i = 0; i < rec->fanout; i++) {
         e->channels[i] = s_put (&at, rec->channels[i]);
         e->tasks[i] = (s_wtask_t) { .state = 0 };
