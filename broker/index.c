@@ -24,7 +24,11 @@
 #include "record.h"
 
 #define S_COMMIT_MS         200         /* a transaction stays open this long at most */
-#define S_TXN_BYTES         (8u << 20)  /* and takes at most this much of the journal */
+#define S_TXN_BYTES         (8u << 20)  /* and takes at most this much of the journal... */
+#define S_TXN_BYTES_BEHIND  (48u << 20) /* ...or this much while behind (see s_txn_bytes) */
+#define S_FULL_CAREFUL_MS   600000      /* so long after the disk was full, transactions stay small */
+#define S_QUIET_MS          200         /* the journal is quiet when it grows by less than... */
+#define S_QUIET_BYTES       (2u << 20)  /* ...this much in S_QUIET_MS (10 MiB/s) */
 #define S_WAKE_MS           50          /* the thread looks at the journal this often */
 #define S_WINDOW_EVENTS     8000        /* events held before they are written */
 #define S_CHUNK_BYTES       (256u << 10)    /* the window's strings are taken from chunks this big... */
@@ -259,6 +263,10 @@ struct index {
     uint64_t prune_cursor;
     int64_t next_prune;
     int64_t full_since;             /* monotonic ms: the disk was full at the last try */
+    int64_t full_last;              /* monotonic ms: the disk was last found full (0: never) */
+    bool quiet;                     /* the journal grew little of late (s_txn_bytes) */
+    uint64_t quiet_from;            /* durable at quiet_at */
+    int64_t quiet_at;
     uint64_t requeue_serial;        /* the last dead-retry serial given */
     index_key_fn *key_fn;           /* at catch-up: keys of replayed events */
     void *key_ctx;
@@ -2137,7 +2145,7 @@ s_retry_when_room (index_t *self)
         return false;
     if (!self->full_since)
         herald_error ("index: disk full, applying the journal waits for room", "error=\"%s\"", self->err);
-    self->full_since = herald_clock_mono_ms ();
+    self->full_since = self->full_last = herald_clock_mono_ms ();
     if (self->in_txn)
         sqlite3_exec (self->db, "ROLLBACK", NULL, NULL, NULL);
     self->in_txn = false;
@@ -2149,6 +2157,29 @@ s_retry_when_room (index_t *self)
     journal_reader_destroy (&self->reader);
     self->reader = journal_reader_new (self->journal, self->committed);
     return self->reader != NULL;
+}
+
+/*  How much of the journal one transaction takes, lag bytes behind it
+    with the journal durable up to durable. Each commit costs a sync of
+    the WAL and, with the checkpoint that follows, of the file: tens of
+    milliseconds. Behind by more than S_BEHIND_BYTES once the burst that
+    put it there is over (the journal grew by less than S_QUIET_BYTES in
+    the last S_QUIET_MS), transactions of S_TXN_BYTES_BEHIND caught up
+    with a million events several times sooner for the same CPU
+    (BENCHMARKS.md). During the burst they stay small: a bigger one
+    waits less for the disk, so the index took CPU from the producers'
+    ACKs. The WAL grows to about that much before it is checkpointed:
+    after the disk was full, transactions stay small. */
+static uint64_t
+s_txn_bytes (index_t *self, uint64_t lag, uint64_t durable, int64_t now)
+{
+    if (now - self->quiet_at >= S_QUIET_MS) {
+        self->quiet = durable - self->quiet_from < S_QUIET_BYTES;
+        self->quiet_from = durable;
+        self->quiet_at = now;
+    }
+    bool careful = self->full_last && now - self->full_last < S_FULL_CAREFUL_MS;
+    return lag > S_BEHIND_BYTES && self->quiet && !careful? S_TXN_BYTES_BEHIND: S_TXN_BYTES;
 }
 
 /*  The index thread's policy: SCHED_IDLE while it keeps up (yielding),
@@ -2229,11 +2260,12 @@ s_thread (void *arg)
             herald_info ("index: caught up, yielding the CPU again", "lag_bytes=%" PRIu64, lag);
         int64_t now = herald_clock_mono_ms ();
         bool waiting_room = self->full_since && now - self->full_since < 1000 && !stopping;
-        /*  One transaction takes at most S_TXN_BYTES of the journal: its
-            WAL stays small, also when the disk is nearly full. */
+        /*  One transaction takes at most txn_bytes of the journal: its
+            WAL stays bounded, and small once the disk was full. */
+        uint64_t txn_bytes = s_txn_bytes (self, lag, durable, now);
         uint64_t target = durable;
-        if (target > self->committed + S_TXN_BYTES)
-            target = self->committed + S_TXN_BYTES;
+        if (target > self->committed + txn_bytes)
+            target = self->committed + txn_bytes;
         if (target < atomic_load (&self->applied))
             target = atomic_load (&self->applied);
         if (!failed && !waiting_room && s_apply_until (self, target) != 0 && !s_retry_when_room (self)) {
@@ -2286,7 +2318,7 @@ s_thread (void *arg)
                 s_post_failure (self);
             }
         }
-        bool big = atomic_load (&self->applied) >= self->committed + S_TXN_BYTES;
+        bool big = atomic_load (&self->applied) >= self->committed + txn_bytes;
         if (!failed && self->in_txn && (stopping || big || now - self->txn_began >= S_COMMIT_MS)) {
             if (s_commit (self) != 0) {
                 if (!s_retry_when_room (self)) {
