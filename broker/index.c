@@ -1702,7 +1702,8 @@ s_query_track (index_t *self, index_msg_t *msg)
         int64_t pending = sqlite3_column_int64 (events, 8);
         json_t *tasks = json_array ();
         int ch = 0;
-        for (char *name = strtok (channels, " "); name; name = strtok (NULL, " "), ch++) {
+        char *rest = NULL;
+        for (char *name = strtok_r (channels, " ", &rest); name; name = strtok_r (NULL, " ", &rest), ch++) {
             char task_id[200];
             snprintf (task_id, sizeof task_id, "%s.%s", uid, name);
             sqlite3_bind_int64 (task, 1, seq);
