@@ -913,9 +913,11 @@ s_outcome_no_row (index_t *self, const record_outcome_t *rec, int state)
     int rc = sqlite3_step (get);
     int64_t pending = 0;
     char channel[64] = "";
+    char list[RECORD_MAX_FANOUT * 65] = "";
     if (rc == SQLITE_ROW) {
         pending = sqlite3_column_int64 (get, 0);
-        if (!s_channel_at (s_col (get, 1), rec->ch, channel, sizeof channel))
+        snprintf (list, sizeof list, "%s", s_col (get, 1));
+        if (!s_channel_at (list, rec->ch, channel, sizeof channel))
             pending = 0;
     }
     sqlite3_reset (get);
@@ -925,6 +927,19 @@ s_outcome_no_row (index_t *self, const record_outcome_t *rec, int state)
     if (!(pending & bit))
         return 0;       /* purged or pruned meanwhile */
     bool no_row = s_done_without_row (rec, state);
+    if (no_row) {
+        /*  The event is remembered from here (its slot's former event
+            written first), so that this outcome and those of its other
+            tasks clear bits in memory: one read of its row and one
+            UPDATE at the commit, not one of each per task. A backlog
+            bigger than the cache, worked off from its oldest events,
+            comes this way. */
+        if (s_recent_put (self, rec->seq, pending, list, strlen (list)) != 0)
+            return -1;
+        s_recent_t *r = s_recent_find (self, rec->seq);
+        if (r && s_recent_take (self, r, rec, state))
+            return 0;
+    }
     if (s_take_pending (self, rec->seq, bit, no_row? rec->at: 0, "update event") != 0)
         return -1;
     if (!no_row) {
