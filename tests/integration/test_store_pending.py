@@ -14,7 +14,9 @@ tasks still finds such a task:
     column added, its rows kept and counted) and its tasks delivered;
   - tasks done at their first attempt after their event was written, in the
     same run (the index remembers such events' bits): the bits go, no row,
-    the counts and done_at follow, and a restart finds them so;
+    the counts and done_at follow, and a restart finds them so; the same
+    after an operator's record (a purge) made the index forget the bits it
+    remembered (each event's first outcome reads its row again);
   - a task whose first attempt fails after its event was written loses its
     bit and gets a row (retrying), which its success then marks done.
 
@@ -98,6 +100,37 @@ def publish_orders(t, h, first):
     return acks
 
 
+def work_off_written(t, first, between=None, after=""):
+    """A fresh deployment: N orders (numbered from first) written to the
+    index with their three bits and no worker, between(h) if given, then the
+    workers: every bit goes, no task gets a row, each event's done_at and
+    the counts table follow. Returns the deployment and its broker."""
+    h = t.deployment()
+    store = os.path.join(h.tmp, "herald.db")
+    broker = h.start_broker()
+    acks = publish_orders(t, h, first)
+    h.herald("track", acks[0]["event_id"], "--json")   # the index writes what it holds
+    harness.wait_until(lambda: query(store, "SELECT pending, count(*) FROM events GROUP BY pending") == [(7, N)],
+                       10, "the events written with their three bits")
+    if between:
+        between(h)
+    h.start_workers()
+    h.wait_counts({ch: N for ch in harness.CHANNELS}, timeout=30)
+    harness.wait_until(lambda: all(h._channel(h.status(), ch).get("done") == N
+                                   for ch in harness.CHANNELS), 15, "status: every task done" + after)
+    harness.wait_until(lambda: query(store, "SELECT count(*) FROM events WHERE pending <> 0")[0][0] == 0,
+                       10, "every bit gone in the run that wrote it" + after)
+    t.check(query(store, "SELECT count(*) FROM tasks")[0][0] == 0,
+            "no task row for a task done at its first attempt after its event was written" + after,
+            query(store, "SELECT * FROM tasks LIMIT 5"))
+    late = query(store, "SELECT count(*) FROM events WHERE done_at < received_at OR done_at = 0")[0][0]
+    t.check(late == 0, "each event's row says when its last task was done" + after, late)
+    want = [(ch, 0, N, 0) for ch in sorted(harness.CHANNELS)]
+    harness.wait_until(lambda: query(store, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
+                       == want, 10, "the counts table: every task done" + after)
+    return h, broker
+
+
 def body(t):
     h = t.deployment()
     store = os.path.join(h.tmp, "herald.db")
@@ -179,27 +212,7 @@ def body(t):
     # the whole of it): each task done at its first attempt takes its bit
     # in the same run, no task gets a row, the counts follow, and a restart
     # finds them so
-    h4 = t.deployment()
-    store4 = os.path.join(h4.tmp, "herald.db")
-    broker4 = h4.start_broker()
-    acks = publish_orders(t, h4, 6000)
-    h4.herald("track", acks[0]["event_id"], "--json")   # the index writes what it holds
-    harness.wait_until(lambda: query(store4, "SELECT pending, count(*) FROM events GROUP BY pending") == [(7, N)],
-                       10, "the events written with their three bits")
-    h4.start_workers()
-    h4.wait_counts({ch: N for ch in harness.CHANNELS}, timeout=30)
-    harness.wait_until(lambda: all(h4._channel(h4.status(), ch).get("done") == N
-                                   for ch in harness.CHANNELS), 15, "status: every task done")
-    harness.wait_until(lambda: query(store4, "SELECT count(*) FROM events WHERE pending <> 0")[0][0] == 0,
-                       10, "every bit gone in the run that wrote it")
-    t.check(query(store4, "SELECT count(*) FROM tasks")[0][0] == 0,
-            "no task row for a task done at its first attempt after its event was written",
-            query(store4, "SELECT * FROM tasks LIMIT 5"))
-    late = query(store4, "SELECT count(*) FROM events WHERE done_at < received_at OR done_at = 0")[0][0]
-    t.check(late == 0, "each event's row says when its last task was done", late)
-    want = [(ch, 0, N, 0) for ch in sorted(harness.CHANNELS)]
-    harness.wait_until(lambda: query(store4, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
-                       == want, 10, "the counts table: every task done")
+    h4, broker4 = work_off_written(t, 6000)
     h4.send_signal(broker4, signal.SIGTERM)
     h4.wait_exit(broker4)
     h4.start_broker()
@@ -211,29 +224,11 @@ def body(t):
     # the same after an operator's record (here a purge with nothing dead)
     # made the index forget the bits it remembered: the first outcome of
     # each event reads its row and remembers it again, its others clear
-    # bits in memory; the end is the same, no row, counts and done_at
-    h5 = t.deployment()
-    store5 = os.path.join(h5.tmp, "herald.db")
-    broker5 = h5.start_broker()
-    acks5 = publish_orders(t, h5, 7000)
-    h5.herald("track", acks5[0]["event_id"], "--json")   # the index writes what it holds
-    harness.wait_until(lambda: query(store5, "SELECT pending, count(*) FROM events GROUP BY pending") == [(7, N)],
-                       10, "the events written with their three bits (before the purge)")
-    r = h5.herald("dead", "purge", "--all")
-    t.check(r.returncode == 0, "dead purge --all with nothing dead", (r.stdout + r.stderr)[-300:])
-    h5.start_workers()
-    h5.wait_counts({ch: N for ch in harness.CHANNELS}, timeout=30)
-    harness.wait_until(lambda: query(store5, "SELECT count(*) FROM events WHERE pending <> 0")[0][0] == 0,
-                       10, "every bit gone after the purge")
-    t.check(query(store5, "SELECT count(*) FROM tasks")[0][0] == 0,
-            "after the purge too, no task row for a task done at its first attempt",
-            query(store5, "SELECT * FROM tasks LIMIT 5"))
-    late = query(store5, "SELECT count(*) FROM events WHERE done_at < received_at OR done_at = 0")[0][0]
-    t.check(late == 0, "after the purge too, each event's row says when its last task was done", late)
-    harness.wait_until(lambda: query(store5, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
-                       == want, 10, "the counts table after the purge: every task done")
-    h5.send_signal(broker5, signal.SIGTERM)
-    h5.wait_exit(broker5)
+    # bits in memory
+    def purge(h):
+        r = h.herald("dead", "purge", "--all")
+        t.check(r.returncode == 0, "dead purge --all with nothing dead", (r.stdout + r.stderr)[-300:])
+    work_off_written(t, 7000, between=purge, after=" after the purge")
 
     # a herald/2 store
     h2 = t.deployment()
