@@ -939,6 +939,8 @@ s_outcome_no_row (index_t *self, const record_outcome_t *rec, int state)
         s_recent_t *r = s_recent_find (self, rec->seq);
         if (r && s_recent_take (self, r, rec, state))
             return 0;
+        if (r)
+            r->seq_1 = 0;   /* not taken (no memory): the row takes the bit below, as it holds it */
     }
     if (s_take_pending (self, rec->seq, bit, no_row? rec->at: 0, "update event") != 0)
         return -1;
