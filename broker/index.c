@@ -43,12 +43,13 @@
 
 enum {
     S_INS_EVENT, S_INS_TASK, S_GET_TASK, S_UPD_TASK, S_INS_ATTEMPT, S_SET_META, S_COUNT_ADD,
-    S_COUNT_NEW, S_GET_PENDING, S_TAKE_PENDING, S_INS_OUTCOME, S_BEGIN, S_COMMIT, S_ROLLBACK, S_STMT_COUNT
+    S_COUNT_NEW, S_GET_PENDING, S_INS_PENDING, S_TAKE_PENDING, S_INS_OUTCOME, S_BEGIN, S_COMMIT, S_ROLLBACK,
+    S_STMT_COUNT
 };
 
 static const char *s_sql[S_STMT_COUNT] = {
     [S_INS_EVENT] = "INSERT OR REPLACE INTO events (seq, uid, id, source, type, dedup_key, received_at,"
-                    " channels, done_at, body, pending) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                    " channels, done_at, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
     [S_INS_TASK] = "INSERT OR REPLACE INTO tasks (seq, ch, channel, state, attempts, throttled, not_before,"
                    " retry_delay, last_error, updated_at, requeued)"
                    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
@@ -61,8 +62,10 @@ static const char *s_sql[S_STMT_COUNT] = {
     [S_COUNT_ADD] = "UPDATE counts SET pending = pending + ?2, done = done + ?3, dead = dead + ?4"
                     " WHERE channel = ?1",
     [S_COUNT_NEW] = "INSERT OR IGNORE INTO counts (channel, pending, done, dead) VALUES (?1, 0, 0, 0)",
-    [S_GET_PENDING] = "SELECT pending, channels FROM events WHERE seq = ?1",
-    [S_TAKE_PENDING] = "UPDATE events SET pending = pending & ~?2,"
+    [S_GET_PENDING] = "SELECT p.bits, e.channels FROM events e LEFT JOIN pending p ON p.seq = e.seq"
+                      " WHERE e.seq = ?1",
+    [S_INS_PENDING] = "INSERT OR REPLACE INTO pending (seq, bits, done_at) VALUES (?1, ?2, 0)",
+    [S_TAKE_PENDING] = "UPDATE pending SET bits = bits & ~?2,"
                        " done_at = CASE WHEN ?3 > done_at THEN ?3 ELSE done_at END WHERE seq = ?1",
     /*  Numbered as S_UPD_TASK (s_bind_outcome binds ?1 to ?9 of both). */
     [S_INS_OUTCOME] = "INSERT INTO tasks (seq, ch, state, attempts, throttled, not_before, retry_delay,"
@@ -75,12 +78,31 @@ static const char *s_sql[S_STMT_COUNT] = {
 
 _Static_assert (RECORD_MAX_FANOUT <= 62, "an event's pending tasks are bits of an SQLite integer");
 
+/*  The pending bits of events written with tasks pending at their first
+    attempt, in a table of their own: bit i for the i-th channel of the
+    event's channels, and done_at the latest of its tasks done at the first
+    attempt after the event was written (the event's own done_at is that of
+    those done before). A row stays, its bits 0, until its event is pruned.
+    Its bits change as the tasks are worked off: a row of 20-odd bytes, a
+    page for hundreds of events, where an UPDATE of the event's own row
+    (herald/3, its body beside it) rewrote a page for every three or four
+    events (BENCHMARKS.md). No index on the rows with bits: the loads read
+    them from their cursor on, in seq order, and skip those without; such
+    an index cost every change a second B-tree (the index's CPU in a drain
+    15 % higher). */
+#define S_PENDING_SCHEMA \
+    "CREATE TABLE IF NOT EXISTS pending (" \
+    "  seq INTEGER PRIMARY KEY," \
+    "  bits INTEGER NOT NULL," \
+    "  done_at INTEGER NOT NULL DEFAULT 0);"
+
 /*  Which tasks have a row in tasks: not one done at its first attempt (its
     event's channels and done_at stand for it), nor one pending at its first
-    attempt, not yet tried and never failed (bit i of its event's pending is
-    set, i its place in channels). A row is the task's
+    attempt, not yet tried and never failed (bit i of its event's pending
+    bits is set, i its place in channels). A row is the task's
     state whenever there is one, and a bit is set only while there is none.
-    So an event whose tasks go as planned writes one row: with three pending
+    So an event whose tasks go as planned writes one row (and one in
+    pending if they were not done when it was written): with three pending
     task rows and their tasks_pending entries, the index spent more than
     twice the time per event (BENCHMARKS.md). */
 static const char *s_schema =
@@ -95,10 +117,9 @@ static const char *s_schema =
     "  received_at INTEGER NOT NULL,"
     "  channels TEXT NOT NULL,"         /* the fan-out: channel names, space separated, in order */
     "  done_at INTEGER NOT NULL DEFAULT 0,"  /* when its last task done at the first attempt was */
-    "  body TEXT NOT NULL,"
-    "  pending INTEGER NOT NULL DEFAULT 0);"   /* tasks pending with no row: see above */
+    "  body TEXT NOT NULL);"
     "CREATE INDEX IF NOT EXISTS events_id ON events (id);"
-    "CREATE INDEX IF NOT EXISTS events_pending ON events (seq) WHERE pending <> 0;"
+    S_PENDING_SCHEMA
     "CREATE TABLE IF NOT EXISTS tasks ("
     "  seq INTEGER NOT NULL,"
     "  ch INTEGER NOT NULL,"
@@ -129,14 +150,25 @@ static const char *s_schema =
     "  done INTEGER NOT NULL,"
     "  dead INTEGER NOT NULL);";
 
-/*  A herald/2 store becomes a herald/3 one: events get their pending
-    bits (none: its pending tasks keep their rows, which still count). */
+/*  A herald/2 store becomes a herald/4 one: the table of pending bits
+    comes, empty (its pending tasks keep their rows, which still count). */
 static const char *s_migrate_v2 =
-    "ALTER TABLE events ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;"
+    S_PENDING_SCHEMA
+    "UPDATE meta SET value = '" INDEX_SCHEMA "' WHERE key = 'schema';";
+
+/*  A herald/3 store becomes a herald/4 one: events' pending bits move to
+    their table (the events' done_at stays where it is), and the column
+    goes (SQLite rewrites the events table: a 288 MB store of 400,000
+    pending events took the broker 2.1 s from its start to ready). */
+static const char *s_migrate_v3 =
+    S_PENDING_SCHEMA
+    "INSERT INTO pending (seq, bits, done_at) SELECT seq, pending, 0 FROM events WHERE pending <> 0;"
+    "DROP INDEX IF EXISTS events_pending;"
+    "ALTER TABLE events DROP COLUMN pending;"
     "UPDATE meta SET value = '" INDEX_SCHEMA "' WHERE key = 'schema';";
 
 /*  A herald/1 store (one SQLite file, tasks numbered by the broker) becomes
-    a herald/3 one in a single transaction. Keys already in today's form
+    a herald/4 one in a single transaction. Keys already in today's form
     (key US type US s|n US value, ce US source US id) are kept; older ones
     (type US value) take the string form, the type of a key value not
     having been recorded then. */
@@ -221,14 +253,14 @@ typedef struct {
 } s_delta_t;
 
 /*  Events written with tasks pending at their first attempt, or read so by
-    a load, by seq (direct-mapped: the later one takes a slot). Their rows'
-    pending bits are known here, so that an outcome that comes after
-    its event left the window (a backlog: the window holds S_WINDOW_EVENTS
-    and each commit writes it) costs no read: a task done at its first
+    a load, by seq (direct-mapped: the later one takes a slot). Their
+    pending bits (their rows in pending) are known here, so that an outcome
+    that comes after its event left the window (a backlog: the window holds
+    S_WINDOW_EVENTS and each commit writes it) costs no read: a task done at its first
     attempt clears its bit here, and each event gets one UPDATE at the next
     write (s_recent_write) however many of its tasks were done meanwhile.
     Without it, 100,000 events consumed end to end behind a backlog cost the
-    index three reads and an UPDATE of the event's row per task, three times
+    index three reads and an UPDATE of the event's bits per task, three times
     its CPU with no worker (BENCHMARKS.md). The index thread only. */
 typedef struct {
     uint64_t seq_1;                 /* the event's seq + 1; 0: an empty slot */
@@ -571,8 +603,9 @@ s_no_row (const s_wtask_t *t, bool *pending)
     return *pending || (t->state == 1 && t->attempts <= 1 && t->throttled == 0 && !t->history);
 }
 
-/*  Clears bits of an event's pending (S_TAKE_PENDING), with done_at its
-    latest done when later than the row's (0: none). 0 / -1. */
+/*  Clears bits of an event's pending bits (S_TAKE_PENDING: its row in
+    pending), with done_at its latest done when later than the row's (0:
+    none). 0 / -1. */
 static int
 s_take_pending (index_t *self, uint64_t seq, int64_t bits, int64_t done_at, const char *what)
 {
@@ -624,7 +657,7 @@ s_recent_forget (index_t *self)
 }
 
 /*  Writes the bits cleared at r, and its latest done, into its event's
-    row (in the open transaction). 0 / -1. */
+    row in pending (in the open transaction). 0 / -1. */
 static int
 s_recent_write_one (index_t *self, s_recent_t *r)
 {
@@ -651,7 +684,7 @@ s_recent_write (index_t *self, bool forget)
     return 0;
 }
 
-/*  Remembers the pending bits an event's row was just written with, and
+/*  Remembers the pending bits an event was just written with, and
     its fan-out list. Nothing is remembered without memory or past
     S_RECENT_LISTS lists: outcomes then read the row. An older event in the
     slot has its cleared bits written first. 0 / -1. */
@@ -775,10 +808,16 @@ s_window_flush (index_t *self)
         sqlite3_bind_text (stmt, 8, e->list, (int) e->list_len, SQLITE_STATIC);
         sqlite3_bind_int64 (stmt, 9, done_at);
         sqlite3_bind_text (stmt, 10, e->body, (int) e->body_len, SQLITE_STATIC);
-        sqlite3_bind_int64 (stmt, 11, pending);
-        if (s_step (self, S_INS_EVENT, "insert event") != 0
-        ||  s_recent_put (self, e->seq, pending, e->list, e->list_len) != 0)
+        if (s_step (self, S_INS_EVENT, "insert event") != 0)
             return -1;
+        if (pending) {
+            stmt = self->stmt[S_INS_PENDING];
+            sqlite3_bind_int64 (stmt, 1, (int64_t) e->seq);
+            sqlite3_bind_int64 (stmt, 2, pending);
+            if (s_step (self, S_INS_PENDING, "insert pending bits") != 0
+            ||  s_recent_put (self, e->seq, pending, e->list, e->list_len) != 0)
+                return -1;
+        }
     }
     s_window_clear (w);
     return 0;
@@ -930,10 +969,10 @@ s_outcome_no_row (index_t *self, const record_outcome_t *rec, int state)
     if (no_row) {
         /*  The event is remembered from here (its slot's former event
             written first), so that this outcome and those of its other
-            tasks clear bits in memory: one read of its row and one
-            UPDATE at the commit, not one of each per task. A backlog
-            bigger than the cache, worked off from its oldest events,
-            comes this way. */
+            tasks clear bits in memory: one read of its rows and one
+            UPDATE of its bits at the commit, not one of each per task. A
+            backlog bigger than the cache, worked off from its oldest
+            events, comes this way. */
         if (s_recent_put (self, rec->seq, pending, list, strlen (list)) != 0)
             return -1;
         s_recent_t *r = s_recent_find (self, rec->seq);
@@ -1199,10 +1238,10 @@ s_apply_abandon (index_t *self, const record_admin_t *a)
     if (rc != SQLITE_DONE)
         return s_fail (self, "abandon tasks");
     /*  And those pending at their first attempt (a bit, no row): collected
-        first, their events' rows being updated. */
+        first, their rows in pending being updated. */
     sqlite3_stmt *scan = NULL;
-    if (sqlite3_prepare_v2 (self->db, "SELECT seq, channels, pending FROM events WHERE pending <> 0", -1,
-                            &scan, NULL) != SQLITE_OK)
+    if (sqlite3_prepare_v2 (self->db, "SELECT p.seq, e.channels, p.bits FROM pending p"
+                            " JOIN events e ON e.seq = p.seq WHERE p.bits <> 0", -1, &scan, NULL) != SQLITE_OK)
         return s_fail (self, "abandon tasks");
     size_t count = 0, cap = 0;
     struct { int64_t seq; int ch; } *found = NULL;
@@ -1394,12 +1433,13 @@ s_mkdir_parent (const char *path)
     return 0;
 }
 
-/*  Converts a store of schema `from` (herald/1 or herald/2) to today's, in
-    one transaction. */
+/*  Converts a store of schema `from` (herald/1, herald/2 or herald/3) to
+    today's, in one transaction. */
 static int
 s_migrate (index_t *self, const char *from, char *err, size_t errlen)
 {
-    const char *migration = strcmp (from, "herald/1") == 0? s_migrate_v1: s_migrate_v2;
+    const char *migration = strcmp (from, "herald/1") == 0? s_migrate_v1
+                           : strcmp (from, "herald/2") == 0? s_migrate_v2: s_migrate_v3;
     /*  herald/1's migration creates today's tables where it says %SCHEMA%. */
     const char *marker = "%SCHEMA%";
     const char *at = strstr (migration, marker);
@@ -1426,10 +1466,9 @@ s_migrate (index_t *self, const char *from, char *err, size_t errlen)
         snprintf (err, errlen, "%s", self->err);
         return -1;
     }
-    if (strcmp (from, "herald/1") == 0)
-        herald_info ("store migrated from herald/1 to herald/3", "store=%s", self->path);
-    else
-        herald_info ("store migrated from herald/2 to herald/3", "store=%s", self->path);
+    char said[64];
+    snprintf (said, sizeof said, "store migrated from %s to " INDEX_SCHEMA, from);
+    herald_info (said, "store=%s", self->path);
     return 0;
 }
 
@@ -1519,7 +1558,8 @@ index_open_file (const char *path, index_info_t *info, char *err, size_t errlen)
                                 NULL) == SQLITE_OK && sqlite3_step (check) == SQLITE_ROW)
             snprintf (schema, sizeof schema, "%s", s_col (check, 0));
         sqlite3_finalize (check);
-        if (strcmp (schema, "herald/1") == 0 || strcmp (schema, "herald/2") == 0) {
+        if (strcmp (schema, "herald/1") == 0 || strcmp (schema, "herald/2") == 0
+        ||  strcmp (schema, "herald/3") == 0) {
             if (s_migrate (self, schema, err, errlen) != 0) {
                 index_destroy (&self);
                 return NULL;
@@ -1698,8 +1738,10 @@ static void
 s_query_track (index_t *self, index_msg_t *msg)
 {
     sqlite3_stmt *events = NULL, *task = NULL;
-    if (sqlite3_prepare_v2 (self->db, "SELECT seq, uid, id, source, type, received_at, channels, done_at,"
-                            " pending FROM events WHERE id = ?1 ORDER BY seq", -1, &events, NULL) != SQLITE_OK
+    if (sqlite3_prepare_v2 (self->db, "SELECT e.seq, e.uid, e.id, e.source, e.type, e.received_at, e.channels,"
+                            " max (e.done_at, coalesce (p.done_at, 0)), coalesce (p.bits, 0)"
+                            " FROM events e LEFT JOIN pending p ON p.seq = e.seq WHERE e.id = ?1 ORDER BY e.seq",
+                            -1, &events, NULL) != SQLITE_OK
     ||  sqlite3_prepare_v2 (self->db, "SELECT state, attempts, throttled, last_error, updated_at, not_before"
                             " FROM tasks WHERE seq = ?1 AND ch = ?2", -1, &task, NULL) != SQLITE_OK) {
         sqlite3_finalize (events);
@@ -1948,8 +1990,9 @@ s_query_load (index_t *self, index_msg_t *msg)
     sqlite3_stmt *stmt = NULL, *bits = NULL;
     if (sqlite3_prepare_v2 (self->db, sql, -1, &stmt, NULL) != SQLITE_OK
     ||  (!msg->requeued
-         && sqlite3_prepare_v2 (self->db, "SELECT seq, uid, channels, pending, body FROM events"
-                                " WHERE pending <> 0 AND seq > ?1 ORDER BY seq", -1, &bits, NULL) != SQLITE_OK)) {
+         && sqlite3_prepare_v2 (self->db, "SELECT p.seq, e.uid, e.channels, p.bits, e.body FROM pending p"
+                                " JOIN events e ON e.seq = p.seq WHERE p.bits <> 0 AND p.seq > ?1 ORDER BY p.seq",
+                                -1, &bits, NULL) != SQLITE_OK)) {
         sqlite3_finalize (stmt);
         s_fail (self, "load tasks");
         msg->code = HP_CODE_INTERNAL;
@@ -2015,19 +2058,22 @@ static int
 s_prune_step (index_t *self, int64_t now_wall)
 {
     int64_t cutoff = now_wall - self->retention_ms;
-    sqlite3_stmt *scan = NULL, *open = NULL, *del_tasks = NULL, *del_attempts = NULL, *del_event = NULL;
+    sqlite3_stmt *scan = NULL, *open = NULL, *del_tasks = NULL, *del_attempts = NULL, *del_event = NULL,
+                 *del_bits = NULL;
     int rc = -1;
     size_t deleted = 0, cap = 0;
     uint64_t *seqs = NULL;
     char **keys = NULL;
     bool wrapped = false;
-    if (sqlite3_prepare_v2 (self->db, "SELECT seq, received_at, dedup_key, pending FROM events WHERE seq > ?1"
-                            " ORDER BY seq LIMIT ?2", -1, &scan, NULL) != SQLITE_OK
+    if (sqlite3_prepare_v2 (self->db, "SELECT e.seq, e.received_at, e.dedup_key, coalesce (p.bits, 0)"
+                            " FROM events e LEFT JOIN pending p ON p.seq = e.seq WHERE e.seq > ?1"
+                            " ORDER BY e.seq LIMIT ?2", -1, &scan, NULL) != SQLITE_OK
     ||  sqlite3_prepare_v2 (self->db, "SELECT count(*) FROM tasks WHERE seq = ?1 AND state <> 1", -1,
                             &open, NULL) != SQLITE_OK
     ||  sqlite3_prepare_v2 (self->db, "DELETE FROM tasks WHERE seq = ?1", -1, &del_tasks, NULL) != SQLITE_OK
     ||  sqlite3_prepare_v2 (self->db, "DELETE FROM attempts WHERE seq = ?1", -1, &del_attempts, NULL) != SQLITE_OK
-    ||  sqlite3_prepare_v2 (self->db, "DELETE FROM events WHERE seq = ?1", -1, &del_event, NULL) != SQLITE_OK) {
+    ||  sqlite3_prepare_v2 (self->db, "DELETE FROM events WHERE seq = ?1", -1, &del_event, NULL) != SQLITE_OK
+    ||  sqlite3_prepare_v2 (self->db, "DELETE FROM pending WHERE seq = ?1", -1, &del_bits, NULL) != SQLITE_OK) {
         s_fail (self, "prune");
         goto done;
     }
@@ -2071,8 +2117,8 @@ s_prune_step (index_t *self, int64_t now_wall)
     }
     for (size_t i = 0; i < found_count; i++) {
         bool ok = true;
-        sqlite3_stmt *dels[] = { del_tasks, del_attempts, del_event };
-        for (int d = 0; d < 3 && ok; d++) {
+        sqlite3_stmt *dels[] = { del_tasks, del_attempts, del_bits, del_event };
+        for (int d = 0; d < 4 && ok; d++) {
             sqlite3_bind_int64 (dels[d], 1, (int64_t) found[i].seq);
             ok = sqlite3_step (dels[d]) == SQLITE_DONE;
             sqlite3_reset (dels[d]);
@@ -2101,6 +2147,7 @@ done:
     sqlite3_finalize (del_tasks);
     sqlite3_finalize (del_attempts);
     sqlite3_finalize (del_event);
+    sqlite3_finalize (del_bits);
     if (wrapped)
         self->prune_cursor = 0;
     if (deleted > 0) {

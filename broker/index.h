@@ -31,7 +31,7 @@
 
 typedef struct index index_t;
 
-#define INDEX_SCHEMA "herald/3"
+#define INDEX_SCHEMA "herald/4"
 
 /*  What the owner learns at open. */
 typedef struct {

@@ -175,10 +175,10 @@ def body(t):
         lost = ids - set(stored)
         t.check(not lost, "every ACKed event is in the store (%d)" % len(ids),
                 "%d missing, e.g. %s" % (len(lost), sorted(lost)[:5]))
-        # a task pending at its first attempt has no row either: a bit in its
-        # event's row says so
+        # a task pending at its first attempt has no row either: a bit of
+        # its event's pending bits says so
         not_done = db.execute("SELECT count(*) FROM tasks WHERE state <> 1").fetchone()[0] \
-            + db.execute("SELECT count(*) FROM events WHERE pending <> 0").fetchone()[0]
+            + db.execute("SELECT count(*) FROM pending WHERE bits <> 0").fetchone()[0]
         t.check(not_done == 0, "every task of every stored event is done (delivered)", not_done)
         # a task done at its first attempt has no row of its own: the index
         # counts tasks per channel

@@ -105,6 +105,11 @@ def body(t):
     t.check(events_before == DEAD + DONE, "the store holds %d events" % (DEAD + DONE), events_before)
     t.check(history_before >= DONE, "the finished orders have attempt history (courier retries)",
             history_before)
+    # events written to the index before their tasks were done have a row
+    # of pending bits (its bits 0 by now): the finished ones' go with them
+    bits_before = sql(h, "SELECT count(*) FROM pending p JOIN events e ON e.seq = p.seq"
+                         " WHERE e.seq > (SELECT min(seq) + %d - 1 FROM events)" % DEAD)[0][0]
+    t.check(bits_before > 0, "some finished orders were written with pending bits", bits_before)
 
     # ---- A: the second run, 3 minutes later by the wall clock
     with open(offset_file, "w") as f:
@@ -124,6 +129,9 @@ def body(t):
     history_after = sql(h, "SELECT count(*) FROM attempts a WHERE NOT EXISTS"
                            " (SELECT 1 FROM events e WHERE e.seq = a.seq)")[0][0]
     t.check(history_after == 0, "no attempt history is left without its event", history_after)
+    bits_after = sql(h, "SELECT count(*) FROM pending p WHERE NOT EXISTS"
+                        " (SELECT 1 FROM events e WHERE e.seq = p.seq)")[0][0]
+    t.check(bits_after == 0, "no row of pending bits is left without its event", bits_after)
 
     def publish_one(order_id):
         r = h.publish(harness.order(order_id), json_out=True)

@@ -84,7 +84,7 @@ def body(t):
     store = os.path.join(h.tmp, "herald.db")
     make_v1_store(store, int(time.time() * 1000))
     broker = h.start_broker()
-    t.check("store migrated from herald/1 to herald/3" in open(broker.log).read(),
+    t.check("store migrated from herald/1 to herald/4" in open(broker.log).read(),
             "the broker says it migrated the store", harness.tail(broker.log, 10))
     st = h.status()
     email = h._channel(st, "email")

@@ -1,8 +1,9 @@
 """test_store_pending: a task pending at its first attempt has no row in the
-index's tasks table, only a bit in its event's row (events.pending: bit i
-for the i-th channel of events.channels), which is what keeps the index's
-cost per event down (BENCHMARKS.md), and every path that reads pending
-tasks still finds such a task:
+index's tasks table, only a bit of its event's pending bits (the table
+pending, one small row per event: bit i for the i-th channel of
+events.channels), which is what keeps the index's cost per event down
+(BENCHMARKS.md), and every path that reads pending tasks still finds such a
+task:
 
   - the counts and `herald track` say pending;
   - after a restart, a channel no longer in the configuration: its pending
@@ -11,10 +12,14 @@ tasks still finds such a task:
   - the backlog is loaded from the bits and each task delivered exactly
     once; the bits go as tasks are done (done at the first attempt: no row);
   - a herald/2 store (every pending task a row) is converted at start (the
-    column added, its rows kept and counted) and its tasks delivered;
+    table of bits added, its rows kept and counted) and its tasks delivered;
+  - a herald/3 store (the bits in a column of events) is converted at start:
+    the bits move to their table, the column goes, and each task they hold
+    is delivered once, as is one with a row;
   - tasks done at their first attempt after their event was written, in the
     same run (the index remembers such events' bits): the bits go, no row,
-    the counts and done_at follow, and a restart finds them so; the same
+    the counts and the bits' done_at follow (track says when), and a
+    restart finds them so; the same
     after an operator's record (a purge) made the index forget the bits it
     remembered (each event's first outcome reads its row again);
   - a task whose first attempt fails after its event was written loses its
@@ -33,7 +38,7 @@ import harness
 N = 40
 US = "\x1f"
 
-# the index as herald/2 made it (no events.pending)
+# the index as herald/2 made it (no pending bits)
 SCHEMA_V2 = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE events (seq INTEGER PRIMARY KEY, uid TEXT NOT NULL, id TEXT NOT NULL,
@@ -59,6 +64,33 @@ INSERT INTO meta (key, value) VALUES ('next_seq', '3');
 INSERT INTO meta (key, value) VALUES ('applied_lsn', '0');
 """
 
+# the index as herald/3 made it: the bits in events.pending
+SCHEMA_V3 = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE events (seq INTEGER PRIMARY KEY, uid TEXT NOT NULL, id TEXT NOT NULL,
+  source TEXT NOT NULL, type TEXT NOT NULL, dedup_key TEXT NOT NULL, received_at INTEGER NOT NULL,
+  channels TEXT NOT NULL, done_at INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL,
+  pending INTEGER NOT NULL DEFAULT 0);
+CREATE INDEX events_id ON events (id);
+CREATE INDEX events_pending ON events (seq) WHERE pending <> 0;
+CREATE TABLE tasks (seq INTEGER NOT NULL, ch INTEGER NOT NULL, channel TEXT NOT NULL,
+  state INTEGER NOT NULL, attempts INTEGER NOT NULL, throttled INTEGER NOT NULL DEFAULT 0,
+  not_before INTEGER NOT NULL DEFAULT 0, retry_delay INTEGER NOT NULL DEFAULT 0, last_error TEXT,
+  updated_at INTEGER NOT NULL, requeued INTEGER NOT NULL DEFAULT 0,
+  PRIMARY KEY (seq, ch)) WITHOUT ROWID;
+CREATE INDEX tasks_pending ON tasks (channel, seq) WHERE state = 0 AND requeued = 0;
+CREATE INDEX tasks_requeued ON tasks (channel, requeued) WHERE state = 0 AND requeued > 0;
+CREATE INDEX tasks_dead ON tasks (channel, seq) WHERE state = 2;
+CREATE TABLE attempts (seq INTEGER NOT NULL, ch INTEGER NOT NULL, attempt INTEGER NOT NULL,
+  at INTEGER NOT NULL, outcome TEXT NOT NULL, error TEXT);
+CREATE INDEX attempts_task ON attempts (seq, ch);
+CREATE TABLE counts (channel TEXT PRIMARY KEY, pending INTEGER NOT NULL, done INTEGER NOT NULL,
+  dead INTEGER NOT NULL);
+INSERT INTO meta (key, value) VALUES ('schema', 'herald/3');
+INSERT INTO meta (key, value) VALUES ('next_seq', '4');
+INSERT INTO meta (key, value) VALUES ('applied_lsn', '0');
+"""
+
 
 def make_v2_store(path, now_ms):
     """Two orders: the first with its inventory task done after a retry (a
@@ -78,6 +110,30 @@ def make_v2_store(path, now_ms):
                        " VALUES (?,?,?,?,?,?)", (seq, ch, name, state, 2 if state else 0, now_ms))
     db.executemany("INSERT INTO counts VALUES (?,?,?,?)",
                    [("email", 2, 0, 0), ("inventory", 1, 1, 0), ("courier", 2, 0, 0)])
+    db.commit()
+    db.close()
+
+
+def make_v3_store(path, now_ms):
+    """Three orders as herald/3 wrote them: the first all pending (bits 7),
+    the second with its inventory task done at the first attempt (bits 5,
+    its done_at set), the third with email and courier done and inventory
+    retrying after a failed attempt (a row, no bit)."""
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA_V3)
+    for seq, order_id, bits, done_at in ((1, 7101, 7, 0), (2, 7102, 5, now_ms - 500),
+                                         (3, 7103, 0, now_ms - 400)):
+        body = {"specversion": "1.0", "id": "ev-%d" % order_id, "source": "shop",
+                "type": harness.EVENT_TYPE, "data": harness.order(order_id)}
+        db.execute("INSERT INTO events VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                   (seq, "%032x" % (0xbeef00 + seq), body["id"], "shop", harness.EVENT_TYPE,
+                    "key" + US + harness.EVENT_TYPE + US + "n" + US + str(order_id), now_ms - 1000,
+                    " ".join(harness.CHANNELS), done_at, json.dumps(body), bits))
+    db.execute("INSERT INTO tasks (seq, ch, channel, state, attempts, last_error, updated_at)"
+               " VALUES (3, 1, 'inventory', 0, 1, 'stock service: 503', ?)", (now_ms - 300,))
+    db.execute("INSERT INTO attempts VALUES (3, 1, 1, ?, 'retry', 'stock service: 503')", (now_ms - 300,))
+    db.executemany("INSERT INTO counts VALUES (?,?,?,?)",
+                   [("email", 2, 1, 0), ("inventory", 2, 1, 0), ("courier", 2, 1, 0)])
     db.commit()
     db.close()
 
@@ -110,7 +166,7 @@ def work_off_written(t, first, between=None, after=""):
     broker = h.start_broker()
     acks = publish_orders(t, h, first)
     h.herald("track", acks[0]["event_id"], "--json")   # the index writes what it holds
-    harness.wait_until(lambda: query(store, "SELECT pending, count(*) FROM events GROUP BY pending") == [(7, N)],
+    harness.wait_until(lambda: query(store, "SELECT bits, count(*) FROM pending GROUP BY bits") == [(7, N)],
                        10, "the events written with their three bits")
     if between:
         between(h)
@@ -118,13 +174,24 @@ def work_off_written(t, first, between=None, after=""):
     h.wait_counts({ch: N for ch in harness.CHANNELS}, timeout=30)
     harness.wait_until(lambda: all(h._channel(h.status(), ch).get("done") == N
                                    for ch in harness.CHANNELS), 15, "status: every task done" + after)
-    harness.wait_until(lambda: query(store, "SELECT count(*) FROM events WHERE pending <> 0")[0][0] == 0,
+    harness.wait_until(lambda: query(store, "SELECT count(*) FROM pending WHERE bits <> 0")[0][0] == 0,
                        10, "every bit gone in the run that wrote it" + after)
     t.check(query(store, "SELECT count(*) FROM tasks")[0][0] == 0,
             "no task row for a task done at its first attempt after its event was written" + after,
             query(store, "SELECT * FROM tasks LIMIT 5"))
-    late = query(store, "SELECT count(*) FROM events WHERE done_at < received_at OR done_at = 0")[0][0]
-    t.check(late == 0, "each event's row says when its last task was done" + after, late)
+    late = query(store, "SELECT count(*) FROM events e LEFT JOIN pending p ON p.seq = e.seq"
+                        " WHERE p.seq IS NULL OR p.done_at < e.received_at")[0][0]
+    t.check(late == 0, "each event's bits say when its last task was done" + after, late)
+    r = h.herald("track", acks[-1]["event_id"], "--json")
+    tracked = json.loads(r.stdout) if r.returncode == 0 else {}
+    tasks = [task for ev in tracked.get("events", []) for task in ev.get("channels", [])]
+    done_at = query(store, "SELECT p.done_at FROM pending p JOIN events e ON e.seq = p.seq"
+                           " WHERE e.id = '%s'" % acks[-1]["event_id"])
+    t.check(len(tasks) == 3 and done_at and all(x.get("state") == "done" and x.get("updated_at") <= done_at[0][0]
+                                                for x in tasks)
+            and max(x.get("updated_at") for x in tasks) == done_at[0][0],
+            "track: the last order's tasks done, the latest at its bits' done_at" + after,
+            (done_at, r.stdout[-600:]))
     want = [(ch, 0, N, 0) for ch in sorted(harness.CHANNELS)]
     harness.wait_until(lambda: query(store, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
                        == want, 10, "the counts table: every task done" + after)
@@ -146,8 +213,8 @@ def body(t):
                        "every event written to the index")
     rows = query(store, "SELECT count(*) FROM tasks")[0][0]
     t.check(rows == 0, "no task has a row of its own while pending at its first attempt", rows)
-    bits = query(store, "SELECT pending, count(*) FROM events GROUP BY pending")
-    t.check(bits == [(7, N)], "each event's row has a pending bit for each of its three channels", bits)
+    bits = query(store, "SELECT bits, count(*) FROM pending GROUP BY bits")
+    t.check(bits == [(7, N)], "each event has a pending bit for each of its three channels", bits)
     st = h.status()
     t.check(all(h._channel(st, ch).get("pending") == N for ch in harness.CHANNELS),
             "status: %d pending per channel" % N, st.get("channels"))
@@ -179,7 +246,7 @@ def body(t):
     # what dead list read is in the index's open transaction: committed soon after
     def committed():
         rows = query(store, "SELECT channel, state, count(*) FROM tasks GROUP BY channel, state")
-        bits = query(store, "SELECT pending, count(*) FROM events GROUP BY pending")
+        bits = query(store, "SELECT bits, count(*) FROM pending GROUP BY bits")
         return (rows, bits) if rows == [("courier", 2, N)] and bits == [(3, N)] else None
     try:
         harness.wait_until(committed, 10, "the abandoned tasks committed")
@@ -187,7 +254,7 @@ def body(t):
         pass
     rows = query(store, "SELECT channel, state, count(*) FROM tasks GROUP BY channel, state")
     t.check(rows == [("courier", 2, N)], "the courier tasks got dead rows, and only they", rows)
-    bits = query(store, "SELECT pending, count(*) FROM events GROUP BY pending")
+    bits = query(store, "SELECT bits, count(*) FROM pending GROUP BY bits")
     t.check(bits == [(3, N)], "the email and inventory bits stay, the courier bit went", bits)
 
     # the backlog is loaded from the bits: each task delivered once
@@ -202,7 +269,7 @@ def body(t):
         t.check(len(names) == N and len({harness.read_delivery(os.path.join(h.outbox(ch), n)).task_id
                                          for n in names}) == N,
                 "%s: %d deliveries, one per task" % (ch, N), len(names))
-    harness.wait_until(lambda: query(store, "SELECT count(*) FROM events WHERE pending <> 0")[0][0] == 0,
+    harness.wait_until(lambda: query(store, "SELECT count(*) FROM pending WHERE bits <> 0")[0][0] == 0,
                        10, "every pending bit gone once its task is done")
     rows = query(store, "SELECT channel, state, count(*) FROM tasks GROUP BY channel, state")
     t.check(rows == [("courier", 2, N)],
@@ -235,10 +302,10 @@ def body(t):
     store2 = os.path.join(h2.tmp, "herald.db")
     make_v2_store(store2, int(time.time() * 1000))
     broker2 = h2.start_broker()
-    t.check("store migrated from herald/2 to herald/3" in open(broker2.log).read(),
+    t.check("store migrated from herald/2 to herald/4" in open(broker2.log).read(),
             "the broker says it converted the herald/2 store", harness.tail(broker2.log, 10))
-    t.check(query(store2, "SELECT value FROM meta WHERE key = 'schema'") == [("herald/3",)],
-            "the store's schema is herald/3 now")
+    t.check(query(store2, "SELECT value FROM meta WHERE key = 'schema'") == [("herald/4",)],
+            "the store's schema is herald/4 now")
     t.check(query(store2, "SELECT name FROM sqlite_master WHERE name = 'events_uid'") == []
             and "index events_uid dropped" in open(broker2.log).read(),
             "its index on events.uid is dropped, and the broker says so", harness.tail(broker2.log, 10))
@@ -252,7 +319,7 @@ def body(t):
     r = h2.publish(input=lines)
     t.check(r.returncode == 0, "five more orders ACKed", r.stderr[-300:])
     h2.herald("track", "ev-7001", "--json")     # the index writes what it holds
-    harness.wait_until(lambda: query(store2, "SELECT count(*) FROM events WHERE pending = 7")[0][0] == 5,
+    harness.wait_until(lambda: query(store2, "SELECT count(*) FROM pending WHERE bits = 7")[0][0] == 5,
                        10, "the new orders' pending bits committed")
     h2.send_signal(broker2, signal.SIGTERM)     # all of them loaded back from the index
     h2.wait_exit(broker2)
@@ -267,12 +334,53 @@ def body(t):
             h2.counts())
     # the loaded bits went as their tasks were done (the index remembers the
     # bits it loads), the old rows were marked done, and the index counts so
-    harness.wait_until(lambda: query(store2, "SELECT count(*) FROM events WHERE pending <> 0")[0][0] == 0
+    harness.wait_until(lambda: query(store2, "SELECT count(*) FROM pending WHERE bits <> 0")[0][0] == 0
                        and query(store2, "SELECT count(*) FROM tasks WHERE state <> 1")[0][0] == 0, 10,
                        "no pending bit and no unfinished row left")
     want_counts = [("courier", 0, 7, 0), ("email", 0, 7, 0), ("inventory", 0, 7, 0)]
     harness.wait_until(lambda: query(store2, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
                        == want_counts, 10, "the counts table: 7 done per channel")
+
+    # a herald/3 store: the bits move to their table, the column goes
+    h5 = t.deployment()
+    store5 = os.path.join(h5.tmp, "herald.db")
+    now_ms = int(time.time() * 1000)
+    make_v3_store(store5, now_ms)
+    broker5 = h5.start_broker()
+    t.check("store migrated from herald/3 to herald/4" in open(broker5.log).read(),
+            "the broker says it converted the herald/3 store", harness.tail(broker5.log, 10))
+    t.check(query(store5, "SELECT value FROM meta WHERE key = 'schema'") == [("herald/4",)],
+            "the store's schema is herald/4 now")
+    t.check(query(store5, "SELECT seq, bits, done_at FROM pending ORDER BY seq") == [(1, 7, 0), (2, 5, 0)],
+            "the bits moved to their table", query(store5, "SELECT * FROM pending"))
+    columns = [r[1] for r in query(store5, "PRAGMA table_info(events)")]
+    t.check("pending" not in columns and "done_at" in columns
+            and query(store5, "SELECT name FROM sqlite_master WHERE name = 'events_pending'") == [],
+            "events lost its pending column and that column's index", columns)
+    st = h5.status()
+    pending = {ch: h5._channel(st, ch).get("pending") for ch in harness.CHANNELS}
+    t.check(pending == {"email": 2, "inventory": 2, "courier": 2},
+            "its pending tasks are counted pending, bits and row alike", pending)
+    r = h5.herald("track", "ev-7102", "--json")
+    tracked = json.loads(r.stdout) if r.returncode == 0 else {}
+    states = [(x.get("state"), x.get("updated_at")) for ev in tracked.get("events", [])
+              for x in ev.get("channels", [])]
+    t.check(states == [("pending", now_ms - 1000), ("done", now_ms - 500), ("pending", now_ms - 1000)],
+            "track: the second order's inventory done when its event's row says, the others pending",
+            r.stdout[-600:])
+    h5.start_workers()
+    want = {"email": 2, "inventory": 2, "courier": 2}
+    h5.wait_counts(want, timeout=30)
+    harness.wait_until(lambda: all(h5._channel(h5.status(), ch).get("pending") == 0
+                                   for ch in harness.CHANNELS), 15, "nothing pending")
+    t.check(h5.counts() == want, "each pending task delivered once, from the bits and from the row",
+            h5.counts())
+    harness.wait_until(lambda: query(store5, "SELECT count(*) FROM pending WHERE bits <> 0")[0][0] == 0
+                       and query(store5, "SELECT count(*) FROM tasks WHERE state <> 1")[0][0] == 0, 10,
+                       "no pending bit and no unfinished row left")
+    want_counts = [("courier", 0, 3, 0), ("email", 0, 3, 0), ("inventory", 0, 3, 0)]
+    harness.wait_until(lambda: query(store5, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
+                       == want_counts, 10, "the counts table: 3 done per channel")
 
     # a first attempt that fails: the bit goes, a row comes
     h3 = t.deployment(channels=("email",))
@@ -284,7 +392,7 @@ def body(t):
     r = h3.herald("track", acks[0]["event_id"], "--json")  # the index writes the event: a bit
     tracked = json.loads(r.stdout) if r.returncode == 0 else {}
     task_id = tracked["events"][0]["channels"][0]["task_id"]
-    harness.wait_until(lambda: query(store3, "SELECT pending FROM events") == [(1,)], 10,
+    harness.wait_until(lambda: query(store3, "SELECT bits FROM pending") == [(1,)], 10,
                        "the event written with its email bit")
     # a directory where the delivery's file goes (.eml for an email channel, else
     # .json): its rename fails, the attempt too
@@ -296,7 +404,7 @@ def body(t):
     retrying = harness.wait_until(
         lambda: [r for r in query(store3, "SELECT state, attempts FROM tasks WHERE seq = 1 AND ch = 0")
                  if r[0] == 0 and r[1] >= 1], 20, "a row for the failed first attempt")
-    t.check(retrying and query(store3, "SELECT pending FROM events") == [(0,)],
+    t.check(retrying and query(store3, "SELECT bits FROM pending") == [(0,)],
             "the failed first attempt took the bit and left a row (pending, attempts %s)"
             % (retrying[0][1] if retrying else "-"), query(store3, "SELECT * FROM tasks"))
     for path in in_the_way:
