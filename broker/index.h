@@ -91,6 +91,7 @@ typedef struct index_msg {
     uint64_t number;
     uint64_t after;
     bool requeued;
+    uint64_t tried;                 /* INDEX_LOAD, the index thread's: 1 + applied at its last early read */
     /* answers */
     int code;                       /* 200, 404, 400, 500 (hp_code_t) */
     char *json;                     /* admin answers: a JSON text, owned */

@@ -17,6 +17,11 @@
                                    slow disk: caps what a broker can commit)
     HERALD_FAULT_FSYNC_MATCH=S     the three above only for descriptors whose
                                    path contains S (default: every file)
+    HERALD_FAULT_PREAD_MS_PER_MIB=N  a pread/pread64 of a regular file takes
+    HERALD_FAULT_PREAD_MATCH=S     N ms more per MiB asked for if its path
+                                   contains S (default: every regular file):
+                                   a slow reader, e.g. the index applying
+                                   the journal slowly
     HERALD_FAULT_ENOSPC=F          write/pwrite/pwrite64 to a regular file
     HERALD_FAULT_ENOSPC_MATCH=S    whose path contains S (default: every
                                    regular file) while F exists: -1 ENOSPC
@@ -65,6 +70,8 @@ typedef int s_fsync_fn (int);
 typedef ssize_t s_write_fn (int, const void *, size_t);
 typedef ssize_t s_pwrite_fn (int, const void *, size_t, off_t);
 typedef ssize_t s_pwrite64_fn (int, const void *, size_t, off64_t);
+typedef ssize_t s_pread_fn (int, void *, size_t, off_t);
+typedef ssize_t s_pread64_fn (int, void *, size_t, off64_t);
 typedef int s_rename_fn (const char *, const char *);
 typedef int s_clock_gettime_fn (clockid_t, struct timespec *);
 typedef int s_gettimeofday_fn (struct timeval *, void *);
@@ -75,6 +82,8 @@ static const char *s_fsync_reached;
 static const char *s_fsync_fail;
 static const char *s_fsync_match;
 static long s_fsync_delay_ms;
+static long s_pread_ms_per_mib;
+static const char *s_pread_match;
 static const char *s_enospc;
 static const char *s_enospc_match;
 static const char *s_crash_on;
@@ -101,6 +110,9 @@ s_init (void)
     s_fsync_match = s_env ("HERALD_FAULT_FSYNC_MATCH");
     const char *delay = s_env ("HERALD_FAULT_FSYNC_DELAY_MS");
     s_fsync_delay_ms = delay? strtol (delay, NULL, 10): 0;
+    const char *pread_delay = s_env ("HERALD_FAULT_PREAD_MS_PER_MIB");
+    s_pread_ms_per_mib = pread_delay? strtol (pread_delay, NULL, 10): 0;
+    s_pread_match = s_env ("HERALD_FAULT_PREAD_MATCH");
     s_enospc = s_env ("HERALD_FAULT_ENOSPC");
     s_enospc_match = s_env ("HERALD_FAULT_ENOSPC_MATCH");
     s_crash_on = s_env ("HERALD_FAULT_CRASH_ON");
@@ -331,6 +343,38 @@ pwrite64 (int fd, const void *buf, size_t len, off64_t offset)
         return -1;
     s_log_write (fd, 'W', (long long) offset, len);
     return real_pwrite64 (fd, buf, len, offset);
+}
+
+/*  A read of len bytes of a matching file made slower by s_pread_ms_per_mib. */
+static void
+s_pread_fault (int fd, size_t len)
+{
+    if (s_pread_ms_per_mib <= 0)
+        return;
+    int saved = errno;
+    if (s_fd_matches (fd, s_pread_match)) {
+        long long us = (long long) s_pread_ms_per_mib * 1000 * (long long) len / (1 << 20);
+        struct timespec ts = { (time_t) (us / 1000000), (long) (us % 1000000) * 1000L };
+        while (nanosleep (&ts, &ts) != 0 && errno == EINTR)
+            ;
+    }
+    errno = saved;
+}
+
+ssize_t
+pread (int fd, void *buf, size_t len, off_t offset)
+{
+    S_REAL (s_pread_fn, pread);
+    s_pread_fault (fd, len);
+    return real_pread (fd, buf, len, offset);
+}
+
+ssize_t
+pread64 (int fd, void *buf, size_t len, off64_t offset)
+{
+    S_REAL (s_pread64_fn, pread64);
+    s_pread_fault (fd, len);
+    return real_pread64 (fd, buf, len, offset);
 }
 
 int
