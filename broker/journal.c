@@ -215,11 +215,16 @@ typedef enum {
 } s_check_t;
 
 /*  Checks the record whose header is at p, position lsn, with `avail`
-    bytes readable from p and the segment ending at seg_end. */
+    bytes readable from p and the segment ending at seg_end. A header of
+    zeros is no record: at position 0 (a log that never held one) its LSN
+    would match, and each start of a new store stopped before its first
+    event logged a torn tail and rewrote the segment. */
 static s_check_t
 s_check (const unsigned char *p, size_t avail, uint64_t lsn, uint64_t seg_end, uint32_t *len_out)
 {
     if (avail < JOURNAL_HEADER || s_get64 (p + 8) != lsn)
+        return S_REC_FOREIGN;
+    if (lsn == 0 && s_get32 (p) == 0 && s_get32 (p + 4) == 0 && s_get64 (p + 16) == 0)
         return S_REC_FOREIGN;
     uint32_t len = s_get32 (p + 4);
     uint64_t total = s_align8 (JOURNAL_HEADER + (uint64_t) len);

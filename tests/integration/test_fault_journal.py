@@ -3,7 +3,10 @@
   A. torn tail: after a SIGKILL, bytes of a write that never completed lie
      past the last record (here: a record header with a bad CRC, then junk).
      The broker cuts them off, logs where, serves every ACKed event, appends
-     after the cut, and a second restart finds a clean journal.
+     after the cut, and a second restart finds a clean journal. A journal
+     that never held a record (a new store stopped before its first event)
+     is clean at the next start too: its untouched first header, all
+     zeros at position 0, is no record, not a torn one.
   B. damaged record in the middle: an operator's sqlite3 shell holds the
      index's write lock (BEGIN IMMEDIATE), so the index cannot apply while
      300 events are ACKed (the broker keeps serving: the index is off the ACK
@@ -196,7 +199,23 @@ def case_kills_inside_syncs(t):
     h.kill_all()
 
 
+def case_empty_restart(t):
+    h = t.deployment()
+    before = None
+    for run in (1, 2, 3):
+        broker = faultlib.start_broker(h)
+        h.send_signal(broker, signal.SIGTERM)
+        t.require(h.wait_exit(broker) == 0, "A: start %d with no event stopped cleanly" % run)
+        t.check(not faultlib.log_lines(broker, "torn tail"),
+                "A: start %d of a store that never held an event finds a clean journal" % run,
+                harness.tail(broker.log, 5))
+        names = [os.path.basename(p) for p in segments(h)]
+        t.check(before is None or names == before, "A: its segments are kept as they were", (before, names))
+        before = names
+
+
 def body(t):
+    case_empty_restart(t)
     case_torn_tail(t)
     case_damaged_middle(t)
     case_kills_inside_syncs(t)
