@@ -2440,8 +2440,12 @@ s_thread (void *arg)
                 s_post_failure (self);
             }
         }
+        /*  An apply stopped early to answer requests (s_apply_until)
+            goes on in the same transaction: it commits on time only
+            once it has reached its target, as an uninterrupted one. */
         bool big = atomic_load (&self->applied) >= self->committed + txn_bytes;
-        if (!failed && self->in_txn && (stopping || big || now - self->txn_began >= S_COMMIT_MS)) {
+        bool reached = atomic_load (&self->applied) >= target || waiting_room || failed;
+        if (!failed && self->in_txn && (stopping || big || (reached && now - self->txn_began >= S_COMMIT_MS))) {
             if (s_commit (self) != 0) {
                 if (!s_retry_when_room (self)) {
                     failed = true;
