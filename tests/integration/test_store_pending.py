@@ -38,14 +38,9 @@ import harness
 N = 40
 US = "\x1f"
 
-# the index as herald/2 made it (no pending bits)
-SCHEMA_V2 = """
+# what herald/2 and herald/3 made alike: meta, tasks, attempts, counts
+SCHEMA_COMMON = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
-CREATE TABLE events (seq INTEGER PRIMARY KEY, uid TEXT NOT NULL, id TEXT NOT NULL,
-  source TEXT NOT NULL, type TEXT NOT NULL, dedup_key TEXT NOT NULL, received_at INTEGER NOT NULL,
-  channels TEXT NOT NULL, done_at INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL);
-CREATE INDEX events_id ON events (id);
-CREATE INDEX events_uid ON events (uid);
 CREATE TABLE tasks (seq INTEGER NOT NULL, ch INTEGER NOT NULL, channel TEXT NOT NULL,
   state INTEGER NOT NULL, attempts INTEGER NOT NULL, throttled INTEGER NOT NULL DEFAULT 0,
   not_before INTEGER NOT NULL DEFAULT 0, retry_delay INTEGER NOT NULL DEFAULT 0, last_error TEXT,
@@ -59,36 +54,30 @@ CREATE TABLE attempts (seq INTEGER NOT NULL, ch INTEGER NOT NULL, attempt INTEGE
 CREATE INDEX attempts_task ON attempts (seq, ch);
 CREATE TABLE counts (channel TEXT PRIMARY KEY, pending INTEGER NOT NULL, done INTEGER NOT NULL,
   dead INTEGER NOT NULL);
-INSERT INTO meta (key, value) VALUES ('schema', 'herald/2');
-INSERT INTO meta (key, value) VALUES ('next_seq', '3');
 INSERT INTO meta (key, value) VALUES ('applied_lsn', '0');
 """
 
+# the index as herald/2 made it (no pending bits)
+SCHEMA_V2 = SCHEMA_COMMON + """
+CREATE TABLE events (seq INTEGER PRIMARY KEY, uid TEXT NOT NULL, id TEXT NOT NULL,
+  source TEXT NOT NULL, type TEXT NOT NULL, dedup_key TEXT NOT NULL, received_at INTEGER NOT NULL,
+  channels TEXT NOT NULL, done_at INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL);
+CREATE INDEX events_id ON events (id);
+CREATE INDEX events_uid ON events (uid);
+INSERT INTO meta (key, value) VALUES ('schema', 'herald/2');
+INSERT INTO meta (key, value) VALUES ('next_seq', '3');
+"""
+
 # the index as herald/3 made it: the bits in events.pending
-SCHEMA_V3 = """
-CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+SCHEMA_V3 = SCHEMA_COMMON + """
 CREATE TABLE events (seq INTEGER PRIMARY KEY, uid TEXT NOT NULL, id TEXT NOT NULL,
   source TEXT NOT NULL, type TEXT NOT NULL, dedup_key TEXT NOT NULL, received_at INTEGER NOT NULL,
   channels TEXT NOT NULL, done_at INTEGER NOT NULL DEFAULT 0, body TEXT NOT NULL,
   pending INTEGER NOT NULL DEFAULT 0);
 CREATE INDEX events_id ON events (id);
 CREATE INDEX events_pending ON events (seq) WHERE pending <> 0;
-CREATE TABLE tasks (seq INTEGER NOT NULL, ch INTEGER NOT NULL, channel TEXT NOT NULL,
-  state INTEGER NOT NULL, attempts INTEGER NOT NULL, throttled INTEGER NOT NULL DEFAULT 0,
-  not_before INTEGER NOT NULL DEFAULT 0, retry_delay INTEGER NOT NULL DEFAULT 0, last_error TEXT,
-  updated_at INTEGER NOT NULL, requeued INTEGER NOT NULL DEFAULT 0,
-  PRIMARY KEY (seq, ch)) WITHOUT ROWID;
-CREATE INDEX tasks_pending ON tasks (channel, seq) WHERE state = 0 AND requeued = 0;
-CREATE INDEX tasks_requeued ON tasks (channel, requeued) WHERE state = 0 AND requeued > 0;
-CREATE INDEX tasks_dead ON tasks (channel, seq) WHERE state = 2;
-CREATE TABLE attempts (seq INTEGER NOT NULL, ch INTEGER NOT NULL, attempt INTEGER NOT NULL,
-  at INTEGER NOT NULL, outcome TEXT NOT NULL, error TEXT);
-CREATE INDEX attempts_task ON attempts (seq, ch);
-CREATE TABLE counts (channel TEXT PRIMARY KEY, pending INTEGER NOT NULL, done INTEGER NOT NULL,
-  dead INTEGER NOT NULL);
 INSERT INTO meta (key, value) VALUES ('schema', 'herald/3');
 INSERT INTO meta (key, value) VALUES ('next_seq', '4');
-INSERT INTO meta (key, value) VALUES ('applied_lsn', '0');
 """
 
 
@@ -196,6 +185,23 @@ def work_off_written(t, first, between=None, after=""):
     harness.wait_until(lambda: query(store, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
                        == want, 10, "the counts table: every task done" + after)
     return h, broker
+
+
+def delivered_once(t, h, store, want, done, what):
+    """Waits for want deliveries per channel and nothing pending, checks that
+    no more came (what), then that the loaded bits went as their tasks were
+    done (the index remembers the bits it loads), the rows left were marked
+    done, and the counts table says done tasks per channel."""
+    h.wait_counts(want, timeout=30)
+    harness.wait_until(lambda: all(h._channel(h.status(), ch).get("pending") == 0
+                                   for ch in harness.CHANNELS), 15, "nothing pending")
+    t.check(h.counts() == want, what, h.counts())
+    harness.wait_until(lambda: query(store, "SELECT count(*) FROM pending WHERE bits <> 0")[0][0] == 0
+                       and query(store, "SELECT count(*) FROM tasks WHERE state <> 1")[0][0] == 0, 10,
+                       "no pending bit and no unfinished row left")
+    want_counts = [(ch, 0, done, 0) for ch in sorted(harness.CHANNELS)]
+    harness.wait_until(lambda: query(store, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
+                       == want_counts, 10, "the counts table: %d done per channel" % done)
 
 
 def body(t):
@@ -326,20 +332,8 @@ def body(t):
     broker2 = h2.start_broker()
     h2.start_workers()
     want = {"email": 7, "inventory": 6, "courier": 7}
-    h2.wait_counts(want, timeout=30)
-    harness.wait_until(lambda: all(h2._channel(h2.status(), ch).get("pending") == 0
-                                   for ch in harness.CHANNELS), 15, "nothing pending")
-    t.check(h2.counts() == want,
-            "each pending task delivered once, old rows and new bits alike, the done one not again",
-            h2.counts())
-    # the loaded bits went as their tasks were done (the index remembers the
-    # bits it loads), the old rows were marked done, and the index counts so
-    harness.wait_until(lambda: query(store2, "SELECT count(*) FROM pending WHERE bits <> 0")[0][0] == 0
-                       and query(store2, "SELECT count(*) FROM tasks WHERE state <> 1")[0][0] == 0, 10,
-                       "no pending bit and no unfinished row left")
-    want_counts = [("courier", 0, 7, 0), ("email", 0, 7, 0), ("inventory", 0, 7, 0)]
-    harness.wait_until(lambda: query(store2, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
-                       == want_counts, 10, "the counts table: 7 done per channel")
+    delivered_once(t, h2, store2, want, 7,
+                   "each pending task delivered once, old rows and new bits alike, the done one not again")
 
     # a herald/3 store: the bits move to their table, the column goes
     h5 = t.deployment()
@@ -370,17 +364,7 @@ def body(t):
             r.stdout[-600:])
     h5.start_workers()
     want = {"email": 2, "inventory": 2, "courier": 2}
-    h5.wait_counts(want, timeout=30)
-    harness.wait_until(lambda: all(h5._channel(h5.status(), ch).get("pending") == 0
-                                   for ch in harness.CHANNELS), 15, "nothing pending")
-    t.check(h5.counts() == want, "each pending task delivered once, from the bits and from the row",
-            h5.counts())
-    harness.wait_until(lambda: query(store5, "SELECT count(*) FROM pending WHERE bits <> 0")[0][0] == 0
-                       and query(store5, "SELECT count(*) FROM tasks WHERE state <> 1")[0][0] == 0, 10,
-                       "no pending bit and no unfinished row left")
-    want_counts = [("courier", 0, 3, 0), ("email", 0, 3, 0), ("inventory", 0, 3, 0)]
-    harness.wait_until(lambda: query(store5, "SELECT channel, pending, done, dead FROM counts ORDER BY channel")
-                       == want_counts, 10, "the counts table: 3 done per channel")
+    delivered_once(t, h5, store5, want, 3, "each pending task delivered once, from the bits and from the row")
 
     # a first attempt that fails: the bit goes, a row comes
     h3 = t.deployment(channels=("email",))
