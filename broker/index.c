@@ -1370,11 +1370,10 @@ s_apply_until (index_t *self, uint64_t until, bool yield, bool waiting)
     }
     if (!stopped)
         atomic_store (&self->applied, until);
-    until = atomic_load (&self->applied);
     /*  The window stays open across applies until the transaction commits
         (or a reader needs the tables): an event and the outcomes that
         follow it within a commit interval become one row. */
-    if (s_set_meta (self, "applied_lsn", until) != 0
+    if (s_set_meta (self, "applied_lsn", atomic_load (&self->applied)) != 0
     ||  s_set_meta (self, "next_seq", self->next_seq) != 0)
         return -1;
     return 0;
@@ -1448,13 +1447,26 @@ s_mkdir_parent (const char *path)
     return 0;
 }
 
-/*  Converts a store of schema `from` (herald/1, herald/2 or herald/3) to
-    today's, in one transaction. */
+/*  The conversion of a store of schema `from` to today's, or NULL if
+    there is none (today's, or a schema not supported). */
+static const char *
+s_migration (const char *from)
+{
+    static const struct { const char *from; const char **sql; } migrations[] = {
+        { "herald/1", &s_migrate_v1 }, { "herald/2", &s_migrate_v2 }, { "herald/3", &s_migrate_v3 },
+    };
+    for (size_t i = 0; i < sizeof migrations / sizeof migrations[0]; i++)
+        if (strcmp (from, migrations[i].from) == 0)
+            return *migrations[i].sql;
+    return NULL;
+}
+
+/*  Converts a store of schema `from` (one s_migration knows) to today's,
+    in one transaction. */
 static int
 s_migrate (index_t *self, const char *from, char *err, size_t errlen)
 {
-    const char *migration = strcmp (from, "herald/1") == 0? s_migrate_v1
-                           : strcmp (from, "herald/2") == 0? s_migrate_v2: s_migrate_v3;
+    const char *migration = s_migration (from);
     /*  herald/1's migration creates today's tables where it says %SCHEMA%. */
     const char *marker = "%SCHEMA%";
     const char *at = strstr (migration, marker);
@@ -1573,8 +1585,7 @@ index_open_file (const char *path, index_info_t *info, char *err, size_t errlen)
                                 NULL) == SQLITE_OK && sqlite3_step (check) == SQLITE_ROW)
             snprintf (schema, sizeof schema, "%s", s_col (check, 0));
         sqlite3_finalize (check);
-        if (strcmp (schema, "herald/1") == 0 || strcmp (schema, "herald/2") == 0
-        ||  strcmp (schema, "herald/3") == 0) {
+        if (s_migration (schema)) {
             if (s_migrate (self, schema, err, errlen) != 0) {
                 index_destroy (&self);
                 return NULL;
@@ -2274,6 +2285,9 @@ s_yield (index_t *self, bool yielding)
     return 0;
 }
 
+static void
+s_msg_free_tasks (index_msg_t *msg);
+
 /*  A load waits for the index to apply the journal up to its min_lsn,
     the channel's last task sent to the store: then a short read means
     nothing is left there. But the oldest tasks, those it reads first, were
@@ -2300,11 +2314,7 @@ s_load_early (index_t *self, index_msg_t *msg)
         msg->min_lsn = applied;
         return true;
     }
-    for (size_t i = 0; i < msg->task_count; i++)
-        free (msg->tasks[i].body);
-    free (msg->tasks);
-    msg->tasks = NULL;
-    msg->task_count = 0;
+    s_msg_free_tasks (msg);
     msg->code = 0;
     msg->error[0] = '\0';
     return false;
@@ -2444,7 +2454,7 @@ s_thread (void *arg)
             goes on in the same transaction: it commits on time only
             once it has reached its target, as an uninterrupted one. */
         bool big = atomic_load (&self->applied) >= self->committed + txn_bytes;
-        bool reached = atomic_load (&self->applied) >= target || waiting_room || failed;
+        bool reached = atomic_load (&self->applied) >= target || waiting_room;
         if (!failed && self->in_txn && (stopping || big || (reached && now - self->txn_began >= S_COMMIT_MS))) {
             if (s_commit (self) != 0) {
                 if (!s_retry_when_room (self)) {
@@ -2602,6 +2612,17 @@ index_msg_new (index_kind_t kind)
     return msg;
 }
 
+/*  Frees a load's tasks and their bodies; the message has none after. */
+static void
+s_msg_free_tasks (index_msg_t *msg)
+{
+    for (size_t i = 0; i < msg->task_count; i++)
+        free (msg->tasks[i].body);
+    free (msg->tasks);
+    msg->tasks = NULL;
+    msg->task_count = 0;
+}
+
 void
 index_msg_destroy (index_msg_t **msg_p)
 {
@@ -2609,9 +2630,7 @@ index_msg_destroy (index_msg_t **msg_p)
         return;
     index_msg_t *msg = *msg_p;
     free (msg->json);
-    for (size_t i = 0; i < msg->task_count; i++)
-        free (msg->tasks[i].body);
-    free (msg->tasks);
+    s_msg_free_tasks (msg);
     free (msg->dedup_key);
     for (size_t i = 0; msg->pruned_keys && i < msg->pruned_count; i++)
         free (msg->pruned_keys[i]);
