@@ -212,17 +212,23 @@ s_nap (void)
 }
 
 /*  The fsync faults: 0 go on with the real call, -1 fail it (errno set). */
+/*  Sleeps us microseconds, signals or not (errno may change). */
+static void
+s_sleep_us (long long us)
+{
+    struct timespec ts = { (time_t) (us / 1000000), (long) (us % 1000000) * 1000L };
+    while (nanosleep (&ts, &ts) != 0 && errno == EINTR)
+        ;
+}
+
 static int
 s_fsync_fault (int fd)
 {
     if (!s_fsync_block && !s_fsync_fail && s_fsync_delay_ms <= 0)
         return 0;
     int saved = errno;
-    if (s_fsync_delay_ms > 0 && s_fd_matches_kind (fd, s_fsync_match, 1, 1)) {
-        struct timespec ts = { s_fsync_delay_ms / 1000, (s_fsync_delay_ms % 1000) * 1000000L };
-        while (nanosleep (&ts, &ts) != 0 && errno == EINTR)
-            ;
-    }
+    if (s_fsync_delay_ms > 0 && s_fd_matches_kind (fd, s_fsync_match, 1, 1))
+        s_sleep_us ((long long) s_fsync_delay_ms * 1000);
     if (s_fsync_fail && s_exists (s_fsync_fail)
     &&  s_fd_matches_kind (fd, s_fsync_match, 1, 1)) {
         errno = EIO;
@@ -352,12 +358,8 @@ s_pread_fault (int fd, size_t len)
     if (s_pread_ms_per_mib <= 0)
         return;
     int saved = errno;
-    if (s_fd_matches (fd, s_pread_match)) {
-        long long us = (long long) s_pread_ms_per_mib * 1000 * (long long) len / (1 << 20);
-        struct timespec ts = { (time_t) (us / 1000000), (long) (us % 1000000) * 1000L };
-        while (nanosleep (&ts, &ts) != 0 && errno == EINTR)
-            ;
-    }
+    if (s_fd_matches (fd, s_pread_match))
+        s_sleep_us ((long long) s_pread_ms_per_mib * 1000 * (long long) len / (1 << 20));
     errno = saved;
 }
 

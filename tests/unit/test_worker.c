@@ -168,21 +168,29 @@ s_expect (hp_command_t command, int timeout_ms, hw_msg_t *in, hp_msg_t *msg)
     }
 }
 
+/*  Checks a READY received (in, msg) for channel and capacity and takes its
+    connection as the worker's (s_fx.identity); closes in. */
+static void
+s_take_ready (hw_msg_t *in, const hp_msg_t *msg, const char *channel, uint32_t capacity)
+{
+    cr_assert (hp_str_eq (msg->channel, channel));
+    cr_assert_eq (msg->capacity, capacity);
+    cr_assert_eq (msg->max_batch, capacity, "takes up to its credit in one TASKS message");
+    cr_assert (msg->worker.len > 2 && memchr (msg->worker.ptr, ':', msg->worker.len),
+               "worker name should be host:pid");
+    cr_assert_lt (in->identity.len, sizeof s_fx.identity);
+    memcpy (s_fx.identity, in->identity.ptr, in->identity.len);
+    s_fx.identity_len = in->identity.len;
+    hw_msg_close (in);
+}
+
 static void
 s_expect_ready (const char *channel, uint32_t capacity)
 {
     hw_msg_t in;
     hp_msg_t msg;
     cr_assert_eq (s_expect (HP_READY, WAIT_MS, &in, &msg), 0, "no READY");
-    cr_assert (hp_str_eq (msg.channel, channel));
-    cr_assert_eq (msg.capacity, capacity);
-    cr_assert_eq (msg.max_batch, capacity, "takes up to its credit in one TASKS message");
-    cr_assert (msg.worker.len > 2 && memchr (msg.worker.ptr, ':', msg.worker.len),
-               "worker name should be host:pid");
-    cr_assert_lt (in.identity.len, sizeof s_fx.identity);
-    memcpy (s_fx.identity, in.identity.ptr, in.identity.len);
-    s_fx.identity_len = in.identity.len;
-    hw_msg_close (&in);
+    s_take_ready (&in, &msg, channel, capacity);
 }
 
 static hp_str_t
@@ -767,19 +775,15 @@ Test (worker, reload_with_a_new_capacity_registers_again_once_idle)
         cr_assert_eq (hw_recv (s_fx.router, true, &in, 0), 0);
         cr_assert_eq (hw_decode (&in, &msg, NULL), 0);
         bool old = in.identity.len == first_len && memcmp (in.identity.ptr, first, first_len) == 0;
+        if (msg.command == HP_READY) {
+            cr_assert (!old, "the new READY comes on a new connection");
+            s_take_ready (&in, &msg, "bench", 3);
+            ready = true;
+            continue;
+        }
         if (msg.command == HP_DISCONNECT) {
             cr_assert (old, "the DISCONNECT ends the old session");
             disconnected = true;
-        }
-        else
-        if (msg.command == HP_READY) {
-            cr_assert (!old, "the new READY comes on a new connection");
-            cr_assert (hp_str_eq (msg.channel, "bench"));
-            cr_assert_eq (msg.capacity, 3);
-            cr_assert_lt (in.identity.len, sizeof s_fx.identity);
-            memcpy (s_fx.identity, in.identity.ptr, in.identity.len);
-            s_fx.identity_len = in.identity.len;
-            ready = true;
         }
         else
             cr_assert_eq (msg.command, HP_HEARTBEAT, "unexpected %s", hp_command_name (msg.command));
