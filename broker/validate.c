@@ -55,6 +55,15 @@ typedef struct {
     s_span_t key;
 } s_key_t;
 
+/*  A member of the top-level `data` object as the checking pass met it. */
+typedef struct {
+    s_span_t key;
+    const char *value;              /* its first byte */
+    size_t len;                     /* the value's bytes */
+} s_member_t;
+
+#define S_MEMBERS_MAX   64          /* members of data noted (more: the lookups walk data) */
+
 typedef struct {
     const char *start, *p, *end;
     const char *error_at;
@@ -66,6 +75,13 @@ typedef struct {
     s_span_t attrs[8];
     bool has_attr[8];
     char attr_kind[8];              /* first byte of the value: " { [ t f n - or a digit */
+    /*  The members of the top-level `data` object: the lookups of the
+        required fields and of the key start from them instead of walking
+        `data` again (those walks were a fifth of the validation's time). */
+    bool data_next;                 /* the value about to be checked is data's */
+    s_member_t *members;            /* S_MEMBERS_MAX of them */
+    size_t member_count;
+    bool members_all;               /* every member of data is in members */
 } s_scan_t;
 
 #define S_ATTR(name) { name, sizeof name - 1 }
@@ -76,6 +92,7 @@ static const struct { const char *name; size_t len; } s_attrs[8] = {
 enum { A_SPECVERSION, A_ID, A_SOURCE, A_TYPE, A_SUBJECT, A_TIME, A_DATACONTENTTYPE, A_DATA };
 
 static s_key_t s_keys[S_KEYS_MAX];   /* the broker validates on its loop thread alone */
+static s_member_t s_members[S_MEMBERS_MAX];
 static bool s_has_base64;
 
 static int
@@ -227,8 +244,8 @@ s_mark_end (const char *p, const char *end)
 }
 
 /*  A string at s->p (the opening quote): checked, span set. */
-static int
-s_string (s_scan_t *s, s_span_t *span)
+static __attribute__ ((noinline)) int
+s_string_slow (s_scan_t *s, s_span_t *span)
 {
     const char *open = s->p++;
     span->ptr = s->p;
@@ -280,6 +297,23 @@ s_string (s_scan_t *s, s_span_t *span)
         s->p += n;
     }
     return s_fail (s, open, "unterminated string");
+}
+
+/*  The same, inlined for the common case: plain ASCII up to the closing
+    quote (keys and most values); anything else takes the checking loop. */
+static inline int
+s_string (s_scan_t *s, s_span_t *span)
+{
+    const char *start = s->p + 1;
+    const char *stop = s_plain_end (start, s->end);
+    if (stop < s->end && *stop == '"') {
+        span->ptr = start;
+        span->len = (size_t) (stop - start);
+        span->escaped = false;
+        s->p = stop + 1;
+        return 0;
+    }
+    return s_string_slow (s, span);
 }
 
 /*  A failed decoding leaves out empty (never half a string). */
@@ -358,13 +392,36 @@ s_decode (const s_span_t *span, char *out, size_t size)
     return n;
 }
 
+/*  A key's hash, eight bytes at a time (a byte at a time, it was a tenth
+    of the validation's time): every byte counts, so keys made to share
+    one need more than a common beginning and end. */
 static uint32_t
 s_hash (const char *p, size_t len)
 {
-    uint32_t h = 2166136261u;
-    for (size_t i = 0; i < len; i++)
-        h = (h ^ (unsigned char) p[i]) * 16777619u;
-    return h;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ len;
+    uint64_t word;
+    for (; len >= 8; p += 8, len -= 8) {
+        memcpy (&word, p, 8);
+        h = (h ^ word) * 0xff51afd7ed558ccdull;
+        h ^= h >> 29;
+    }
+    if (len > 0) {
+        /*  The last 1 to 7 bytes, in loads of fixed size (a memcpy of a
+            variable length is a call). */
+        if (len >= 4) {
+            uint32_t lo, hi;
+            memcpy (&lo, p, 4);
+            memcpy (&hi, p + len - 4, 4);
+            word = lo | (uint64_t) hi << 32;
+        }
+        else
+            word = (uint64_t) (unsigned char) p[0] | (uint64_t) (unsigned char) p[len / 2] << 8
+                 | (uint64_t) (unsigned char) p[len - 1] << 16;
+        h = (h ^ word) * 0xff51afd7ed558ccdull;
+        h ^= h >> 29;
+    }
+    h *= 0xc4ceb9fe1a85ec53ull;
+    return (uint32_t) (h ^ (h >> 32));
 }
 
 /*  True if two checked key spans are the same key once decoded. */
@@ -454,12 +511,37 @@ s_number (s_scan_t *s)
 
 static int s_value (s_scan_t *s, char *kind);
 
+/*  Which CloudEvents attribute (A_*) an unescaped top-level key names, or
+    -1: by its length first (a loop of compares over the eight names was a
+    twentieth of the validation's time). */
+static int
+s_attr_index (const s_span_t *key)
+{
+    int a = -1;
+    switch (key->len) {
+        case 2:  a = A_ID; break;
+        case 4:  a = key->ptr[0] == 't'? (key->ptr[1] == 'y'? A_TYPE: A_TIME): A_DATA; break;
+        case 6:  a = A_SOURCE; break;
+        case 7:  a = A_SUBJECT; break;
+        case 11: a = A_SPECVERSION; break;
+        case 15: a = A_DATACONTENTTYPE; break;
+        default: return -1;
+    }
+    return memcmp (key->ptr, s_attrs[a].name, key->len) == 0? a: -1;
+}
+
 static int
 s_object (s_scan_t *s)
 {
     const char *open = s->p++;
     size_t base = s->key_count;
     bool top = s->depth == 1;
+    bool data = s->data_next;           /* this is the top-level data */
+    s->data_next = false;
+    if (data) {
+        s->member_count = 0;
+        s->members_all = true;
+    }
     s_ws (s);
     if (s->p < s->end && *s->p == '}') {
         s->p++;
@@ -486,25 +568,32 @@ s_object (s_scan_t *s)
         s_ws (s);
         const char *value_start = s->p;
         char kind;
-        if (s_value (s, &kind) != 0)
+        int attr = top && !key.escaped? s_attr_index (&key): -1;
+        s->data_next = attr == A_DATA;
+        int rc = s_value (s, &kind);
+        s->data_next = false;
+        if (rc != 0)
             return -1;
-        if (top) {
-            for (int a = 0; a < 8; a++)
-                if (!key.escaped && key.len == s_attrs[a].len
-                &&  memcmp (key.ptr, s_attrs[a].name, key.len) == 0) {
-                    s->has_attr[a] = true;
-                    s->attr_kind[a] = kind;
-                    s->attrs[a] = kind == '"'
-                        ? (s_span_t) { value_start + 1, (size_t) (s->p - value_start - 2), false }
-                        : (s_span_t) { value_start, (size_t) (s->p - value_start), false };
-                    if (kind == '"') {
-                        /*  Escapes in the value are noted for decoding. */
-                        s->attrs[a].escaped = memchr (value_start + 1, '\\', s->attrs[a].len) != NULL;
-                    }
-                }
-            if (!key.escaped && key.len == 11 && memcmp (key.ptr, "data_base64", 11) == 0)
-                s_has_base64 = true;
+        if (data) {
+            if (s->member_count < S_MEMBERS_MAX)
+                s->members[s->member_count++] = (s_member_t) { key, value_start, (size_t) (s->p - value_start) };
+            else
+                s->members_all = false;
         }
+        if (attr >= 0) {
+            s->has_attr[attr] = true;
+            s->attr_kind[attr] = kind;
+            s->attrs[attr] = kind == '"'
+                ? (s_span_t) { value_start + 1, (size_t) (s->p - value_start - 2), false }
+                : (s_span_t) { value_start, (size_t) (s->p - value_start), false };
+            if (kind == '"') {
+                /*  Escapes in the value are noted for decoding. */
+                s->attrs[attr].escaped = memchr (value_start + 1, '\\', s->attrs[attr].len) != NULL;
+            }
+        }
+        else
+        if (top && !key.escaped && key.len == 11 && memcmp (key.ptr, "data_base64", 11) == 0)
+            s_has_base64 = true;
         s_ws (s);
         if (s->p < s->end && *s->p == ',') {
             s->p++;
@@ -523,6 +612,7 @@ static int
 s_array (s_scan_t *s)
 {
     const char *open = s->p++;
+    s->data_next = false;               /* data is an array: its elements are not data's members */
     s_ws (s);
     if (s->p < s->end && *s->p == ']') {
         s->p++;
@@ -707,6 +797,35 @@ s_lookup (const char *value, const char *end, const char *path, s_span_t *out, c
     return true;
 }
 
+/*  As s_lookup below the top-level data, starting from the members the
+    checking pass noted: the first step of the path is found among them,
+    the rest (if any) is walked inside that member's value. */
+static bool
+s_lookup_data (const s_scan_t *s, const char *path, s_span_t *out, char *kind)
+{
+    const char *dot = strchr (path, '.');
+    size_t seg_len = dot? (size_t) (dot - path): strlen (path);
+    if (seg_len == 0)
+        return false;
+    if (!s->members_all)
+        return s_lookup (s->attrs[A_DATA].ptr, s->attrs[A_DATA].ptr + s->attrs[A_DATA].len, path, out, kind);
+    s_span_t want = { path, seg_len, false };
+    for (size_t i = 0; i < s->member_count; i++) {
+        const s_member_t *m = &s->members[i];
+        if (!s_same_key (&m->key, &want))
+            continue;
+        if (dot && dot[1])
+            return s_lookup (m->value, m->value + m->len, dot + 1, out, kind);
+        *kind = *m->value;
+        if (*m->value == '"')
+            *out = (s_span_t) { m->value + 1, m->len - 2, memchr (m->value + 1, '\\', m->len - 2) != NULL };
+        else
+            *out = (s_span_t) { m->value, m->len, false };
+        return true;
+    }
+    return false;
+}
+
 /*  True for an object or array holding nothing but white space. */
 static bool
 s_empty_container (const s_span_t *span)
@@ -724,7 +843,18 @@ s_empty_container (const s_span_t *span)
 static const char *
 s_control_char (const char *text, size_t len)
 {
-    for (size_t i = 0; i < len; i++)
+    /*  Eight bytes at a time while none is one (a byte below 0x20 or 0x7f
+        sets its top bit in the sum; bytes from 0x80 on are left out). */
+    const uint64_t ones = 0x0101010101010101ull, tops = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= len; i += 8) {
+        uint64_t w;
+        memcpy (&w, text + i, 8);
+        uint64_t del = w ^ (0x7f * ones);
+        if ((((w - 0x20 * ones) | (del - ones)) & ~w & tops) != 0)
+            break;
+    }
+    for (; i < len; i++)
         if ((unsigned char) text[i] < 0x20 || text[i] == 0x7f)
             return text + i;
     return NULL;
@@ -867,7 +997,7 @@ validate_event (const herald_config_t *config, const char *body, size_t len, val
         return s_refuse (result, HP_CODE_TOO_LARGE,
                          "event is %s bytes, larger than broker.max_event_bytes (%s)", size, limit);
     }
-    s_scan_t s = { .start = body, .p = body, .end = body + len, .keys = s_keys };
+    s_scan_t s = { .start = body, .p = body, .end = body + len, .keys = s_keys, .members = s_members };
     s_has_base64 = false;
     s_ws (&s);
     char kind = 0;
@@ -917,11 +1047,10 @@ validate_event (const herald_config_t *config, const char *body, size_t len, val
         return s_refuse (result, HP_CODE_INVALID_EVENT, "data: required for type '%s'", type);
     if (s.attr_kind[A_DATA] != '{')
         return s_refuse (result, HP_CODE_INVALID_EVENT, "data: must be a JSON object");
-    const char *data = s.attrs[A_DATA].ptr, *data_end = data + s.attrs[A_DATA].len;
     for (int i = 0; i < rules->required_count; i++) {
         s_span_t field;
         char field_kind = 0;
-        bool found = s_lookup (data, data_end, rules->required[i], &field, &field_kind);
+        bool found = s_lookup_data (&s, rules->required[i], &field, &field_kind);
         if (s_required_field (found, field_kind, &field, rules->required[i], rules->required_types[i],
                               result) != 0)
             return -1;
@@ -941,7 +1070,7 @@ validate_event (const herald_config_t *config, const char *body, size_t len, val
     }
     s_span_t key;
     char key_kind = 0;
-    if (!s_lookup (data, data_end, rules->key, &key, &key_kind))
+    if (!s_lookup_data (&s, rules->key, &key, &key_kind))
         return s_refuse (result, HP_CODE_INVALID_EVENT, "data.%s: idempotency key field missing", rules->key);
     char value[VALIDATE_KEY_VALUE_MAX + 8];
     size_t value_len;

@@ -325,6 +325,48 @@ Test (validate, lookups_through_arrays_and_escapes)
     cr_assert_str_eq (r.reason, "data.items.2.sku: required field missing");
 }
 
+/*  The lookups start from the members of data that the checking pass
+    noted: a member whose key is escaped is found by its decoded name, a
+    member of an object inside data or beside it is not one of data's, and
+    a data of more members than are noted is walked instead. */
+Test (validate, lookups_from_the_members_of_data)
+{
+    validate_result_t r;
+    /*  order_id written with an escape, as the key and a required field. */
+    const char *escaped = ENVELOPE ("{\"customer\":{\"email\":\"a@b.c\"},\"order\\u005fid\":42," ITEMS "}");
+    cr_assert_eq (check (escaped, &r), 0, "%s", r.reason);
+    cr_assert_str_eq (r.dedup_key, "key\x1f" "order.confirmed\x1f" "n\x1f" "42");
+    /*  order_id inside customer, and beside data: neither is data's. */
+    const char *nested = "{\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"shop\",\"type\":\"order.confirmed\","
+                         "\"data\":{\"customer\":{\"email\":\"a@b.c\",\"order_id\":1}," ITEMS "},"
+                         "\"extra\":{\"order_id\":2}}";
+    cr_assert_eq (check (nested, &r), -1);
+    cr_assert_str_eq (r.reason, "data.order_id: required field missing");
+    /*  An object before data at the top level lends data none of its members. */
+    const char *before = "{\"extra\":{\"order_id\":2},\"specversion\":\"1.0\",\"id\":\"e-1\",\"source\":\"shop\","
+                         "\"type\":\"order.confirmed\",\"data\":{\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}}";
+    cr_assert_eq (check (before, &r), -1);
+    cr_assert_str_eq (r.reason, "data.order_id: required field missing");
+    /*  100 members before the ones looked up: more than are noted. */
+    char data[4096], body[4600];
+    size_t n = (size_t) snprintf (data, sizeof data, "{");
+    for (int i = 0; i < 100; i++)
+        n += (size_t) snprintf (data + n, sizeof data - n, "\"f%d\":{\"order_id\":%d},", i, i);
+    snprintf (data + n, sizeof data - n, "\"customer\":{\"email\":\"a@b.c\"}," ITEMS ",\"order_id\":\"last\"}");
+    snprintf (body, sizeof body, ENVELOPE ("%s"), data);
+    cr_assert_eq (check (body, &r), 0, "%s", r.reason);
+    cr_assert_str_eq (r.dedup_key, "key\x1f" "order.confirmed\x1f" "s\x1f" "last");
+    snprintf (data + n, sizeof data - n, "\"customer\":{\"email\":\"a@b.c\"}," ITEMS "}");
+    snprintf (body, sizeof body, ENVELOPE ("%s"), data);
+    cr_assert_eq (check (body, &r), -1);
+    cr_assert_str_eq (r.reason, "data.order_id: required field missing");
+    /*  A path that goes on below a member that is not an object. */
+    herald_event_type_t *type = &config.events[0];
+    snprintf (type->required[2], sizeof type->required[2], "order_id.x");
+    cr_assert_eq (check (ENVELOPE ("{\"order_id\":1,\"customer\":{\"email\":\"a@b.c\"}}"), &r), -1);
+    cr_assert_str_eq (r.reason, "data.order_id.x: required field missing");
+}
+
 /*  A string attribute too long to keep is refused, and the result's field is
     left empty, not holding the first bytes without a terminator (found by
     fuzz_validate: an escaped source of 300 characters). */
