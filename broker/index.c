@@ -913,10 +913,15 @@ s_channel_at (const char *channels, int ch, char *name, size_t size)
 static int
 s_pending_place (const char *channels, int64_t pending, const char *channel)
 {
-    for (int i = 0; i < RECORD_MAX_FANOUT; i++) {
-        char name[64];
-        if ((pending >> i) & 1 && s_channel_at (channels, i, name, sizeof name) && strcmp (name, channel) == 0)
+    size_t want = strlen (channel);
+    const char *p = channels;
+    for (int i = 0; i < RECORD_MAX_FANOUT && *p; i++) {
+        size_t len = strcspn (p, " ");
+        if ((pending >> i) & 1 && len == want && memcmp (p, channel, len) == 0)
             return i;
+        p += len;
+        if (*p == ' ')
+            p++;
     }
     return -1;
 }
@@ -1942,6 +1947,19 @@ s_query_event_id (index_t *self, index_msg_t *msg)
     sqlite3_finalize (stmt);
 }
 
+/*  Column col of stmt's row, as text, into out (cut to size - 1 bytes). */
+static void
+s_copy_col (char *out, size_t size, sqlite3_stmt *stmt, int col)
+{
+    const unsigned char *text = sqlite3_column_text (stmt, col);
+    size_t len = text? (size_t) sqlite3_column_bytes (stmt, col): 0;
+    if (len > size - 1)
+        len = size - 1;
+    if (len)
+        memcpy (out, text, len);
+    out[len] = '\0';
+}
+
 /*  Reads up to `number` tasks of a load from stmt (columns: seq, ch, uid,
     attempts, throttled, not_before, retry_delay, requeued, body) into out,
     or, with pending_bits, the channel's pending bits of the events stmt
@@ -1952,6 +1970,7 @@ s_load_read (index_t *self, sqlite3_stmt *stmt, bool pending_bits, const char *c
              index_task_t *out, size_t *count)
 {
     int rc = SQLITE_DONE;
+    size_t channel_len = strnlen (channel, sizeof out->channel - 1);
     while (*count < number && (rc = sqlite3_step (stmt)) == SQLITE_ROW) {
         int ch = 0;
         if (pending_bits) {
@@ -1969,8 +1988,9 @@ s_load_read (index_t *self, sqlite3_stmt *stmt, bool pending_bits, const char *c
         memset (t, 0, sizeof *t);
         t->seq = (uint64_t) sqlite3_column_int64 (stmt, 0);
         t->ch = pending_bits? ch: sqlite3_column_int (stmt, 1);
-        snprintf (t->uid, sizeof t->uid, "%s", s_col (stmt, pending_bits? 1: 2));
-        snprintf (t->channel, sizeof t->channel, "%.63s", channel);
+        s_copy_col (t->uid, sizeof t->uid, stmt, pending_bits? 1: 2);
+        memcpy (t->channel, channel, channel_len);
+        t->channel[channel_len] = '\0';
         if (!pending_bits) {
             t->attempts = (uint32_t) sqlite3_column_int64 (stmt, 3);
             t->throttled = (uint32_t) sqlite3_column_int64 (stmt, 4);
