@@ -156,9 +156,10 @@ security_socket_options (security_t *self, endpoint_t endpoint, hw_options_t *op
 static void
 s_close_connection (security_t *self, const hw_msg_t *in)
 {
-    if (in->peer_fd >= 0) {
-        peers_forget (self->peers, in->peer_fd);
-        shutdown (in->peer_fd, SHUT_RDWR);
+    int fd = hw_msg_peer_fd (in);
+    if (fd >= 0) {
+        peers_forget (self->peers, fd);
+        shutdown (fd, SHUT_RDWR);
     }
 }
 
@@ -167,7 +168,7 @@ security_admit (security_t *self, endpoint_t endpoint, const hw_msg_t *in)
 {
     if (!self || !self->curve)
         return true;
-    const char *key = in->user_id;
+    const char *key = hw_msg_user_id (in);
     if (!key || strlen (key) != HERALD_KEY_LEN) {
         /*  Cannot happen with the ZAP thread answering (it always names the
             key); without a User-Id nobody vouched for this peer. */
@@ -177,7 +178,7 @@ security_admit (security_t *self, endpoint_t endpoint, const hw_msg_t *in)
     }
     const allowlist_entry_t *entry = allowlist_find (self->allowlist, key);
     if (entry && allowlist_permits (entry, endpoint)) {
-        peers_note (self->peers, in->peer_fd, endpoint, key);
+        peers_note (self->peers, hw_msg_peer_fd (in), endpoint, key);
         return true;
     }
     const char *removed = entry? NULL: allowlist_removed_name (self->allowlist, key);
@@ -207,7 +208,8 @@ security_may_serve (security_t *self, void *socket, const hw_msg_t *in, const ch
 {
     if (!self || !self->curve)
         return true;
-    const allowlist_entry_t *entry = allowlist_find (self->allowlist, in->user_id);
+    const char *key = hw_msg_user_id (in);
+    const allowlist_entry_t *entry = allowlist_find (self->allowlist, key);
     int index = herald_config_channel_index (self->config, channel);
     if (index < 0)
         return true;        /* the broker refuses unknown channels itself */
@@ -220,7 +222,7 @@ security_may_serve (security_t *self, void *socket, const hw_msg_t *in, const ch
               entry? entry->name: "?", allowed, channel);
     char quoted[sizeof reason + 16];
     refusals_add (self->refusals, ENDPOINT_WORKERS, REFUSAL_CHANNEL, "key=\"%s\" name=%s channel=%s error=%s",
-                  in->user_id? in->user_id: "-", entry? entry->name: "-", channel,
+                  key? key: "-", entry? entry->name: "-", channel,
                   herald_log_quote (reason, quoted, sizeof quoted));
     hp_msg_t nack = { .command = HP_NACK, .corr = hp_str ("READY"), .code = HP_CODE_FORBIDDEN,
                       .text = hp_str (reason) };
@@ -234,7 +236,8 @@ security_admin_check (security_t *self, const hw_msg_t *in, hp_str_t verb, char 
     *body = NULL;
     if (!self || !self->curve)
         return 0;
-    const allowlist_entry_t *entry = allowlist_find (self->allowlist, in->user_id);
+    const char *key = hw_msg_user_id (in);
+    const allowlist_entry_t *entry = allowlist_find (self->allowlist, key);
     unsigned needed = HERALD_ROLE_ADMIN_OPERATE;
     for (size_t i = 0; i < sizeof s_verbs / sizeof s_verbs[0]; i++)
         if (hp_str_eq (verb, s_verbs[i].verb))
@@ -252,7 +255,7 @@ security_admin_check (security_t *self, const hw_msg_t *in, hp_str_t verb, char 
     snprintf (text, sizeof text, "key '%s' (%s) may not use '%s': it needs %s", entry? entry->name: "?",
               role, name, needed & HERALD_ROLE_ADMIN_READ? "admin_read or admin_operate": "admin_operate");
     refusals_add (self->refusals, ENDPOINT_ADMIN, REFUSAL_ADMIN_VERB, "key=\"%s\" name=%s verb=\"%s\" role=\"%s\"",
-                  in->user_id? in->user_id: "-", entry? entry->name: "-", name, role);
+                  key? key: "-", entry? entry->name: "-", name, role);
     json_t *reply = json_pack ("{s:s}", "error", text);
     *body = json_dumps (reply, JSON_COMPACT);
     json_decref (reply);

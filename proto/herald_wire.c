@@ -186,8 +186,7 @@ hw_recv (void *socket, bool router, hw_msg_t *in, int flags)
     in->count = 0;
     in->identity = hp_strn (NULL, 0);
     in->too_many_frames = false;
-    in->user_id = NULL;
-    in->peer_fd = -1;
+    in->router = false;
 
     const size_t keep = (router? 1: 0) + HP_MAX_FRAMES;
     bool more = true;
@@ -224,12 +223,7 @@ hw_recv (void *socket, bool router, hw_msg_t *in, int flags)
     if (router) {
         in->identity = hp_strn (zmq_msg_data (&in->parts[0]), zmq_msg_size (&in->parts[0]));
         start = 1;
-        /*  The routing id frame is made by the ROUTER itself; the frames
-            after it carry the connection's metadata. */
-        if (in->part_count > 1) {
-            in->user_id = zmq_msg_gets (&in->parts[1], "User-Id");
-            in->peer_fd = zmq_msg_get (&in->parts[1], ZMQ_SRCFD);
-        }
+        in->router = true;
     }
     for (size_t i = start; i < in->part_count; i++)
         in->frames[in->count++] = (hp_frame_t) {
@@ -246,8 +240,22 @@ hw_msg_close (hw_msg_t *in)
     in->part_count = 0;
     in->count = 0;
     in->identity = hp_strn (NULL, 0);
-    in->user_id = NULL;
-    in->peer_fd = -1;
+    in->router = false;
+}
+
+/*  The routing id frame is made by the ROUTER itself; the frames after it
+    carry the connection's metadata. */
+const char *
+hw_msg_user_id (const hw_msg_t *in)
+{
+    return in->router && in->part_count > 1? zmq_msg_gets (&in->parts[1], "User-Id"): NULL;
+}
+
+int
+hw_msg_peer_fd (const hw_msg_t *in)
+{
+    /*  zmq_msg_get takes a message it does not change as not const. */
+    return in->router && in->part_count > 1? zmq_msg_get ((zmq_msg_t *) &in->parts[1], ZMQ_SRCFD): -1;
 }
 
 int
@@ -301,6 +309,7 @@ struct hw_watch {
     char endpoint[64];
     int failed;                 /* the latest handshake: 0 succeeded (or none yet), 1 failed with
                                    a bare close, 2 refused or a protocol error (reason says which) */
+    bool curve;                 /* the watched socket is a CURVE client */
     char reason[200];
 };
 
@@ -310,6 +319,7 @@ hw_watch_new (void *ctx, hw_options_t *options)
     hw_watch_t *self = calloc (1, sizeof *self);
     if (!self)
         return NULL;
+    self->curve = options->curve_server != NULL;
     /*  A name never used before in this process: a closed socket's monitor
         may still hold the last one for a moment (libzmq unbinds it
         asynchronously), and a reused name would be "address in use". */
@@ -363,10 +373,22 @@ s_watch_event (hw_watch_t *self, uint16_t event, uint32_t value)
                 before the peer's ERROR is read): the reason stands. */
             if (self->failed == 2)
                 break;
+            /*  A bare close says nothing for sure: the broker's ERROR or
+                greeting can be lost with the connection (the broker closes
+                it with our handshake unread, and the reset discards what we
+                had not read yet). Seen on a 2-core machine: a client
+                without a key got only bare closes from a CURVE broker in
+                one run of three, a refused key now and then. So it names
+                what it may be, for this client's mechanism. */
             self->failed = 1;
-            snprintf (self->reason, sizeof self->reason,
-                      "the broker closed the connection during the CURVE handshake: wrong broker key "
-                      "(--server-key)?");
+            if (self->curve)
+                snprintf (self->reason, sizeof self->reason,
+                          "the broker closed the connection during the CURVE handshake: wrong broker key "
+                          "(--server-key)?, or the broker refused this client's key");
+            else
+                snprintf (self->reason, sizeof self->reason,
+                          "the broker closed the connection during the handshake: a security mismatch? (the "
+                          "broker uses CURVE and this client has no key: --key)");
             break;
         default:
             break;

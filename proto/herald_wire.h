@@ -52,10 +52,19 @@ typedef struct {
     hp_frame_t frames[HP_MAX_FRAMES];
     size_t count;               /* frames after the identity */
     bool too_many_frames;       /* more than HP_MAX_FRAMES: the rest was drained and dropped */
-    const char *user_id;        /* ROUTER: the User-Id the ZAP handler gave the peer's connection,
-                                   NULL without one; borrowed until hw_msg_close */
-    int peer_fd;                /* ROUTER: the connection's descriptor (ZMQ_SRCFD), -1 unknown */
+    bool router;                /* received on a ROUTER: parts[1] carries the connection's metadata */
 } hw_msg_t;
+
+/*  A ROUTER message's User-Id (what the ZAP handler gave the peer's
+    connection), NULL without one; borrowed until hw_msg_close. Looked up
+    when asked (a lookup in the message's metadata for every message was
+    a fortieth of the broker loop's instructions per publish). */
+const char *
+    hw_msg_user_id (const hw_msg_t *in);
+
+/*  A ROUTER message's connection descriptor (ZMQ_SRCFD), -1 unknown. */
+int
+    hw_msg_peer_fd (const hw_msg_t *in);
 
 /*  Receives one whole multipart message (draining extra frames). For ROUTER
     sockets (router = true) the first frame is taken as the identity.

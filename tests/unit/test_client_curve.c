@@ -116,7 +116,7 @@ Test (client_curve, a_listed_key_publishes)
     zmq_pollitem_t item = { s_router, 0, ZMQ_POLLIN, 0 };
     cr_assert_eq (zmq_poll (&item, 1, 5000), 1);
     cr_assert_eq (hw_recv (s_router, true, &in, 0), 0);
-    cr_assert_str_eq (in.user_id, s_shop.public_key, "the broker sees the client's key");
+    cr_assert_str_eq (hw_msg_user_id (&in), s_shop.public_key, "the broker sees the client's key");
     hp_msg_t msg;
     cr_assert_eq (hw_decode (&in, &msg, NULL), 0);
     hp_msg_t ack = { .command = HP_ACK, .corr = msg.corr, .event_id = hp_str ("e-1"),

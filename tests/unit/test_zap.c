@@ -156,9 +156,9 @@ Test (zap, listed_key_gets_in_with_its_user_id)
     void *client = s_client (&s_shop, s_broker.public_key);
     hw_msg_t in;
     cr_assert_eq (s_receive (&in, 5000), 0, "the listed producer's message arrives");
-    cr_assert_not_null (in.user_id);
-    cr_assert_str_eq (in.user_id, s_shop.public_key, "User-Id is the client's key");
-    cr_assert_geq (in.peer_fd, 0, "the connection's descriptor is known");
+    cr_assert_not_null (hw_msg_user_id (&in));
+    cr_assert_str_eq (hw_msg_user_id (&in), s_shop.public_key, "User-Id is the client's key");
+    cr_assert_geq (hw_msg_peer_fd (&in), 0, "the connection's descriptor is known");
     cr_assert_eq (in.count, 1);
     hw_msg_close (&in);
     cr_assert_eq (zap_connections (s_zap, ENDPOINT_PRODUCERS), 1);
@@ -188,7 +188,7 @@ Test (zap, a_reload_removes_a_key)
     void *client = s_client (&s_shop, s_broker.public_key);
     hw_msg_t in;
     cr_assert_eq (s_receive (&in, 5000), 0);
-    int fd = in.peer_fd;
+    int fd = hw_msg_peer_fd (&in);
     hw_msg_close (&in);
     peers_note (s_peers, fd, ENDPOINT_PRODUCERS, s_shop.public_key);
     zmq_close (client);
