@@ -21,6 +21,33 @@ Test (dedup, add_find_remove)
     cr_assert_null (d);
 }
 
+/*  The hash of the last key looked at is remembered (a publish finds its
+    key, then adds it): keys of the same length that differ in one byte,
+    looked at in turns, and a key longer than what is remembered, are each
+    their own. */
+Test (dedup, remembered_hash_is_the_keys_own)
+{
+    dedup_t *d = dedup_new (0);
+    cr_assert_eq (dedup_find (d, "order-1", 7), 0);
+    cr_assert_eq (dedup_add (d, "order-2", 7, 2), 0);
+    cr_assert_eq (dedup_find (d, "order-1", 7), 0, "order-2's hash answered for order-1");
+    cr_assert_eq (dedup_add (d, "order-1", 7, 1), 0);
+    cr_assert_eq (dedup_find (d, "order-2", 7), 2);
+    cr_assert_eq (dedup_find (d, "order-1", 7), 1);
+    cr_assert_eq (dedup_find (d, "order-3", 7), 0);
+    char a[400], b[400];
+    memset (a, 'k', sizeof a);
+    memcpy (b, a, sizeof b);
+    b[sizeof b - 1] = 'l';
+    cr_assert_eq (dedup_add (d, a, sizeof a, 3), 0);
+    cr_assert_eq (dedup_find (d, b, sizeof b), 0);
+    cr_assert_eq (dedup_find (d, a, sizeof a), 3);
+    dedup_remove (d, "order-1", 7, 1);
+    cr_assert_eq (dedup_find (d, "order-1", 7), 0);
+    cr_assert_eq (dedup_count (d), 2);
+    dedup_destroy (&d);
+}
+
 /*  Growth and deletion keep every other key findable (backward shift). */
 Test (dedup, many_keys_survive_growth_and_removal)
 {
