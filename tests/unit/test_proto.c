@@ -809,6 +809,26 @@ Test (proto, batch_entries)
     for (size_t i = 0; i < sizeof bad_results / sizeof bad_results[0]; i++)
         cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "RESULTS", bad_results[i]), -1,
                       "result %zu accepted", i);
+    /*  Long task ids (a uid and a channel, 40-odd octets) are scanned
+        sixteen octets at a time: a control character or DEL anywhere in
+        one is refused, a byte from 0x80 is taken as before. */
+    const char *long_ids[][2] = {
+        { "0123456789abcdef0123456789abcdef.email 7 done 0 0\n\n", "ok" },
+        { "0123456789abcdef0123456789abcdef.\xc3\xa9mail 7 done 0 0\n\n", "ok" },
+        { "0123456789abcdef0123456789abcdef\x01email 7 done 0 0\n\n", "bad" },
+        { "0123456789abcdef0123456789abcdef\x7f" "email 7 done 0 0\n\n", "bad" },
+        { "0123456789abcdef0\tdef0123456789abcdef.email 7 done 0 0\n\n", "bad" },
+    };
+    for (size_t i = 0; i < sizeof long_ids / sizeof long_ids[0]; i++) {
+        bool ok = strcmp (long_ids[i][1], "ok") == 0;
+        cr_assert_eq (S_DECODE_PARTS (&msg, &err, "HERALD/2", "RESULTS", long_ids[i][0]), ok? 0: -1,
+                      "long id %zu: %s", i, err.text);
+        if (ok) {
+            cursor = msg.batch;
+            cr_assert (hp_next_result (&cursor, &result));
+            cr_assert_eq (result.task_id.len, (size_t) (strchr (long_ids[i][0], ' ') - long_ids[i][0]));
+        }
+    }
     /*  a text up to HP_MAX_TEXT octets; hp_result_put cuts a longer one */
     static char frame[4096];
     hp_result_t big = { hp_str ("a"), 1, HP_OUTCOME_FAILED, 0, hp_str (s_repeat ('e', 3000)) };
