@@ -298,6 +298,21 @@ Test (core, no_ack_and_no_task_before_the_record_is_durable)
     cr_assert_eq (s.tasks[0].attempt, 1u);
 }
 
+/*  Records are encoded straight into the core's buffer, which grows when
+    one does not fit: a small event, one of 60 KB, a small one again; each
+    appended record decodes (s_append checks), and each is acknowledged. */
+Test (core, records_of_any_size_are_appended_whole)
+{
+    s_start (1);
+    s_publish (1);
+    s_publish_sized (2, 60000);
+    s_publish (3);
+    s_publish_sized (4, 30000);
+    cr_assert_eq (s_records (RECORD_EVENT, 0), 4u);
+    core_durable (s.core, s.end, s.t0 + 1);
+    cr_assert_eq (s_replies (HP_ACK), 4u);
+}
+
 Test (core, acks_leave_in_journal_order_as_durability_advances)
 {
     s_start (1);
