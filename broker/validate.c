@@ -112,6 +112,25 @@ s_ws (s_scan_t *s)
         s->p++;
 }
 
+/*  True if the next byte after any white space is c (s->p left at it, or at
+    what is there instead): compact JSON has none, and is checked first. */
+/*  s_ws, called only when the next byte may be white space. */
+static inline void
+s_ws_maybe (s_scan_t *s)
+{
+    if (s->p < s->end && (unsigned char) *s->p <= ' ')
+        s_ws (s);
+}
+
+static inline bool
+s_at (s_scan_t *s, char c)
+{
+    if (s->p < s->end && *s->p == c)
+        return true;
+    s_ws (s);
+    return s->p < s->end && *s->p == c;
+}
+
 static int
 s_hex4 (const char *p, const char *end, unsigned *out)
 {
@@ -548,8 +567,7 @@ s_object (s_scan_t *s)
         return 0;
     }
     while (true) {
-        s_ws (s);
-        if (s->p >= s->end || *s->p != '"')
+        if (!s_at (s, '"'))
             return s_fail (s, s->p, "string or '}' expected");
         s_span_t key;
         if (s_string (s, &key) != 0)
@@ -561,11 +579,10 @@ s_object (s_scan_t *s)
         if (s->key_count == S_KEYS_MAX)
             return s_fail (s, key.ptr - 1, "too many object keys open at once");
         s->keys[s->key_count++] = (s_key_t) { hash, key };
-        s_ws (s);
-        if (s->p >= s->end || *s->p != ':')
+        if (!s_at (s, ':'))
             return s_fail (s, s->p, "':' expected");
         s->p++;
-        s_ws (s);
+        s_ws_maybe (s);
         const char *value_start = s->p;
         char kind;
         int attr = top && !key.escaped? s_attr_index (&key): -1;
@@ -594,8 +611,7 @@ s_object (s_scan_t *s)
         else
         if (top && !key.escaped && key.len == 11 && memcmp (key.ptr, "data_base64", 11) == 0)
             s_has_base64 = true;
-        s_ws (s);
-        if (s->p < s->end && *s->p == ',') {
+        if (s_at (s, ',')) {
             s->p++;
             continue;
         }
@@ -619,12 +635,11 @@ s_array (s_scan_t *s)
         return 0;
     }
     while (true) {
-        s_ws (s);
+        s_ws_maybe (s);
         char kind;
         if (s_value (s, &kind) != 0)
             return -1;
-        s_ws (s);
-        if (s->p < s->end && *s->p == ',') {
+        if (s_at (s, ',')) {
             s->p++;
             continue;
         }
