@@ -467,6 +467,27 @@ s_monitor_event (void *monitor, uint16_t event, uint32_t value)
     cr_assert_eq (zmq_send (monitor, "tcp://127.0.0.1:1", 17, 0), 17);
 }
 
+/*  A watch made with options, and a PAIR bound where it listens: what is
+    sent there reaches the watch as libzmq's monitor events would. */
+static hw_watch_t *
+s_watch_fed (hw_options_t *options, void **monitor)
+{
+    hw_watch_t *watch = hw_watch_new (s_ctx, options);
+    cr_assert_not_null (watch);
+    *monitor = zmq_socket (s_ctx, ZMQ_PAIR);
+    cr_assert_eq (zmq_bind (*monitor, options->monitor), 0);
+    return watch;
+}
+
+static void
+s_watch_fed_destroy (hw_watch_t **watch, void *monitor)
+{
+    int linger = 0;
+    zmq_setsockopt (monitor, ZMQ_LINGER, &linger, sizeof linger);
+    zmq_close (monitor);
+    hw_watch_destroy (watch);
+}
+
 /*  A client reconnects after a refusal; libzmq may close the next attempt
     before the broker's ERROR is read (a bare close). The refusal's reason
     stands until a handshake succeeds (a CI run under ASan said "wrong
@@ -474,10 +495,8 @@ s_monitor_event (void *monitor, uint16_t event, uint32_t value)
 Test (wire, a_bare_close_after_a_refusal_keeps_the_reason)
 {
     hw_options_t options = { .curve_server = "a CURVE client (the watch only looks whether it is set)" };
-    hw_watch_t *watch = hw_watch_new (s_ctx, &options);
-    cr_assert_not_null (watch);
-    void *monitor = zmq_socket (s_ctx, ZMQ_PAIR);
-    cr_assert_eq (zmq_bind (monitor, options.monitor), 0);
+    void *monitor;
+    hw_watch_t *watch = s_watch_fed (&options, &monitor);
     char text[256];
     s_monitor_event (monitor, ZMQ_EVENT_HANDSHAKE_FAILED_AUTH, 400);
     s_monitor_event (monitor, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, 0);
@@ -490,10 +509,7 @@ Test (wire, a_bare_close_after_a_refusal_keeps_the_reason)
     cr_assert (hw_watch_failed (watch, text, sizeof text));
     cr_expect (strstr (text, "closed the connection during the CURVE handshake: wrong broker key"), "%s", text);
     cr_expect (strstr (text, "or the broker refused this client's key"), "%s", text);
-    int linger = 0;
-    zmq_setsockopt (monitor, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_close (monitor);
-    hw_watch_destroy (&watch);
+    s_watch_fed_destroy (&watch, monitor);
 }
 
 /*  A client without a key that the broker closes on with no word: most
@@ -503,10 +519,8 @@ Test (wire, a_bare_close_after_a_refusal_keeps_the_reason)
 Test (wire, a_bare_close_on_a_client_without_keys_suggests_a_security_mismatch)
 {
     hw_options_t options = { 0 };
-    hw_watch_t *watch = hw_watch_new (s_ctx, &options);
-    cr_assert_not_null (watch);
-    void *monitor = zmq_socket (s_ctx, ZMQ_PAIR);
-    cr_assert_eq (zmq_bind (monitor, options.monitor), 0);
+    void *monitor;
+    hw_watch_t *watch = s_watch_fed (&options, &monitor);
     char text[256];
     s_monitor_event (monitor, ZMQ_EVENT_HANDSHAKE_FAILED_NO_DETAIL, 32);
     cr_assert (hw_watch_failed (watch, text, sizeof text));
@@ -516,8 +530,5 @@ Test (wire, a_bare_close_on_a_client_without_keys_suggests_a_security_mismatch)
     s_monitor_event (monitor, ZMQ_EVENT_HANDSHAKE_FAILED_PROTOCOL, ZMQ_PROTOCOL_ERROR_ZMTP_MECHANISM_MISMATCH);
     cr_assert (hw_watch_failed (watch, text, sizeof text));
     cr_expect (strstr (text, "security mismatch: the broker uses CURVE"), "%s", text);
-    int linger = 0;
-    zmq_setsockopt (monitor, ZMQ_LINGER, &linger, sizeof linger);
-    zmq_close (monitor);
-    hw_watch_destroy (&watch);
+    s_watch_fed_destroy (&watch, monitor);
 }
