@@ -11,10 +11,9 @@ record_str (const char *text)
 }
 
 //  --------------------------------------------------------------------------
-//  Writing (every field's writer is inlined: a call, a bounds check and a
-//  memcpy call per field were 4,400 of the broker loop's 43,000
-//  instructions per event end to end, each record being written twice,
-//  once to measure it)
+//  Writing (every field's writer is inlined: a call and a memcpy call per
+//  field, for an event and its three outcomes, were a tenth of the broker
+//  loop's instructions per event end to end)
 
 typedef struct {
     unsigned char *p;
