@@ -78,7 +78,6 @@ typedef struct {
     /*  The members of the top-level `data` object: the lookups of the
         required fields and of the key start from them instead of walking
         `data` again (those walks were a fifth of the validation's time). */
-    bool data_next;                 /* the value about to be checked is data's */
     s_member_t *members;            /* S_MEMBERS_MAX of them */
     size_t member_count;
     bool members_all;               /* every member of data is in members */
@@ -112,8 +111,6 @@ s_ws (s_scan_t *s)
         s->p++;
 }
 
-/*  True if the next byte after any white space is c (s->p left at it, or at
-    what is there instead): compact JSON has none, and is checked first. */
 /*  s_ws, called only when the next byte may be white space. */
 static inline void
 s_ws_maybe (s_scan_t *s)
@@ -122,6 +119,8 @@ s_ws_maybe (s_scan_t *s)
         s_ws (s);
 }
 
+/*  True if the next byte after any white space is c (s->p left at it, or at
+    what is there instead): compact JSON has none, and is checked first. */
 static inline bool
 s_at (s_scan_t *s, char c)
 {
@@ -528,7 +527,7 @@ s_number (s_scan_t *s)
     return 0;
 }
 
-static int s_value (s_scan_t *s, char *kind);
+static int s_value (s_scan_t *s, char *kind, bool data);
 
 /*  Which CloudEvents attribute (A_*) an unescaped top-level key names, or
     -1: by its length first (a loop of compares over the eight names was a
@@ -549,14 +548,13 @@ s_attr_index (const s_span_t *key)
     return memcmp (key->ptr, s_attrs[a].name, key->len) == 0? a: -1;
 }
 
+/*  An object; with data, the top-level data, whose members are noted. */
 static int
-s_object (s_scan_t *s)
+s_object (s_scan_t *s, bool data)
 {
     const char *open = s->p++;
     size_t base = s->key_count;
     bool top = s->depth == 1;
-    bool data = s->data_next;           /* this is the top-level data */
-    s->data_next = false;
     if (data) {
         s->member_count = 0;
         s->members_all = true;
@@ -586,10 +584,7 @@ s_object (s_scan_t *s)
         const char *value_start = s->p;
         char kind;
         int attr = top && !key.escaped? s_attr_index (&key): -1;
-        s->data_next = attr == A_DATA;
-        int rc = s_value (s, &kind);
-        s->data_next = false;
-        if (rc != 0)
+        if (s_value (s, &kind, attr == A_DATA) != 0)
             return -1;
         if (data) {
             if (s->member_count < S_MEMBERS_MAX)
@@ -628,7 +623,6 @@ static int
 s_array (s_scan_t *s)
 {
     const char *open = s->p++;
-    s->data_next = false;               /* data is an array: its elements are not data's members */
     s_ws (s);
     if (s->p < s->end && *s->p == ']') {
         s->p++;
@@ -637,7 +631,7 @@ s_array (s_scan_t *s)
     while (true) {
         s_ws_maybe (s);
         char kind;
-        if (s_value (s, &kind) != 0)
+        if (s_value (s, &kind, false) != 0)
             return -1;
         if (s_at (s, ',')) {
             s->p++;
@@ -661,8 +655,9 @@ s_literal (s_scan_t *s, const char *word)
     return 0;
 }
 
+/*  A value; data says it is the top-level data's (s_object). */
 static int
-s_value (s_scan_t *s, char *kind)
+s_value (s_scan_t *s, char *kind, bool data)
 {
     if (s->p >= s->end)
         return s_fail (s, s->p, "unexpected end of input");
@@ -672,7 +667,7 @@ s_value (s_scan_t *s, char *kind)
         case '{': {
             if (++s->depth > S_DEPTH_MAX)
                 return s_fail (s, s->p, "too deeply nested");
-            int rc = s_object (s);
+            int rc = s_object (s, data);
             s->depth--;
             return rc;
         }
@@ -1016,7 +1011,7 @@ validate_event (const herald_config_t *config, const char *body, size_t len, val
     s_has_base64 = false;
     s_ws (&s);
     char kind = 0;
-    int rc = s.p < s.end && (*s.p == '{' || *s.p == '[')? s_value (&s, &kind)
+    int rc = s.p < s.end && (*s.p == '{' || *s.p == '[')? s_value (&s, &kind, false)
            : s_fail (&s, s.p, "'[' or '{' expected");
     if (rc == 0) {
         s_ws (&s);
