@@ -211,7 +211,6 @@ s_nap (void)
         ;
 }
 
-/*  The fsync faults: 0 go on with the real call, -1 fail it (errno set). */
 /*  Sleeps us microseconds, signals or not (errno may change). */
 static void
 s_sleep_us (long long us)
@@ -221,6 +220,7 @@ s_sleep_us (long long us)
         ;
 }
 
+/*  The fsync faults: 0 go on with the real call, -1 fail it (errno set). */
 static int
 s_fsync_fault (int fd)
 {
