@@ -512,6 +512,19 @@ s_store_news (broker_t *self, int64_t now)
         core_index (self->core, msg, now);
 }
 
+typedef struct {
+    broker_t *broker;
+    int64_t now;
+} s_turn_t;
+
+/*  A batch the loop made durable itself: its ACKs leave now. */
+static void
+s_durable_here (void *arg)
+{
+    s_turn_t *turn = arg;
+    s_store_news (turn->broker, turn->now);
+}
+
 broker_status_t
 broker_run (broker_t *self, volatile sig_atomic_t *stop)
 {
@@ -577,9 +590,8 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
         if (core_flush_due (self->core, now, false)) {
             /*  A small batch with the writer idle is synced right here and
                 its ACKs leave in this turn; otherwise the writer takes it. */
-            if (store_commit_here (self->store))
-                s_store_news (self, now);
-            else
+            s_turn_t turn = { self, now };
+            if (!store_commit_here (self->store, s_durable_here, &turn))
                 store_flush (self->store);
         }
         outbox_flush (self->outbox);

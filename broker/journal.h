@@ -58,6 +58,7 @@ typedef struct {
     uint32_t segment_size;  /* bytes per segment, a multiple of 4096 (default 32 MiB) */
     uint64_t max_bytes;     /* most bytes of segments kept (0 = no limit) */
     herald_metrics_t *metrics;  /* each fdatasync's time goes there (borrowed, NULL = none) */
+    int64_t here_slow_us;   /* journal_commit_here declines above this average sync (0 = JOURNAL_HERE_SLOW_US) */
 } journal_options_t;
 
 /*  One record, as read back. */
@@ -106,15 +107,20 @@ void
 /*  Owner: writes and syncs what is staged on the calling thread, when that
     is cheaper than handing it to the writer: the writer is idle, the batch
     at most JOURNAL_HERE_MAX bytes, and recent syncs took at most
-    JOURNAL_HERE_SLOW_US on average. True when done: journal_durable covers
+    JOURNAL_HERE_SLOW_US on average (or the options' here_slow_us). True when done: journal_durable covers
     everything appended (the eventfd is not signalled for it). False when
     not done (also after a failure, which journal_status reports): call
     journal_flush. The caller is blocked for one fdatasync, and saves two
-    thread wake-ups (to the writer and back). */
+    thread wake-ups (to the writer and back). Once the batch is durable,
+    and before the idle writer's mark goes after it, durable (if not NULL)
+    is called with arg: what waited for the batch (ACKs) leaves without
+    waiting for the mark's write. It may append and flush: the writer takes
+    that batch once the mark is written. */
 #define JOURNAL_HERE_MAX        (16u << 10)
 #define JOURNAL_HERE_SLOW_US    2000
+typedef void (journal_durable_fn) (void *arg);
 bool
-    journal_commit_here (journal_t *self);
+    journal_commit_here (journal_t *self, journal_durable_fn *durable, void *arg);
 
 /*  The LSN up to which everything is written and fdatasync'ed. Any thread. */
 uint64_t

@@ -139,11 +139,11 @@ store_flush (store_t *self)
 }
 
 bool
-store_commit_here (store_t *self)
+store_commit_here (store_t *self, journal_durable_fn *durable, void *arg)
 {
     if (self->ops)
         return false;
-    return journal_commit_here (self->journal);
+    return journal_commit_here (self->journal, durable, arg);
 }
 
 uint64_t

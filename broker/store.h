@@ -64,9 +64,10 @@ const char *
 void
     store_flush (store_t *self);
 /*  Makes what is staged durable on the calling thread when that is the
-    cheaper way (journal_commit_here); false: call store_flush. */
+    cheaper way (journal_commit_here: durable (arg) is called once it is,
+    before the journal's own bookkeeping); false: call store_flush. */
 bool
-    store_commit_here (store_t *self);
+    store_commit_here (store_t *self, journal_durable_fn *durable, void *arg);
 uint64_t
     store_durable (store_t *self);
 uint64_t
