@@ -95,7 +95,11 @@ blob_new (uint64_t seq, const char *uid, const char *data, size_t len)
     blob->refs = 0;
     blob->seq = seq;
     blob->received_at = 0;
-    snprintf (blob->uid, sizeof blob->uid, "%s", uid);
+    /*  Copied, not printed: a formatted print was 1.7 % of the loop's CPU
+        at 8 producers x 1 (perf). Cut to the field, as ever. */
+    size_t uid_len = strnlen (uid, sizeof blob->uid - 1);
+    memcpy (blob->uid, uid, uid_len);
+    blob->uid[uid_len] = '\0';
     blob->len = len;
     memcpy (blob->data, data, len);
     blob->data[len] = '\0';

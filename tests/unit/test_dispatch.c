@@ -266,6 +266,10 @@ Test (dispatch, task_id_is_whole_at_the_longest_uid_and_name)
     blob_t *old = blob_new (10, "00000000000000ff", "{}", 2);
     task_t *old_task = task_new (old, 0, 0, 0);
     cr_assert (hp_str_eq (task_id (old_task, &config, id), "00000000000000ff.email"), "%s", id);
+    /*  A longer one is cut to the field, NUL-terminated. */
+    blob_t *longer = blob_new (11, "0123456789abcdef0123456789abcdefXYZ", "{}", 2);
+    cr_assert_str_eq (longer->uid, uid);
+    free (longer);
     task_destroy (&task);
     task_destroy (&old_task);
 }
