@@ -802,15 +802,16 @@ core_durable (core_t *self, uint64_t lsn, int64_t now)
 {
     if (lsn > self->durable)
         self->durable = lsn;
-    while (self->ack_count > 0) {
-        s_ack_t *ack = &self->acks[self->ack_head];
+    /*  Every ACK the position covers leaves first; the tasks of the events
+        they answer are made after, off their path: in a batch of hundreds
+        the last ACK waited for every task before it. */
+    size_t due = 0;
+    for (; due < self->ack_count; due++) {
+        s_ack_t *ack = &self->acks[(self->ack_head + due) % self->ack_cap];
         if (ack->lsn > lsn)
             break;
-        if (ack->blob && self->io.commit_result && s_commit_result (self, ack)) {
-            self->ack_head = (self->ack_head + 1) % self->ack_cap;
-            self->ack_count--;
-            continue;
-        }
+        if (ack->blob && self->io.commit_result && s_commit_result (self, ack))
+            continue;                   /* answered, its blob let go: nothing more to do */
         hp_msg_t reply = {
             .command = HP_ACK,
             .version = ack->version,
@@ -821,6 +822,9 @@ core_durable (core_t *self, uint64_t lsn, int64_t now)
         };
         herald_metrics_acked (self->io.metrics, ack->duplicate, ack->received_us);
         s_send_reply (self, ack->origin, false, ack->identity, ack->identity_len, &reply);
+    }
+    for (; due > 0; due--) {
+        s_ack_t *ack = &self->acks[self->ack_head];
         if (ack->blob) {
             self->events_accepted++;
             s_make_tasks (self, ack, now);

@@ -23,6 +23,7 @@ typedef struct {
     bool duplicate;
     char text[HP_MAX_TEXT + 1];
     char event_id[HP_MAX_ID + 1];
+    uint64_t accepted;              /* core_events_accepted as it was sent */
 } s_reply_t;
 
 typedef struct {
@@ -77,6 +78,7 @@ s_reply (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *m
     r->duplicate = msg->duplicate;
     hp_str_copy (msg->text, r->text, sizeof r->text);
     hp_str_copy (msg->event_id, r->event_id, sizeof r->event_id);
+    r->accepted = s.core? core_events_accepted (s.core): 0;
 }
 
 static int
@@ -328,6 +330,26 @@ Test (core, acks_leave_in_journal_order_as_durability_advances)
     cr_assert_str_eq (s.replies[2].corr, "c3");
     core_durable (s.core, lsns[4], s.t0);
     cr_assert_eq (s.reply_count, 5u);
+}
+
+/*  A batch made durable at once: every ACK leaves before the tasks of the
+    events they answer are made (each event counts as accepted once its
+    tasks are), so the last ACK of a big batch does not wait for them. */
+Test (core, a_batch_is_acked_whole_before_its_tasks_are_made)
+{
+    s_start (1);
+    for (int i = 0; i < 5; i++)
+        s_publish (20 + i);
+    uint64_t before = core_events_accepted (s.core);
+    core_durable (s.core, s.end, s.t0);
+    cr_assert_eq (s_replies (HP_ACK), 5u);
+    for (int i = 0; i < 5; i++)
+        cr_assert_eq (s.replies[i].accepted, before, "ACK %d left after %llu events' tasks were made", i,
+                      (unsigned long long) (s.replies[i].accepted - before));
+    cr_assert_eq (core_events_accepted (s.core), before + 5, "then every event's tasks are made");
+    core_channel_counts_t counts;
+    core_counts (s.core, 0, &counts);
+    cr_assert_eq (counts.ready, 5u, "five tasks wait for the first channel's workers");
 }
 
 static index_msg_t *
