@@ -107,10 +107,10 @@ void
 /*  Owner: writes and syncs what is staged on the calling thread, when that
     is cheaper than handing it to the writer: the writer is idle, the batch
     at most JOURNAL_HERE_MAX bytes, and recent syncs took at most
-    JOURNAL_HERE_SLOW_US on average (or the options' here_slow_us). True when done: journal_durable covers
-    everything appended (the eventfd is not signalled for it). False when
-    not done (also after a failure, which journal_status reports): call
-    journal_flush. The caller is blocked for one fdatasync, and saves two
+    JOURNAL_HERE_SLOW_US on average (or the options' here_slow_us). True
+    when done: journal_durable covers everything appended (the eventfd is
+    not signalled for it). False when not done (also after a failure,
+    which journal_status reports): call journal_flush. The caller is blocked for one fdatasync, and saves two
     thread wake-ups (to the writer and back). Once the batch is durable,
     and before the idle writer's mark goes after it, durable (if not NULL)
     is called with arg: what waited for the batch (ACKs) leaves without
