@@ -529,6 +529,16 @@ s_number (s_scan_t *s)
 
 static int s_value (s_scan_t *s, char *kind, bool data);
 
+/*  A checked value's span: a string's inside of its quotes (escapes noted
+    for decoding), anything else as it stands. */
+static s_span_t
+s_value_span (const char *value, size_t len)
+{
+    if (*value == '"')
+        return (s_span_t) { value + 1, len - 2, memchr (value + 1, '\\', len - 2) != NULL };
+    return (s_span_t) { value, len, false };
+}
+
 /*  Which CloudEvents attribute (A_*) an unescaped top-level key names, or
     -1: by its length first (a loop of compares over the eight names was a
     twentieth of the validation's time). */
@@ -595,13 +605,7 @@ s_object (s_scan_t *s, bool data)
         if (attr >= 0) {
             s->has_attr[attr] = true;
             s->attr_kind[attr] = kind;
-            s->attrs[attr] = kind == '"'
-                ? (s_span_t) { value_start + 1, (size_t) (s->p - value_start - 2), false }
-                : (s_span_t) { value_start, (size_t) (s->p - value_start), false };
-            if (kind == '"') {
-                /*  Escapes in the value are noted for decoding. */
-                s->attrs[attr].escaped = memchr (value_start + 1, '\\', s->attrs[attr].len) != NULL;
-            }
+            s->attrs[attr] = s_value_span (value_start, (size_t) (s->p - value_start));
         }
         else
         if (top && !key.escaped && key.len == 11 && memcmp (key.ptr, "data_base64", 11) == 0)
@@ -798,12 +802,8 @@ s_lookup (const char *value, const char *end, const char *path, s_span_t *out, c
         if (*cursor == '.')
             cursor++;
     }
-    const char *after = s_skip (p, end);
     *kind = *p;
-    if (*p == '"')
-        *out = (s_span_t) { p + 1, (size_t) (after - p - 2), memchr (p + 1, '\\', (size_t) (after - p - 2)) != NULL };
-    else
-        *out = (s_span_t) { p, (size_t) (after - p), false };
+    *out = s_value_span (p, (size_t) (s_skip (p, end) - p));
     return true;
 }
 
@@ -827,10 +827,7 @@ s_lookup_data (const s_scan_t *s, const char *path, s_span_t *out, char *kind)
         if (dot && dot[1])
             return s_lookup (m->value, m->value + m->len, dot + 1, out, kind);
         *kind = *m->value;
-        if (*m->value == '"')
-            *out = (s_span_t) { m->value + 1, m->len - 2, memchr (m->value + 1, '\\', m->len - 2) != NULL };
-        else
-            *out = (s_span_t) { m->value, m->len, false };
+        *out = s_value_span (m->value, m->len);
         return true;
     }
     return false;
