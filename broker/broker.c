@@ -31,6 +31,11 @@
 #define INTERNAL_HWM        100000  /* the internal socket's HWM: the HTTP thread always reads */
 #define POLL_MAX_MS         1000
 
+/*  What the loop waits on (hw_poll: a socket is asked for its events only
+    when its descriptor signalled or the loop touched it, so the admin and
+    internal sockets, idle nearly always, cost nothing per turn). */
+enum { S_WORKERS, S_ADMIN, S_JOURNAL, S_INDEX, S_PRODUCERS, S_INTERNAL, S_WAITS };
+
 struct broker {
     const herald_config_t *config;  /* the loop's: live, below */
     herald_config_t *live;          /* a copy of the one loaded, which a reload rewrites between turns (reload.h) */
@@ -49,6 +54,7 @@ struct broker {
     security_t *security;           /* CURVE, ZAP, connection limits (security.c) */
     volatile sig_atomic_t *reload;  /* set by SIGHUP: reload the security section, or NULL */
     broker_status_t fatal;
+    hw_pollitem_t waits[S_WAITS];   /* set check on a socket's item after touching the socket */
 };
 
 //  --------------------------------------------------------------------------
@@ -59,6 +65,7 @@ s_io_reply (void *ctx, const void *identity, size_t identity_len, const hp_msg_t
 {
     broker_t *self = ctx;
     outbox_send (self->outbox, identity, identity_len, msg);
+    self->waits[S_PRODUCERS].check = true;
 }
 
 /*  Replies to the HTTP thread, on the socket it asked on. */
@@ -67,12 +74,14 @@ s_io_internal_reply (void *ctx, const void *identity, size_t identity_len, const
 {
     broker_t *self = ctx;
     outbox_send (self->internal_outbox, identity, identity_len, msg);
+    self->waits[S_INTERNAL].check = true;
 }
 
 static int
 s_io_to_worker (void *ctx, const void *identity, size_t identity_len, const hp_msg_t *msg)
 {
     broker_t *self = ctx;
+    self->waits[S_WORKERS].check = true;
     return hw_send (self->workers, hp_strn (identity, identity_len), msg, ZMQ_DONTWAIT);
 }
 
@@ -81,6 +90,7 @@ s_io_admin_reply (void *ctx, const void *identity, size_t identity_len, const hp
 {
     broker_t *self = ctx;
     hw_send (self->admin, hp_strn (identity, identity_len), msg, ZMQ_DONTWAIT);
+    self->waits[S_ADMIN].check = true;
 }
 
 static uint64_t
@@ -265,6 +275,19 @@ broker_new (const herald_config_t *config, broker_status_t *status, char *err, s
         broker_destroy (&self);
         return NULL;
     }
+    void *sockets[S_WAITS] = { [S_WORKERS] = self->workers, [S_ADMIN] = self->admin,
+                               [S_PRODUCERS] = self->producers, [S_INTERNAL] = self->internal };
+    for (int i = 0; i < S_WAITS; i++) {
+        if (!sockets[i])
+            hw_poll_fd (&self->waits[i], -1);   /* a descriptor, set at each turn */
+        else
+        if (hw_poll_socket (&self->waits[i], sockets[i]) != 0) {
+            snprintf (err, errlen, "cannot watch a socket: %s", zmq_strerror (errno));
+            *status = BROKER_ERR_INTERNAL;
+            broker_destroy (&self);
+            return NULL;
+        }
+    }
     size_t peer_cap = (size_t) config->broker.max_unread_replies;
     self->outbox = outbox_new (self->producers, "producer", peer_cap, reload_outbox_total (peer_cap));
     self->internal_outbox = outbox_new (self->internal, "http", reload_outbox_total (peer_cap),
@@ -345,6 +368,7 @@ s_log_malformed (broker_t *self, int64_t now)
 static void
 s_drain_producers (broker_t *self, int64_t now)
 {
+    self->waits[S_PRODUCERS].check = true;     /* received from, and maybe answered on */
     for (int i = 0; i < self->config->broker.batch_max && core_accepting (self->core); i++) {
         hw_msg_t in;
         if (hw_recv (self->producers, true, &in, ZMQ_DONTWAIT) != 0) {
@@ -384,6 +408,7 @@ s_drain_producers (broker_t *self, int64_t now)
 static void
 s_drain_workers (broker_t *self, int64_t now)
 {
+    self->waits[S_WORKERS].check = true;     /* received from, and maybe answered on */
     for (int i = 0; i < DRAIN_WORKER_MAX; i++) {
         hw_msg_t in;
         if (hw_recv (self->workers, true, &in, ZMQ_DONTWAIT) != 0) {
@@ -425,6 +450,7 @@ s_drain_workers (broker_t *self, int64_t now)
 static void
 s_drain_admin (broker_t *self, int64_t now)
 {
+    self->waits[S_ADMIN].check = true;     /* received from, and maybe answered on */
     for (int i = 0; i < DRAIN_ADMIN_MAX; i++) {
         hw_msg_t in;
         if (hw_recv (self->admin, true, &in, ZMQ_DONTWAIT) != 0) {
@@ -474,6 +500,7 @@ s_drain_admin (broker_t *self, int64_t now)
 static void
 s_drain_internal (broker_t *self, int64_t now)
 {
+    self->waits[S_INTERNAL].check = true;     /* received from, and maybe answered on */
     for (int i = 0; i < self->config->broker.batch_max && core_accepting (self->core); i++) {
         hw_msg_t in;
         if (hw_recv (self->internal, true, &in, ZMQ_DONTWAIT) != 0) {
@@ -544,6 +571,8 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
                 .sockets = { self->producers, self->workers, self->internal },
             };
             reload_apply (self->live, &targets);
+            for (int i = 0; i < S_WAITS; i++)
+                self->waits[i].check = self->waits[i].socket != NULL;   /* options were set */
             notify_ready ();
         }
         int64_t now = herald_clock_mono_ms ();
@@ -554,37 +583,32 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
         }
         if (stopping && core_stopped (self->core, now))
             break;
-        zmq_pollitem_t items[] = {
-            { self->workers, 0, ZMQ_POLLIN, 0 },
-            { self->admin, 0, ZMQ_POLLIN, 0 },
-            { NULL, store_journal_fd (self->store), ZMQ_POLLIN, 0 },
-            { NULL, store_index_fd (self->store), ZMQ_POLLIN, 0 },
-            { self->producers, 0, ZMQ_POLLIN, 0 },
-            { self->internal, 0, ZMQ_POLLIN, 0 },
-        };
-        int count = core_accepting (self->core)? 6: 4;
+        hw_pollitem_t *waits = self->waits;
+        waits[S_JOURNAL].fd = store_journal_fd (self->store);
+        waits[S_INDEX].fd = store_index_fd (self->store);
+        int count = core_accepting (self->core)? S_WAITS: S_PRODUCERS;
         long timeout = next_deadline > now? (long) (next_deadline - now): 0;
         if ((outbox_parked (self->outbox) > 0 || outbox_parked (self->internal_outbox) > 0) && timeout > 5)
             timeout = 5;
         if (timeout > POLL_MAX_MS)
             timeout = POLL_MAX_MS;
-        int rc = zmq_poll (items, count, timeout);
+        int rc = hw_poll (waits, count, timeout);
         if (rc < 0 && errno != EINTR) {
             herald_error ("poll failed", "error=\"%s\"", zmq_strerror (errno));
             self->fatal = BROKER_ERR_INTERNAL;
             break;
         }
         now = herald_clock_mono_ms ();
-        if (rc > 0 && (items[2].revents & ZMQ_POLLIN))
+        if (rc > 0 && waits[S_JOURNAL].ready)
             store_journal_clear (self->store);
         s_store_news (self, now);
-        if (rc > 0 && (items[0].revents & ZMQ_POLLIN))
+        if (rc > 0 && waits[S_WORKERS].ready)
             s_drain_workers (self, now);
-        if (rc > 0 && count == 6 && (items[4].revents & ZMQ_POLLIN))
+        if (rc > 0 && count == S_WAITS && waits[S_PRODUCERS].ready)
             s_drain_producers (self, now);
-        if (rc > 0 && count == 6 && (items[5].revents & ZMQ_POLLIN))
+        if (rc > 0 && count == S_WAITS && waits[S_INTERNAL].ready)
             s_drain_internal (self, now);
-        if (rc > 0 && (items[1].revents & ZMQ_POLLIN))
+        if (rc > 0 && waits[S_ADMIN].ready)
             s_drain_admin (self, now);
         next_deadline = core_tick (self->core, now);
         if (core_flush_due (self->core, now, false)) {
@@ -594,6 +618,10 @@ broker_run (broker_t *self, volatile sig_atomic_t *stop)
             if (!store_commit_here (self->store, s_durable_here, &turn))
                 store_flush (self->store);
         }
+        if (outbox_parked (self->outbox) > 0)
+            waits[S_PRODUCERS].check = true;
+        if (outbox_parked (self->internal_outbox) > 0)
+            waits[S_INTERNAL].check = true;
         outbox_flush (self->outbox);
         outbox_flush (self->internal_outbox);
         if (core_failed (self->core) && self->fatal == BROKER_OK)

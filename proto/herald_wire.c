@@ -2,11 +2,14 @@
     here, so its options (HWM, ZMQ_MAXMSGSIZE, ROUTER_MANDATORY, reconnect and
     handshake intervals, ZMTP heartbeats) are decided in one place. */
 #include <errno.h>
+#include <limits.h>
+#include <poll.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "herald_wire.h"
 
@@ -451,4 +454,97 @@ hw_watch_close (hw_watch_t **self_p, void *socket, int linger_ms)
         zmq_close (socket);
     }
     hw_watch_destroy (self_p);
+}
+
+//  --------------------------------------------------------------------------
+//  Waiting
+
+#define S_POLL_MAX  16
+
+static int64_t
+s_mono_ms (void)
+{
+    struct timespec ts;
+    clock_gettime (CLOCK_MONOTONIC, &ts);
+    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int
+hw_poll_socket (hw_pollitem_t *item, void *socket)
+{
+    int fd = -1;
+    size_t size = sizeof fd;
+    if (zmq_getsockopt (socket, ZMQ_FD, &fd, &size) != 0)
+        return -1;
+    *item = (hw_pollitem_t) { .socket = socket, .fd = fd, .check = true };
+    return 0;
+}
+
+void
+hw_poll_fd (hw_pollitem_t *item, int fd)
+{
+    *item = (hw_pollitem_t) { .socket = NULL, .fd = fd };
+}
+
+//  Asks a socket whether a message can be received; this also takes its
+//  ZMQ_FD's signal. Returns 1, 0, or -1 with errno.
+static int
+s_readable (hw_pollitem_t *item)
+{
+    uint32_t events = 0;
+    size_t size = sizeof events;
+    item->asked++;
+    item->check = false;
+    if (zmq_getsockopt (item->socket, ZMQ_EVENTS, &events, &size) != 0)
+        return -1;
+    return (events & ZMQ_POLLIN) != 0;
+}
+
+int
+hw_poll (hw_pollitem_t *items, int count, long timeout_ms)
+{
+    if (count < 0 || count > S_POLL_MAX) {
+        errno = EINVAL;
+        return -1;
+    }
+    struct pollfd fds[S_POLL_MAX];
+    int ready = 0;
+    for (int i = 0; i < count; i++) {
+        hw_pollitem_t *item = &items[i];
+        item->ready = false;
+        fds[i] = (struct pollfd) { .fd = item->fd, .events = POLLIN };
+        if (item->socket && item->check) {
+            int rc = s_readable (item);
+            if (rc < 0)
+                return -1;
+            item->ready = rc == 1;
+            ready += rc;
+        }
+    }
+    int64_t deadline = timeout_ms > 0? s_mono_ms () + timeout_ms: 0;
+    for (;;) {
+        long wait = ready > 0? 0: timeout_ms < 0? -1: timeout_ms > 0? (long) (deadline - s_mono_ms ()): 0;
+        if (wait < 0 && timeout_ms >= 0)
+            wait = 0;
+        if (poll (fds, (nfds_t) count, wait > INT_MAX? INT_MAX: (int) wait) < 0)
+            return -1;
+        for (int i = 0; i < count; i++) {
+            hw_pollitem_t *item = &items[i];
+            if (item->ready || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))
+                continue;
+            if (item->socket) {
+                int rc = s_readable (item);
+                if (rc < 0)
+                    return -1;
+                item->ready = rc == 1;
+            }
+            else
+                item->ready = true;
+            ready += item->ready;
+        }
+        /*  A socket's signal may have been for something else than a
+            message (a peer connecting): then wait on, for what is left. */
+        if (ready > 0 || wait == 0)
+            return ready;
+    }
 }

@@ -87,6 +87,43 @@ int
 int
     hw_send (void *socket, hp_str_t identity, const hp_msg_t *msg, int flags);
 
+/*  A wait over ZeroMQ sockets (for reading) and plain descriptors that asks
+    a socket for its events only when its ZMQ_FD signalled or the caller
+    touched it since the last time. zmq_poll asks every socket on every
+    pass, and makes two passes when it waits: for an idle socket that is
+    two system calls (getpid, poll) each time, four per wait, whether or
+    not anything arrived for it.
+
+    ZMQ_FD signals edge-triggered: a send or receive on the socket may
+    take a signal for messages it does not read, and a drain stopped
+    before EAGAIN leaves messages no signal will announce. So after any
+    send, receive or option set on a socket, set its item's check: the
+    next hw_poll asks it before it waits (and does not wait if it is
+    readable). */
+typedef struct {
+    void *socket;                   /* a ZeroMQ socket, or NULL for fd */
+    int fd;                         /* a plain descriptor; for a socket, its ZMQ_FD (hw_poll_socket) */
+    bool check;                     /* ask the socket before waiting (set it after touching the socket) */
+    bool ready;                     /* out: readable (a socket: a message can be received) */
+    unsigned long asked;            /* times the socket was asked for its events (ZMQ_EVENTS) */
+} hw_pollitem_t;
+
+/*  Makes item watch socket (for reading), to be asked at the first wait.
+    Returns 0, or -1 with errno. */
+int
+    hw_poll_socket (hw_pollitem_t *item, void *socket);
+
+/*  Makes item watch a plain descriptor for reading. */
+void
+    hw_poll_fd (hw_pollitem_t *item, int fd);
+
+/*  Waits up to timeout_ms (-1: no limit, 0: not at all) until an item is
+    ready, and sets every item's ready. Items whose socket or fd is NULL / -1
+    are left out (ready false). Returns how many are ready, or -1 with errno
+    (EINTR on a signal). */
+int
+    hw_poll (hw_pollitem_t *items, int count, long timeout_ms);
+
 /*  Watches a DEALER's handshakes, to tell a user why its connection does
     not come up (the broker refused its key, the broker's key is wrong, one
     side has no CURVE). hw_watch_new connects to a fresh inproc endpoint and

@@ -532,3 +532,103 @@ Test (wire, a_bare_close_on_a_client_without_keys_suggests_a_security_mismatch)
     cr_expect (strstr (text, "security mismatch: the broker uses CURVE"), "%s", text);
     s_watch_fed_destroy (&watch, monitor);
 }
+
+//  --------------------------------------------------------------------------
+//  hw_poll
+
+static void
+s_publish (void *dealer, const char *corr)
+{
+    hp_msg_t publish = { .command = HP_PUBLISH, .corr = hp_str (corr), .body = hp_str ("{}") };
+    cr_assert_eq (hw_send (dealer, hp_strn (NULL, 0), &publish, 0), 0, "%s", zmq_strerror (errno));
+}
+
+static bool
+s_receive (void *router)
+{
+    hw_msg_t in;
+    int rc = hw_recv (router, true, &in, ZMQ_DONTWAIT);
+    hw_msg_close (&in);
+    return rc == 0;
+}
+
+Test (wire, hw_poll_wakes_for_a_message_and_reports_only_the_socket_it_came_to)
+{
+    void *router = s_socket (HW_PRODUCER_ROUTER, s_endpoint);
+    char other_endpoint[160];
+    snprintf (other_endpoint, sizeof other_endpoint, "%s-admin", s_endpoint);
+    void *other = s_socket (HW_ADMIN_ROUTER, other_endpoint);
+    void *dealer = s_socket (HW_CLIENT_DEALER, s_endpoint);
+    int pipe_fds[2];
+    cr_assert_eq (pipe (pipe_fds), 0);
+
+    hw_pollitem_t items[3];
+    cr_assert_eq (hw_poll_socket (&items[0], router), 0);
+    cr_assert_eq (hw_poll_socket (&items[1], other), 0);
+    hw_poll_fd (&items[2], pipe_fds[0]);
+    cr_assert_eq (hw_poll (items, 3, 0), 0, "nothing has arrived");
+
+    s_publish (dealer, "c-1");
+    cr_assert_eq (hw_poll (items, 3, S_TIMEOUT_MS), 1);
+    cr_assert (items[0].ready && !items[1].ready && !items[2].ready);
+    cr_assert (s_receive (router));
+    cr_assert (!s_receive (router));
+    items[0].check = true;          /* received from */
+    cr_assert_eq (hw_poll (items, 3, 0), 0);
+
+    cr_assert_eq (write (pipe_fds[1], "x", 1), 1);
+    cr_assert_eq (hw_poll (items, 3, S_TIMEOUT_MS), 1);
+    cr_assert (!items[0].ready && !items[1].ready && items[2].ready);
+
+    zmq_close (dealer);
+    zmq_close (other);
+    zmq_close (router);
+    close (pipe_fds[0]);
+    close (pipe_fds[1]);
+}
+
+/*  What the helper is for: a socket nobody touches is not asked for its
+    events at every wait (zmq_poll asks it twice per wait, two system
+    calls each), yet a message for it is still seen. */
+Test (wire, hw_poll_does_not_ask_an_idle_socket_at_every_wait)
+{
+    void *router = s_socket (HW_PRODUCER_ROUTER, s_endpoint);
+    void *dealer = s_socket (HW_CLIENT_DEALER, s_endpoint);
+    hw_pollitem_t item;
+    cr_assert_eq (hw_poll_socket (&item, router), 0);
+    for (int i = 0; i < 100; i++)
+        cr_assert_eq (hw_poll (&item, 1, 0), 0);
+    cr_assert_leq (item.asked, 1ul, "an idle socket was asked %lu times in 100 waits", item.asked);
+
+    s_publish (dealer, "c-1");
+    cr_assert_eq (hw_poll (&item, 1, S_TIMEOUT_MS), 1);
+    cr_assert (item.ready);
+    zmq_close (dealer);
+    zmq_close (router);
+}
+
+/*  ZMQ_FD is edge-triggered: a drain stopped before EAGAIN leaves messages
+    that no signal announces. With check set, the next wait sees them at
+    once, without waiting. */
+Test (wire, hw_poll_sees_messages_left_by_a_partial_drain_when_told_to_check)
+{
+    /*  inproc: a message sent is in the router's queue when zmq_send returns */
+    void *router = s_socket (HW_PRODUCER_ROUTER, "inproc://hw-poll-drain");
+    void *dealer = s_socket (HW_CLIENT_DEALER, "inproc://hw-poll-drain");
+    hw_pollitem_t item;
+    cr_assert_eq (hw_poll_socket (&item, router), 0);
+    s_publish (dealer, "c-1");
+    s_publish (dealer, "c-2");
+    s_publish (dealer, "c-3");
+    cr_assert_eq (hw_poll (&item, 1, S_TIMEOUT_MS), 1);
+    cr_assert (s_receive (router));     /* the drain stops after one */
+    cr_assert_eq (hw_poll (&item, 1, 0), 0, "not told to check, the wait relies on the signal, taken");
+    item.check = true;
+    cr_assert_eq (hw_poll (&item, 1, 0), 1, "two messages wait, but the wait did not see them");
+    cr_assert (s_receive (router));
+    cr_assert (s_receive (router));
+    item.check = true;
+    cr_assert_eq (hw_poll (&item, 1, 0), 0);
+    zmq_close (dealer);
+    zmq_close (router);
+}
