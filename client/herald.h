@@ -99,7 +99,7 @@ HERALD_EXPORT herald_status_t
 
 /*  Builds a CloudEvents 1.0 JSON envelope. json is either the event's data
     (any JSON object) or a whole envelope (an object with "specversion").
-    Fills specversion, id (a random UUID v4), time (now, RFC 3339) and
+    Fills specversion, id (a UUID v7: time-ordered), time (now, RFC 3339) and
     source ("herald-client" unless given) when missing; type overrides the
     envelope's when not NULL. Returns a string the caller frees, or NULL
     with err filled ("invalid JSON at line 1 column 7: ..."). */

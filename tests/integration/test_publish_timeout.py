@@ -15,7 +15,7 @@ import zmq
 
 import harness
 
-UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"
+UUID = r"[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}"   # v7: the ids the client makes
 SIGNUP = {"name": "newsletter.signup", "fanout": ["email"]}     # no key
 
 
