@@ -1,4 +1,5 @@
-/*  broker: herald-broker's engine. One zmq_poll loop: drain what arrived,
+/*  broker: herald-broker's engine. One poll loop (hw_poll, herald_wire.h,
+    over its ZeroMQ sockets and the store's descriptors): drain what arrived,
     validate, write one transaction, commit (fsync), then send the ACKs of
     that batch; dispatch tasks within worker credit; heartbeats, leases,
     retries and dead letters on monotonic deadlines. */
