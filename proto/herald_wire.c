@@ -527,7 +527,9 @@ hw_poll (hw_pollitem_t *items, int count, long timeout_ms)
         if (wait < 0 && timeout_ms >= 0)
             wait = 0;
         if (poll (fds, (nfds_t) count, wait > INT_MAX? INT_MAX: (int) wait) < 0)
-            return -1;
+            /*  Interrupted after sockets were asked: what they said stands
+                (their signals are taken; they will not be announced again). */
+            return ready > 0 && errno == EINTR? ready: -1;
         for (int i = 0; i < count; i++) {
             hw_pollitem_t *item = &items[i];
             if (item->ready || !(fds[i].revents & (POLLIN | POLLERR | POLLHUP)))

@@ -120,7 +120,8 @@ void
 /*  Waits up to timeout_ms (-1: no limit, 0: not at all) until an item is
     ready, and sets every item's ready. Items whose socket or fd is NULL / -1
     are left out (ready false). Returns how many are ready, or -1 with errno
-    (EINTR on a signal). */
+    (EINTR on a signal, unless a socket was already found ready: a socket's
+    signal, once taken, is not given again, so that answer stands). */
 int
     hw_poll (hw_pollitem_t *items, int count, long timeout_ms);
 
