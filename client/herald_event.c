@@ -17,13 +17,13 @@
 
 #define HERALD_DEFAULT_SOURCE "herald-client"
 
-//  16 random octets from getrandom. 0 / -1 (errno).
-static int
-s_random (uint8_t b[16])
+int
+herald_uuid7 (char *buf, size_t size, int64_t unix_ms)
 {
+    uint8_t b[16];
     size_t got = 0;
-    while (got < 16) {
-        ssize_t n = getrandom (b + got, 16 - got, 0);
+    while (got < sizeof b) {
+        ssize_t n = getrandom (b + got, sizeof b - got, 0);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -31,12 +31,11 @@ s_random (uint8_t b[16])
         }
         got += (size_t) n;
     }
-    return 0;
-}
-
-static int
-s_uuid_text (const uint8_t b[16], char *buf, size_t size)
-{
+    uint64_t ms = (uint64_t) unix_ms;
+    for (int i = 0; i < 6; i++)                 //  48-bit big-endian milliseconds
+        b[i] = (uint8_t) (ms >> (40 - 8 * i));
+    b[6] = (uint8_t) ((b[6] & 0x0f) | 0x70);    //  version 7
+    b[8] = (uint8_t) ((b[8] & 0x3f) | 0x80);    //  variant 10
     int n = snprintf (buf, size,
         "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
         b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7],
@@ -46,31 +45,6 @@ s_uuid_text (const uint8_t b[16], char *buf, size_t size)
         return -1;
     }
     return 0;
-}
-
-int
-herald_uuid4 (char *buf, size_t size)
-{
-    uint8_t b[16];
-    if (s_random (b) != 0)
-        return -1;
-    b[6] = (uint8_t) ((b[6] & 0x0f) | 0x40);    //  version 4
-    b[8] = (uint8_t) ((b[8] & 0x3f) | 0x80);    //  variant 10
-    return s_uuid_text (b, buf, size);
-}
-
-int
-herald_uuid7 (char *buf, size_t size, int64_t unix_ms)
-{
-    uint8_t b[16];
-    if (s_random (b) != 0)
-        return -1;
-    uint64_t ms = (uint64_t) unix_ms;
-    for (int i = 0; i < 6; i++)                 //  48-bit big-endian milliseconds
-        b[i] = (uint8_t) (ms >> (40 - 8 * i));
-    b[6] = (uint8_t) ((b[6] & 0x0f) | 0x70);    //  version 7
-    b[8] = (uint8_t) ((b[8] & 0x3f) | 0x80);    //  variant 10
-    return s_uuid_text (b, buf, size);
 }
 
 static void

@@ -35,10 +35,6 @@ char *
                             const char *json, size_t len, herald_event_info_t *info,
                             herald_event_error_t *error);
 
-/*  Writes a random UUID v4 into buf (>= 37 bytes). 0 / -1 (errno). */
-int
-    herald_uuid4 (char *buf, size_t size);
-
 /*  Writes a UUID v7 (RFC 9562: unix_ms in its first 48 bits, then 74
     random bits) into buf (>= 37 bytes). 0 / -1 (errno). The ids the
     client makes: ids made later sort after (to the millisecond), so the

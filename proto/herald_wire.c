@@ -9,8 +9,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "herald_clock.h"
 #include "herald_wire.h"
 
 #define S_HANDSHAKE_IVL_MS     5000     /* a peer that does not finish ZMTP in time is dropped */
@@ -461,14 +461,6 @@ hw_watch_close (hw_watch_t **self_p, void *socket, int linger_ms)
 
 #define S_POLL_MAX  16
 
-static int64_t
-s_mono_ms (void)
-{
-    struct timespec ts;
-    clock_gettime (CLOCK_MONOTONIC, &ts);
-    return (int64_t) ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
-}
-
 int
 hw_poll_socket (hw_pollitem_t *item, void *socket)
 {
@@ -521,9 +513,9 @@ hw_poll (hw_pollitem_t *items, int count, long timeout_ms)
             ready += rc;
         }
     }
-    int64_t deadline = timeout_ms > 0? s_mono_ms () + timeout_ms: 0;
+    int64_t deadline = timeout_ms > 0? herald_clock_mono_ms () + timeout_ms: 0;
     for (;;) {
-        long wait = ready > 0? 0: timeout_ms < 0? -1: timeout_ms > 0? (long) (deadline - s_mono_ms ()): 0;
+        long wait = ready > 0? 0: timeout_ms < 0? -1: timeout_ms > 0? (long) (deadline - herald_clock_mono_ms ()): 0;
         if (wait < 0 && timeout_ms >= 0)
             wait = 0;
         if (poll (fds, (nfds_t) count, wait > INT_MAX? INT_MAX: (int) wait) < 0)

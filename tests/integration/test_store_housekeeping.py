@@ -37,7 +37,6 @@ DEAD = 2500          # old orders whose email task dies
 DONE = 300           # old orders finished on every channel (some after a retry)
 
 
-
 class Meanwhile:
     """Asks check() over and over on a thread of its own, while this thread
     serves the fake workers: a check is a `herald status` or an SQL query,
@@ -49,7 +48,6 @@ class Meanwhile:
     def __init__(self, check):
         self.check = check
         self.result = False
-        self.error = None
         self.stopping = threading.Event()
         self.thread = threading.Thread(target=self._run, daemon=True)
         self.thread.start()
@@ -60,8 +58,8 @@ class Meanwhile:
                 if self.check():
                     self.result = True
                     return
-            except Exception as e:      # noqa: BLE001 (a status answered mid-restart): ask again
-                self.error = e
+            except Exception:           # noqa: BLE001 (a status answered mid-restart): ask again
+                pass
             time.sleep(0.05)
 
     def __call__(self):
@@ -70,6 +68,7 @@ class Meanwhile:
     def stop(self):
         self.stopping.set()
         self.thread.join(60)
+
 
 def sql(h, query):
     db = sqlite3.connect("file:%s?mode=ro" % os.path.join(h.tmp, "herald.db"), uri=True, timeout=10)
