@@ -1,6 +1,7 @@
 """fakeworker: a worker speaking HERALD/2 by hand (python3-zmq), for tests that
 need to decide each task's outcome themselves, or to misbehave."""
 
+import threading
 import time
 
 import zmq
@@ -88,3 +89,30 @@ class FakeWorker:
                 for i in range(0, len(entries), 1024):
                     self.sock.send_multipart([b"HERALD/2", b"RESULTS", b"".join(entries[i:i + 1024])])
         return got
+
+
+def beating(workers, call):
+    """call() (a CLI run, an SQL query) on a thread of its own while this
+    thread keeps the fake workers (a dict of them) beating. A fake worker
+    beats only while it is served, so a call on the serving thread longer
+    than the broker's liveness (600 ms in the tests' config; `herald dead
+    retry` of 2,500 tasks under the sanitizers in a slow hour) gets it
+    dropped, and the tasks it held are sent again. Tasks that arrive
+    meanwhile wait in the socket for the next serve. Returns call()'s
+    result, or raises what it raised."""
+    box = {}
+
+    def run():
+        try:
+            box["result"] = call()
+        except BaseException as e:     # noqa: BLE001 (raised again on the caller's thread)
+            box["error"] = e
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    while thread.is_alive():
+        for w in workers.values():
+            w.beat()
+        thread.join(0.05)
+    if "error" in box:
+        raise box["error"]
+    return box["result"]

@@ -35,7 +35,7 @@ import zmq
 
 import faultlib
 import harness
-from fakeworker import FakeWorker
+from fakeworker import FakeWorker, beating
 
 DEAD = 2500          # old orders whose email task dies
 DONE = 300           # old orders finished on every channel (some after a retry)
@@ -72,31 +72,6 @@ class Meanwhile:
     def stop(self):
         self.stopping.set()
         self.thread.join(60)
-
-
-def beating(workers, call):
-    """call() (a CLI run, an SQL query) on a thread of its own while this
-    thread keeps the fake workers beating: a call on this thread longer than
-    the liveness (600 ms; `herald dead retry` of 2,500 tasks under the
-    sanitizers in a slow hour) made the broker drop the workers and hand
-    their tasks out again. Tasks that arrive meanwhile wait in the socket
-    for the next serve. Returns call()'s result, or raises what it raised."""
-    box = {}
-
-    def run():
-        try:
-            box["result"] = call()
-        except BaseException as e:     # noqa: BLE001 (raised again on the caller's thread)
-            box["error"] = e
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    while thread.is_alive():
-        for w in workers.values():
-            w.beat()
-        thread.join(0.05)
-    if "error" in box:
-        raise box["error"]
-    return box["result"]
 
 
 def sql(h, query):
