@@ -161,10 +161,20 @@ def body(t):
             "no patient publish timed out (60 s): every one got its ACK or NACK",
             figures["patient"])
     t.check(set(figures["nacks"]) <= {"503"}, "the only NACKs are 503 busy", figures["nacks"])
-    t.check(figures["taken_by_default_per_s"] < figures["offered_per_group_per_s"] * 0.9
-            or figures["nacks"],
-            "producers with the default window felt backpressure (took %d/s of %d/s offered) "
-            "or got busy NACKs" % (figures["taken_by_default_per_s"], figures["offered_per_group_per_s"]))
+    felt = "producers with the default window felt backpressure (took %d/s of %d/s offered) " \
+           "or got busy NACKs" % (figures["taken_by_default_per_s"], figures["offered_per_group_per_s"])
+    overloaded = figures["committed_during_load_per_s"] < figures["offered_events_per_s"] * 0.9
+    if under_asan and not overloaded:
+        # The calibration's producers are sanitized CLIs started per chunk:
+        # there C measures them more than the broker (a CI run: C 1272/s,
+        # then 2334/s committed under a 2545/s offer), so 2C may be no
+        # overload at all. Backpressure is checked in the normal build,
+        # where C is the slow disk's (3532/s against 3808/s under load).
+        t.note("sanitizer build: no overload reached (committed %d/s of %d/s offered): %s not checked"
+               % (figures["committed_during_load_per_s"], figures["offered_events_per_s"], felt))
+    else:
+        t.check(figures["taken_by_default_per_s"] < figures["offered_per_group_per_s"] * 0.9
+                or figures["nacks"], felt)
 
     faultlib.wait_idle(h, timeout=120)
     st = h.status()

@@ -33,7 +33,11 @@ def body(t):
 
 
 def run(t, pg):
-    a, b = pgtwo.pair(t, pg, takeover="%ds" % TAKEOVER_S)
+    # A's workers are stopped (SIGSTOP) so that A dies holding tasks: a
+    # liveness of 600 ms (the tests' default) dropped them, and A gave every
+    # task back, before a loaded CI machine got from seeing A hold 300 tasks
+    # to the kill ("killed holding 0 tasks"); 200 ms x 25 = 5 s here
+    a, b = pgtwo.pair(t, pg, takeover="%ds" % TAKEOVER_S, broker={"heartbeat_liveness": "25"})
     broker_a = a.start_broker()
     broker_b = b.start_broker()
     workers_a = a.start_workers()
