@@ -163,15 +163,16 @@ def body(t):
     t.check(set(figures["nacks"]) <= {"503"}, "the only NACKs are 503 busy", figures["nacks"])
     felt = "producers with the default window felt backpressure (took %d/s of %d/s offered) " \
            "or got busy NACKs" % (figures["taken_by_default_per_s"], figures["offered_per_group_per_s"])
-    overloaded = figures["committed_during_load_per_s"] < figures["offered_events_per_s"] * 0.9
-    if under_asan and not overloaded:
-        # The calibration's producers are sanitized CLIs started per chunk:
-        # there C measures them more than the broker (a CI run: C 1272/s,
-        # then 2334/s committed under a 2545/s offer), so 2C may be no
-        # overload at all. Backpressure is checked in the normal build,
-        # where C is the slow disk's (3532/s against 3808/s under load).
-        t.note("sanitizer build: no overload reached (committed %d/s of %d/s offered): %s not checked"
-               % (figures["committed_during_load_per_s"], figures["offered_events_per_s"], felt))
+    if under_asan:
+        # Under the sanitizers the calibration measures its own producers
+        # (sanitized CLIs started per chunk) more than the broker: CI runs
+        # had C 1272/s then 2334/s committed under the 2C offer, C 1758/s
+        # then 3037/s, so 2C was little or no overload and whether the
+        # default producers fell 10 % short was chance. As with the RSS cap,
+        # the normal build checks it (there C is the slow disk's: 3532/s
+        # calibrated, 3808/s committed under load).
+        t.note("sanitizer build: backpressure not checked (C %d/s, %d/s committed under the load): %s"
+               % (figures["capacity_events_per_s"], figures["committed_during_load_per_s"], felt))
     else:
         t.check(figures["taken_by_default_per_s"] < figures["offered_per_group_per_s"] * 0.9
                 or figures["nacks"], felt)
