@@ -98,7 +98,9 @@ s_usage (FILE *out)
         "herald_floor_server, a ZeroMQ ROUTER that appends each batch of events to a file with\n"
         "one write + fdatasync before it ACKs; for 4 herald_floor_e2e, the same, then each\n"
         "durable event sent to three workers (credit 1024, batched like HERALD/2's TASKS and\n"
-        "RESULTS) whose answers are written the same way before they count.\n"
+        "RESULTS) whose answers are written the same way before they count. When Herald's\n"
+        "credit differs from the floor's, shape 4 runs once more, the floor and Herald taking\n"
+        "turns with Herald's workers at the floor's credit: like for like.\n"
         "The systems take turns within each shape; the table gives Herald/Redis and\n"
         "Herald/floor with issue 9's targets (a target of k x Redis above the floor of the same\n"
         "run is reported \"out of reach\", not MISSED), and the CPU each process used.\n"
@@ -686,8 +688,26 @@ s_phase_end_to_end (peers_run_t *self)
     int rc = peers_shape_end_to_end (&self->env, sides, PEERS_SYSTEMS, rounds, opt->events,
                                      rep->window, rep->end_to_end);
     rep->rounds_end_to_end = rounds;
-    s_stop_floor (self);
     s_stop_herald (self);
+    if (rc == 0 && opt->capacity != opt->floor_credit && !s_interrupted) {
+        /*  Like for like: the floor again, taking turns with a fresh
+            Herald whose workers have the floor's credit. */
+        long capacity = opt->capacity;
+        opt->capacity = opt->floor_credit;
+        rc = s_start_herald (self, "herald-e2e-credit", true);
+        opt->capacity = capacity;
+        if (rc == 0) {
+            printf ("\n== 4. the same, Herald's workers at the floor's credit (%ld): %d round(s) x "
+                    "the floor and Herald\n", opt->floor_credit, rounds);
+            peers_side_t *pair[2] = { &self->sides[PEERS_FLOOR], &self->sides[PEERS_HERALD] };
+            peers_result_t out[2];
+            rc = peers_shape_end_to_end (&self->env, pair, 2, rounds, opt->events, rep->window, out);
+            rep->end_to_end_equal[PEERS_FLOOR] = out[0];
+            rep->end_to_end_equal[PEERS_HERALD] = out[1];
+        }
+        s_stop_herald (self);
+    }
+    s_stop_floor (self);
     return rc;
 }
 

@@ -15,6 +15,10 @@ typedef struct {
     peers_result_t producers[PEERS_SYSTEMS];
     peers_result_t latency[PEERS_SYSTEMS];
     peers_result_t end_to_end[PEERS_SYSTEMS];
+    /*  Shape 4 again, the floor and Herald only, Herald's workers at the
+        floor's credit: like for like (not measured when the credits are
+        already equal). */
+    peers_result_t end_to_end_equal[PEERS_SYSTEMS];
     peers_backlog_t backlog;                    /* Herald alone */
     bool backlog_measured;
     /*  How the run was made. */

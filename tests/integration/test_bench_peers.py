@@ -22,6 +22,8 @@ ROWS = [
     ("3. ACK latency p99, 1 outstanding, us", (True, True, True)),
     ("3. ACK latency p99.9, 1 outstanding, us", (True, True, True)),
     ("4. end to end, 3 channels, events/s", (True, True, True)),
+    # shape 4 again with Herald at the floor's credit (FLOOR_CREDIT here)
+    ("4. the same, Herald at credit 512 too", (True, True, True)),
     ("5. broker peak RSS (VmHWM) with the backlog, MiB", (False, False, True)),
 ]
 FLOOR_CREDIT = 512      # not the default (1024): the option reaches the floor's workers
@@ -52,7 +54,8 @@ def body(t):
         t.note("--quick took %.0f s" % (time.monotonic() - started))
         t.require(rc == 0, "--quick exits 0", "exit %d\n%s\n%s" % (rc, out[-3000:], err[-3000:]))
 
-        for shape in ("== 1.", "== 2.", "== 3.", "== 4.", "== 5."):
+        for shape in ("== 1.", "== 2.", "== 3.", "== 4.", "== 4. the same, Herald's workers at the floor's credit (512)",
+                      "== 5."):
             t.check(shape in out, "progress of shape %s printed" % shape[3:], out[-2000:])
         t.check("Herald/Redis" in out and "Herald/floor" in out and "target (issue 9)" in out,
                 "the table has the ratio and target columns", out[-3000:])

@@ -157,7 +157,7 @@ Test (peers_report, json_gives_each_verdict_and_its_reason)
     unlink (path);
     cr_assert_not_null (root, "%s", err.text);
     json_t *table = json_object_get (root, "table");
-    cr_assert_eq (json_array_size (table), 7);
+    cr_assert_eq (json_array_size (table), 8);
     json_t *first = json_array_get (table, 0), *e2e = json_array_get (table, 5);
     cr_expect_str_eq (json_string_value (json_object_get (first, "verdict")), "out of reach");
     cr_expect (json_is_false (json_object_get (first, "met")));
@@ -168,4 +168,33 @@ Test (peers_report, json_gives_each_verdict_and_its_reason)
     json_t *p50 = json_array_get (table, 2);
     cr_expect_str_eq (json_string_value (json_object_get (p50, "verdict")), "met");
     json_decref (root);
+}
+
+//  Shape 4 again with Herald at the floor's credit: a row of its own with
+//  Redis's figure of shape 4, no verdict of its own, and the ratio named
+//  under the out-of-reach end to end. Not run: no row.
+Test (peers_report, the_floors_credit_row_says_what_of_the_gap_is_the_credit)
+{
+    peers_report_t rep;
+    s_report (&rep, 150000);
+    rep.floor_credit = 1024;
+    char *text = s_print (&rep);
+    cr_expect_null (strstr (text, "4. the same"), "no row when not run:\n%s", text);
+    free (text);
+
+    rep.end_to_end_equal[PEERS_FLOOR] = (peers_result_t) { .measured = true, .rate = 140000, .count = 140000,
+                                                           .wall_s = 1.0 };
+    rep.end_to_end_equal[PEERS_HERALD] = (peers_result_t) { .measured = true, .rate = 154000, .count = 154000,
+                                                            .wall_s = 1.0 };
+    text = s_print (&rep);
+    char *line = s_line (text, "4. the same, Herald at credit 1024 too");
+    cr_expect (strstr (line, "45,000") && strstr (line, "140,000") && strstr (line, "154,000"), "%s", line);
+    cr_expect (strstr (line, "3.42x") && strstr (line, "1.10x"), "Herald/Redis and Herald/floor: %s", line);
+    cr_expect_null (strstr (line, "met"), "no verdict of its own: %s", line);
+    cr_expect_null (strstr (line, "MISSED"), "%s", line);
+    cr_expect (strstr (text, "Verdicts: 2 met, 1 MISSED, 2 out of reach."), "the count is unchanged:\n%s", text);
+    cr_expect (strstr (text, "Herald's workers at the floor's credit too: Herald/floor 1.10x, Herald/Redis 3.42x"),
+               "%s", text);
+    free (line);
+    free (text);
 }
