@@ -547,9 +547,9 @@ s_herald_ready (peers_run_t *self, peers_side_t *side)
 }
 
 //  A fresh broker (its own store under dir/name), and with workers one
-//  noop herald-worker per channel.
+//  noop herald-worker per channel; capacity: channels.*.capacity.
 static int
-s_start_herald (peers_run_t *self, const char *name, bool workers)
+s_start_herald (peers_run_t *self, const char *name, bool workers, long capacity)
 {
     peers_side_t *side = &self->sides[PEERS_HERALD];
     memset (side, 0, sizeof *side);
@@ -584,7 +584,7 @@ s_start_herald (peers_run_t *self, const char *name, bool workers)
              "  courier:   { driver: noop, capacity: %ld }\n"
              "workers: { email: 1, inventory: 1, courier: 1 }\n",
              side->endpoint, ports[1], admin, dir, PEERS_QUEUE_WINDOW, PEERS_MAX_PENDING,
-             self->opt.capacity, self->opt.capacity, self->opt.capacity);
+             capacity, capacity, capacity);
     if (fclose (f) != 0)
         return -1;
     char program[PATH_MAX + 32], log_name[64];
@@ -613,7 +613,7 @@ s_start_herald (peers_run_t *self, const char *name, bool workers)
             (int) peers_proc_pid (self->broker), side->endpoint,
             workers? "with 3 noop workers": "no workers", dir);
     if (workers)
-        printf ("           channels.*.capacity %ld (each worker's credit)\n", self->opt.capacity);
+        printf ("           channels.*.capacity %ld (each worker's credit)\n", capacity);
     return 0;
 }
 
@@ -639,7 +639,7 @@ s_phase_ingest (peers_run_t *self)
     peers_report_t *rep = &self->report;
     if (!opt->shape[1] && !opt->shape[2] && !opt->shape[3])
         return 0;
-    if (s_start_floor (self) != 0 || s_start_herald (self, "herald-ingest", false) != 0)
+    if (s_start_floor (self) != 0 || s_start_herald (self, "herald-ingest", false, opt->capacity) != 0)
         return -1;
     peers_side_t *sides[PEERS_SYSTEMS] = { &self->sides[PEERS_REDIS], &self->sides[PEERS_FLOOR],
                                            &self->sides[PEERS_HERALD] };
@@ -677,7 +677,7 @@ s_phase_end_to_end (peers_run_t *self)
     peers_report_t *rep = &self->report;
     if (!opt->shape[4])
         return 0;
-    if (s_start_floor_e2e (self) != 0 || s_start_herald (self, "herald-e2e", true) != 0)
+    if (s_start_floor_e2e (self) != 0 || s_start_herald (self, "herald-e2e", true, opt->capacity) != 0)
         return -1;
     int rounds = opt->quick? 1: opt->rounds > 1? opt->rounds - 1: 1;
     printf ("\n== 4. end to end, 3 channels: %d round(s) x 3 systems, %ld events each, "
@@ -692,10 +692,7 @@ s_phase_end_to_end (peers_run_t *self)
     if (rc == 0 && opt->capacity != opt->floor_credit && !s_interrupted) {
         /*  Like for like: the floor again, taking turns with a fresh
             Herald whose workers have the floor's credit. */
-        long capacity = opt->capacity;
-        opt->capacity = opt->floor_credit;
-        rc = s_start_herald (self, "herald-e2e-credit", true);
-        opt->capacity = capacity;
+        rc = s_start_herald (self, "herald-e2e-credit", true, opt->floor_credit);
         if (rc == 0) {
             printf ("\n== 4. the same, Herald's workers at the floor's credit (%ld): %d round(s) x "
                     "the floor and Herald\n", opt->floor_credit, rounds);
@@ -718,7 +715,7 @@ s_phase_backlog (peers_run_t *self)
     peers_report_t *rep = &self->report;
     if (!self->opt.shape[5])
         return 0;
-    if (s_start_herald (self, "herald-backlog", false) != 0)
+    if (s_start_herald (self, "herald-backlog", false, self->opt.capacity) != 0)
         return -1;
     printf ("\n== 5. Herald's broker RSS: %ld events x 3 channels = %ld tasks queued, "
             "no workers ...\n", self->opt.backlog_events, self->opt.backlog_events * PEERS_CHANNELS);
