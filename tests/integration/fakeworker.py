@@ -93,13 +93,14 @@ class FakeWorker:
 
 def beating(workers, call):
     """call() (a CLI run, an SQL query) on a thread of its own while this
-    thread keeps the fake workers (a dict of them) beating. A fake worker
+    thread keeps the fake workers (any collection of them) beating. A fake worker
     beats only while it is served, so a call on the serving thread longer
     than the broker's liveness (600 ms in the tests' config; `herald dead
     retry` of 2,500 tasks under the sanitizers in a slow hour) gets it
     dropped, and the tasks it held are sent again. Tasks that arrive
     meanwhile wait in the socket for the next serve. Returns call()'s
     result, or raises what it raised."""
+    workers = list(workers)
     box = {}
 
     def run():
@@ -110,7 +111,7 @@ def beating(workers, call):
     thread = threading.Thread(target=run, daemon=True)
     thread.start()
     while thread.is_alive():
-        for w in workers.values():
+        for w in workers:
             w.beat()
         thread.join(0.05)
     if "error" in box:

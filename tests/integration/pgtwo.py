@@ -12,6 +12,13 @@ import faultlib
 import harness
 
 
+# broker keys for a test that stops a broker's workers (SIGSTOP) so that the
+# broker holds their tasks: at the tests' liveness (200 ms x 3) it dropped
+# them and gave the tasks back before a loaded machine got to the check
+# (with a 1 s pause inserted there, every time); 200 ms x 25 = 5 s
+HOLDING_STOPPED_WORKERS = {"heartbeat_liveness": "25"}
+
+
 def pair(t, pg, takeover="3s", broker=None, **config):
     """Two deployments A and B on pg's database (not started)."""
     keys = {"takeover_timeout": takeover}

@@ -38,9 +38,9 @@ def body(t):
     # A. capacity above the configured one
     greedy = FakeWorker(ctx, endpoint, "email", 65535, "greedy")
     # the CLI runs beside the worker's heartbeats (a slow one must not get it dropped)
-    beating({"greedy": greedy}, lambda: h.wait_workers("email", 1))
+    beating([greedy], lambda: h.wait_workers("email", 1))
     lines = harness.write_jsonl(h.tmp + "/orders.jsonl", (harness.order(i) for i in range(1, 21)))
-    r = beating({"greedy": greedy}, lambda: h.publish(file=lines, extra=["--quiet"]))
+    r = beating([greedy], lambda: h.publish(file=lines, extra=["--quiet"]))
     t.require(r.returncode == 0, "20 orders published", r.stderr[-300:])
     got = greedy.tasks(1.5)
     t.check(len(got) == 4, "a worker announcing capacity 65535 gets at most the channel's"
@@ -70,15 +70,14 @@ def body(t):
 
     # C. too many registrations
     crowd = [FakeWorker(ctx, endpoint, "inventory", 1, "crowd-%d" % i) for i in range(50)]
-    crowd_by_name = {i: w for i, w in enumerate(crowd)}
-    beating(crowd_by_name, lambda: harness.wait_until(
+    beating(crowd, lambda: harness.wait_until(
         lambda: h.channel_status("inventory").get("workers", 0) >= 5, 10, "5 inventory workers registered"))
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
         for w in crowd:
             w.beat()
         time.sleep(0.05)
-    count = beating(crowd_by_name, lambda: h.channel_status("inventory").get("workers", 0))
+    count = beating(crowd, lambda: h.channel_status("inventory").get("workers", 0))
     t.check(count == 5, "50 registrations on a channel with max_workers 5: 5 workers counted"
             " (got %d)" % count)
     log = open(broker.log, errors="replace").read()
@@ -100,7 +99,7 @@ def body(t):
     t.check(not old.tasks(0.5), "the HERALD/1 worker gets no task")
     old.close()
     fenced = FakeWorker(ctx, endpoint, "courier", 1, "fenced")
-    beating({"fenced": fenced}, lambda: (
+    beating([fenced], lambda: (
         h.wait_workers("courier", 1),
         harness.wait_until(lambda: h.channel_status("courier").get("pending", 0)
                            + h.channel_status("courier").get("in_flight", 0) >= 20, 10,
@@ -113,12 +112,12 @@ def body(t):
     fenced.answer(task, b"done", lease=task.lease - 1 if task.lease > 1 else task.lease + 2)
     fenced.answer(Task(b"no-such-task.courier", 1, task.lease, b""), b"done")
     more = fenced.tasks(1.0)
-    status = beating({"fenced": fenced}, lambda: h.channel_status("courier"))
+    status = beating([fenced], lambda: h.channel_status("courier"))
     t.check(not more and status.get("done", 0) == 0 and status.get("in_flight", 0) == 1,
             "results carrying another lease (or an unknown task) are ignored: the task stays"
             " in flight and no new task is sent (status %s, %d sent)" % (status, len(more)))
     fenced.answer(task, b"done")
-    beating({"fenced": fenced}, lambda: harness.wait_until(
+    beating([fenced], lambda: harness.wait_until(
         lambda: h.channel_status("courier").get("done", 0) == 1, 10,
         "the result with the task's own lease completes it"))
     nxt = fenced.tasks(1.0)

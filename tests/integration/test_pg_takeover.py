@@ -33,11 +33,8 @@ def body(t):
 
 
 def run(t, pg):
-    # A's workers are stopped (SIGSTOP) so that A dies holding tasks: a
-    # liveness of 600 ms (the tests' default) dropped them, and A gave every
-    # task back, before a loaded CI machine got from seeing A hold 300 tasks
-    # to the kill ("killed holding 0 tasks"); 200 ms x 25 = 5 s here
-    a, b = pgtwo.pair(t, pg, takeover="%ds" % TAKEOVER_S, broker={"heartbeat_liveness": "25"})
+    # A's workers are stopped below so that A dies holding tasks
+    a, b = pgtwo.pair(t, pg, takeover="%ds" % TAKEOVER_S, broker=pgtwo.HOLDING_STOPPED_WORKERS)
     broker_a = a.start_broker()
     broker_b = b.start_broker()
     workers_a = a.start_workers()

@@ -29,11 +29,8 @@ def body(t):
 
 
 def run(t, pg):
-    # A's email worker is stopped (SIGSTOP) below so that A holds its tasks:
-    # at the tests' liveness (200 ms x 3) A dropped it and gave them back
-    # before a loaded machine got to the check (with a 1 s pause inserted
-    # there, every time); 200 ms x 25 = 5 s here
-    a, b = pgtwo.pair(t, pg, broker={"heartbeat_liveness": "25"})
+    # A's email worker is stopped below so that A holds its tasks
+    a, b = pgtwo.pair(t, pg, broker=pgtwo.HOLDING_STOPPED_WORKERS)
     a.start_broker()
     b.start_broker()
     workers_a = a.start_workers()

@@ -93,7 +93,7 @@ def body(t):
     ctx = zmq.Context()
     endpoint = h.endpoint("workers")
     workers = {ch: FakeWorker(ctx, endpoint, ch, 64, "fake-" + ch) for ch in harness.CHANNELS}
-    beating(workers, lambda: [h.wait_workers(ch, 1) for ch in harness.CHANNELS])
+    beating(workers.values(), lambda: [h.wait_workers(ch, 1) for ch in harness.CHANNELS])
 
     retried_once = set()
 
@@ -120,7 +120,7 @@ def body(t):
 
     lines = harness.write_jsonl(os.path.join(h.tmp, "old.jsonl"),
                                 (harness.order(i) for i in range(1, DEAD + DONE + 1)))
-    r = beating(workers, lambda: h.publish(file=lines, extra=["--quiet"]))
+    r = beating(workers.values(), lambda: h.publish(file=lines, extra=["--quiet"]))
     t.require(r.returncode == 0, "%d orders published" % (DEAD + DONE), r.stderr[-300:])
 
     def settled():
@@ -157,12 +157,12 @@ def body(t):
     for w in workers.values():
         w.close()
     workers = {ch: FakeWorker(ctx, endpoint, ch, 64, "fake2-" + ch) for ch in harness.CHANNELS}
-    beating(workers, lambda: [h.wait_workers(ch, 1) for ch in harness.CHANNELS])
+    beating(workers.values(), lambda: [h.wait_workers(ch, 1) for ch in harness.CHANNELS])
     serve_all(30, lambda: sql(h, "SELECT count(*) FROM events")[0][0] == DEAD)
 
     def kept_sql(query):
         """An SQL query while the workers are kept beating."""
-        return beating(workers, lambda: sql(h, query))
+        return beating(workers.values(), lambda: sql(h, query))
 
     t.require(kept_sql("SELECT count(*) FROM events")[0][0] == DEAD,
               "the %d finished old events pruned (first prune 5 s after start)" % DONE)
@@ -177,11 +177,12 @@ def body(t):
     t.check(bits_after == 0, "no row of pending bits is left without its event", bits_after)
 
     def publish_one(order_id):
-        r = beating(workers, lambda: h.publish(harness.order(order_id), json_out=True))
+        r = beating(workers.values(), lambda: h.publish(harness.order(order_id), json_out=True))
         t.require(r.returncode == 0, "order %d published" % order_id, r.stderr[-300:])
         return json.loads(r.stdout)
 
-    done_before = beating(workers, lambda: {ch: h.channel_status(ch).get("done", 0) for ch in harness.CHANNELS})
+    done_before = beating(workers.values(),
+                          lambda: {ch: h.channel_status(ch).get("done", 0) for ch in harness.CHANNELS})
     again = publish_one(DEAD + 7)
     t.check(again.get("duplicate") is False, "a pruned event's key is new again", again)
     kept = publish_one(5)
@@ -197,7 +198,7 @@ def body(t):
     t.check(min(new_seqs) > max_seq, "the new event's number (%s) is above every earlier one (%d)"
             % (sorted(new_seqs), max_seq))
     for tid in new_ids:
-        r = beating(workers, lambda: h.herald("dead", "show", tid.decode()))
+        r = beating(workers.values(), lambda: h.herald("dead", "show", tid.decode()))
         t.check(r.returncode == harness.EX_DATAERR, "the new task %s has no dead record nor inherited"
                 " history" % tid.decode(), r.stdout[-200:])
         break
@@ -255,7 +256,7 @@ def body(t):
     # ---- D: dead retry of 2,500 tasks: each delivered once, history kept
     sample = kept_sql("SELECT e.uid || '.email' FROM events e JOIN tasks t ON t.seq = e.seq"
                       " WHERE t.state = 2 LIMIT 1")[0][0]
-    r = beating(workers, lambda: h.herald("dead", "retry", "--channel", "email"))
+    r = beating(workers.values(), lambda: h.herald("dead", "retry", "--channel", "email"))
     t.require(r.returncode == 0, "dead retry --channel email", r.stdout + r.stderr)
     got = []
 
