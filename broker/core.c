@@ -1020,7 +1020,7 @@ s_register_worker (core_t *self, const void *identity, size_t identity_len, cons
     if (existing)
         s_worker_leaving (self, &existing, now);
     /*  A worker's word is checked against the configuration: its credit is
-        at most the channel's capacity, and a channel takes at most
+        at most the channel's capacity + prefetch, and a channel takes at most
         max_workers registrations. */
     const herald_channel_t *cfg = &self->config->channels[channel];
     dispatch_counts_t counts;
@@ -1032,11 +1032,11 @@ s_register_worker (core_t *self, const void *identity, size_t identity_len, cons
                          (unsigned long long) self->worker_refusals.suppressed);
         return;
     }
-    uint32_t capacity = msg->capacity;
-    if (capacity > (uint32_t) cfg->capacity) {
+    uint32_t capacity = msg->capacity, credit = herald_channel_credit (cfg);
+    if (capacity > credit) {
         herald_info ("worker capacity lowered to the channel's", "worker=%s channel=%s asked=%u"
-                     " capacity=%d", qname, qchannel, capacity, cfg->capacity);
-        capacity = (uint32_t) cfg->capacity;
+                     " capacity=%d prefetch=%d", qname, qchannel, capacity, cfg->capacity, cfg->prefetch);
+        capacity = credit;
     }
     uint32_t max_batch = msg->max_batch < capacity? msg->max_batch: capacity;
     worker_t *worker = dispatch_worker_add (self->dispatch, identity, identity_len, channel, capacity,
@@ -1065,6 +1065,16 @@ s_task_answered (core_t *self, worker_t *worker, const hp_result_t *result, int6
     hp_str_copy (result->text, raw, sizeof raw);
     herald_redact (raw, error, sizeof error);
     s_chan_t *ch = &self->chans[task->channel];
+    if (result->outcome == HP_OUTCOME_RELEASED) {
+        /*  Never started (it waited half its lease behind the worker's
+            busy deliveries, or the downstream said 429): back to the
+            queue uncharged, and to another worker if one has room. */
+        herald_debug ("task released", "task_id=%s worker=%s", S_TASK_ID (self, task), worker->name);
+        herald_metrics_delivery (self->io.metrics, task->channel, HERALD_DELIVERY_RELEASED);
+        task->avoid = worker->serial;
+        dispatch_hand_back (self->dispatch, task, now);
+        return;
+    }
     static const herald_delivery_t delivery[] = {
         [HP_OUTCOME_DONE] = HERALD_DELIVERY_DONE, [HP_OUTCOME_RETRY] = HERALD_DELIVERY_RETRY,
         [HP_OUTCOME_THROTTLED] = HERALD_DELIVERY_THROTTLED, [HP_OUTCOME_FAILED] = HERALD_DELIVERY_FAILED,

@@ -273,7 +273,7 @@ dispatch_reconfigure (dispatch_t *self)
     }
     for (int i = 0; i < self->worker_count; i++) {
         worker_t *worker = self->workers[i];
-        uint32_t capacity = (uint32_t) self->config->channels[worker->channel].capacity;
+        uint32_t capacity = herald_channel_credit (&self->config->channels[worker->channel]);
         if (worker->capacity > capacity)
             worker->capacity = capacity;
         if (worker->max_batch > worker->capacity)

@@ -9,6 +9,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "herald_metrics.h"
 #include "herald_proto.h"
 #include "herald_text.h"
 #include "http_metrics.h"
@@ -109,13 +110,13 @@ http_metrics_render (const char *json, size_t len, const http_process_t *process
     }
     s_head (&out, "herald_deliveries_total", "counter", "Delivery attempts per channel, by how they ended.");
     json_t *deliveries = json_object_get (metrics, "deliveries");
-    static const char *const outcomes[] = { "done", "retry", "throttled", "failed", "lease_expired", "worker_lost" };
     json_array_foreach (channels, i, channel) {
         json_t *counts = json_array_get (deliveries, i);
-        for (size_t o = 0; o < sizeof outcomes / sizeof outcomes[0]; o++) {
+        for (int o = 0; o < HERALD_DELIVERY_OUTCOMES; o++) {
+            const char *outcome = herald_delivery_name ((herald_delivery_t) o);
             herald_text_puts (&out, "herald_deliveries_total{channel=\"");
             s_label (&out, json_string_value (json_object_get (channel, "name")));
-            herald_text_printf (&out, "\",outcome=\"%s\"} %lld\n", outcomes[o], s_int (counts, outcomes[o]));
+            herald_text_printf (&out, "\",outcome=\"%s\"} %lld\n", outcome, s_int (counts, outcome));
         }
     }
     s_head (&out, "herald_oldest_pending_age_seconds", "gauge",

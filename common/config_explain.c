@@ -63,7 +63,10 @@ s_explain_channel (herald_text_t *out, const herald_config_t *cfg, int index)
     herald_text_printf (out, "..%s (exponential, full jitter), then dead\n",
                 config_format_duration (ch->backoff_max_ms, b, sizeof b));
     herald_text_printf (out, "    lease      %s\n", config_format_duration (ch->lease_ms, a, sizeof a));
-    herald_text_printf (out, "    limits     capacity %d per worker, ", ch->capacity);
+    herald_text_printf (out, "    limits     capacity %d per worker", ch->capacity);
+    if (ch->prefetch > 0)
+        herald_text_printf (out, " (credit %u: %d more may wait in it)", herald_channel_credit (ch), ch->prefetch);
+    herald_text_printf (out, ", ");
     if (ch->max_in_flight)
         herald_text_printf (out, "at most %d in flight, ", ch->max_in_flight);
     else

@@ -55,6 +55,7 @@ static const struct {
     { "channels.*",                         S_RESTART },    /* adding, removing, renaming a channel */
     { "channels.*.driver",                  S_LIVE },
     { "channels.*.capacity",                S_LIVE },
+    { "channels.*.prefetch",                S_LIVE },
     { "channels.*.max_workers",             S_LIVE },
     { "channels.*.concurrency",             S_LIVE },
     { "channels.*.retry",                   S_LIVE },

@@ -146,6 +146,7 @@ static const s_row_t s_schema[] = {
     { .pattern = "channels.*", .type = S_CHANNEL },
     { .pattern = "channels.*.driver", .type = S_ENUM, S_CHAN (driver), .choices = s_driver_names },
     { .pattern = "channels.*.capacity", .type = S_INT, S_CHAN (capacity), .min = 1, .max = 10000, .fallback = "32" },
+    { .pattern = "channels.*.prefetch", .type = S_INT, S_CHAN (prefetch), .min = 0, .max = 10000 },
     { .pattern = "channels.*.max_workers", .type = S_INT, S_CHAN (max_workers), .min = 1, .max = 1024,
       .fallback = "64" },
     /*  Issue wording for the http driver: concurrent requests per worker. */
@@ -907,6 +908,14 @@ s_finish_channel (s_loader_t *self, const config_node_t *node, const char *path)
         snprintf (key, sizeof key, "%s.http.url", path);
         return s_fail (self, http_line, key, "is required for driver http");
     }
+    if (!config_node_child (node, "prefetch"))
+        /*  noop and file finish each delivery as it arrives: what the
+            credit hides is the round trip to the broker, and 4 x capacity
+            covers it (BENCHMARKS.md). smtp and http run capacity
+            deliveries at once: a task waiting in a busy worker could run
+            at once in an idle one, so they hold nothing extra unless told. */
+        channel->prefetch = channel->driver == HERALD_DRIVER_NOOP || channel->driver == HERALD_DRIVER_FILE
+                          ? 3 * channel->capacity: 0;
     if (channel->burst == 0) {
         double burst = ceil (channel->rate_per_sec);
         channel->burst = burst < 1? 1: (int) burst;
@@ -1445,6 +1454,13 @@ herald_config_event_index (const herald_config_t *self, const char *name)
         if (strcmp (self->events[i].name, name) == 0)
             return i;
     return -1;
+}
+
+uint32_t
+herald_channel_credit (const herald_channel_t *channel)
+{
+    int64_t credit = (int64_t) channel->capacity + (channel->prefetch > 0? channel->prefetch: 0);
+    return (uint32_t) (credit < 1? 1: credit > 65535? 65535: credit);
 }
 
 const char *

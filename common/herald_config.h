@@ -71,6 +71,8 @@ typedef struct {
     herald_driver_kind_t driver;
     int capacity;                   /* credit each worker announces (concurrent tasks), default 32; YAML capacity or concurrency;
                                        the broker gives no worker more than this, whatever it announces */
+    int prefetch;                   /* tasks a worker may hold waiting beyond capacity (its credit is capacity +
+                                       prefetch), 0..10000; default 3 x capacity for noop and file, 0 for smtp and http */
     int max_workers;                /* worker registrations the broker accepts for the channel, default 64 */
     /* retry policy, owned by the broker */
     int max_attempts;               /* default 8; then the task is dead */
@@ -227,6 +229,11 @@ int
 
 const char *
     herald_driver_name (herald_driver_kind_t kind);
+
+/*  A worker's credit on channel: capacity + prefetch, the most unfinished
+    tasks the broker gives one worker of it (at most 65535, READY's bound). */
+uint32_t
+    herald_channel_credit (const herald_channel_t *channel);
 
 /*  Parses a field type list like "string|number" into herald_field_type_t
     flags. 0, or -1 naming the unknown word in err. */

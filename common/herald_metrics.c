@@ -31,7 +31,7 @@ struct herald_metrics {
 };
 
 static const char *const s_outcomes[HERALD_DELIVERY_OUTCOMES] = {
-    "done", "retry", "throttled", "failed", "lease_expired", "worker_lost"
+    "done", "retry", "throttled", "failed", "lease_expired", "worker_lost", "released"
 };
 
 herald_metrics_t *

@@ -21,6 +21,7 @@ typedef enum {
     HERALD_DELIVERY_FAILED,
     HERALD_DELIVERY_LEASE_EXPIRED,
     HERALD_DELIVERY_WORKER_LOST,
+    HERALD_DELIVERY_RELEASED,           /* given back unstarted by its worker: no attempt spent */
     HERALD_DELIVERY_OUTCOMES
 } herald_delivery_t;
 
@@ -64,7 +65,8 @@ void
 json_t *
     herald_metrics_json (const herald_metrics_t *self, int channel_count);
 
-/*  "done", "retry", "throttled", "failed", "lease_expired", "worker_lost". */
+/*  "done", "retry", "throttled", "failed", "lease_expired", "worker_lost",
+    "released". */
 const char *
     herald_delivery_name (herald_delivery_t outcome);
 

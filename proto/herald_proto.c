@@ -258,7 +258,7 @@ s_lookup (const hp_frame_t *frame, hp_command_t *command)
 //    task-entry   = task-id SP attempt SP lease SP length LF event-json LF
 //    result-entry = task-id SP lease SP outcome SP delay-ms SP length LF text LF
 
-static const char *s_outcomes[] = { NULL, "done", "retry", "throttled", "failed" };
+static const char *s_outcomes[] = { NULL, "done", "retry", "throttled", "failed", "released" };
 
 /*  Reads a decimal (no sign, no leading zero) ending at `stop`. */
 static int
@@ -362,7 +362,7 @@ s_read_result (const char **p, const char *end, hp_result_t *result)
     if (q >= end)
         return -1;
     result->outcome = 0;
-    for (int o = HP_OUTCOME_DONE; o <= HP_OUTCOME_FAILED; o++)
+    for (int o = HP_OUTCOME_DONE; o <= HP_OUTCOME_RELEASED; o++)
         if ((size_t) (q - *p) == strlen (s_outcomes[o]) && memcmp (*p, s_outcomes[o], (size_t) (q - *p)) == 0)
             result->outcome = (hp_outcome_t) o;
     if (!result->outcome)
@@ -509,7 +509,7 @@ hp_result_put (char *out, const hp_result_t *result)
 const char *
 hp_outcome_name (hp_outcome_t outcome)
 {
-    if (outcome < HP_OUTCOME_DONE || outcome > HP_OUTCOME_FAILED)
+    if (outcome < HP_OUTCOME_DONE || outcome > HP_OUTCOME_RELEASED)
         return "failed";
     return s_outcomes[outcome];
 }

@@ -102,7 +102,8 @@ typedef enum {
     HP_OUTCOME_DONE = 1,    /* delivered */
     HP_OUTCOME_RETRY,       /* transient failure; delay_ms: not before (0 = broker policy) */
     HP_OUTCOME_THROTTLED,   /* the downstream's rate limit; delay_ms: Retry-After */
-    HP_OUTCOME_FAILED       /* permanent failure */
+    HP_OUTCOME_FAILED,      /* permanent failure */
+    HP_OUTCOME_RELEASED     /* not started: the worker gives the task back, no attempt spent */
 } hp_outcome_t;
 
 /*  One result of a RESULTS message. */

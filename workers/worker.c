@@ -14,6 +14,7 @@
 #include "herald_clock.h"
 #include "herald_config_reload.h"
 #include "herald_log.h"
+#include "herald_ratelimit.h"
 #include "herald_redact.h"
 #include "herald_wire.h"
 #include "worker.h"
@@ -30,6 +31,7 @@ typedef struct {
     char task_id[HP_MAX_ID + 1];
     uint32_t attempt;
     uint64_t lease;             /* echoed in the result (the broker's fencing token) */
+    int64_t received;           /* monotonic ms: the broker's lease runs from about then */
     char *event;                /* owned, NUL-terminated */
     size_t event_len;
 } worker_task_t;
@@ -44,7 +46,11 @@ struct _herald_worker_t {
     bool resession;                     /* capacity or message cap changed: register again once idle */
     char endpoint[WORKER_ENDPOINT_MAX];
     char name[HP_MAX_ID + 1];           /* "hostname:pid", announced in READY */
-    uint32_t capacity;                  /* credit announced in READY */
+    uint32_t credit;                    /* announced in READY: capacity + prefetch, the queue's size */
+    uint32_t capacity;                  /* deliveries an asynchronous driver runs at once */
+    int64_t lease_ms;                   /* the channel's lease: a task waits at most half of it here */
+    bool release_all;                   /* a delivery was throttled: give back what has not started */
+    herald_ratelimit_t release_log;     /* "tasks released" lines */
     void *ctx;                          /* own ZeroMQ context */
     void *socket;                       /* DEALER, NULL when a reconnect failed */
     hw_options_t options;
@@ -58,7 +64,7 @@ struct _herald_worker_t {
     bool session_live;                  /* the broker sent something other than DISCONNECT since READY */
     bool stopping;
     int64_t stop_deadline;
-    worker_task_t *queue;               /* bounded FIFO (async drivers), capacity entries */
+    worker_task_t *queue;               /* bounded FIFO (async drivers), credit entries */
     uint32_t queue_head;
     uint32_t queue_count;
     char *event_buf;                    /* NUL-terminated copy of the current task's event */
@@ -76,6 +82,7 @@ struct _herald_worker_t {
 
 static void s_on_complete (void *ctx, const char *task_id, uint32_t attempt, uint64_t lease,
                            const hd_result_t *result);
+static void s_add_result (herald_worker_t *self, const hp_result_t *entry);
 
 static int64_t
 s_min (int64_t a, int64_t b)
@@ -119,15 +126,15 @@ s_send_ready (herald_worker_t *self)
     hp_msg_t msg = {
         .command = HP_READY,
         .channel = hp_str (self->channel->name),
-        .capacity = self->capacity,
+        .capacity = self->credit,
         .worker = hp_str (self->name),
-        .max_batch = self->capacity < HP_MAX_BATCH? self->capacity: HP_MAX_BATCH
+        .max_batch = self->credit < HP_MAX_BATCH? self->credit: HP_MAX_BATCH
     };
     self->ready_pending = s_send (self, &msg) != 0;
     self->session_live = false;
     if (!self->ready_pending)
-        herald_info ("registered", "channel=%s capacity=%u worker=%s endpoint=%s",
-                     self->channel->name, self->capacity, self->name, self->endpoint);
+        herald_info ("registered", "channel=%s capacity=%u credit=%u worker=%s endpoint=%s",
+                     self->channel->name, self->capacity, self->credit, self->name, self->endpoint);
 }
 
 static void
@@ -137,7 +144,7 @@ s_drop_queue (herald_worker_t *self)
         worker_task_t *task = &self->queue[self->queue_head];
         free (task->event);
         task->event = NULL;
-        self->queue_head = (self->queue_head + 1) % self->capacity;
+        self->queue_head = (self->queue_head + 1) % self->credit;
         self->queue_count--;
     }
     self->queue_head = 0;
@@ -241,7 +248,16 @@ s_report (herald_worker_t *self, const char *task_id, uint32_t attempt, uint64_t
                      self->channel->name, task_id, attempt, s_outcome_name (result->outcome),
                      (long long) entry.delay_ms, herald_log_quote (text[0]? text: "-", q, sizeof q));
     }
-    size_t size = hp_result_size (&entry);
+    if (result->outcome == HD_THROTTLED)
+        self->release_all = true;   //  the broker pauses the channel: nothing queued here may start
+    s_add_result (self, &entry);
+}
+
+//  Adds entry to this round's results (a full batch leaves first).
+static void
+s_add_result (herald_worker_t *self, const hp_result_t *entry)
+{
+    size_t size = hp_result_size (entry);
     if (self->results_count == HP_MAX_BATCH
     ||  self->results_len + size > (size_t) self->config->broker.max_event_bytes + HP_BATCH_OVERHEAD)
         s_flush_results (self);
@@ -252,14 +268,54 @@ s_report (herald_worker_t *self, const char *task_id, uint32_t attempt, uint64_t
         char *grown = realloc (self->results, cap);
         if (!grown) {
             //  Lost: the broker's lease expires and it retries (same task id).
-            herald_error ("out of memory: result dropped", "task_id=%s", task_id);
+            char id[HP_MAX_ID + 1];
+            herald_error ("out of memory: result dropped", "task_id=%s",
+                          hp_str_copy (entry->task_id, id, sizeof id));
             return;
         }
         self->results = grown;
         self->results_cap = cap;
     }
-    self->results_len += hp_result_put (self->results + self->results_len, &entry);
+    self->results_len += hp_result_put (self->results + self->results_len, entry);
     self->results_count++;
+}
+
+//  Gives back, unstarted, the queued tasks that have waited half the
+//  channel's lease (all of them when `all`: a delivery was throttled), so
+//  that none starts when the broker may be about to hand it to another
+//  worker, and none runs into a downstream that asked for a pause. They
+//  travel in a RESULTS message of their own: a broker from before
+//  `released`, which refuses that frame as malformed, loses no other
+//  result and takes them back when their leases end.
+static void
+s_release_queued (herald_worker_t *self, bool all)
+{
+    uint32_t count = 0;
+    while (self->queue_count > 0) {
+        worker_task_t *task = &self->queue[self->queue_head];
+        if (!all && self->now - task->received < self->lease_ms / 2)
+            break;      //  FIFO: the others arrived later
+        if (count++ == 0)
+            s_flush_results (self);
+        hp_result_t entry = { .task_id = hp_str (task->task_id), .lease = task->lease,
+                              .outcome = HP_OUTCOME_RELEASED,
+                              .text = hp_str (all? "not started: the downstream throttled"
+                                                 : "not started: waited half its lease") };
+        s_add_result (self, &entry);
+        free (task->event);
+        task->event = NULL;
+        self->queue_head = (self->queue_head + 1) % self->credit;
+        self->queue_count--;
+    }
+    if (count == 0)
+        return;
+    s_flush_results (self);
+    if (herald_ratelimit_allow (&self->release_log, self->now))
+        herald_warn ("tasks given back unstarted", "channel=%s count=%u still_waiting=%u why=\"%s\" not_logged=%llu",
+                     self->channel->name, count, self->queue_count,
+                     all? "a delivery was throttled"
+                        : "they waited half the lease behind busy deliveries: lower channels.NAME.prefetch",
+                     (unsigned long long) self->release_log.suppressed);
 }
 
 static void
@@ -298,7 +354,7 @@ s_start_queued (herald_worker_t *self)
     while (self->queue_count > 0 && !self->stopping && !self->resession && s_driver_has_room (self)) {
         worker_task_t task = self->queue[self->queue_head];
         self->queue[self->queue_head].event = NULL;
-        self->queue_head = (self->queue_head + 1) % self->capacity;
+        self->queue_head = (self->queue_head + 1) % self->credit;
         self->queue_count--;
         s_start_task (self, task.task_id, task.attempt, task.lease, task.event, task.event_len);
         free (task.event);
@@ -317,10 +373,10 @@ s_on_task (herald_worker_t *self, const hp_task_t *entry)
         return;
     }
     if (self->queue_count > 0 || !s_driver_has_room (self)) {
-        if (self->queue_count >= self->capacity) {
+        if (self->queue_count >= self->credit) {
             hd_result_t result = { .outcome = HD_RETRY };
             snprintf (result.text, sizeof result.text,
-                      "worker over capacity (%u): broker sent more than the credit", self->capacity);
+                      "worker over its credit (%u): broker sent more", self->credit);
             s_report (self, task_id, entry->attempt, entry->lease, &result);
             return;
         }
@@ -333,10 +389,11 @@ s_on_task (herald_worker_t *self, const hp_task_t *entry)
         }
         memcpy (event, entry->body.ptr, entry->body.len);
         event[entry->body.len] = '\0';
-        worker_task_t *slot = &self->queue[(self->queue_head + self->queue_count) % self->capacity];
+        worker_task_t *slot = &self->queue[(self->queue_head + self->queue_count) % self->credit];
         memcpy (slot->task_id, task_id, sizeof slot->task_id);
         slot->attempt = entry->attempt;
         slot->lease = entry->lease;
+        slot->received = self->now;
         slot->event = event;
         slot->event_len = entry->body.len;
         self->queue_count++;
@@ -497,13 +554,13 @@ s_poll_timeout (herald_worker_t *self)
     return timeout < 0? 0: (long) timeout;
 }
 
-//  Sizes the queue of tasks waiting for the driver (capacity entries; it
+//  Sizes the queue of tasks waiting for the driver (credit entries; it
 //  must be empty) and the poll items (the socket, then a share for each
 //  driver instance). 0 / -1 (out of memory: nothing changed).
 static int
-s_size (herald_worker_t *self, uint32_t capacity, int drivers)
+s_size (herald_worker_t *self, uint32_t credit, int drivers)
 {
-    int item_max = (int) s_min (1 + (int64_t) drivers * (2 * (int64_t) capacity + 16),
+    int item_max = (int) s_min (1 + (int64_t) drivers * (2 * (int64_t) credit + 16),
                                 (int64_t) drivers * WORKER_MAX_ITEMS);
     if (item_max > self->item_max) {
         zmq_pollitem_t *items = realloc (self->items, (size_t) item_max * sizeof *items);
@@ -512,23 +569,26 @@ s_size (herald_worker_t *self, uint32_t capacity, int drivers)
         self->items = items;
         self->item_max = item_max;
     }
-    if (capacity != self->capacity || !self->queue) {
-        worker_task_t *queue = calloc (capacity, sizeof *queue);
+    if (credit != self->credit || !self->queue) {
+        worker_task_t *queue = calloc (credit, sizeof *queue);
         if (!queue)
             return -1;
         free (self->queue);
         self->queue = queue;
         self->queue_head = 0;
-        self->capacity = capacity;
+        self->credit = credit;
     }
     return 0;
 }
 
-static uint32_t
-s_capacity (const herald_channel_t *channel)
+//  What the channel's settings make of this worker: deliveries at once and
+//  the lease. The credit changes only with a new session (s_size).
+static void
+s_limits (herald_worker_t *self, const herald_channel_t *channel)
 {
     int capacity = channel->capacity;
-    return (uint32_t) (capacity < 1? 1: capacity > 65535? 65535: capacity);
+    self->capacity = (uint32_t) (capacity < 1? 1: capacity > 65535? 65535: capacity);
+    self->lease_ms = channel->lease_ms > 0? channel->lease_ms: 60000;
 }
 
 static herald_worker_t *
@@ -577,7 +637,9 @@ s_worker_new (const herald_config_t *config, int channel_index, const char *endp
     self->options.linger_ms = 0;
 
     self->ctx = zmq_ctx_new ();
-    if (s_size (self, s_capacity (channel), 1) != 0 || !self->ctx) {
+    s_limits (self, channel);
+    self->release_log = herald_ratelimit (1, 10000);
+    if (s_size (self, herald_channel_credit (channel), 1) != 0 || !self->ctx) {
         snprintf (err, errlen, "worker: out of memory");
         herald_worker_destroy (&self);
         return NULL;
@@ -649,10 +711,10 @@ s_resession (herald_worker_t *self)
     s_send (self, &msg);
     s_close_socket (self, WORKER_STOP_LINGER_MS);
     s_drop_queue (self);
-    uint32_t capacity = s_capacity (self->channel);
-    if (s_size (self, capacity, driver_set_count (self->drivers)) != 0)
-        herald_error ("out of memory: the capacity stays", "channel=%s capacity=%u wanted=%u", self->channel->name,
-                      self->capacity, capacity);
+    uint32_t credit = herald_channel_credit (self->channel);
+    if (s_size (self, credit, driver_set_count (self->drivers)) != 0)
+        herald_error ("out of memory: the credit stays", "channel=%s credit=%u wanted=%u", self->channel->name,
+                      self->credit, credit);
     self->options.max_msg_size = (long long) self->config->broker.max_event_bytes + HP_BATCH_OVERHEAD;
     self->silence_deadline = self->now + self->silence_ms;
     char err[HERALD_ERR_MAX];
@@ -673,7 +735,7 @@ static const char *
 s_switch (herald_worker_t *self, herald_config_t *merged, const herald_channel_t *channel,
           const hd_driver_ops_t *ops, void *instance)
 {
-    if (s_size (self, self->capacity, driver_set_count (self->drivers) + 1) != 0)
+    if (s_size (self, self->credit, driver_set_count (self->drivers) + 1) != 0)
         return "out of memory";
     if (driver_set_replace (self->drivers, ops, instance, merged) != 0)
         return "the drivers of several earlier reloads still finish their deliveries: try again later";
@@ -684,7 +746,8 @@ s_switch (herald_worker_t *self, herald_config_t *merged, const herald_channel_t
     self->heartbeat_ms = merged->broker.heartbeat_ms > 0? merged->broker.heartbeat_ms: 1000;
     int liveness = merged->broker.heartbeat_liveness > 0? merged->broker.heartbeat_liveness: 3;
     self->silence_ms = self->heartbeat_ms * liveness;
-    if (s_capacity (channel) != self->capacity || merged->broker.max_event_bytes != message_cap)
+    s_limits (self, channel);
+    if (herald_channel_credit (channel) != self->credit || merged->broker.max_event_bytes != message_cap)
         self->resession = true;
     return NULL;
 }
@@ -747,9 +810,9 @@ herald_worker_watch_reload (herald_worker_t *self, volatile sig_atomic_t *reload
 int
 herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop)
 {
-    herald_info ("worker started", "channel=%s driver=%s endpoint=%s capacity=%u worker=%s",
+    herald_info ("worker started", "channel=%s driver=%s endpoint=%s capacity=%u credit=%u worker=%s",
                  self->channel->name, driver_set_ops (self->drivers)->name, self->endpoint, self->capacity,
-                 self->name);
+                 self->credit, self->name);
     self->now = herald_clock_mono_ms ();
     self->silence_deadline = self->now + self->silence_ms;
     self->last_sent = self->now;
@@ -805,8 +868,11 @@ herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop)
             break;
         }
         driver_set_progress (self->drivers, self->items + first_driver_item, count - first_driver_item);
-        if (self->async)
+        if (self->async) {
+            s_release_queued (self, self->release_all);
+            self->release_all = false;
             s_start_queued (self);
+        }
         /*  The round's deliveries end together: a driver that defers its
             completions (the file driver syncs once for the round) finishes
             them now, and their results leave as one RESULTS message. */

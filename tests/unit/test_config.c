@@ -230,6 +230,34 @@ Test (config, rates)
                     "t.yaml:5: channels.email.rate:");
 }
 
+Test (config, prefetch_defaults_by_driver_and_the_credit)
+{
+    cr_assert_eq (s_parse (S_EVENTS "channels:\n"
+                           "  email: { driver: file, dir: out, capacity: 10 }\n"
+                           "  inventory: { driver: noop }\n"
+                           "  hook: { driver: http, http: { url: \"http://127.0.0.1:9/h\" }, capacity: 16 }\n"
+                           "  told: { driver: http, http: { url: \"http://127.0.0.1:9/h\" }, capacity: 4,"
+                           " prefetch: 12 }\n"
+                           "  none: { driver: noop, prefetch: 0 }\n"), 0, "%s", s_err);
+    cr_assert_eq (s_cfg.channels[0].prefetch, 30, "file: 3 x capacity");
+    cr_assert_eq (herald_channel_credit (&s_cfg.channels[0]), 40u);
+    cr_assert_eq (s_cfg.channels[1].prefetch, 96, "noop: 3 x the default capacity 32");
+    cr_assert_eq (herald_channel_credit (&s_cfg.channels[1]), 128u);
+    cr_assert_eq (s_cfg.channels[2].prefetch, 0, "http runs capacity deliveries at once: nothing extra");
+    cr_assert_eq (herald_channel_credit (&s_cfg.channels[2]), 16u);
+    cr_assert_eq (s_cfg.channels[3].prefetch, 12);
+    cr_assert_eq (herald_channel_credit (&s_cfg.channels[3]), 16u);
+    cr_assert_eq (s_cfg.channels[4].prefetch, 0, "an explicit 0 is kept");
+    cr_assert_eq (herald_channel_credit (&s_cfg.channels[4]), 32u);
+    s_cfg.channels[4].capacity = 10000;
+    s_cfg.channels[4].prefetch = 60000;
+    cr_assert_eq (herald_channel_credit (&s_cfg.channels[4]), 65535u, "READY's bound");
+    s_expect_error (S_EVENTS "channels:\n  email: { driver: noop, prefetch: 10001 }\n  inventory: { driver: noop }\n",
+                    "t.yaml:5: channels.email.prefetch:");
+    s_expect_error (S_EVENTS "channels:\n  email: { driver: noop, prefetch: -1 }\n  inventory: { driver: noop }\n",
+                    "t.yaml:5: channels.email.prefetch:");
+}
+
 /* ---- one test per kind of error ---------------------------------------- */
 
 Test (config_errors, missing_file)

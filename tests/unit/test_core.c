@@ -571,6 +571,40 @@ Test (core, max_batch_and_capacity_bound_each_message)
     }
 }
 
+Test (core, prefetch_raises_the_credit_and_a_released_task_spends_no_attempt)
+{
+    s.config.channels[0].capacity = 2;
+    s.config.channels[0].prefetch = 3;
+    s_start (1);
+    for (int i = 0; i < 5; i++)
+        s_publish (i + 1);
+    core_durable (s.core, s.end, s.t0);
+    s_ready ("w1", "email", 65535, 1024, s.t0);
+    core_tick (s.core, s.t0);
+    cr_assert_eq (s.task_count, 5u, "capacity 2 + prefetch 3 leased to one worker");
+    s_ready ("w2", "email", 5, 5, s.t0);
+    core_tick (s.core, s.t0);
+    cr_assert_eq (s.task_count, 5u, "nothing left for w2");
+    s_task_t released = s.tasks[4];
+    size_t records = s.record_count;
+    s_result ("w1", &released, released.lease, HP_OUTCOME_RELEASED, s.t0 + 1);
+    cr_assert_eq (s.record_count, records, "a release records nothing: the task was never tried");
+    {
+        core_channel_counts_t counts;
+        core_counts (s.core, 0, &counts);
+        cr_assert_eq (counts.in_flight, 4u, "back in the queue");
+    }
+    core_tick (s.core, s.t0 + 2);
+    cr_assert_eq (s.task_count, 6u, "delivered again at once");
+    s_task_t again = s.tasks[5];
+    cr_assert_str_eq (again.id, released.id);
+    cr_assert_str_eq (again.worker, "w2", "to another worker with room, not the one that gave it back");
+    cr_assert_eq (again.attempt, released.attempt, "no attempt spent");
+    cr_assert_gt (again.lease, released.lease, "under a new lease");
+    s_result ("w1", &released, released.lease, HP_OUTCOME_DONE, s.t0 + 3);
+    cr_assert_eq (s.record_count, records, "the old lease is fenced");
+}
+
 Test (core, producers_feel_backpressure_beyond_two_batches)
 {
     s.config.broker.batch_max = 4;

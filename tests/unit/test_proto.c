@@ -131,9 +131,10 @@ s_make_batches (const char *event)
         { hp_str ("t-1.email"), 2, HP_OUTCOME_RETRY, 0, hp_str ("connect: refused") },
         { hp_str ("t-1.email"), 3, HP_OUTCOME_THROTTLED, 9007199254740991LL, hp_str ("HTTP 429") },
         { hp_str ("t-1.email"), 4, HP_OUTCOME_FAILED, 0, hp_str ("550 5.1.1 no such user\nsecond line") },
+        { hp_str ("t-2.email"), 5, HP_OUTCOME_RELEASED, 0, hp_str ("not started: waited half its lease") },
     };
     s_results_len = 0;
-    for (size_t i = 0; i < 4; i++)
+    for (size_t i = 0; i < sizeof results / sizeof results[0]; i++)
         s_results_len += hp_result_put (s_results_frame + s_results_len, &results[i]);
 }
 
@@ -161,7 +162,7 @@ s_samples (hp_msg_t *out)
     out[n++] = (hp_msg_t) { .command = HP_TASKS, .channel = hp_str ("inventory.v2_x-y"),
                             .batch = hp_strn (s_tasks_frame, s_tasks_len), .batch_count = 2 };
     out[n++] = (hp_msg_t) { .command = HP_RESULTS, .batch = hp_strn (s_results_frame, s_results_len),
-                            .batch_count = 4 };
+                            .batch_count = 5 };
     out[n++] = (hp_msg_t) { .command = HP_HEARTBEAT };
     out[n++] = (hp_msg_t) { .command = HP_DISCONNECT };
     out[n++] = (hp_msg_t) { .command = HP_ADMIN, .corr = hp_str ("a-1"),

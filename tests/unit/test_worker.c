@@ -443,6 +443,7 @@ typedef struct {
 
 static int s_fake_opened, s_fake_closed;     /* instances, for the reload tests */
 static int s_fake_started;                  /* deliveries started, by any instance */
+static hd_outcome_t s_fake_outcome;         /* how the next completions end (HD_DONE = 0 by default) */
 static int s_fake_credit;                   /* completions asked for (through the pipe, which every
                                                instance polls) and not yet done */
 
@@ -488,7 +489,9 @@ s_fake_progress (void *self_, const zmq_pollitem_t *items, int count)
             s_fake_credit += (int) got;
     }
     while (s_fake_credit > 0 && self->count > 0) {
-        hd_result_t result = { .outcome = HD_DONE };
+        hd_result_t result = { .outcome = s_fake_outcome };
+        if (s_fake_outcome == HD_THROTTLED)
+            result.delay_ms = 1000;
         self->complete (self->ctx, self->ids[0], 1, self->leases[0], &result);
         memmove (self->ids[0], self->ids[1], sizeof self->ids[0] * (size_t) (self->count - 1));
         memmove (&self->leases[0], &self->leases[1], sizeof self->leases[0] * (size_t) (self->count - 1));
@@ -527,9 +530,99 @@ static void
 s_start_fake_worker (void)
 {
     cr_assert_eq (pipe (s_fake_pipe), 0);
+    s_fake_started = 0;
+    s_fake_outcome = HD_DONE;
     s_fx.config.channels[0].capacity = 2;
     s_start_worker_with (0, &s_fake_ops);
     s_expect_ready ("bench", 2);
+}
+
+/*  Same with prefetch: capacity deliveries at once, capacity + prefetch
+    announced as the credit. */
+static void
+s_start_prefetching_fake_worker (int capacity, int prefetch, int64_t lease_ms)
+{
+    cr_assert_eq (pipe (s_fake_pipe), 0);
+    s_fake_started = 0;
+    s_fake_outcome = HD_DONE;
+    s_fx.config.channels[0].capacity = capacity;
+    s_fx.config.channels[0].prefetch = prefetch;
+    s_fx.config.channels[0].lease_ms = lease_ms;
+    /*  This fake broker does not heartbeat: 1 s x 3 of silence keeps the
+        worker from registering again while a lease runs out. */
+    s_fx.config.broker.heartbeat_ms = 1000;
+    s_start_worker_with (0, &s_fake_ops);
+    s_expect_ready ("bench", (uint32_t) (capacity + prefetch));
+}
+
+/*  s_fake_started reaches count, then stays there for ms (nothing else
+    starts). */
+static void
+s_expect_started_stays (int count, int ms)
+{
+    int64_t deadline = herald_clock_mono_ms () + WAIT_MS;
+    while (s_fake_started < count && herald_clock_mono_ms () < deadline)
+        zmq_poll (NULL, 0, 5);
+    deadline = herald_clock_mono_ms () + ms;
+    while (herald_clock_mono_ms () < deadline) {
+        cr_assert_eq (s_fake_started, count, "deliveries started: %d, expected %d", s_fake_started, count);
+        zmq_poll (NULL, 0, 5);
+    }
+}
+
+Test (worker, prefetch_holds_tasks_beyond_capacity_and_runs_capacity_at_once)
+{
+    s_start_prefetching_fake_worker (2, 3, 60000);
+    for (int i = 1; i <= 5; i++) {
+        char id[16];
+        snprintf (id, sizeof id, "p-%d", i);
+        s_send_task (id, 1, "bench", s_event);
+    }
+    s_expect_started_stays (2, 200);              //  the capacity, whatever the credit
+    s_fake_finish (1);
+    s_expect_result (HP_OUTCOME_DONE, "p-1", 1, NULL, 0);
+    s_expect_started_stays (3, 100);              //  one done, one more started
+    s_fake_finish (4);
+    for (int i = 2; i <= 5; i++) {
+        char id[16];
+        snprintf (id, sizeof id, "p-%d", i);
+        s_expect_result (HP_OUTCOME_DONE, id, 1, NULL, 0);
+    }
+    cr_assert_eq (s_fake_started, 5);
+}
+
+Test (worker, a_task_that_waited_half_its_lease_is_released_unstarted)
+{
+    s_start_prefetching_fake_worker (1, 2, 600);
+    int64_t sent = herald_clock_mono_ms ();
+    s_send_task ("w-1", 1, "bench", s_event);     //  runs, and does not finish
+    s_send_task ("w-2", 2, "bench", s_event);     //  waits behind it
+    s_send_task ("w-3", 3, "bench", s_event);
+    char text[HP_MAX_TEXT];
+    s_expect_result (HP_OUTCOME_RELEASED, "w-2", 2, text, sizeof text);
+    int64_t waited = herald_clock_mono_ms () - sent;
+    cr_assert_geq (waited, 300, "released after %lld ms: before half the lease (300 ms)", (long long) waited);
+    cr_assert (strstr (text, "half its lease"), "text was: %s", text);
+    s_expect_result (HP_OUTCOME_RELEASED, "w-3", 3, NULL, 0);
+    cr_assert_eq (s_fake_started, 1, "the released tasks never started");
+    s_fake_finish (1);
+    s_expect_result (HP_OUTCOME_DONE, "w-1", 1, NULL, 0);
+    s_expect_started_stays (1, 100);
+}
+
+Test (worker, a_throttled_delivery_releases_what_waits_behind_it)
+{
+    s_start_prefetching_fake_worker (1, 2, 60000);
+    s_send_task ("h-1", 1, "bench", s_event);
+    s_send_task ("h-2", 2, "bench", s_event);
+    s_send_task ("h-3", 3, "bench", s_event);
+    s_expect_started_stays (1, 100);
+    s_fake_outcome = HD_THROTTLED;
+    s_fake_finish (1);
+    s_expect_result (HP_OUTCOME_THROTTLED, "h-1", 1, NULL, 0);
+    s_expect_result (HP_OUTCOME_RELEASED, "h-2", 2, NULL, 0);
+    s_expect_result (HP_OUTCOME_RELEASED, "h-3", 3, NULL, 0);
+    s_expect_started_stays (1, 100);              //  none ran into the downstream's pause
 }
 
 Test (worker, async_driver_queues_beyond_capacity_in_order)
@@ -542,7 +635,7 @@ Test (worker, async_driver_queues_beyond_capacity_in_order)
     s_send_task ("a-5", 1, "bench", s_event);     //  queue full too: refused at once
     char error[HP_MAX_TEXT];
     s_expect_result (HP_OUTCOME_RETRY, "a-5", 1, error, sizeof error);
-    cr_assert (strstr (error, "capacity"), "error was: %s", error);
+    cr_assert (strstr (error, "credit"), "error was: %s", error);
     s_fake_finish (4);
     s_expect_result (HP_OUTCOME_DONE, "a-1", 1, NULL, 0);
     s_expect_result (HP_OUTCOME_DONE, "a-2", 1, NULL, 0);
@@ -655,7 +748,7 @@ s_write_config (int capacity, const char *heartbeat)
               "  heartbeat: %s\n"
               "  shutdown_timeout: 2s\n"
               "channels:\n"
-              "  bench: { driver: noop, capacity: %d }\n"
+              "  bench: { driver: noop, capacity: %d, prefetch: 0 }\n"
               "  email: { driver: file, dir: %s/out/email, capacity: 2 }\n"
               "events:\n"
               "  order.confirmed: { fanout: [bench, email] }\n",
