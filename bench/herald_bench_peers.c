@@ -28,6 +28,7 @@
 #include <unistd.h>
 
 #include "bench_util.h"
+#include "herald_config.h"
 #include "peers_proc.h"
 #include "peers_report.h"
 #include "peers_shapes.h"
@@ -58,7 +59,8 @@ typedef struct {
     char bin_dir[PATH_MAX];
     char base_dir[512];             /* where the temp dir is made */
     bool keep;
-    long capacity;                  /* Herald's channels.*.capacity (credit per worker) */
+    long capacity;                  /* Herald's channels.*.capacity in 4 */
+    long prefetch;                  /* Herald's channels.*.prefetch in 4, -1: its default */
     long floor_credit;              /* the floor's workers' credit in 4 */
 } peers_options_t;
 
@@ -112,10 +114,12 @@ s_usage (FILE *out)
         "  --backlog-tasks N   tasks queued in 5 (default 1000000; quick 30000)\n"
         "  --rounds R          turns per system in 1, 2 and 4 (default 3, 2 for 4; quick 1)\n"
         "  --shapes LIST       run only these shapes, e.g. 2,3 (default 1,2,3,4,5)\n"
-        "  --capacity N        Herald's channels.*.capacity, each worker's credit, in 4\n"
-        "                      (default 32, Herald's default; the floor's workers take 1024)\n"
+        "  --capacity N        Herald's channels.*.capacity in 4 (default 32, Herald's default)\n"
+        "  --prefetch N        Herald's channels.*.prefetch in 4 (default: Herald's, 3 x capacity\n"
+        "                      for noop). Each worker's credit is capacity + prefetch: 128 by\n"
+        "                      default; the floor's workers take 1024\n"
         "  --floor-credit N    the floor's workers' credit in 4 (default 1024; give Herald's\n"
-        "                      capacity to see what the floor itself does at that credit)\n"
+        "                      credit to see what the floor itself does at that credit)\n"
         "  --json FILE         also write the results as JSON\n"
         "  --tmp DIR           where the temp dir (every store) goes (default $TMPDIR or /tmp)\n"
         "  --bin-dir DIR       where the Herald and bench binaries are (default: this one's)\n"
@@ -163,7 +167,7 @@ s_parse_shapes (const char *text, bool shape[6])
 static int
 s_options (peers_options_t *opt, int argc, char **argv)
 {
-    enum { O_QUICK = 1, O_SHAPES, O_SECONDS, O_EVENTS, O_BACKLOG, O_ROUNDS, O_JSON, O_TMP, O_BIN, O_KEEP, O_CAPACITY,
+    enum { O_QUICK = 1, O_SHAPES, O_SECONDS, O_EVENTS, O_BACKLOG, O_ROUNDS, O_JSON, O_TMP, O_BIN, O_KEEP, O_CAPACITY, O_PREFETCH,
            O_FLOOR_CREDIT, O_HELP, O_VERSION };
     static const struct option longopts[] = {
         { "quick", no_argument, NULL, O_QUICK },
@@ -177,6 +181,7 @@ s_options (peers_options_t *opt, int argc, char **argv)
         { "bin-dir", required_argument, NULL, O_BIN },
         { "keep", no_argument, NULL, O_KEEP },
         { "capacity", required_argument, NULL, O_CAPACITY },
+        { "prefetch", required_argument, NULL, O_PREFETCH },
         { "floor-credit", required_argument, NULL, O_FLOOR_CREDIT },
         { "help", no_argument, NULL, O_HELP },
         { "version", no_argument, NULL, O_VERSION },
@@ -184,6 +189,7 @@ s_options (peers_options_t *opt, int argc, char **argv)
     };
     memset (opt, 0, sizeof *opt);
     opt->capacity = PEERS_CAPACITY;
+    opt->prefetch = -1;
     opt->floor_credit = PEERS_FLOOR_CREDIT;
     for (int s = 1; s <= 5; s++)
         opt->shape[s] = true;
@@ -220,6 +226,7 @@ s_options (peers_options_t *opt, int argc, char **argv)
             case O_BIN:     snprintf (opt->bin_dir, sizeof opt->bin_dir, "%s", optarg); break;
             case O_KEEP:    opt->keep = true; break;
             case O_CAPACITY: if (s_parse_long (optarg, "--capacity", 1, 10000, &opt->capacity)) return -1; break;
+            case O_PREFETCH: if (s_parse_long (optarg, "--prefetch", 0, 10000, &opt->prefetch)) return -1; break;
             case O_FLOOR_CREDIT:
                 if (s_parse_long (optarg, "--floor-credit", 1, PEERS_FLOOR_CREDIT, &opt->floor_credit))
                     return -1;
@@ -547,9 +554,11 @@ s_herald_ready (peers_run_t *self, peers_side_t *side)
 }
 
 //  A fresh broker (its own store under dir/name), and with workers one
-//  noop herald-worker per channel; capacity: channels.*.capacity.
+//  noop herald-worker per channel; capacity and prefetch: channels.*'s
+//  (prefetch -1: not written, Herald's default). *credit (if not NULL):
+//  each worker's credit, as Herald reads the configuration written.
 static int
-s_start_herald (peers_run_t *self, const char *name, bool workers, long capacity)
+s_start_herald (peers_run_t *self, const char *name, bool workers, long capacity, long prefetch, long *credit)
 {
     peers_side_t *side = &self->sides[PEERS_HERALD];
     memset (side, 0, sizeof *side);
@@ -578,15 +587,28 @@ s_start_herald (peers_run_t *self, const char *name, bool workers, long capacity
              "    key: order_id\n"
              "    required: [order_id, customer.email, items]\n"
              "    fanout: [email, inventory, courier]\n"
-             "channels:\n"
-             "  email:     { driver: noop, capacity: %ld }\n"
-             "  inventory: { driver: noop, capacity: %ld }\n"
-             "  courier:   { driver: noop, capacity: %ld }\n"
-             "workers: { email: 1, inventory: 1, courier: 1 }\n",
-             side->endpoint, ports[1], admin, dir, PEERS_QUEUE_WINDOW, PEERS_MAX_PENDING,
-             capacity, capacity, capacity);
+             "channels:\n",
+             side->endpoint, ports[1], admin, dir, PEERS_QUEUE_WINDOW, PEERS_MAX_PENDING);
+    for (int c = 0; c < PEERS_CHANNELS; c++) {
+        fprintf (f, "  %s: { driver: noop, capacity: %ld", s_channels[c], capacity);
+        if (prefetch >= 0)
+            fprintf (f, ", prefetch: %ld", prefetch);
+        fprintf (f, " }\n");
+    }
+    fprintf (f, "workers: { email: 1, inventory: 1, courier: 1 }\n");
     if (fclose (f) != 0)
         return -1;
+    herald_config_t *loaded = malloc (sizeof *loaded);
+    char err[HERALD_ERR_MAX];
+    if (!loaded || herald_config_load (loaded, config, err, sizeof err) != 0) {
+        fprintf (stderr, "herald_bench_peers: %s: %s\n", config, loaded? err: "out of memory");
+        free (loaded);
+        return -1;
+    }
+    long worker_credit = (long) herald_channel_credit (&loaded->channels[0]);
+    free (loaded);
+    if (credit)
+        *credit = worker_credit;
     char program[PATH_MAX + 32], log_name[64];
     snprintf (program, sizeof program, "%s/herald-broker", self->opt.bin_dir);
     char *argv[] = { program, "-c", config, NULL };
@@ -613,7 +635,8 @@ s_start_herald (peers_run_t *self, const char *name, bool workers, long capacity
             (int) peers_proc_pid (self->broker), side->endpoint,
             workers? "with 3 noop workers": "no workers", dir);
     if (workers)
-        printf ("           channels.*.capacity %ld (each worker's credit)\n", capacity);
+        printf ("           channels.*.capacity %ld, prefetch %s: each worker's credit %ld\n", capacity,
+                prefetch >= 0? "as given": "Herald's default", worker_credit);
     return 0;
 }
 
@@ -639,7 +662,8 @@ s_phase_ingest (peers_run_t *self)
     peers_report_t *rep = &self->report;
     if (!opt->shape[1] && !opt->shape[2] && !opt->shape[3])
         return 0;
-    if (s_start_floor (self) != 0 || s_start_herald (self, "herald-ingest", false, opt->capacity) != 0)
+    if (s_start_floor (self) != 0
+    ||  s_start_herald (self, "herald-ingest", false, opt->capacity, opt->prefetch, NULL) != 0)
         return -1;
     peers_side_t *sides[PEERS_SYSTEMS] = { &self->sides[PEERS_REDIS], &self->sides[PEERS_FLOOR],
                                            &self->sides[PEERS_HERALD] };
@@ -677,8 +701,11 @@ s_phase_end_to_end (peers_run_t *self)
     peers_report_t *rep = &self->report;
     if (!opt->shape[4])
         return 0;
-    if (s_start_floor_e2e (self) != 0 || s_start_herald (self, "herald-e2e", true, opt->capacity) != 0)
+    long credit = 0;
+    if (s_start_floor_e2e (self) != 0
+    ||  s_start_herald (self, "herald-e2e", true, opt->capacity, opt->prefetch, &credit) != 0)
         return -1;
+    rep->herald_credit = credit;
     int rounds = opt->quick? 1: opt->rounds > 1? opt->rounds - 1: 1;
     printf ("\n== 4. end to end, 3 channels: %d round(s) x 3 systems, %ld events each, "
             "%ld outstanding\n", rounds, opt->events, rep->window);
@@ -689,10 +716,10 @@ s_phase_end_to_end (peers_run_t *self)
                                      rep->window, rep->end_to_end);
     rep->rounds_end_to_end = rounds;
     s_stop_herald (self);
-    if (rc == 0 && opt->capacity != opt->floor_credit && !s_interrupted) {
+    if (rc == 0 && credit != opt->floor_credit && !s_interrupted) {
         /*  Like for like: the floor again, taking turns with a fresh
             Herald whose workers have the floor's credit. */
-        rc = s_start_herald (self, "herald-e2e-credit", true, opt->floor_credit);
+        rc = s_start_herald (self, "herald-e2e-credit", true, opt->floor_credit, 0, NULL);
         if (rc == 0) {
             printf ("\n== 4. the same, Herald's workers at the floor's credit (%ld): %d round(s) x "
                     "the floor and Herald\n", opt->floor_credit, rounds);
@@ -715,7 +742,7 @@ s_phase_backlog (peers_run_t *self)
     peers_report_t *rep = &self->report;
     if (!self->opt.shape[5])
         return 0;
-    if (s_start_herald (self, "herald-backlog", false, self->opt.capacity) != 0)
+    if (s_start_herald (self, "herald-backlog", false, self->opt.capacity, self->opt.prefetch, NULL) != 0)
         return -1;
     printf ("\n== 5. Herald's broker RSS: %ld events x 3 channels = %ld tasks queued, "
             "no workers ...\n", self->opt.backlog_events, self->opt.backlog_events * PEERS_CHANNELS);
@@ -772,7 +799,6 @@ main (int argc, char **argv)
     rep->producer_count = 8;
     rep->events = self.opt.events;
     rep->queue_window = PEERS_QUEUE_WINDOW;
-    rep->herald_capacity = self.opt.capacity;
     rep->floor_credit = (int) self.opt.floor_credit;
     char event[2048];
     rep->event_bytes = bench_order_event (event, sizeof event, 1000000000ULL, self.now_text);

@@ -361,7 +361,7 @@ peers_report_print (const peers_report_t *self, FILE *out)
              "three consumer\ngroups (COUNT 100). Ratios are Herald's figure over the other's "
              "(for latency, lower is better).\n",
              self->rounds, self->rounds_end_to_end, self->seconds, self->events,
-             self->herald_capacity, self->floor_credit);
+             self->herald_credit, self->floor_credit);
     if (self->end_to_end_equal[PEERS_HERALD].measured)
         fprintf (out, "Then shape 4 again, the floor and a fresh Herald taking turns, Herald's workers "
                  "at the floor's\ncredit (%d): what of the gap above is the credit (Redis's figure "
@@ -455,7 +455,7 @@ peers_report_json (const peers_report_t *self, const char *path)
         "producers", self->producer_count,
         "events", (json_int_t) self->events,
         "queue_window", (json_int_t) self->queue_window,
-        "herald_capacity", (json_int_t) self->herald_capacity,
+        "herald_credit", (json_int_t) self->herald_credit,
         "floor_credit", self->floor_credit,
         "disk", self->disk,
         "table", table,

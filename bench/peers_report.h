@@ -30,7 +30,7 @@ typedef struct {
     int producer_count;             /* processes in shape 2 */
     long events;                    /* per end-to-end run */
     long queue_window;              /* Herald's broker.queue_window in the run */
-    long herald_capacity;           /* Herald's channels.*.capacity (worker credit) in 4 */
+    long herald_credit;             /* Herald's workers' credit in 4: capacity + prefetch */
     int floor_credit;               /* the floor's workers' credit in 4 */
     int event_bytes;                /* size of one event */
     char disk[300];                 /* where the stores live */

@@ -38,7 +38,7 @@ def body(t):
             "--help exits 0 and lists --quick, --seconds, --events, --json", out + err)
     for bad, name in (("--seconds=0", "--seconds"), ("--shapes=7", "--shapes"),
                       ("--events=x", "--events"), ("--capacity=0", "--capacity"),
-                      ("--floor-credit=1025", "--floor-credit")):
+                      ("--prefetch=-1", "--prefetch"), ("--floor-credit=1025", "--floor-credit")):
         rc, out, err = harness.run_bounded([bench, bad], 10)
         t.check(rc == harness.EX_USAGE and name in err,
                 "%s is refused with exit 64 and a message naming %s" % (bad, name),
@@ -108,6 +108,11 @@ def body(t):
             t.check("Out of reach: the target, a multiple of Redis, is above the floor" in out,
                     "the closing note says what out of reach rests on", out[-1500:])
 
+        # Herald's default credit (capacity 32 + prefetch 3 x 32), read back from its config
+        t.check(re.search(r"^ +channels\.\*\.capacity 32, prefetch Herald's default: each worker's credit 128$",
+                          out, re.M) and "noop worker per channel (credit 128)" in out.replace("\n", " "),
+                "shape 4 runs Herald at its default credit, 128, said where it starts and under How",
+                out[-2500:])
         with open(result) as f:
             data = json.load(f)
         table = data.get("table", [])
@@ -125,8 +130,8 @@ def body(t):
         herald_1 = (((data.get("shapes") or {}).get("pipelined") or {}).get("herald") or {})
         t.check(herald_1.get("index_catch_up_s", 0) > 0,
                 "--json: Herald's index catch-up time in shape 1", herald_1)
-        t.check(data.get("floor_credit") == FLOOR_CREDIT, "--json: the floor's credit",
-                data.get("floor_credit"))
+        t.check(data.get("floor_credit") == FLOOR_CREDIT and data.get("herald_credit") == 128,
+                "--json: the floor's credit and Herald's", (data.get("floor_credit"), data.get("herald_credit")))
         backlog = ((data.get("shapes") or {}).get("backlog") or {}).get("herald") or {}
         t.check(backlog.get("tasks", 0) >= 30000 and backlog.get("vmhwm_kib", 0) > 0,
                 "--json: the backlog's task count and the broker's VmHWM", backlog)
