@@ -909,13 +909,16 @@ s_finish_channel (s_loader_t *self, const config_node_t *node, const char *path)
         return s_fail (self, http_line, key, "is required for driver http");
     }
     if (!config_node_child (node, "prefetch"))
-        /*  noop and file finish each delivery as it arrives: what the
-            credit hides is the round trip to the broker, and 4 x capacity
-            covers it (BENCHMARKS.md). smtp and http run capacity
-            deliveries at once: a task waiting in a busy worker could run
-            at once in an idle one, so they hold nothing extra unless told. */
+        /*  noop and file finish each delivery within the round it
+            arrives in: the credit only decides how many tasks one round
+            trip to the broker carries, and it must cover that round trip
+            at the rate they finish tasks (~100,000/s x 1-2 ms here;
+            BENCHMARKS.md measured 128 short of the floor, 288 at it).
+            smtp and http run capacity deliveries at once: a task waiting
+            in a busy worker could run at once in an idle one, so they hold
+            nothing extra unless told. */
         channel->prefetch = channel->driver == HERALD_DRIVER_NOOP || channel->driver == HERALD_DRIVER_FILE
-                          ? 3 * channel->capacity: 0;
+                          ? HERALD_SYNC_PREFETCH: 0;
     if (channel->burst == 0) {
         double burst = ceil (channel->rate_per_sec);
         channel->burst = burst < 1? 1: (int) burst;

@@ -17,6 +17,7 @@
 #define HERALD_PATH_MAX         1024
 #define HERALD_ERR_MAX          512
 #define HERALD_MAX_KEYS         128     /* distinct client keys in the security section */
+#define HERALD_SYNC_PREFETCH    256     /* channels.*.prefetch's default for noop and file */
 #define HERALD_KEY_TEXT         41      /* a Z85 CURVE key (40 characters) and its NUL */
 
 typedef enum {
@@ -72,7 +73,7 @@ typedef struct {
     int capacity;                   /* credit each worker announces (concurrent tasks), default 32; YAML capacity or concurrency;
                                        the broker gives no worker more than this, whatever it announces */
     int prefetch;                   /* tasks a worker may hold waiting beyond capacity (its credit is capacity +
-                                       prefetch), 0..10000; default 3 x capacity for noop and file, 0 for smtp and http */
+                                       prefetch), 0..10000; default 256 for noop and file, 0 for smtp and http */
     int max_workers;                /* worker registrations the broker accepts for the channel, default 64 */
     /* retry policy, owned by the broker */
     int max_attempts;               /* default 8; then the task is dead */

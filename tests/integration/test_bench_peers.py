@@ -108,10 +108,10 @@ def body(t):
             t.check("Out of reach: the target, a multiple of Redis, is above the floor" in out,
                     "the closing note says what out of reach rests on", out[-1500:])
 
-        # Herald's default credit (capacity 32 + prefetch 3 x 32), read back from its config
-        t.check(re.search(r"^ +channels\.\*\.capacity 32, prefetch Herald's default: each worker's credit 128$",
-                          out, re.M) and "noop worker per channel (credit 128)" in out.replace("\n", " "),
-                "shape 4 runs Herald at its default credit, 128, said where it starts and under How",
+        # Herald's default credit (capacity 32 + prefetch 256), read back from its config
+        t.check(re.search(r"^ +channels\.\*\.capacity 32, prefetch Herald's default: each worker's credit 288$",
+                          out, re.M) and "noop worker per channel (credit 288)" in out.replace("\n", " "),
+                "shape 4 runs Herald at its default credit, 288, said where it starts and under How",
                 out[-2500:])
         with open(result) as f:
             data = json.load(f)
@@ -130,7 +130,7 @@ def body(t):
         herald_1 = (((data.get("shapes") or {}).get("pipelined") or {}).get("herald") or {})
         t.check(herald_1.get("index_catch_up_s", 0) > 0,
                 "--json: Herald's index catch-up time in shape 1", herald_1)
-        t.check(data.get("floor_credit") == FLOOR_CREDIT and data.get("herald_credit") == 128,
+        t.check(data.get("floor_credit") == FLOOR_CREDIT and data.get("herald_credit") == 288,
                 "--json: the floor's credit and Herald's", (data.get("floor_credit"), data.get("herald_credit")))
         backlog = ((data.get("shapes") or {}).get("backlog") or {}).get("herald") or {}
         t.check(backlog.get("tasks", 0) >= 30000 and backlog.get("vmhwm_kib", 0) > 0,

@@ -239,10 +239,10 @@ Test (config, prefetch_defaults_by_driver_and_the_credit)
                            "  told: { driver: http, http: { url: \"http://127.0.0.1:9/h\" }, capacity: 4,"
                            " prefetch: 12 }\n"
                            "  none: { driver: noop, prefetch: 0 }\n"), 0, "%s", s_err);
-    cr_assert_eq (s_cfg.channels[0].prefetch, 30, "file: 3 x capacity");
-    cr_assert_eq (herald_channel_credit (&s_cfg.channels[0]), 40u);
-    cr_assert_eq (s_cfg.channels[1].prefetch, 96, "noop: 3 x the default capacity 32");
-    cr_assert_eq (herald_channel_credit (&s_cfg.channels[1]), 128u);
+    cr_assert_eq (s_cfg.channels[0].prefetch, 256, "file finishes deliveries as they arrive: 256");
+    cr_assert_eq (herald_channel_credit (&s_cfg.channels[0]), 266u);
+    cr_assert_eq (s_cfg.channels[1].prefetch, 256, "noop too");
+    cr_assert_eq (herald_channel_credit (&s_cfg.channels[1]), 288u, "with the default capacity 32");
     cr_assert_eq (s_cfg.channels[2].prefetch, 0, "http runs capacity deliveries at once: nothing extra");
     cr_assert_eq (herald_channel_credit (&s_cfg.channels[2]), 16u);
     cr_assert_eq (s_cfg.channels[3].prefetch, 12);
