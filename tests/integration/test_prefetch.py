@@ -12,8 +12,9 @@ unstarted. So:
     twice) and carries X-Herald-Attempt 1 (a release spends no attempt);
   - all 24 are done; /metrics counts released > 0 and lease_expired 0;
   - the worker logs "tasks given back unstarted".
-Part 2 (capacity 1, prefetch 4, 5 orders in one batch, the first request
-answered 429 Retry-After 2): the 4 held tasks are given back at once, so
+Part 2 (capacity 1, prefetch 4, 5 orders pending when the worker comes, so
+they reach it in one batch; the first request answered 429 Retry-After 2):
+the 4 held tasks are given back at once, so
 nothing reaches the server during the 2 s pause; then all 5 are done,
 released >= 4 on /metrics, the throttled task requested twice, the others
 once.
@@ -38,7 +39,7 @@ def deliveries(h, channel):
     return {k[len(prefix):-2]: v for k, v in s.items() if k.startswith(prefix)}
 
 
-def deployment(t, name, **channel):
+def deployment(t, name, worker=True, **channel):
     h = httptest.HttpHerald(name, channels=("inventory",), driver="http")
     t.deployments.append(h)
     srv = dl.HttpServer(h, name="http-" + name, mode="hang")
@@ -47,8 +48,7 @@ def deployment(t, name, **channel):
         "inventory": dl.channel_extra("http", dl.http_settings(srv, timeout="5s"), max_attempts=3,
                                       backoff="50ms..5s", **channel)})
     h.start_broker()
-    worker = h.start_worker("inventory")
-    return h, srv, worker
+    return h, srv, h.start_worker("inventory") if worker else None
 
 
 def part_held_past_half_the_lease(t):
@@ -81,10 +81,15 @@ def part_held_past_half_the_lease(t):
 
 
 def part_throttled(t):
-    h, srv, worker = deployment(t, "throttle", capacity=1, prefetch=4)
+    h, srv, _ = deployment(t, "throttle", worker=False, capacity=1, prefetch=4)
     srv.control(mode="429", retry_after="2", times=1)
     t.note("capacity 1, prefetch 4; the first request gets 429 Retry-After 2")
+    # published before the worker comes: its READY gets all 5 in one TASKS
+    # message, so 4 are held when the first one is throttled
     dl.publish_many(h, [harness.order(8000 + i) for i in range(5)])
+    wait_until(lambda: h.channel_status("inventory").get("pending") == 5, 10,
+               lambda: "5 pending: %s" % h.channel_status("inventory"))
+    h.start_worker("inventory")
     wait_until(lambda: h.channel_status("inventory").get("done") == 5, 30,
                lambda: "5 done: %s" % h.channel_status("inventory"), interval=0.1)
     reqs = sorted(srv.requests(PATH), key=lambda r: r["time"])

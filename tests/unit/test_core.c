@@ -234,6 +234,15 @@ s_publish (int order_id)
     s_publish_sized (order_id, 0);
 }
 
+/*  Publishes orders 1..n and makes them durable. */
+static void
+s_publish_durable (int n)
+{
+    for (int i = 0; i < n; i++)
+        s_publish (i + 1);
+    core_durable (s.core, s.end, s.t0);
+}
+
 static void
 s_ready (const char *worker, const char *channel, uint32_t capacity, uint32_t max_batch, int64_t now)
 {
@@ -557,9 +566,7 @@ Test (core, max_batch_and_capacity_bound_each_message)
 {
     s.config.channels[0].capacity = 8;
     s_start (1);
-    for (int i = 0; i < 20; i++)
-        s_publish (i + 1);
-    core_durable (s.core, s.end, s.t0);
+    s_publish_durable (20);
     s_ready ("w1", "email", 65535, 3, s.t0);
     core_tick (s.core, s.t0);
     cr_assert_eq (s.task_count, 8u, "capacity 65535 announced, 8 configured: 8 leased");
@@ -576,9 +583,7 @@ Test (core, prefetch_raises_the_credit_and_a_released_task_spends_no_attempt)
     s.config.channels[0].capacity = 2;
     s.config.channels[0].prefetch = 3;
     s_start (1);
-    for (int i = 0; i < 5; i++)
-        s_publish (i + 1);
-    core_durable (s.core, s.end, s.t0);
+    s_publish_durable (5);
     s_ready ("w1", "email", 65535, 1024, s.t0);
     core_tick (s.core, s.t0);
     cr_assert_eq (s.task_count, 5u, "capacity 2 + prefetch 3 leased to one worker");
