@@ -1,8 +1,10 @@
 /*  driver: the contract between the worker runtime and a delivery driver.
     A driver instance serves one channel in one worker process, on the
     runtime's thread. Synchronous drivers (file, noop) finish inside start()
-    and call complete() before returning: their work must be short (a local
-    write and fsync), because the runtime heartbeats only between calls.
+    and call complete() before returning (or in flush(), for the round):
+    their work must be short (a local write; the round's one sync pass),
+    because the runtime heartbeats only between rounds, each of at most the
+    channel's capacity deliveries.
     Anything that waits on a peer is asynchronous: start() only prepares
     and returns; the driver exposes file descriptors through poll_items()
     and finishes from progress(). http does its I/O in libcurl's multi

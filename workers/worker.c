@@ -47,7 +47,9 @@ struct _herald_worker_t {
     char endpoint[WORKER_ENDPOINT_MAX];
     char name[HP_MAX_ID + 1];           /* "hostname:pid", announced in READY */
     uint32_t credit;                    /* announced in READY: capacity + prefetch, the queue's size */
-    uint32_t capacity;                  /* deliveries an asynchronous driver runs at once */
+    uint32_t capacity;                  /* deliveries run at once: an asynchronous driver's in
+                                           progress, a synchronous one's in one round */
+    uint32_t round_started;             /* synchronous drivers: started since the last flush */
     int64_t lease_ms;                   /* the channel's lease: a task waits at most half of it here */
     bool release_all;                   /* a delivery was throttled: give back what has not started */
     herald_ratelimit_t release_log;     /* "tasks released" lines */
@@ -332,6 +334,8 @@ s_start_task (herald_worker_t *self, const char *task_id, uint32_t attempt, uint
     hd_task_t task = { .task_id = task_id, .attempt = attempt, .lease = lease,
                        .channel = self->channel->name, .event_json = event, .event_len = len };
     const hd_driver_ops_t *ops = driver_set_ops (self->drivers);
+    if (!self->async)
+        self->round_started++;
     if (ops->start (driver_set_current (self->drivers), &task) != 0) {
         hd_result_t result = { .outcome = HD_RETRY };
         snprintf (result.text, sizeof result.text, "driver %s could not start the delivery", ops->name);
@@ -339,13 +343,16 @@ s_start_task (herald_worker_t *self, const char *task_id, uint32_t attempt, uint
     }
 }
 
+/*  A synchronous driver (file, noop) runs a round of at most capacity
+    deliveries, made durable together by its flush: a round must stay
+    short, because the loop heartbeats only between rounds. An
+    asynchronous one runs capacity at once (deliveries a replaced driver
+    still finishes count too). The rest of the credit waits in the queue. */
 static bool
 s_driver_has_room (herald_worker_t *self)
 {
-    /*  Deliveries a replaced driver still finishes count against the
-        credit too. */
-    return !self->async
-        || (uint32_t) driver_set_in_progress (self->drivers) < self->capacity;
+    return self->async? (uint32_t) driver_set_in_progress (self->drivers) < self->capacity
+                      : self->round_started < self->capacity;
 }
 
 static void
@@ -551,6 +558,8 @@ s_poll_timeout (herald_worker_t *self)
         timeout = s_min (timeout, self->stop_deadline - self->now);
     else
         timeout = s_min (timeout, self->silence_deadline - self->now);
+    if (self->queue_count > 0 && !self->stopping && !self->resession && s_driver_has_room (self))
+        timeout = 0;    //  the next round of a synchronous driver: at once
     return timeout < 0? 0: (long) timeout;
 }
 
@@ -868,15 +877,14 @@ herald_worker_run (herald_worker_t *self, volatile sig_atomic_t *stop)
             break;
         }
         driver_set_progress (self->drivers, self->items + first_driver_item, count - first_driver_item);
-        if (self->async) {
-            s_release_queued (self, self->release_all);
-            self->release_all = false;
-            s_start_queued (self);
-        }
+        s_release_queued (self, self->release_all);
+        self->release_all = false;
+        s_start_queued (self);
         /*  The round's deliveries end together: a driver that defers its
             completions (the file driver syncs once for the round) finishes
             them now, and their results leave as one RESULTS message. */
         driver_set_flush (self->drivers);
+        self->round_started = 0;
         s_flush_results (self);
         if (driver_set_reap (self->drivers) == 0 && self->resession && !self->stopping
         &&  driver_set_in_progress (self->drivers) == 0)

@@ -268,17 +268,52 @@ Test (worker, ready_then_task_done)
 
 Test (worker, many_tasks_each_answered_once_in_order)
 {
+    s_fx.config.channels[0].prefetch = 996;       //  a credit of 1000, run 4 to a round
     s_start_worker (0);
-    s_expect_ready ("bench", 4);
+    s_expect_ready ("bench", 1000);
     char id[32];
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < 1000; i++) {
         snprintf (id, sizeof id, "t-%d", i);
         s_send_task (id, 1, "bench", s_event);
     }
-    for (int i = 0; i < 2000; i++) {
+    for (int i = 0; i < 1000; i++) {
         snprintf (id, sizeof id, "t-%d", i);
         s_expect_result (HP_OUTCOME_DONE, id, 1, NULL, 0);
     }
+}
+
+Test (worker, a_synchronous_driver_runs_rounds_of_at_most_capacity)
+{
+    s_fx.config.channels[1].capacity = 2;
+    s_fx.config.channels[1].prefetch = 6;
+    s_start_worker (1);
+    s_expect_ready ("email", 8);
+    char id[32];
+    for (int i = 0; i < 8; i++) {
+        snprintf (id, sizeof id, "r-%d", i);
+        s_send_task (id, 1, "email", s_event);
+    }
+    /*  Each round of the file driver (its files, one sync pass) ends with
+        its RESULTS message: 8 tasks held, 2 to a round, in order. */
+    int seen = 0, messages = 0;
+    while (seen < 8) {
+        hw_msg_t in;
+        hp_msg_t msg;
+        cr_assert_eq (s_expect (HP_RESULTS, WAIT_MS, &in, &msg), 0, "no RESULTS after %d", seen);
+        hp_str_t cursor = msg.batch;
+        hp_result_t r;
+        int in_message = 0;
+        while (hp_next_result (&cursor, &r)) {
+            snprintf (id, sizeof id, "r-%d", seen++);
+            cr_assert (hp_str_eq (r.task_id, id), "results in order: expected %s", id);
+            cr_assert_eq (r.outcome, HP_OUTCOME_DONE);
+            in_message++;
+        }
+        hw_msg_close (&in);
+        cr_assert_leq (in_message, 2, "a round runs at most capacity (2) deliveries: %d", in_message);
+        messages++;
+    }
+    cr_assert_geq (messages, 4, "8 tasks in rounds of 2: %d RESULTS messages", messages);
 }
 
 Test (worker, file_driver_writes_the_delivery)
