@@ -215,6 +215,17 @@ s_send_task (const char *task_id, uint32_t attempt, const char *channel, const c
     cr_assert_eq (hw_send (s_fx.router, s_identity (), &msg, 0), 0);
 }
 
+/*  n tasks PREFIX-0 .. PREFIX-(n-1), one TASKS message each, attempt 1. */
+static void
+s_send_tasks (const char *prefix, int n, const char *channel)
+{
+    char id[32];
+    for (int i = 0; i < n; i++) {
+        snprintf (id, sizeof id, "%s-%d", prefix, i);
+        s_send_task (id, 1, channel, s_event);
+    }
+}
+
 static void
 s_send_command (hp_command_t command)
 {
@@ -271,11 +282,8 @@ Test (worker, many_tasks_each_answered_once_in_order)
     s_fx.config.channels[0].prefetch = 996;       //  a credit of 1000, run 4 to a round
     s_start_worker (0);
     s_expect_ready ("bench", 1000);
+    s_send_tasks ("t", 1000, "bench");
     char id[32];
-    for (int i = 0; i < 1000; i++) {
-        snprintf (id, sizeof id, "t-%d", i);
-        s_send_task (id, 1, "bench", s_event);
-    }
     for (int i = 0; i < 1000; i++) {
         snprintf (id, sizeof id, "t-%d", i);
         s_expect_result (HP_OUTCOME_DONE, id, 1, NULL, 0);
@@ -288,11 +296,8 @@ Test (worker, a_synchronous_driver_runs_rounds_of_at_most_capacity)
     s_fx.config.channels[1].prefetch = 6;
     s_start_worker (1);
     s_expect_ready ("email", 8);
+    s_send_tasks ("r", 8, "email");
     char id[32];
-    for (int i = 0; i < 8; i++) {
-        snprintf (id, sizeof id, "r-%d", i);
-        s_send_task (id, 1, "email", s_event);
-    }
     /*  Each round of the file driver (its files, one sync pass) ends with
         its RESULTS message: 8 tasks held, 2 to a round, in order. */
     int seen = 0, messages = 0;
