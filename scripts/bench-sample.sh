@@ -6,24 +6,26 @@
 # --prefetch P each channel gets `prefetch: P` (0: a worker's credit is its
 # capacity, as before prefetch existed); several values run turn about.
 #
-# usage: scripts/bench-sample.sh [--events N] [--prefetch LIST] [--rounds R] [--keep]
+# usage: scripts/bench-sample.sh [--events N] [--prefetch LIST] [--rounds R] [--keep] [--no-build]
 #   --events N       orders per run (default 20000)
 #   --prefetch LIST  comma-separated values, "default" for the sample's own
 #                    (default: 0,default)
 #   --rounds R       turns per value (default 2)
 #   --keep           keep the temp dirs
+#   --no-build       use the binaries in BUILD_DIR (default build/) as they are
 # Builds Herald first (scripts/build.sh). Results are in BENCHMARKS.md.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 build="${BUILD_DIR:-$root/build}"
-events=20000 prefetch="0,default" rounds=2 keep=0
-usage() { sed -n '2,15p' "$0" | sed 's/^# \{0,1\}//'; }
+events=20000 prefetch="0,default" rounds=2 keep=0 build_first=1
+usage() { sed -n '2,16p' "$0" | sed 's/^# \{0,1\}//'; }
 while [ $# -gt 0 ]; do
   case "$1" in
     --events) events="${2:?--events needs a number}"; shift 2 ;;
     --prefetch) prefetch="${2:?--prefetch needs a list}"; shift 2 ;;
     --rounds) rounds="${2:?--rounds needs a number}"; shift 2 ;;
     --keep) keep=1; shift ;;
+    --no-build) build_first=0; shift ;;
     -h|--help) usage; exit 0 ;;
     *) echo "bench-sample: unknown option '$1' (see --help)" >&2; exit 64 ;;
   esac
@@ -35,8 +37,9 @@ for p in "${values[@]}"; do
   [[ "$p" = default || "$p" =~ ^(0|[1-9][0-9]*)$ ]] \
     || { echo "bench-sample: --prefetch: '$p' is neither a number nor 'default'" >&2; exit 64; }
 done
-BUILD_DIR="$build" "$root/scripts/build.sh" >&2
+if [ "$build_first" = 1 ]; then BUILD_DIR="$build" "$root/scripts/build.sh" >&2; fi
 bin="$build/bin"
+[ -x "$bin/herald" ] || { echo "bench-sample: no $bin/herald (build first, or set BUILD_DIR)" >&2; exit 66; }
 py=/usr/bin/python3
 
 up_pid=""

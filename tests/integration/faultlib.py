@@ -52,6 +52,17 @@ def duration(default):
     return env_float("HERALD_FAULT_DURATION", default)
 
 
+def load_rounds(load, enough, run_on=1.0):
+    """Paces a fault test's loop of kills: yields for `load` seconds, then on
+    while enough() is false, up to run_on x `load` longer: where each round
+    takes long (a sanitized broker's restart, a sync not reached before a
+    kill), the counts the test checks are still reached. The caller may
+    break out early."""
+    end = time.monotonic() + load
+    while time.monotonic() < end or (not enough() and time.monotonic() < end + run_on * load):
+        yield
+
+
 def budget(load_seconds, extra=90):
     """An overall time budget for a test whose load lasts load_seconds."""
     return int(load_seconds * 1.5 + extra)

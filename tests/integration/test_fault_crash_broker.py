@@ -56,9 +56,7 @@ def body(t):
     # the load lasts DURATION and at least 10 kills (a restart replays what
     # the index had not applied: up to 8 MiB of journal when the machine is
     # busy, see README; longer under ASan), at most twice DURATION
-    end = time.monotonic() + DURATION
-    while time.monotonic() < end or (sum(kills.values()) < min(10, DURATION / 2)
-                                     and time.monotonic() < end + DURATION):
+    for _ in faultlib.load_rounds(DURATION, lambda: sum(kills.values()) >= min(10, DURATION / 2)):
         time.sleep(rng.uniform(0.3, 1.8))
         if not broker.alive():
             t.check(False, "the broker stays up between kills",

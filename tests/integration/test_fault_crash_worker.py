@@ -70,11 +70,10 @@ def body(t):
     faultlib.run_producers(producers)
 
     kills = {"random": 0, "in-write": 0, "after-rename": 0, "missed": 0}
-    end = time.monotonic() + DURATION
     want = min(10, DURATION / 2)
     # the load runs DURATION; on a slow machine (kills that waited 3 s for a
     # delivery) it runs on, up to DURATION more, until `want` kills are made
-    while time.monotonic() < end or (sum(kills.values()) < want and time.monotonic() < end + DURATION):
+    for _ in faultlib.load_rounds(DURATION, lambda: sum(kills.values()) >= want):
         time.sleep(rng.uniform(0.2, 1.0))
         index = rng.randrange(len(pool.workers))
         proc, channel, block, reached = pool.workers.pop(index)

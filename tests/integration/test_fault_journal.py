@@ -173,12 +173,11 @@ def case_kills_inside_syncs(t):
     kills = {name: 0 for name, _, _ in targets}
     missed = 0
     load = faultlib.duration(16)
-    end = time.monotonic() + load
     i = 0
     # the load lasts `load`; where a kill takes long (a sanitized broker's
     # restart, syncs not reached in 4 s) it runs on, up to twice as long
     # again, until each kind of sync has been killed inside twice
-    while time.monotonic() < end or (min(kills.values()) < 2 and time.monotonic() < end + 2 * load):
+    for _ in faultlib.load_rounds(load, lambda: min(kills.values()) >= 2, run_on=2):
         time.sleep(rng.uniform(0.2, 1.0))
         if not broker.alive():
             t.check(False, "C: the broker stays up between kills", harness.tail(broker.log, 10))

@@ -115,12 +115,11 @@ def body(t):
     cuts = 0
     in_sync = 0
     totals = {"files": 0, "zeroed": 0, "torn": 0, "kept": 0}
-    end = time.monotonic() + DURATION
     want = min(5, DURATION / 3)
     # the load lasts DURATION; where a cut takes long (a sanitized broker's
     # restart, a sync not reached in 5 s) it runs on, up to twice as long
     # again, until the cuts checked below are made
-    while time.monotonic() < end or ((cuts < want or in_sync < 2) and time.monotonic() < end + 2 * DURATION):
+    for _ in faultlib.load_rounds(DURATION, lambda: cuts >= want and in_sync >= 2, run_on=2):
         time.sleep(rng.uniform(0.5, 2.0))
         if not broker.alive():
             t.check(False, "the broker stays up between power cuts",
