@@ -12,7 +12,6 @@ shutdown_timeout.
 Runs under Debian's /usr/bin/python3 (python3-zmq)."""
 
 import json
-import os
 import signal
 import threading
 import time
@@ -20,6 +19,7 @@ import time
 import zmq
 
 import harness
+from fakeproducer import RawProducer
 
 HOSTILE_MESSAGES = 120000
 ACK_LIMIT_S = 2.0
@@ -52,9 +52,7 @@ class GoodProducer:
     """Publishes one event at a time and records each ACK's latency."""
 
     def __init__(self, ctx, endpoint, first_id):
-        self.sock = ctx.socket(zmq.DEALER)
-        self.sock.setsockopt(zmq.LINGER, 0)
-        self.sock.connect(endpoint)
+        self.raw = RawProducer(ctx, endpoint)
         self.next_id = first_id
         self.latencies = []
         self.failures = []
@@ -62,26 +60,19 @@ class GoodProducer:
     def publish_one(self):
         order_id = self.next_id
         self.next_id += 1
-        corr = b"g%d" % order_id
-        started = time.monotonic()
-        self.sock.send_multipart([b"HERALD/1", b"PUBLISH", corr, event(order_id)])
-        while True:
-            left = ACK_LIMIT_S - (time.monotonic() - started)
-            if left <= 0 or not self.sock.poll(int(left * 1000)):
-                self.failures.append("order %d: no reply within %.1fs" % (order_id, ACK_LIMIT_S))
-                # a late reply must not be taken for the next one's: new socket
-                return False
-            reply = self.sock.recv_multipart()
-            if reply[2] != corr:
-                continue
-            if reply[1] != b"ACK":
-                self.failures.append("order %d: %r" % (order_id, reply))
-                return False
-            self.latencies.append(time.monotonic() - started)
-            return True
+        reply, took = self.raw.publish(b"g%d" % order_id, event(order_id), ACK_LIMIT_S)
+        if reply is None:
+            # a late reply is dropped: it carries another corr than the next one's
+            self.failures.append("order %d: no reply within %.1fs" % (order_id, ACK_LIMIT_S))
+            return False
+        if reply[1] != b"ACK":
+            self.failures.append("order %d: %r" % (order_id, reply))
+            return False
+        self.latencies.append(took)
+        return True
 
     def close(self):
-        self.sock.close()
+        self.raw.close()
 
 
 def rss_kib(pid):

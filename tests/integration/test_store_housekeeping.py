@@ -35,6 +35,7 @@ import zmq
 
 import faultlib
 import harness
+from fakeproducer import RawProducer
 from fakeworker import FakeWorker, beating
 
 DEAD = 2500          # old orders whose email task dies
@@ -211,27 +212,16 @@ def body(t):
     shell.stdin.flush()
     # publishes go over a socket of their own, so the time is the broker's
     # (request to ACK), not an ASan CLI's start on a loaded machine
-    producer = ctx.socket(zmq.DEALER)
-    producer.setsockopt(zmq.LINGER, 0)
-    producer.connect(h.endpoint("producers"))
+    producer = RawProducer(ctx, h.endpoint("producers"))
     slowest = 0.0
     dead_list = []
     for i in range(40):
         order_id = 100000 + i
         event = json.dumps({"specversion": "1.0", "id": "snapshot-%d" % order_id, "source": "test/housekeeping",
                             "type": harness.EVENT_TYPE, "data": harness.order(order_id)}).encode()
-        corr = b"s%d" % order_id
-        started = time.monotonic()
-        producer.send_multipart([b"HERALD/1", b"PUBLISH", corr, event])
-        reply = None
-        while time.monotonic() - started < 10 and reply is None:
-            for w in workers.values():
-                w.beat()
-            if producer.poll(20):
-                frames = producer.recv_multipart()
-                if frames[2] == corr:
-                    reply = frames
-        slowest = max(slowest, time.monotonic() - started)
+        reply, took = producer.publish(b"s%d" % order_id, event, 10,
+                                       idle=lambda: [w.beat() for w in workers.values()])
+        slowest = max(slowest, took)
         t.require(reply is not None and reply[1] == b"ACK", "order %d published" % order_id, reply)
         if i == 10:     # the last 30 publishes go while the broker answers it
             listing = threading.Thread(target=lambda: dead_list.append(
