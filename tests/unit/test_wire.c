@@ -3,6 +3,7 @@
     receive/send timeout, so a broken build fails instead of hanging. */
 #include <criterion/criterion.h>
 #include <errno.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -536,6 +537,24 @@ Test (wire, a_bare_close_on_a_client_without_keys_suggests_a_security_mismatch)
 //  --------------------------------------------------------------------------
 //  hw_poll
 
+/*  test_wire links with -Wl,--wrap=poll (tests/CMakeLists.txt): the wire's
+    own poll() comes here, so a test can make it fail with EINTR, as a
+    signal arriving during the wait would. */
+int __real_poll (struct pollfd *fds, nfds_t count, int timeout);
+int __wrap_poll (struct pollfd *fds, nfds_t count, int timeout);
+static int s_poll_interrupts;       /* polls left to fail with EINTR */
+
+int
+__wrap_poll (struct pollfd *fds, nfds_t count, int timeout)
+{
+    if (s_poll_interrupts > 0) {
+        s_poll_interrupts--;
+        errno = EINTR;
+        return -1;
+    }
+    return __real_poll (fds, count, timeout);
+}
+
 static void
 s_publish (void *dealer, const char *corr)
 {
@@ -585,6 +604,40 @@ Test (wire, hw_poll_wakes_for_a_message_and_reports_only_the_socket_it_came_to)
     zmq_close (router);
     close (pipe_fds[0]);
     close (pipe_fds[1]);
+}
+
+/*  A signal during the wait: the sockets already asked and found ready are
+    reported (asking took their signal, which will not come again); with
+    none ready, the caller gets EINTR. */
+Test (wire, hw_poll_interrupted_returns_the_sockets_already_found_ready)
+{
+    void *router = s_socket (HW_PRODUCER_ROUTER, s_endpoint);
+    void *dealer = s_socket (HW_CLIENT_DEALER, s_endpoint);
+    char other_endpoint[160];
+    snprintf (other_endpoint, sizeof other_endpoint, "%s-admin", s_endpoint);
+    void *other = s_socket (HW_ADMIN_ROUTER, other_endpoint);
+
+    hw_pollitem_t items[2];
+    cr_assert_eq (hw_poll_socket (&items[0], router), 0);
+    cr_assert_eq (hw_poll_socket (&items[1], other), 0);
+    s_poll_interrupts = 1;
+    errno = 0;
+    cr_assert_eq (hw_poll (items, 2, S_TIMEOUT_MS), -1, "nothing ready, interrupted");
+    cr_assert_eq (errno, EINTR);
+
+    s_publish (dealer, "c-1");
+    zmq_pollitem_t arrived = { router, 0, ZMQ_POLLIN, 0 };
+    cr_assert_eq (zmq_poll (&arrived, 1, S_TIMEOUT_MS), 1, "the message reached the router");
+    items[0].check = true;          /* asked first, before the wait */
+    s_poll_interrupts = 1;
+    cr_assert_eq (hw_poll (items, 2, S_TIMEOUT_MS), 1, "interrupted, with the router found ready");
+    cr_assert (items[0].ready && !items[1].ready);
+    cr_assert_eq (s_poll_interrupts, 0, "the wait was interrupted");
+    cr_assert (s_receive (router));
+
+    zmq_close (other);
+    zmq_close (dealer);
+    zmq_close (router);
 }
 
 /*  What the helper is for: a socket nobody touches is not asked for its
