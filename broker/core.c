@@ -1059,12 +1059,6 @@ s_task_answered (core_t *self, worker_t *worker, const hp_result_t *result, int6
                      (unsigned long long) result->lease, hp_outcome_name (result->outcome));
         return;
     }
-    /*  What a worker says is kept, but never a secret nor a control
-        character: it is logged and shown by `herald dead show`. */
-    char raw[HP_MAX_TEXT + 1], error[HP_MAX_TEXT + 1];
-    hp_str_copy (result->text, raw, sizeof raw);
-    herald_redact (raw, error, sizeof error);
-    s_chan_t *ch = &self->chans[task->channel];
     if (result->outcome == HP_OUTCOME_RELEASED) {
         /*  Never started (it waited half its lease behind the worker's
             busy deliveries, or the downstream said 429): back to the
@@ -1075,6 +1069,12 @@ s_task_answered (core_t *self, worker_t *worker, const hp_result_t *result, int6
         dispatch_hand_back (self->dispatch, task, now);
         return;
     }
+    /*  What a worker says is kept, but never a secret nor a control
+        character: it is logged and shown by `herald dead show`. */
+    char raw[HP_MAX_TEXT + 1], error[HP_MAX_TEXT + 1];
+    hp_str_copy (result->text, raw, sizeof raw);
+    herald_redact (raw, error, sizeof error);
+    s_chan_t *ch = &self->chans[task->channel];
     static const herald_delivery_t delivery[] = {
         [HP_OUTCOME_DONE] = HERALD_DELIVERY_DONE, [HP_OUTCOME_RETRY] = HERALD_DELIVERY_RETRY,
         [HP_OUTCOME_THROTTLED] = HERALD_DELIVERY_THROTTLED, [HP_OUTCOME_FAILED] = HERALD_DELIVERY_FAILED,

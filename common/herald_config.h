@@ -70,10 +70,11 @@ typedef struct {
 typedef struct {
     char name[HERALD_NAME_MAX];     /* channel name, e.g. "email" */
     herald_driver_kind_t driver;
-    int capacity;                   /* credit each worker announces (concurrent tasks), default 32; YAML capacity or concurrency;
-                                       the broker gives no worker more than this, whatever it announces */
-    int prefetch;                   /* tasks a worker may hold waiting beyond capacity (its credit is capacity +
-                                       prefetch), 0..10000; default 256 for noop and file, 0 for smtp and http */
+    int capacity;                   /* deliveries each worker runs at once (a synchronous driver: in one round),
+                                       default 32; YAML capacity or concurrency */
+    int prefetch;                   /* tasks a worker may hold waiting beyond capacity, 0..10000; default 256 for
+                                       noop and file, 0 for smtp and http. Its credit, capacity + prefetch, is the
+                                       most the broker gives it, whatever it announces (herald_channel_credit) */
     int max_workers;                /* worker registrations the broker accepts for the channel, default 64 */
     /* retry policy, owned by the broker */
     int max_attempts;               /* default 8; then the task is dead */
